@@ -1,0 +1,64 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"connectrpc.com/connect"
+
+	"heartlog/heartbeat"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/schema/gen/heartlog/v1/heartlogv1connect"
+)
+
+// ingestService implements heartlog.v1.IngestService.
+type ingestService struct {
+	heartlogv1connect.UnimplementedIngestServiceHandler
+	s *Server
+}
+
+func (is *ingestService) SendHeartbeats(ctx context.Context, req *connect.Request[heartlogv1.SendHeartbeatsRequest]) (*connect.Response[heartlogv1.SendHeartbeatsResponse], error) {
+	s := is.s
+	u, err := s.auth.user(ctx, keyFrom(req.Header(), nil))
+	if err != nil {
+		return nil, connectAuthError(err)
+	}
+	if ok, _ := s.limit.allow(u.ID); !ok {
+		return nil, connect.NewError(connect.CodeResourceExhausted, errors.New("rate limit exceeded; slow down"))
+	}
+	in := req.Msg.GetHeartbeats()
+	if len(in) > s.ingest.limits.MaxHeartbeats {
+		return nil, connect.NewError(connect.CodeInvalidArgument, heartbeat.ErrTooMany)
+	}
+	items := make([]heartbeat.Decoded, len(in))
+	for i, hb := range in {
+		items[i] = heartbeat.Decoded{Heartbeat: hb}
+	}
+	if err := s.ingest.ingest(ctx, u, items, req.Header().Get("User-Agent"), req.Msg.GetMachine()); err != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("heartbeats not stored: the log is unavailable, retry later"))
+	}
+	out := &heartlogv1.SendHeartbeatsResponse{Results: make([]*heartlogv1.HeartbeatResult, len(items))}
+	for i, it := range items {
+		if it.Err != nil {
+			out.Results[i] = &heartlogv1.HeartbeatResult{Error: it.Err.Error()}
+		} else {
+			out.Results[i] = &heartlogv1.HeartbeatResult{Id: it.Heartbeat.Id}
+		}
+	}
+	return connect.NewResponse(out), nil
+}
+
+func connectAuthError(err error) error {
+	var ae *authError
+	if errors.As(err, &ae) {
+		return connect.NewError(connect.CodeUnauthenticated, err)
+	}
+	return connect.NewError(connect.CodeUnavailable, errors.New("user store unavailable"))
+}
+
+func (s *Server) connectHandler() (string, http.Handler) {
+	return heartlogv1connect.NewIngestServiceHandler(&ingestService{s: s},
+		connect.WithReadMaxBytes(int(s.opts.MaxBodyBytes)),
+	)
+}

@@ -1,0 +1,61 @@
+package api
+
+import (
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// limiter is a token bucket per user. Idle buckets are forgotten, which
+// is the same as refilling them.
+type limiter struct {
+	rate  rate.Limit
+	burst int
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	swept   time.Time
+}
+
+type bucket struct {
+	l    *rate.Limiter
+	seen time.Time
+}
+
+func newLimiter(perSecond float64, burst int) *limiter {
+	return &limiter{rate: rate.Limit(perSecond), burst: burst, buckets: map[string]*bucket{}, swept: time.Now()}
+}
+
+// allow takes a token for the user, or says how long until one is free.
+func (l *limiter) allow(user string) (bool, time.Duration) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.swept) > time.Minute {
+		l.sweep(now)
+	}
+	b := l.buckets[user]
+	if b == nil {
+		b = &bucket{l: rate.NewLimiter(l.rate, l.burst)}
+		l.buckets[user] = b
+	}
+	b.seen = now
+	r := b.l.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// sweep drops buckets idle long enough to have refilled completely.
+func (l *limiter) sweep(now time.Time) {
+	full := time.Duration(float64(l.burst)/float64(l.rate)*float64(time.Second)) + time.Second
+	for user, b := range l.buckets {
+		if now.Sub(b.seen) > full {
+			delete(l.buckets, user)
+		}
+	}
+	l.swept = now
+}

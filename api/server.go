@@ -1,0 +1,190 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"heartlog/heartbeat"
+	"heartlog/users"
+)
+
+// Options configure a Server. Zero fields take the defaults.
+type Options struct {
+	// MaxBodyBytes is the largest request body (default 4 MiB); larger is 413.
+	MaxBodyBytes int64
+	// Limits bound heartbeats (default heartbeat.DefaultLimits).
+	Limits heartbeat.Limits
+	// RateLimit is requests per second per user (default 10), with
+	// RateBurst above it (default 100); over it is 429.
+	RateLimit float64
+	RateBurst int
+	// KeyCacheTTL is how long a resolved API key is trusted (default 1m).
+	KeyCacheTTL time.Duration
+	// Ready reports whether the service's dependencies are reachable; nil
+	// means always ready.
+	Ready func(ctx context.Context) error
+	// Log receives request errors.
+	Log zerolog.Logger
+	// Now is the clock (default time.Now); tests set it.
+	Now func() time.Time
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 4 << 20
+	}
+	if o.Limits.MaxHeartbeats == 0 {
+		o.Limits = heartbeat.DefaultLimits
+	}
+	if o.RateLimit <= 0 {
+		o.RateLimit = 10
+	}
+	if o.RateBurst <= 0 {
+		o.RateBurst = 100
+	}
+	if o.KeyCacheTTL <= 0 {
+		o.KeyCacheTTL = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Server is the HTTP API.
+type Server struct {
+	opts   Options
+	auth   *authenticator
+	limit  *limiter
+	ingest *ingestor
+	log    zerolog.Logger
+	mux    *http.ServeMux
+}
+
+// New builds the API on a user store and the log's publisher.
+func New(u UserLookup, pub Publisher, opts Options) *Server {
+	opts.setDefaults()
+	s := &Server{
+		opts:   opts,
+		auth:   newAuthenticator(u, opts.KeyCacheTTL),
+		limit:  newLimiter(opts.RateLimit, opts.RateBurst),
+		ingest: &ingestor{limits: opts.Limits, pub: pub, now: opts.Now},
+		log:    opts.Log,
+		mux:    http.NewServeMux(),
+	}
+	s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// wakatimeRoots are the prefixes under which the WakaTime API is served:
+// its own, and the one compatible servers (Wakapi, Hakatime) use.
+var wakatimeRoots = []string{"/api/v1", "/api/compat/wakatime/v1"}
+
+func (s *Server) routes() {
+	for _, root := range wakatimeRoots {
+		s.mux.Handle("POST "+root+"/users/{user}/heartbeats", s.user("heartbeats", s.postOne))
+		s.mux.Handle("POST "+root+"/users/{user}/heartbeats.bulk", s.user("heartbeats.bulk", s.postBulk))
+	}
+	path, h := s.connectHandler()
+	s.mux.Handle(path, instrument("connect_ingest", h))
+	s.mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
+	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.Handler())
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.opts.Ready(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// userHandler serves a route on behalf of an authenticated user.
+type userHandler func(w http.ResponseWriter, r *http.Request, u users.User)
+
+// user authenticates the request, checks that the {user} path segment is
+// "current" or the key owner's own id, applies the rate limit, and only
+// then calls h.
+func (s *Server) user(route string, h userHandler) http.Handler {
+	return instrument(route, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, err := s.auth.user(r.Context(), keyFrom(r.Header, r.URL.Query().Get))
+		var ae *authError
+		switch {
+		case errors.As(err, &ae):
+			w.Header().Set("WWW-Authenticate", `Basic realm="heartlog"`)
+			writeError(w, http.StatusUnauthorized, ae.msg)
+			return
+		case err != nil:
+			s.log.Error().Err(err).Msg("user store unavailable")
+			writeError(w, http.StatusServiceUnavailable, "user store unavailable, retry later")
+			return
+		}
+		if who := r.PathValue("user"); who != "current" && who != u.ID {
+			writeError(w, http.StatusForbidden, "this API key may only act as its own user; use users/current")
+			return
+		}
+		if ok, wait := s.limit.allow(u.ID); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+			writeError(w, http.StatusTooManyRequests, "rate limit exceeded; retry after "+wait.Round(time.Millisecond).String())
+			return
+		}
+		h(w, r, u)
+	}))
+}
+
+var requestsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "heartlog_api_requests_total",
+	Help: "HTTP requests by route and status code.",
+}, []string{"route", "code"})
+
+var requestSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "heartlog_api_request_seconds",
+	Help:    "HTTP request latency by route.",
+	Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
+}, []string{"route"})
+
+func instrument(route string, h http.Handler) http.Handler {
+	return promhttp.InstrumentHandlerDuration(requestSeconds.MustCurryWith(prometheus.Labels{"route": route}),
+		promhttp.InstrumentHandlerCounter(requestsTotal.MustCurryWith(prometheus.Labels{"route": route}), h))
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// Protocols are what the API's http.Server must speak: HTTP/1.1 for
+// WakaTime clients and Connect, and HTTP/2 without TLS (h2c) for gRPC
+// clients behind a TLS-terminating proxy.
+func Protocols() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &p
+}

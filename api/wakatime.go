@@ -1,0 +1,109 @@
+package api
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+
+	"heartlog/heartbeat"
+	"heartlog/users"
+)
+
+// heartbeatData is what WakaTime answers for a stored heartbeat.
+type heartbeatData struct {
+	ID     string  `json:"id"`
+	Entity string  `json:"entity"`
+	Type   string  `json:"type"`
+	Time   float64 `json:"time"`
+}
+
+// responses is the body wakatime-cli parses after a bulk POST: one
+// [body, status] pair per heartbeat, in request order.
+type responses struct {
+	Responses [][2]any `json:"responses"`
+}
+
+type dataBody struct {
+	Data heartbeatData `json:"data"`
+}
+
+func itemBody(d heartbeat.Decoded) (any, int) {
+	if d.Err != nil {
+		return errorBody{Error: d.Err.Error()}, http.StatusBadRequest
+	}
+	hb := d.Heartbeat
+	return dataBody{Data: heartbeatData{ID: hb.Id, Entity: hb.Entity, Type: hb.Type, Time: hb.Time}}, http.StatusCreated
+}
+
+// readBody reads the request body within the size limit, answering 413 or
+// 400 itself when it cannot.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than "+byteSize(tooBig.Limit))
+		return nil, false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "could not read request body")
+		return nil, false
+	}
+	return body, true
+}
+
+// postBulk serves POST .../users/{user}/heartbeats.bulk.
+func (s *Server) postBulk(w http.ResponseWriter, r *http.Request, u users.User) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	items, err := s.ingest.limits.DecodeBulk(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !s.store(w, r, u, items) {
+		return
+	}
+	out := responses{Responses: make([][2]any, len(items))}
+	for i, it := range items {
+		b, code := itemBody(it)
+		out.Responses[i] = [2]any{b, code}
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// postOne serves POST .../users/{user}/heartbeats.
+func (s *Server) postOne(w http.ResponseWriter, r *http.Request, u users.User) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	item, err := s.ingest.limits.DecodeOne(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	items := []heartbeat.Decoded{item}
+	if !s.store(w, r, u, items) {
+		return
+	}
+	b, code := itemBody(items[0])
+	writeJSON(w, code, b)
+}
+
+// store publishes the items, answering 503 itself when the log is down.
+func (s *Server) store(w http.ResponseWriter, r *http.Request, u users.User, items []heartbeat.Decoded) bool {
+	machine, err := url.QueryUnescape(r.Header.Get("X-Machine-Name"))
+	if err != nil {
+		machine = r.Header.Get("X-Machine-Name")
+	}
+	if err := s.ingest.ingest(r.Context(), u, items, r.Header.Get("User-Agent"), machine); err != nil {
+		s.log.Warn().Err(err).Str("user_id", u.ID).Int("heartbeats", len(items)).Msg("log did not store heartbeats; answered 503")
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "heartbeats not stored: the log is unavailable, retry later")
+		return false
+	}
+	return true
+}

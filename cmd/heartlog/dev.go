@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"heartlog/config"
+	"heartlog/ops/devstack"
+	"heartlog/users"
+)
+
+func devCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "dev",
+		Short: "Run everything in one process on the local stack (what `make run` starts)",
+		Long: `Run an embedded NATS server (from HEARTLOG_NATS_CONFIG, storing under
+HEARTLOG_NATS_STORE_DIR), the API and every processor in one process, against
+the Postgres that HEARTLOG_POSTGRES_URL names (make run starts one under var/).
+
+On first start it creates a demo user and prints its API key, a
+~/.wakatime.cfg snippet and a curl example; later starts print them again.`,
+		Args: cobra.NoArgs,
+		RunE: runDev,
+	}
+}
+
+func runDev(cmd *cobra.Command, _ []string) error {
+	cfg, log, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	host, port, err := natsListen(cfg.NATSURL)
+	if err != nil {
+		return err
+	}
+	ns, err := devstack.StartNATS(devstack.NATSOptions{
+		ConfigFile: cfg.NATSConfig, StoreDir: cfg.NATSStoreDir, Host: host, Port: port,
+	})
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	log.Info().Str("url", cfg.NATSURL).Str("store", cfg.NATSStoreDir).Msg("embedded NATS server running")
+
+	rt, err := startRuntime(cmd.Context(), cfg, log, "dev")
+	if err != nil {
+		return err
+	}
+	defer rt.close()
+	if err := printDemoUser(cmd.Context(), rt, cfg); err != nil {
+		return err
+	}
+	return serveAndProcess(cmd, rt)
+}
+
+// natsListen takes the embedded server's address from HEARTLOG_NATS_URL, so
+// that one variable tells both the server and its clients.
+func natsListen(raw string) (string, int, error) {
+	u, err := url.Parse(strings.Split(raw, ",")[0])
+	if err != nil || u.Hostname() == "" || u.Port() == "" {
+		return "", 0, fmt.Errorf("HEARTLOG_NATS_URL=%q: want nats://host:port for the embedded server", raw)
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		return "", 0, fmt.Errorf("HEARTLOG_NATS_URL=%q: bad port", raw)
+	}
+	return u.Hostname(), port, nil
+}
+
+// demoKeyFile keeps the demo user's key beside the NATS store, readable by
+// its owner only: heartlog stores only a hash, so this file is the one
+// place the local demo key survives a restart.
+func demoKeyFile(cfg config.Config) string {
+	return filepath.Join(filepath.Dir(filepath.Clean(cfg.NATSStoreDir)), "demo-api-key")
+}
+
+func printDemoUser(ctx context.Context, rt *runtime, cfg config.Config) error {
+	key, err := demoKey(ctx, users.NewStore(rt.pool), demoKeyFile(cfg))
+	if err != nil {
+		return fmt.Errorf("demo user: %w", err)
+	}
+	path := demoKeyFile(cfg)
+	base := "http://" + cfg.HTTPAddr
+	fmt.Fprintf(os.Stderr, `
+  heartlog is running at %[1]s
+
+  Demo user API key (saved in %[2]s):
+    %[3]s
+
+  Point every WakaTime plugin at it with ~/.wakatime.cfg:
+    [settings]
+    api_url = %[1]s/api/v1
+    api_key = %[3]s
+
+  Or send a heartbeat by hand:
+    curl -s -u '%[3]s:' -H 'Content-Type: application/json' \
+      -d '[{"entity":"main.go","type":"file","category":"coding","language":"Go","project":"demo","time":'$(date +%%s)'}]' \
+      %[1]s/api/v1/users/current/heartbeats.bulk
+
+  Rows land in Postgres: psql "$HEARTLOG_POSTGRES_URL" -c 'select * from heartbeats'
+  (. var/env first). Stop with Ctrl-C, then "make stop" for the stack.
+
+`, base, path, key)
+	return nil
+}
+
+// demoKey returns the saved demo key, creating the user (with the saved
+// key, if the database was reset but the file kept) when it is missing.
+func demoKey(ctx context.Context, store *users.Store, path string) (string, error) {
+	saved, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	key := strings.TrimSpace(string(saved))
+	if key != "" {
+		hash, err := users.HashKey(key)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", path, err)
+		}
+		if _, err := store.ByKey(ctx, hash); err == nil {
+			return key, nil
+		} else if !errors.Is(err, users.ErrNotFound) {
+			return "", err
+		}
+	}
+	_, key, err = store.Create(ctx, users.NewUser{Name: "demo", TimeZone: "UTC", APIKey: key})
+	if err != nil {
+		return "", err
+	}
+	return key, os.WriteFile(path, []byte(key+"\n"), 0o600)
+}

@@ -1,0 +1,43 @@
+// Command heartlog is the whole service in one binary: the API (serve), the
+// stream processors (process), the local all-in-one (dev), and the
+// operator's tools (users, migrate, config).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := rootCmd().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "heartlog:", err)
+		os.Exit(1)
+	}
+}
+
+func rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "heartlog",
+		Short: "Self-hostable backend for coding-activity heartbeats (WakaTime-compatible)",
+		Long: `heartlog stores the heartbeats that WakaTime editor plugins send (through
+wakatime-cli) and serves coding time back to dashboards.
+
+Heartbeats are acknowledged only once NATS JetStream has stored them; stream
+processors then project them into day-partitioned Postgres (and, in later
+releases, S3 day files, an SSDB cache and versioned backups).
+
+Every setting is a HEARTLOG_* environment variable; run "heartlog config"
+to list them with their defaults.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(serveCmd(), processCmd(), devCmd(), usersCmd(), migrateCmd(), configCmd())
+	return root
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+)
+
+func serveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the API: WakaTime-compatible routes and Connect services",
+		Long: `Run the HTTP API on HEARTLOG_HTTP_ADDR: the WakaTime routes under /api/v1
+and /api/compat/wakatime/v1, the Connect IngestService (Connect, gRPC and
+gRPC-Web), /livez, /readyz and /metrics.
+
+Needs a reachable NATS (HEARTLOG_NATS_URL) and Postgres (HEARTLOG_POSTGRES_URL).
+Run as many instances as you like behind a load balancer.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			rt, err := startRuntime(cmd.Context(), cfg, log, "serve")
+			if err != nil {
+				return err
+			}
+			defer rt.close()
+			return rt.serve(cmd.Context())
+		},
+	}
+}
+
+func processCmd() *cobra.Command {
+	var only []string
+	cmd := &cobra.Command{
+		Use:   "process",
+		Short: "Run the stream processors that project the log into the stores",
+		Long: `Run the durable stream processors named by HEARTLOG_PROCESSORS (or --only).
+Each acks a message only after its store has committed it, so a processor
+can be killed at any moment and restarted without losing or duplicating
+anything.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			if len(only) > 0 {
+				cfg.Processors = only
+			}
+			rt, err := startRuntime(cmd.Context(), cfg, log, "process")
+			if err != nil {
+				return err
+			}
+			defer rt.close()
+			return rt.process(cmd.Context(), cfg.Processors)
+		},
+	}
+	cmd.Flags().StringSliceVar(&only, "only", nil, "processors to run instead of HEARTLOG_PROCESSORS (e.g. postgres)")
+	return cmd
+}
+
+// serveAndProcess runs the API and the processors in one process.
+func serveAndProcess(cmd *cobra.Command, rt *runtime) error {
+	g, ctx := errgroup.WithContext(cmd.Context())
+	g.Go(func() error { return rt.serve(ctx) })
+	g.Go(func() error { return rt.process(ctx, rt.cfg.Processors) })
+	return g.Wait()
+}

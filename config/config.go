@@ -1,0 +1,158 @@
+// Package config reads heartlog's settings from HEARTLOG_* environment
+// variables. Every variable is declared once in Vars, with its default and
+// its meaning, so that `heartlog config` and the README say the same thing
+// as the code. It must never log a value: some are secrets.
+package config
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Var is one setting.
+type Var struct {
+	Name    string
+	Default string
+	Help    string
+	Secret  bool
+}
+
+// Vars is every setting heartlog reads, in the order the README lists them.
+var Vars = []Var{
+	{"HEARTLOG_HTTP_ADDR", "127.0.0.1:8080", "address the API (WakaTime routes, Connect services, /metrics, /livez, /readyz) listens on", false},
+	{"HEARTLOG_POSTGRES_URL", "postgres://heartlog@127.0.0.1:55432/heartlog?sslmode=disable", "Postgres connection URL (pgx syntax)", true},
+	{"HEARTLOG_NATS_URL", "nats://127.0.0.1:54222", "NATS server URL(s), comma-separated; `heartlog dev` serves it embedded", false},
+	{"HEARTLOG_NATS_CREDS", "", "NATS credentials file, if the server requires one", false},
+	{"HEARTLOG_NATS_CONFIG", "nats.conf", "nats-server config that `heartlog dev` embeds", false},
+	{"HEARTLOG_NATS_STORE_DIR", "var/nats", "JetStream store directory of the embedded server (overrides nats.conf)", false},
+	{"HEARTLOG_STREAM_REPLICAS", "1", "replicas of the stream and KV buckets: 1 on one server, 3 in a cluster", false},
+	{"HEARTLOG_STREAM_MAX_AGE", "1344h", "how long the stream keeps heartbeats (8 weeks)", false},
+	{"HEARTLOG_STREAM_DUPLICATES", "2m", "window in which JetStream drops a repeated message id", false},
+	{"HEARTLOG_PARTITIONS", "16", "user partitions; fixed for the life of a stream", false},
+	{"HEARTLOG_PUBLISH_LINGER", "500us", "group commit: how long a flush waits for more requests", false},
+	{"HEARTLOG_PUBLISH_IN_FLIGHT", "4", "group commit: flushes awaiting acks at once", false},
+	{"HEARTLOG_MAX_BODY_BYTES", "4194304", "largest request body accepted (bytes); larger gets 413", false},
+	{"HEARTLOG_MAX_HEARTBEATS", "1000", "most heartbeats in one request", false},
+	{"HEARTLOG_RATE_LIMIT", "10", "requests per second allowed per user (token bucket); over it gets 429", false},
+	{"HEARTLOG_RATE_BURST", "100", "burst of requests allowed per user above the rate", false},
+	{"HEARTLOG_PROCESSORS", "postgres", "processors `heartlog process` and `heartlog dev` run, comma-separated", false},
+	{"HEARTLOG_FETCH_BATCH", "512", "messages a processor fetches and commits at once", false},
+	{"HEARTLOG_LOG_LEVEL", "info", "debug, info, warn or error", false},
+	{"HEARTLOG_LOG_FORMAT", "console", "console (for people) or json (for log shippers)", false},
+}
+
+// Config is the parsed settings.
+type Config struct {
+	HTTPAddr         string
+	PostgresURL      string
+	NATSURL          string
+	NATSCreds        string
+	NATSConfig       string
+	NATSStoreDir     string
+	StreamReplicas   int
+	StreamMaxAge     time.Duration
+	StreamDuplicates time.Duration
+	Partitions       uint32
+	PublishLinger    time.Duration
+	PublishInFlight  int
+	MaxBodyBytes     int64
+	MaxHeartbeats    int
+	RateLimit        float64
+	RateBurst        int
+	Processors       []string
+	FetchBatch       int
+	LogLevel         string
+	LogFormat        string
+}
+
+// FromEnv reads every variable, falling back to its default. The error
+// names the variable at fault.
+func FromEnv() (Config, error) {
+	r := reader{}
+	c := Config{
+		HTTPAddr:         r.str("HEARTLOG_HTTP_ADDR"),
+		PostgresURL:      r.str("HEARTLOG_POSTGRES_URL"),
+		NATSURL:          r.str("HEARTLOG_NATS_URL"),
+		NATSCreds:        r.str("HEARTLOG_NATS_CREDS"),
+		NATSConfig:       r.str("HEARTLOG_NATS_CONFIG"),
+		NATSStoreDir:     r.str("HEARTLOG_NATS_STORE_DIR"),
+		StreamReplicas:   r.int("HEARTLOG_STREAM_REPLICAS", 1, 5),
+		StreamMaxAge:     r.duration("HEARTLOG_STREAM_MAX_AGE"),
+		StreamDuplicates: r.duration("HEARTLOG_STREAM_DUPLICATES"),
+		Partitions:       uint32(r.int("HEARTLOG_PARTITIONS", 1, 1024)),
+		PublishLinger:    r.duration("HEARTLOG_PUBLISH_LINGER"),
+		PublishInFlight:  r.int("HEARTLOG_PUBLISH_IN_FLIGHT", 1, 64),
+		MaxBodyBytes:     int64(r.int("HEARTLOG_MAX_BODY_BYTES", 1024, 1<<30)),
+		MaxHeartbeats:    r.int("HEARTLOG_MAX_HEARTBEATS", 1, 100000),
+		RateLimit:        r.float("HEARTLOG_RATE_LIMIT"),
+		RateBurst:        r.int("HEARTLOG_RATE_BURST", 1, 1<<30),
+		Processors:       r.list("HEARTLOG_PROCESSORS"),
+		FetchBatch:       r.int("HEARTLOG_FETCH_BATCH", 1, 100000),
+		LogLevel:         r.str("HEARTLOG_LOG_LEVEL"),
+		LogFormat:        r.str("HEARTLOG_LOG_FORMAT"),
+	}
+	return c, r.err
+}
+
+// Lookup returns a variable's value or its default.
+func Lookup(name string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	for _, v := range Vars {
+		if v.Name == name {
+			return v.Default
+		}
+	}
+	panic("config: undeclared variable " + name)
+}
+
+type reader struct{ err error }
+
+func (r *reader) fail(name, value, want string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("config: %s=%q: want %s", name, value, want)
+	}
+}
+
+func (r *reader) str(name string) string { return Lookup(name) }
+
+func (r *reader) int(name string, min, max int) int {
+	v := Lookup(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		r.fail(name, v, fmt.Sprintf("an integer from %d to %d", min, max))
+	}
+	return n
+}
+
+func (r *reader) float(name string) float64 {
+	v := Lookup(name)
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 {
+		r.fail(name, v, "a positive number")
+	}
+	return f
+}
+
+func (r *reader) duration(name string) time.Duration {
+	v := Lookup(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		r.fail(name, v, "a positive duration such as 500us, 2m or 1344h")
+	}
+	return d
+}
+
+func (r *reader) list(name string) []string {
+	var out []string
+	for _, s := range strings.Split(Lookup(name), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

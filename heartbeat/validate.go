@@ -1,0 +1,145 @@
+package heartbeat
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+)
+
+// FieldError is why one heartbeat was refused. Its message names the field,
+// because a plugin author reading it has nothing else to go on.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + " " + e.Reason }
+
+func fieldErr(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Limits bound what one request and one heartbeat may carry. The zero value
+// is not useful; start from DefaultLimits.
+type Limits struct {
+	// MaxHeartbeats per request (default 1000).
+	MaxHeartbeats int
+	// MaxEntityBytes is the longest entity accepted (default 1 KiB).
+	MaxEntityBytes int
+	// MaxStringBytes is the longest other string field (default 1 KiB).
+	MaxStringBytes int
+	// MaxDependencies per heartbeat (default 1000).
+	MaxDependencies int
+	// MaxExtraBytes is the size of unknown optional fields kept (default 4 KiB).
+	MaxExtraBytes int
+	// MaxFuture is how far ahead of the server's clock a heartbeat may be (default 24h).
+	MaxFuture time.Duration
+}
+
+// DefaultLimits are the limits DESIGN.md names.
+var DefaultLimits = Limits{
+	MaxHeartbeats:   1000,
+	MaxEntityBytes:  1024,
+	MaxStringBytes:  1024,
+	MaxDependencies: 1000,
+	MaxExtraBytes:   4096,
+	MaxFuture:       24 * time.Hour,
+}
+
+// Earliest is the oldest heartbeat accepted: 2000-01-01T00:00:00Z.
+var Earliest = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+var validTypes = map[string]bool{"file": true, "app": true, "domain": true, "url": true, "event": true}
+
+// Validate checks one heartbeat against the limits at the given time and
+// fills in defaults (category "coding"). It returns a *FieldError.
+func (l Limits) Validate(hb *heartlogv1.Heartbeat, now time.Time) error {
+	if hb.Entity == "" {
+		return fieldErr("entity", "is required")
+	}
+	if len(hb.Entity) > l.MaxEntityBytes {
+		return fieldErr("entity", "is longer than %d bytes", l.MaxEntityBytes)
+	}
+	if hb.Type == "" {
+		hb.Type = "file"
+	}
+	if !validTypes[hb.Type] {
+		return fieldErr("type", "must be one of file, app, domain, url, event (got %.40q)", hb.Type)
+	}
+	if hb.Category == "" {
+		hb.Category = "coding"
+	}
+	if err := l.checkTime(hb.Time, now); err != nil {
+		return err
+	}
+	if err := l.checkStrings(hb); err != nil {
+		return err
+	}
+	if len(hb.ExtraJson) > 0 && !isJSONObject(hb.ExtraJson) {
+		return fieldErr("extra_json", "must be a JSON object without NUL characters")
+	}
+	return nil
+}
+
+func (l Limits) checkStrings(hb *heartlogv1.Heartbeat) error {
+	if strings.IndexByte(hb.Entity, 0) >= 0 {
+		return fieldErr("entity", "must not contain NUL characters")
+	}
+	for _, f := range []struct{ name, value string }{
+		{"category", hb.Category}, {"project", hb.Project}, {"branch", hb.Branch},
+		{"language", hb.Language}, {"machine", hb.Machine}, {"user_agent", hb.UserAgent},
+		{"editor", hb.Editor}, {"plugin", hb.Plugin}, {"operating_system", hb.OperatingSystem},
+	} {
+		if len(f.value) > l.MaxStringBytes {
+			return fieldErr(f.name, "is longer than %d bytes", l.MaxStringBytes)
+		}
+		// Postgres text holds neither NUL nor invalid UTF-8; refusing them
+		// here keeps them out of the log, where they would block the sink.
+		if strings.IndexByte(f.value, 0) >= 0 || !utf8.ValidString(f.value) {
+			return fieldErr(f.name, "must be valid UTF-8 without NUL characters")
+		}
+	}
+	if len(hb.Dependencies) > l.MaxDependencies {
+		return fieldErr("dependencies", "has more than %d items", l.MaxDependencies)
+	}
+	for _, d := range hb.Dependencies {
+		if len(d) > l.MaxStringBytes {
+			return fieldErr("dependencies", "has an item longer than %d bytes", l.MaxStringBytes)
+		}
+		if strings.IndexByte(d, 0) >= 0 {
+			return fieldErr("dependencies", "must not contain NUL characters")
+		}
+	}
+	if len(hb.ExtraJson) > l.MaxExtraBytes {
+		return fieldErr("heartbeat", "carries more than %d bytes of unknown fields", l.MaxExtraBytes)
+	}
+	return nil
+}
+
+// isJSONObject reports whether b is a JSON object that Postgres jsonb takes.
+func isJSONObject(b []byte) bool {
+	var obj map[string]json.RawMessage
+	return json.Unmarshal(b, &obj) == nil && obj != nil && !bytes.Contains(b, []byte(`\u0000`))
+}
+
+func (l Limits) checkTime(sec float64, now time.Time) error {
+	if math.IsNaN(sec) || math.IsInf(sec, 0) {
+		return fieldErr("time", "must be a finite number")
+	}
+	if sec == 0 {
+		return fieldErr("time", "is required")
+	}
+	if sec < float64(Earliest.Unix()) {
+		return fieldErr("time", "is before 2000")
+	}
+	if sec > float64(now.Add(l.MaxFuture).Unix()) {
+		return fieldErr("time", "is more than one day in the future")
+	}
+	return nil
+}

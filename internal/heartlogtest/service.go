@@ -1,0 +1,236 @@
+package heartlogtest
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"heartlog/api"
+	"heartlog/processors"
+	pgsink "heartlog/processors/postgres"
+	"heartlog/streams"
+	"heartlog/users"
+)
+
+// Options change the service a test starts.
+type Options struct {
+	// Stream adjusts the topology (e.g. a short Duplicates window).
+	Stream func(*streams.Config)
+	// API adjusts the API options (rate limits, body size).
+	API func(*api.Options)
+	// PostgresProxy makes the processor reach Postgres through a Proxy
+	// (Service.PostgresProxy) that the test can cut.
+	PostgresProxy bool
+	// NoProcessor leaves the Postgres processor stopped.
+	NoProcessor bool
+}
+
+// Service is a whole heartlog: embedded JetStream, a fresh database, the
+// API on an httptest server and the Postgres processor.
+type Service struct {
+	NATS    *NATS
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	Streams streams.Config
+	Pool    *pgxpool.Pool
+	DBURL   string
+	Users   *users.Store
+	URL     string
+	// PostgresProxy is set with Options.PostgresProxy.
+	PostgresProxy *Proxy
+
+	opts Options
+	mu   sync.Mutex
+	stop func()
+}
+
+// Start brings a Service up and tears it down when the test ends.
+func Start(t testing.TB, opts Options) *Service {
+	t.Helper()
+	s := &Service{NATS: StartNATS(t), Streams: streams.DefaultConfig(), opts: opts}
+	if opts.Stream != nil {
+		opts.Stream(&s.Streams)
+	}
+	s.NC, s.JS = Connect(t, s.NATS.URL)
+	ctx := context.Background()
+	if err := streams.Ensure(ctx, s.JS, s.Streams); err != nil {
+		t.Fatal(err)
+	}
+	s.Pool, s.DBURL = NewDatabase(t)
+	s.Users = users.NewStore(s.Pool)
+	if opts.PostgresProxy {
+		u, err := url.Parse(s.DBURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.PostgresProxy = NewProxy(t, u.Host)
+	}
+
+	pub := streams.NewPublisher(s.NC, s.JS, s.Streams, streams.PublisherOptions{})
+	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000}
+	if opts.API != nil {
+		opts.API(&apiOpts)
+	}
+	srv := httptest.NewUnstartedServer(api.New(s.Users, pub, apiOpts))
+	srv.Config.Protocols = api.Protocols()
+	srv.Start()
+	s.URL = srv.URL
+	t.Cleanup(func() {
+		srv.Close()
+		pub.Close()
+	})
+	if !opts.NoProcessor {
+		s.StartProcessor(t)
+	}
+	t.Cleanup(s.StopProcessor)
+	return s
+}
+
+// StartProcessor runs the Postgres processor on its durable consumer.
+func (s *Service) StartProcessor(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop != nil {
+		t.Fatal("processor already running")
+	}
+	dbURL := s.DBURL
+	if s.PostgresProxy != nil {
+		u, _ := url.Parse(dbURL)
+		u.Host = s.PostgresProxy.Addr
+		dbURL = u.String()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view, err := streams.WatchShards(ctx, s.JS, s.Streams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := streams.EnsureConsumer(ctx, s.JS, s.Streams, streams.DurablePostgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sink := pgsink.New(pool, view, Logger(t))
+		opts := processors.Options{Log: Logger(t), RetryMax: 500 * time.Millisecond}
+		if err := processors.Run(ctx, cons, sink, opts); err != nil {
+			t.Errorf("processor: %v", err)
+		}
+	}()
+	s.stop = func() {
+		cancel()
+		<-done
+		_ = view.Stop()
+		pool.Close()
+	}
+}
+
+// StopProcessor stops the processor after its commit in progress.
+func (s *Service) StopProcessor() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
+	}
+}
+
+// CreateUser adds a user; key may be empty for a fresh one.
+func (s *Service) CreateUser(t testing.TB, name, key string) (users.User, string) {
+	t.Helper()
+	u, k, err := s.Users.Create(context.Background(), users.NewUser{Name: name, APIKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u, k
+}
+
+// Do sends a request to the API and returns the response and its body.
+func (s *Service) Do(t testing.TB, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// Post sends body to path with the key as wakatime-cli sends it.
+func (s *Service) Post(t testing.TB, path, key string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.SetBasicAuth(key, "")
+	}
+	return s.Do(t, req)
+}
+
+// Count runs a SELECT count(*) style query.
+func (s *Service) Count(t testing.TB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := s.Pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// WaitCount waits until the query counts want, and fails the test with the
+// last count if it does not within a generous bound. The bound is not a
+// performance goal (those live in `make bench`); it only stops a test that
+// would otherwise hang.
+func (s *Service) WaitCount(t testing.TB, want int, query string, args ...any) {
+	t.Helper()
+	var got int
+	ok := Eventually(30*time.Second, func() bool {
+		got = s.Count(t, query, args...)
+		return got == want
+	})
+	if !ok {
+		t.Fatalf("%s: got %d, want %d", query, got, want)
+	}
+}
+
+// Eventually polls cond until it holds or the bound passes.
+func Eventually(bound time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(bound)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Logger writes the service's log lines into the test's output.
+func Logger(t testing.TB) zerolog.Logger {
+	return zerolog.New(zerolog.ConsoleWriter{Out: zerolog.TestWriter{T: t, Frame: 6}, NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+}

@@ -1,0 +1,138 @@
+package heartlogtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"heartlog/ops/devstack"
+	"heartlog/schema/migrations"
+)
+
+// PostgresURL is the server tests create their databases in. Without it
+// the test fails: a skipped test would pass CI while proving nothing.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("HEARTLOG_POSTGRES_URL")
+	if u == "" {
+		t.Fatal("HEARTLOG_POSTGRES_URL is not set: run the tests with `make test`, which starts the local stack, or `. var/env` after `make run`")
+	}
+	return u
+}
+
+// NewDatabase creates an empty database with the migrations applied and
+// drops it when the test ends. Each test gets its own, so tests can run in
+// parallel and leave nothing behind.
+func NewDatabase(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, PostgresURL(t))
+	if err != nil {
+		t.Fatalf("connect to Postgres: %v", err)
+	}
+	defer admin.Close(ctx)
+	name := "heartlog_test_" + randomHex(6)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	u, err := url.Parse(PostgresURL(t))
+	if err != nil {
+		t.Fatalf("HEARTLOG_POSTGRES_URL must be a postgres:// URL: %v", err)
+	}
+	u.Path = "/" + name
+	dbURL := u.String()
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pool.Close()
+		c, err := pgx.Connect(context.Background(), PostgresURL(t))
+		if err != nil {
+			t.Errorf("drop test database: %v", err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop test database: %v", err)
+		}
+	})
+	if _, err := migrations.Apply(ctx, pool); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return pool, dbURL
+}
+
+// NATS is an embedded JetStream server for one test.
+type NATS struct {
+	Server   *server.Server
+	URL      string
+	StoreDir string
+}
+
+// StartNATS starts a JetStream server with sync_interval always on a free
+// port and a temporary store. Restart brings it back on the same port and
+// store.
+func StartNATS(t testing.TB) *NATS {
+	t.Helper()
+	n := &NATS{StoreDir: filepath.Join(t.TempDir(), "jetstream")}
+	n.start(t, -1)
+	t.Cleanup(n.Shutdown)
+	return n
+}
+
+func (n *NATS) start(t testing.TB, port int) {
+	t.Helper()
+	ns, err := devstack.StartNATS(devstack.NATSOptions{StoreDir: n.StoreDir, Host: "127.0.0.1", Port: port, NoMonitoring: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Server = ns
+	n.URL = ns.ClientURL()
+}
+
+// Shutdown stops the server; clients see it unreachable.
+func (n *NATS) Shutdown() {
+	n.Server.Shutdown()
+	n.Server.WaitForShutdown()
+}
+
+// Restart starts the server again on its old port and store.
+func (n *NATS) Restart(t testing.TB) {
+	t.Helper()
+	n.start(t, n.Server.Addr().(*net.TCPAddr).Port)
+}
+
+// Connect returns a client connection that reconnects forever, as
+// heartlog's own does.
+func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatalf("connect to NATS: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,85 @@
+package processors
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+)
+
+var (
+	messagesTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "heartlog_processor_messages_total",
+		Help: "Log messages committed by a processor.",
+	}, []string{"processor"})
+	heartbeatsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "heartlog_processor_heartbeats_total",
+		Help: "Heartbeats committed by a processor (before deduplication).",
+	}, []string{"processor"})
+	batchMessages = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "heartlog_processor_batch_messages",
+		Help:    "Messages per commit.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+	}, []string{"processor"})
+	commitSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "heartlog_processor_commit_seconds",
+		Help:    "Time a sink took to commit one batch, failed attempts included.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+	}, []string{"processor"})
+	commitErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "heartlog_processor_commit_errors_total",
+		Help: "Failed commit attempts (each is retried).",
+	}, []string{"processor"})
+	poisonTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "heartlog_processor_poison_messages_total",
+		Help: "Messages that did not decode and were terminated.",
+	}, []string{"processor"})
+)
+
+type metrics struct {
+	messages, heartbeats, errors, poison prometheus.Counter
+	batch, commit                        prometheus.Observer
+}
+
+var (
+	metricsMu    sync.Mutex
+	metricsCache = map[string]*metrics{}
+)
+
+func metricsFor(processor string) *metrics {
+	metricsMu.Lock()
+	defer metricsMu.Unlock()
+	if m, ok := metricsCache[processor]; ok {
+		return m
+	}
+	m := &metrics{
+		messages:   messagesTotal.WithLabelValues(processor),
+		heartbeats: heartbeatsTotal.WithLabelValues(processor),
+		errors:     commitErrors.WithLabelValues(processor),
+		poison:     poisonTotal.WithLabelValues(processor),
+		batch:      batchMessages.WithLabelValues(processor),
+		commit:     commitSeconds.WithLabelValues(processor),
+	}
+	metricsCache[processor] = m
+	return m
+}
+
+func (m *metrics) observeCommit(d time.Duration, err error) {
+	m.commit.Observe(d.Seconds())
+	if err != nil {
+		m.errors.Inc()
+	}
+}
+
+func (m *metrics) observeBatch(batches []*heartlogv1.Batch) {
+	n := 0
+	for _, b := range batches {
+		n += len(b.Heartbeats)
+	}
+	m.messages.Add(float64(len(batches)))
+	m.heartbeats.Add(float64(n))
+	m.batch.Observe(float64(len(batches)))
+}

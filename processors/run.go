@@ -1,0 +1,179 @@
+package processors
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/streams"
+)
+
+// Options tune Run. Zero fields take the defaults.
+type Options struct {
+	// BatchMessages is the most messages committed at once (default 512).
+	BatchMessages int
+	// Linger is how long Run waits for more messages once one has arrived
+	// (default 10ms): long enough to batch under load, short enough that
+	// a lone heartbeat is visible at once.
+	Linger time.Duration
+	// RetryMin and RetryMax bound the backoff between failed commits
+	// (defaults 100ms and 10s); each wait is jittered.
+	RetryMin, RetryMax time.Duration
+	// StopTimeout is how long a stop waits for the commit in progress
+	// (default 30s). Past it, the batch is left unacked for redelivery.
+	StopTimeout time.Duration
+	// Log receives the processor's log lines.
+	Log zerolog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.BatchMessages <= 0 {
+		o.BatchMessages = 512
+	}
+	if o.Linger <= 0 {
+		o.Linger = 10 * time.Millisecond
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = 100 * time.Millisecond
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 10 * time.Second
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 30 * time.Second
+	}
+}
+
+// Run feeds sink from the consumer until ctx is done, then finishes the
+// batch in hand and returns nil. It returns an error only when the consumer
+// itself fails.
+func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) error {
+	opts.setDefaults()
+	log := opts.Log.With().Str("processor", sink.Name()).Logger()
+	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * opts.BatchMessages))
+	if err != nil {
+		return err
+	}
+	defer iter.Stop()
+	m := metricsFor(sink.Name())
+	log.Info().Msg("processor started")
+	for {
+		msgs, err := gather(ctx, iter, opts)
+		if len(msgs) > 0 {
+			commit(ctx, sink, msgs, opts, log, m)
+		}
+		if ctx.Err() != nil {
+			log.Info().Msg("processor stopped")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// gather blocks for one message, then takes what else arrives within Linger.
+func gather(ctx context.Context, iter jetstream.MessagesContext, opts Options) ([]jetstream.Msg, error) {
+	first, err := iter.Next(jetstream.NextContext(ctx))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		return nil, err
+	}
+	msgs := []jetstream.Msg{first}
+	linger, cancel := context.WithTimeout(ctx, opts.Linger)
+	defer cancel()
+	for len(msgs) < opts.BatchMessages {
+		msg, err := iter.Next(jetstream.NextContext(linger))
+		if err != nil {
+			break
+		}
+		msgs = append(msgs, msg)
+	}
+	return msgs, nil
+}
+
+func commit(ctx context.Context, sink Sink, msgs []jetstream.Msg, opts Options, log zerolog.Logger, m *metrics) {
+	batches, good := decode(msgs, log, m)
+	if len(batches) == 0 {
+		return
+	}
+	// A stop must not cut a commit in half: it gets StopTimeout to finish.
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		time.AfterFunc(opts.StopTimeout, cancel)
+	})
+	defer stop()
+
+	wait := opts.RetryMin
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		err := sink.Commit(work, batches)
+		m.observeCommit(time.Since(start), err)
+		if err == nil {
+			break
+		}
+		if work.Err() != nil {
+			log.Warn().Err(err).Int("messages", len(good)).Msg("stopped before the commit finished; messages stay unacked and will be redelivered")
+			return
+		}
+		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Int("messages", len(good)).Msg("commit failed; retrying")
+		for _, msg := range good {
+			_ = msg.InProgress() // keep the server from redelivering meanwhile
+		}
+		sleep(work, jitter(wait))
+		wait = min(2*wait, opts.RetryMax)
+	}
+	for _, msg := range good {
+		if err := msg.Ack(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			log.Warn().Err(err).Msg("ack failed; the message will be redelivered and skipped as a duplicate")
+		}
+	}
+	m.observeBatch(batches)
+}
+
+// decode turns messages into batches. A message that does not decode can
+// never succeed: it is terminated and logged with its sequence so an
+// operator can inspect it, rather than blocking the partition forever.
+func decode(msgs []jetstream.Msg, log zerolog.Logger, m *metrics) ([]*heartlogv1.Batch, []jetstream.Msg) {
+	batches := make([]*heartlogv1.Batch, 0, len(msgs))
+	good := make([]jetstream.Msg, 0, len(msgs))
+	for _, msg := range msgs {
+		b, err := streams.DecodeBatch(msg.Data())
+		if err != nil {
+			meta, _ := msg.Metadata()
+			ev := log.Error().Err(err).Str("subject", msg.Subject())
+			if meta != nil {
+				ev = ev.Uint64("stream_seq", meta.Sequence.Stream)
+			}
+			ev.Msg("undecodable message terminated")
+			m.poison.Inc()
+			_ = msg.Term()
+			continue
+		}
+		batches = append(batches, b)
+		good = append(good, msg)
+	}
+	return batches, good
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,149 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config names and sizes the topology. Start from DefaultConfig.
+type Config struct {
+	// Stream is the stream's name (default HEARTBEATS).
+	Stream string
+	// Partitions is how many partitions users are hashed into (default 16).
+	// It is fixed for the life of a stream; Ensure refuses a change.
+	Partitions uint32
+	// Replicas is 1 for a single server, 3 in a production cluster.
+	Replicas int
+	// MaxAge is how long the stream keeps messages (default 8 weeks): longer
+	// than any Postgres shard lives, since S3 is the archive past it.
+	MaxAge time.Duration
+	// Duplicates is the window in which a repeated Nats-Msg-Id is dropped
+	// (default 2 minutes). A first line only: the sinks are the real dedup.
+	Duplicates time.Duration
+	// ShardsBucket holds the state of each Postgres day shard (default shards).
+	ShardsBucket string
+	// LocksBucket holds cluster-wide locks with a per-key TTL (default locks).
+	LocksBucket string
+}
+
+// DefaultConfig is the topology DESIGN.md describes, for one server.
+func DefaultConfig() Config {
+	return Config{
+		Stream:       "HEARTBEATS",
+		Partitions:   16,
+		Replicas:     1,
+		MaxAge:       8 * 7 * 24 * time.Hour,
+		Duplicates:   2 * time.Minute,
+		ShardsBucket: "shards",
+		LocksBucket:  "locks",
+	}
+}
+
+// ErrPartitionsChanged means the stream was created with another partition
+// count. Changing it would move users between partitions and break the
+// one-writer-per-user-day rule, so it is refused rather than applied.
+var ErrPartitionsChanged = errors.New("streams: partition count differs from the stream's")
+
+const partitionsKey = "heartlog.partitions"
+
+// StreamConfig is the HEARTBEATS stream as Ensure declares it.
+func (c Config) StreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        c.Stream,
+		Description: "heartlog heartbeats: one message is a batch of one UTC day and one partition",
+		Subjects:    []string{SubjectPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      c.MaxAge,
+		Duplicates:  c.Duplicates,
+		Replicas:    c.Replicas,
+		MaxMsgSize:  1 << 20,
+		Metadata:    map[string]string{partitionsKey: strconv.FormatUint(uint64(c.Partitions), 10)},
+	}
+}
+
+// Ensure creates or updates the stream and the KV buckets. It is safe to
+// call from every instance at every start.
+func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
+	if err := ensureStream(ctx, js, c); err != nil {
+		return err
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      c.ShardsBucket,
+		Description: "state of each Postgres day shard: active, draining, dropped",
+		History:     5,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}); err != nil {
+		return fmt.Errorf("streams: ensure KV bucket %s: %w", c.ShardsBucket, err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         c.LocksBucket,
+		Description:    "cluster-wide locks; each key carries its own TTL",
+		Storage:        jetstream.FileStorage,
+		Replicas:       c.Replicas,
+		LimitMarkerTTL: time.Minute,
+	}); err != nil {
+		return fmt.Errorf("streams: ensure KV bucket %s (per-key TTL needs nats-server 2.11+): %w", c.LocksBucket, err)
+	}
+	return nil
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, c Config) error {
+	want := c.StreamConfig()
+	s, err := js.Stream(ctx, c.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := js.CreateStream(ctx, want); err != nil {
+			return fmt.Errorf("streams: create stream %s: %w", c.Stream, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("streams: look up stream %s: %w", c.Stream, err)
+	}
+	if have := s.CachedInfo().Config.Metadata[partitionsKey]; have != "" && have != want.Metadata[partitionsKey] {
+		return fmt.Errorf("%w: stream %s has %s, configured %d", ErrPartitionsChanged, c.Stream, have, c.Partitions)
+	}
+	if _, err := js.UpdateStream(ctx, want); err != nil {
+		return fmt.Errorf("streams: update stream %s: %w", c.Stream, err)
+	}
+	return nil
+}
+
+// Durable names of the processors' consumers.
+const (
+	DurablePostgres = "postgres"
+	DurableObjects  = "objects"
+	DurableCache    = "cache"
+	DurableBackup   = "backup"
+)
+
+// ConsumerConfig is the durable pull consumer of one processor. AckWait is
+// generous because a sink commits a whole fetched batch before it acks.
+func ConsumerConfig(durable string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       durable,
+		Description:   "heartlog " + durable + " processor",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       2 * time.Minute,
+		MaxDeliver:    -1,
+		MaxAckPending: 20000,
+		FilterSubject: SubjectPrefix + ".>",
+	}
+}
+
+// EnsureConsumer creates or updates a processor's durable consumer.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, c Config, durable string) (jetstream.Consumer, error) {
+	cons, err := js.CreateOrUpdateConsumer(ctx, c.Stream, ConsumerConfig(durable))
+	if err != nil {
+		return nil, fmt.Errorf("streams: ensure consumer %s on %s: %w", durable, c.Stream, err)
+	}
+	return cons, nil
+}
