@@ -29,6 +29,11 @@ type Config struct {
 	ShardsBucket string
 	// LocksBucket holds cluster-wide locks with a per-key TTL (default locks).
 	LocksBucket string
+	// AckWait is how long a processor's consumer waits for an ack before
+	// redelivering (default 30s). It is also how long the messages a killed
+	// processor held wait before another gets them; processors signal
+	// progress on long commits, so it need not cover the slowest commit.
+	AckWait time.Duration
 }
 
 // DefaultConfig is the topology DESIGN.md describes, for one server.
@@ -41,6 +46,7 @@ func DefaultConfig() Config {
 		Duplicates:   2 * time.Minute,
 		ShardsBucket: "shards",
 		LocksBucket:  "locks",
+		AckWait:      30 * time.Second,
 	}
 }
 
@@ -124,15 +130,14 @@ const (
 	DurableBackup   = "backup"
 )
 
-// ConsumerConfig is the durable pull consumer of one processor. AckWait is
-// generous because a sink commits a whole fetched batch before it acks.
-func ConsumerConfig(durable string) jetstream.ConsumerConfig {
+// ConsumerConfig is the durable pull consumer of one processor.
+func (c Config) ConsumerConfig(durable string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       durable,
 		Description:   "heartlog " + durable + " processor",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       2 * time.Minute,
+		AckWait:       c.AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: 20000,
 		FilterSubject: SubjectPrefix + ".>",
@@ -141,7 +146,7 @@ func ConsumerConfig(durable string) jetstream.ConsumerConfig {
 
 // EnsureConsumer creates or updates a processor's durable consumer.
 func EnsureConsumer(ctx context.Context, js jetstream.JetStream, c Config, durable string) (jetstream.Consumer, error) {
-	cons, err := js.CreateOrUpdateConsumer(ctx, c.Stream, ConsumerConfig(durable))
+	cons, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.ConsumerConfig(durable))
 	if err != nil {
 		return nil, fmt.Errorf("streams: ensure consumer %s on %s: %w", durable, c.Stream, err)
 	}

@@ -46,6 +46,7 @@ func streamConfig(cfg config.Config) streams.Config {
 	sc.Replicas = cfg.StreamReplicas
 	sc.MaxAge = cfg.StreamMaxAge
 	sc.Duplicates = cfg.StreamDuplicates
+	sc.AckWait = cfg.AckWait
 	return sc
 }
 

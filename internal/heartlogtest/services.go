@@ -80,6 +80,7 @@ type NATS struct {
 	Server   *server.Server
 	URL      string
 	StoreDir string
+	port     int
 }
 
 // StartNATS starts a JetStream server with sync_interval always on a free
@@ -101,6 +102,7 @@ func (n *NATS) start(t testing.TB, port int) {
 	}
 	n.Server = ns
 	n.URL = ns.ClientURL()
+	n.port = ns.Addr().(*net.TCPAddr).Port
 }
 
 // Shutdown stops the server; clients see it unreachable.
@@ -112,7 +114,7 @@ func (n *NATS) Shutdown() {
 // Restart starts the server again on its old port and store.
 func (n *NATS) Restart(t testing.TB) {
 	t.Helper()
-	n.start(t, n.Server.Addr().(*net.TCPAddr).Port)
+	n.start(t, n.port)
 }
 
 // Connect returns a client connection that reconnects forever, as

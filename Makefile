@@ -1,0 +1,90 @@
+# heartlog developer commands. `make` (or `make help`) lists the targets.
+#
+# The local service stack (Postgres, Redis, versitygw under var/) is managed by ops/stack.sh;
+# see `ops/stack.sh help` and DESIGN.md, "Local stack".
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Go lives in /usr/local/go/bin on our machines, which is not always on PATH.
+export PATH := $(PATH):/usr/local/go/bin
+
+GO       ?= go
+GOFMT    ?= gofmt
+STACK    := ops/stack.sh
+# Packages and extra flags for `make test`, e.g. make test PKG=./streams/... TESTFLAGS='-run TestX -v'
+PKG      ?= ./...
+TESTFLAGS ?=
+# Extra flags for `go run ./ops/bench`, and the duration for `make fuzz`.
+BENCHFLAGS ?=
+FUZZTIME ?= 30s
+
+.PHONY: help build run stop status test fmt-check proto proto-check bench fuzz clean
+
+help: ## List the targets (default)
+	@echo "Usage: make TARGET [PKG=./pkg/...] [TESTFLAGS='-run X -v'] [FUZZTIME=30s]"
+	@echo
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+build: ## Build bin/heartlog
+	$(GO) build -o bin/heartlog ./cmd/heartlog
+
+run: ## Install deps, start the local stack (tag run), build and exec `heartlog dev` (stack stays up: make stop)
+	$(STACK) install
+	HEARTLOG_STACK_TAG=run $(STACK) up
+	$(MAKE) --no-print-directory build
+	. var/env && exec bin/heartlog dev
+
+stop: ## Stop every local service under var/
+	$(STACK) down
+
+status: ## Show the local services
+	@$(STACK) status
+
+# `make test` starts whatever part of the stack is not already running (Postgres without fsync),
+# and afterwards stops exactly what it started, also on failure or Ctrl-C, keeping the exit code.
+test: fmt-check proto-check ## gofmt + proto checks, then go vet and go test against a private stack
+	$(STACK) install
+	trap 'rc=$$?; $(STACK) down --only-started test || true; exit $$rc' EXIT; \
+	HEARTLOG_STACK_PG_FAST=1 HEARTLOG_STACK_TAG=test $(STACK) up; \
+	. var/env; \
+	$(GO) vet $(PKG); \
+	$(GO) test -count=1 -timeout 40m $(TESTFLAGS) $(PKG)
+
+fmt-check: ## Fail if a tracked .go file is not gofmt-clean
+	@files="$$(git ls-files -z -- '*.go' | xargs -0 -r $(GOFMT) -l)"; \
+	if [ -n "$$files" ]; then \
+	  echo "error: these files are not gofmt-formatted (run: gofmt -w FILE):" >&2; \
+	  echo "$$files" >&2; \
+	  exit 1; \
+	fi; \
+	echo "fmt-check: ok"
+
+proto: ## Regenerate schema/gen from the .proto files (buf, pinned in tools/go.mod)
+	$(GO) tool -modfile=tools/go.mod buf generate
+
+proto-check: ## Run `make proto` and fail if schema/gen changed (generated code stale)
+	$(MAKE) --no-print-directory proto
+	@changes="$$(git status --porcelain -- schema/gen)"; \
+	if [ -n "$$changes" ]; then \
+	  echo "error: generated code in schema/gen is stale: 'make proto' changed it:" >&2; \
+	  echo "$$changes" >&2; \
+	  echo "run 'make proto' and commit schema/gen together with the .proto change." >&2; \
+	  exit 1; \
+	fi; \
+	echo "proto-check: ok (schema/gen up to date)"
+
+bench: ## Run ./ops/bench against the local stack (tag bench), then stop what it started
+	$(STACK) install
+	trap 'rc=$$?; $(STACK) down --only-started bench || true; exit $$rc' EXIT; \
+	HEARTLOG_STACK_TAG=bench $(STACK) up; \
+	. var/env; \
+	$(GO) run ./ops/bench $(BENCHFLAGS)
+
+fuzz: ## Fuzz the WakaTime decoder for FUZZTIME (default 30s)
+	$(GO) test ./heartbeat -run '^$$' -fuzz FuzzDecodeWakaTime -fuzztime $(FUZZTIME)
+
+clean: ## Stop the local stack and remove var/ and bin/ (keeps .tools/)
+	$(STACK) down
+	rm -rf var bin

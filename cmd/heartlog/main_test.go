@@ -1,0 +1,235 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"heartlog/heartbeat"
+	"heartlog/internal/heartlogtest"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/streams"
+)
+
+// binary is the heartlog command built once for these tests: the fault
+// tests kill a real process, not a goroutine.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "heartlog-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "heartlog")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build heartlog:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func command(env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	return cmd
+}
+
+func TestUsersCreatePrintsOnlyTheKey(t *testing.T) {
+	_, dbURL := heartlogtest.NewDatabase(t)
+	var stdout, stderr bytes.Buffer
+	cmd := command([]string{"HEARTLOG_POSTGRES_URL=" + dbURL}, "users", "create", "--name", "alice", "--timezone", "Europe/Berlin")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("users create: %v\n%s", err, stderr.String())
+	}
+	if !regexp.MustCompile(`^waka_[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n$`).Match(stdout.Bytes()) {
+		t.Fatalf("stdout %q: want the API key alone", stdout.String())
+	}
+	bad := command([]string{"HEARTLOG_POSTGRES_URL=" + dbURL}, "users", "create", "--name", "bob", "--timezone", "Mars/Olympus")
+	out, err := bad.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `unknown time zone "Mars/Olympus"`) {
+		t.Fatalf("bad time zone: err %v, output %s", err, out)
+	}
+}
+
+// TestProcessorKilledMidBatch kills `heartlog process` with SIGKILL while it
+// drains a backlog, several times, then lets it finish: every heartbeat
+// must be in Postgres exactly once.
+func TestProcessorKilledMidBatch(t *testing.T) {
+	n := heartlogtest.StartNATS(t)
+	nc, js := heartlogtest.Connect(t, n.URL)
+	pool, dbURL := heartlogtest.NewDatabase(t)
+	ctx := context.Background()
+	cfg := streams.DefaultConfig()
+	if err := streams.Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
+	defer pub.Close()
+
+	const users, perUser = 50, 1000
+	var ids []string
+	start := time.Date(2026, 11, 20, 22, 0, 0, 0, time.UTC) // spans two UTC days
+	for u := range users {
+		user := fmt.Sprintf("00000000-0000-4000-8000-%012d", u)
+		hbs := make([]*heartlogv1.Heartbeat, perUser)
+		for i := range hbs {
+			hbs[i] = &heartlogv1.Heartbeat{Entity: fmt.Sprintf("/src/f%d.go", i%40), Type: "file", Time: float64(start.Unix() + int64(i*10))}
+			if err := heartbeat.DefaultLimits.Prepare(hbs[i], heartbeat.Origin{UserID: user, Now: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, hbs[i].Id)
+		}
+		for i := 0; i < perUser; i += 20 { // many small messages: many commits to die in
+			if err := pub.Publish(ctx, hbs[i:i+20], nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	count := func() int {
+		var c int
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM heartbeats").Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_FETCH_BATCH=16", "HEARTLOG_ACK_WAIT=2s", "HEARTLOG_LOG_LEVEL=warn"}
+	kills := 0
+	for last := 0; kills < 3; {
+		proc := command(env, "process", "--only", "postgres")
+		proc.Stderr = os.Stderr
+		if err := proc.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Kill as soon as it has committed something new: mid-backlog, and
+		// most likely mid-commit, since it commits all the time.
+		heartlogtest.Eventually(30*time.Second, func() bool { return count() > last })
+		_ = proc.Process.Signal(syscall.SIGKILL)
+		_ = proc.Wait()
+		last = count()
+		kills++
+		if last == len(ids) {
+			t.Fatalf("backlog drained before kill %d; make it larger", kills)
+		}
+		t.Logf("kill %d: %d of %d rows", kills, last, len(ids))
+	}
+	proc := command(env, "process", "--only", "postgres")
+	proc.Stderr = os.Stderr
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = proc.Process.Signal(syscall.SIGTERM)
+		_ = proc.Wait()
+	}()
+	if !heartlogtest.Eventually(60*time.Second, func() bool { return count() >= len(ids) }) {
+		t.Fatalf("%d rows after restart, want %d", count(), len(ids))
+	}
+	var total, matching int
+	if err := pool.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE id = ANY($1)) FROM heartbeats", ids).Scan(&total, &matching); err != nil {
+		t.Fatal(err)
+	}
+	if total != len(ids) || matching != len(ids) {
+		t.Fatalf("%d rows, %d of them expected; want exactly the %d heartbeats sent", total, matching, len(ids))
+	}
+}
+
+// TestServeAndProcessBinaries runs `heartlog serve` and `heartlog process`
+// as an operator would, sends a fixture through the real binary, and reads
+// readiness as a load balancer would.
+func TestServeAndProcessBinaries(t *testing.T) {
+	n := heartlogtest.StartNATS(t)
+	pool, dbURL := heartlogtest.NewDatabase(t)
+	addr := freeAddr(t)
+	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_HTTP_ADDR=" + addr, "HEARTLOG_LOG_LEVEL=warn"}
+	for _, args := range [][]string{{"serve"}, {"process"}} {
+		proc := command(env, args...)
+		proc.Stderr = os.Stderr
+		if err := proc.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = proc.Process.Signal(syscall.SIGTERM)
+			if err := proc.Wait(); err != nil {
+				t.Errorf("heartlog %s did not stop cleanly on SIGTERM: %v", args[0], err)
+			}
+		})
+	}
+	base := "http://" + addr
+	if !heartlogtest.Eventually(30*time.Second, func() bool { return status(t, base+"/readyz") == 200 }) {
+		t.Fatalf("/readyz never became 200")
+	}
+	create := command([]string{"HEARTLOG_POSTGRES_URL=" + dbURL}, "users", "create", "--name", "fixture", "--api-key", "00000000-0000-4000-8000-000000000001")
+	if out, err := create.CombinedOutput(); err != nil {
+		t.Fatalf("users create: %v %s", err, out)
+	}
+	fx := heartlogtest.LoadFixtures(t)[0]
+	req, err := http.NewRequest(fx.Method, base+fx.Path, bytes.NewReader(fx.Body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = fx.Header.Clone()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("%s: status %d", fx.Name, resp.StatusCode)
+	}
+	var want []json.RawMessage
+	if err := json.Unmarshal(fx.Body, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !heartlogtest.Eventually(30*time.Second, func() bool {
+		var c int
+		_ = pool.QueryRow(context.Background(), "SELECT count(*) FROM heartbeats").Scan(&c)
+		return c == len(want)
+	}) {
+		t.Fatalf("the fixture's %d heartbeats did not reach Postgres", len(want))
+	}
+	n.Shutdown()
+	if !heartlogtest.Eventually(30*time.Second, func() bool { return status(t, base+"/readyz") == 503 }) {
+		t.Fatalf("/readyz still answers 200 with NATS down")
+	}
+	if got := status(t, base+"/livez"); got != 200 {
+		t.Fatalf("/livez = %d with NATS down; liveness must not depend on it", got)
+	}
+	n.Restart(t)
+	if !heartlogtest.Eventually(30*time.Second, func() bool { return status(t, base+"/readyz") == 200 }) {
+		t.Fatalf("/readyz did not recover after NATS came back")
+	}
+}
+
+func status(t *testing.T, url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}

@@ -1,0 +1,108 @@
+package processors_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"heartlog/heartbeat"
+	"heartlog/internal/heartlogtest"
+	"heartlog/processors"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/streams"
+)
+
+// flakySink records what it commits and fails its first failures commits.
+// It tests the loop's contract, not a store.
+type flakySink struct {
+	mu        sync.Mutex
+	failures  int
+	attempts  int
+	committed map[string]int
+}
+
+func (s *flakySink) Name() string { return "flaky" }
+
+func (s *flakySink) Commit(_ context.Context, batches []*heartlogv1.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attempts++
+	if s.attempts <= s.failures {
+		return errors.New("store unavailable")
+	}
+	for _, b := range batches {
+		for _, hb := range b.Heartbeats {
+			s.committed[hb.Id]++
+		}
+	}
+	return nil
+}
+
+func (s *flakySink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.committed)
+}
+
+func TestRunRetriesThenAcks(t *testing.T) {
+	n := heartlogtest.StartNATS(t)
+	nc, js := heartlogtest.Connect(t, n.URL)
+	ctx := context.Background()
+	cfg := streams.DefaultConfig()
+	if err := streams.Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
+	defer pub.Close()
+
+	// A message that is not a batch must not block the ones after it.
+	if _, err := js.Publish(ctx, streams.Subject("20261125", 0), []byte("not a protobuf batch \xff\xff")); err != nil {
+		t.Fatal(err)
+	}
+	const total = 300
+	for i := range total {
+		hb := &heartlogv1.Heartbeat{Entity: fmt.Sprintf("f%d.go", i), Type: "file", Time: float64(time.Now().Unix() - int64(i))}
+		if err := heartbeat.DefaultLimits.Prepare(hb, heartbeat.Origin{UserID: fmt.Sprintf("u%d", i%7), Now: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(ctx, []*heartlogv1.Heartbeat{hb}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := streams.EnsureConsumer(ctx, js, cfg, "flaky")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &flakySink{failures: 3, committed: map[string]int{}}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() {
+		done <- processors.Run(runCtx, cons, sink, processors.Options{
+			BatchMessages: 50, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond, Log: heartlogtest.Logger(t),
+		})
+	}()
+	ok := heartlogtest.Eventually(30*time.Second, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && sink.count() == total && info.NumPending == 0 && info.NumAckPending == 0
+	})
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Fatalf("committed %d of %d; consumer pending %d, ack pending %d", sink.count(), total, info.NumPending, info.NumAckPending)
+	}
+	if sink.attempts <= sink.failures {
+		t.Fatalf("%d attempts: the failing commits were not retried", sink.attempts)
+	}
+	if info.AckFloor.Stream != info.Delivered.Stream {
+		t.Fatalf("ack floor %d behind delivered %d", info.AckFloor.Stream, info.Delivered.Stream)
+	}
+}
