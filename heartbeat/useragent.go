@@ -13,7 +13,9 @@ type Client struct {
 //
 //	wakatime/v1.90.0 (linux-6.1.0-amd64) go1.26.8 vscode/1.90.0 vscode-wakatime/24.5.0
 //
-// Anything it does not recognise is left empty rather than guessed.
+// Known editors and systems get WakaTime's display names ("VS Code",
+// "Mac"); others keep the name the client sent. A User-Agent without the
+// "(platform)" part yields an empty Client rather than a guess.
 func ParseUserAgent(ua string) Client {
 	var c Client
 	open, close := strings.IndexByte(ua, '('), strings.IndexByte(ua, ')')

@@ -1,10 +1,10 @@
 package heartbeat
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -82,7 +82,7 @@ func (l Limits) Validate(hb *heartlogv1.Heartbeat, now time.Time) error {
 		return err
 	}
 	if len(hb.ExtraJson) > 0 && !isJSONObject(hb.ExtraJson) {
-		return fieldErr("extra_json", "must be a JSON object without NUL characters")
+		return fieldErr("extra_json", "must be a JSON object in valid UTF-8, without \\u0000 or unpaired surrogates")
 	}
 	return nil
 }
@@ -123,9 +123,49 @@ func (l Limits) checkStrings(hb *heartlogv1.Heartbeat) error {
 }
 
 // isJSONObject reports whether b is a JSON object that Postgres jsonb takes.
+// encoding/json accepts invalid UTF-8 and lone surrogate escapes in strings;
+// jsonb refuses both, and with them the sink's whole COPY.
 func isJSONObject(b []byte) bool {
 	var obj map[string]json.RawMessage
-	return json.Unmarshal(b, &obj) == nil && obj != nil && !bytes.Contains(b, []byte(`\u0000`))
+	return json.Unmarshal(b, &obj) == nil && obj != nil && utf8.Valid(b) && jsonbEscapes(b)
+}
+
+// jsonbEscapes reports whether the valid JSON b is free of the \u escapes
+// jsonb refuses: \u0000, and UTF-16 surrogates that are not a high-low pair.
+func jsonbEscapes(b []byte) bool {
+	high := false // the previous escape was a high surrogate
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || b[i+1] != 'u' {
+			if high {
+				return false
+			}
+			if b[i] == '\\' {
+				i++ // skip the escaped character
+			}
+			continue
+		}
+		r, _ := strconv.ParseUint(string(b[i+2:i+6]), 16, 32)
+		i += 5
+		switch {
+		case r == 0:
+			return false
+		case r >= 0xd800 && r < 0xdc00:
+			if high {
+				return false
+			}
+			high = true
+		case r >= 0xdc00 && r < 0xe000:
+			if !high {
+				return false
+			}
+			high = false
+		default:
+			if high {
+				return false
+			}
+		}
+	}
+	return !high
 }
 
 func (l Limits) checkTime(sec float64, now time.Time) error {

@@ -32,6 +32,9 @@ func (l Limits) DecodeBulk(body []byte) ([]Decoded, error) {
 	if err := json.Unmarshal(body, &items); err != nil {
 		return nil, fmt.Errorf("%w: body must be a JSON array of heartbeats: %s", ErrMalformed, jsonReason(err))
 	}
+	if items == nil { // the body is null, which json.Unmarshal takes for an empty array
+		return nil, fmt.Errorf("%w: body must be a JSON array of heartbeats, not null", ErrMalformed)
+	}
 	if len(items) > l.MaxHeartbeats {
 		return nil, fmt.Errorf("%w: %d heartbeats in one request, at most %d", ErrTooMany, len(items), l.MaxHeartbeats)
 	}
