@@ -1,0 +1,35 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"heartlog/config"
+)
+
+func TestDefaultsParse(t *testing.T) {
+	for _, v := range config.Vars {
+		t.Setenv(v.Name, v.Default)
+	}
+	c, err := config.FromEnv()
+	if err != nil {
+		t.Fatalf("the documented defaults do not parse: %v", err)
+	}
+	if c.Partitions != 16 || c.StreamMaxAge != 8*7*24*time.Hour || c.MaxBodyBytes != 4<<20 || len(c.Processors) != 1 {
+		t.Fatalf("defaults = %+v", c)
+	}
+}
+
+func TestBadValueNamesTheVariable(t *testing.T) {
+	t.Setenv("HEARTLOG_STREAM_DUPLICATES", "two minutes")
+	_, err := config.FromEnv()
+	if err == nil || !strings.Contains(err.Error(), "HEARTLOG_STREAM_DUPLICATES") {
+		t.Fatalf("err = %v, want it to name HEARTLOG_STREAM_DUPLICATES", err)
+	}
+	t.Setenv("HEARTLOG_STREAM_DUPLICATES", "2m")
+	t.Setenv("HEARTLOG_PARTITIONS", "0")
+	if _, err := config.FromEnv(); err == nil || !strings.Contains(err.Error(), "HEARTLOG_PARTITIONS") {
+		t.Fatalf("partitions 0: err = %v", err)
+	}
+}
