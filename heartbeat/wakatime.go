@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 )
@@ -108,6 +107,7 @@ func (l Limits) decodeObject(raw json.RawMessage) (*heartlogv1.Heartbeat, error)
 	}
 	hb := &heartlogv1.Heartbeat{}
 	var extra []string
+	extraBytes := 0
 	for name, value := range obj {
 		if set, ok := fields[name]; ok {
 			if err := set(hb, value); err != nil {
@@ -117,35 +117,36 @@ func (l Limits) decodeObject(raw json.RawMessage) (*heartlogv1.Heartbeat, error)
 		}
 		if !ignored[name] {
 			extra = append(extra, name)
+			extraBytes += len(name) + len(value)
 		}
 	}
+	if extraBytes > l.MaxExtraBytes {
+		return nil, fieldErr("heartbeat", "carries more than %d bytes of unknown fields", l.MaxExtraBytes)
+	}
 	if len(extra) > 0 {
-		hb.ExtraJson = canonicalExtra(obj, extra, l.MaxExtraBytes)
+		hb.ExtraJson = canonicalExtra(obj, extra)
 	}
 	return hb, nil
 }
 
-// canonicalExtra keeps unknown fields as a compact JSON object with sorted
-// keys, so that the same heartbeat resent with other whitespace or key order
-// keeps its id. It stops early once past limit; Validate then refuses it.
-func canonicalExtra(obj map[string]json.RawMessage, keys []string, limit int) []byte {
-	sort.Strings(keys)
-	var buf bytes.Buffer
-	buf.WriteByte('{')
-	for i, k := range keys {
-		if buf.Len() > limit {
-			break
-		}
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		name, _ := json.Marshal(k)
-		buf.Write(name)
-		buf.WriteByte(':')
-		_ = json.Compact(&buf, obj[k]) // valid: it came out of json.Unmarshal
+// canonicalExtra keeps unknown fields as compact JSON with keys sorted at
+// every depth, so that the same heartbeat resent with other whitespace or
+// key order keeps its id. Decoding and re-encoding also turns invalid UTF-8
+// and lone surrogates into U+FFFD, which Postgres jsonb then accepts.
+func canonicalExtra(obj map[string]json.RawMessage, keys []string) []byte {
+	vals := make(map[string]any, len(keys))
+	for _, k := range keys {
+		d := json.NewDecoder(bytes.NewReader(obj[k]))
+		d.UseNumber() // keep numbers exactly as sent
+		var v any
+		_ = d.Decode(&v) // valid: it came out of json.Unmarshal
+		vals[k] = v
 	}
-	buf.WriteByte('}')
-	return buf.Bytes()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(vals) // maps of decoded JSON always encode
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }

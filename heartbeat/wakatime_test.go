@@ -275,6 +275,8 @@ func TestDecodeKeepsUnknownFieldsAsCanonicalJSON(t *testing.T) {
 		{name: "numbers and strings kept as sent", fields: `,"n":1.50,"big":12345678901234567890,"s":"é<&"`,
 			want: `{"big":12345678901234567890,"n":1.50,"s":"é<&"}`},
 		{name: "id and user_id are not kept", fields: `,"id":"x","user_id":"y","other":1`, want: `{"other":1}`},
+		{name: "nested keys sorted", fields: `,"f":{"b":1,"a":{"d":2,"c":3}}`, want: `{"f":{"a":{"c":3,"d":2},"b":1}}`},
+		{name: "lone surrogate becomes U+FFFD", fields: `,"s":"x\ud800y"`, want: "{\"s\":\"x\uFFFDy\"}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
