@@ -39,6 +39,7 @@ var Vars = []Var{
 	{"HEARTLOG_RATE_LIMIT", "10", "requests per second allowed per user (token bucket); over it gets 429", false},
 	{"HEARTLOG_RATE_BURST", "100", "burst of requests allowed per user above the rate", false},
 	{"HEARTLOG_PROCESSORS", "postgres", "processors `heartlog process` and `heartlog dev` run, comma-separated", false},
+	{"HEARTLOG_POSTGRES_WRITERS", "2", "connections the Postgres processor writes one batch over in parallel", false},
 	{"HEARTLOG_ACK_WAIT", "30s", "how long a processor's message may stay unacked before JetStream redelivers it", false},
 	{"HEARTLOG_FETCH_BATCH", "512", "messages a processor fetches and commits at once", false},
 	{"HEARTLOG_LOG_LEVEL", "info", "debug, info, warn or error", false},
@@ -66,6 +67,7 @@ type Config struct {
 	Processors       []string
 	FetchBatch       int
 	AckWait          time.Duration
+	PostgresWriters  int
 	LogLevel         string
 	LogFormat        string
 }
@@ -94,6 +96,7 @@ func FromEnv() (Config, error) {
 		Processors:       r.list("HEARTLOG_PROCESSORS"),
 		FetchBatch:       r.int("HEARTLOG_FETCH_BATCH", 1, 100000),
 		AckWait:          r.duration("HEARTLOG_ACK_WAIT"),
+		PostgresWriters:  r.int("HEARTLOG_POSTGRES_WRITERS", 1, 64),
 		LogLevel:         r.str("HEARTLOG_LOG_LEVEL"),
 		LogFormat:        r.str("HEARTLOG_LOG_FORMAT"),
 	}

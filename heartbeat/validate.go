@@ -88,8 +88,8 @@ func (l Limits) Validate(hb *heartlogv1.Heartbeat, now time.Time) error {
 }
 
 func (l Limits) checkStrings(hb *heartlogv1.Heartbeat) error {
-	if strings.IndexByte(hb.Entity, 0) >= 0 {
-		return fieldErr("entity", "must not contain NUL characters")
+	if !cleanText(hb.Entity) {
+		return fieldErr("entity", "must be valid UTF-8 without NUL characters")
 	}
 	for _, f := range []struct{ name, value string }{
 		{"category", hb.Category}, {"project", hb.Project}, {"branch", hb.Branch},
@@ -101,7 +101,7 @@ func (l Limits) checkStrings(hb *heartlogv1.Heartbeat) error {
 		}
 		// Postgres text holds neither NUL nor invalid UTF-8; refusing them
 		// here keeps them out of the log, where they would block the sink.
-		if strings.IndexByte(f.value, 0) >= 0 || !utf8.ValidString(f.value) {
+		if !cleanText(f.value) {
 			return fieldErr(f.name, "must be valid UTF-8 without NUL characters")
 		}
 	}
@@ -112,14 +112,19 @@ func (l Limits) checkStrings(hb *heartlogv1.Heartbeat) error {
 		if len(d) > l.MaxStringBytes {
 			return fieldErr("dependencies", "has an item longer than %d bytes", l.MaxStringBytes)
 		}
-		if strings.IndexByte(d, 0) >= 0 {
-			return fieldErr("dependencies", "must not contain NUL characters")
+		if !cleanText(d) {
+			return fieldErr("dependencies", "must be valid UTF-8 without NUL characters")
 		}
 	}
 	if len(hb.ExtraJson) > l.MaxExtraBytes {
 		return fieldErr("heartbeat", "carries more than %d bytes of unknown fields", l.MaxExtraBytes)
 	}
 	return nil
+}
+
+// cleanText reports whether Postgres text can hold s: valid UTF-8, no NUL.
+func cleanText(s string) bool {
+	return strings.IndexByte(s, 0) < 0 && utf8.ValidString(s)
 }
 
 // isJSONObject reports whether b is a JSON object that Postgres jsonb takes.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/valyala/fastjson"
+
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 )
 
@@ -23,23 +25,31 @@ type Decoded struct {
 	Err       error // a *FieldError
 }
 
+// The request body is parsed once, by fastjson, and each field is read from
+// the parsed tree: encoding/json needed a pass per heartbeat and per field
+// to give per-field errors, and decoding was most of ingest's CPU.
+var parsers fastjson.ParserPool
+
 // DecodeBulk decodes the body of POST .../heartbeats.bulk: a JSON array of
 // WakaTime heartbeats. A heartbeat whose fields have the wrong type gets its
-// own error; only a body that is not a JSON array of objects fails as a whole.
+// own error; only a body that is not a JSON array fails as a whole.
 func (l Limits) DecodeBulk(body []byte) ([]Decoded, error) {
-	var items []json.RawMessage
-	if err := json.Unmarshal(body, &items); err != nil {
-		return nil, fmt.Errorf("%w: body must be a JSON array of heartbeats: %s", ErrMalformed, jsonReason(err))
+	p := parsers.Get()
+	defer parsers.Put(p)
+	v, err := p.ParseBytes(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: body must be a JSON array of heartbeats: %v", ErrMalformed, err)
 	}
-	if items == nil { // the body is null, which json.Unmarshal takes for an empty array
-		return nil, fmt.Errorf("%w: body must be a JSON array of heartbeats, not null", ErrMalformed)
+	items, err := v.Array()
+	if err != nil {
+		return nil, fmt.Errorf("%w: body must be a JSON array of heartbeats, not %s", ErrMalformed, v.Type())
 	}
 	if len(items) > l.MaxHeartbeats {
 		return nil, fmt.Errorf("%w: %d heartbeats in one request, at most %d", ErrTooMany, len(items), l.MaxHeartbeats)
 	}
 	out := make([]Decoded, len(items))
-	for i, raw := range items {
-		hb, err := l.decodeObject(raw)
+	for i, item := range items {
+		hb, err := l.decodeObject(item)
 		out[i] = Decoded{Heartbeat: hb, Err: err}
 	}
 	return out, nil
@@ -47,32 +57,21 @@ func (l Limits) DecodeBulk(body []byte) ([]Decoded, error) {
 
 // DecodeOne decodes the body of POST .../heartbeats: one JSON object.
 func (l Limits) DecodeOne(body []byte) (Decoded, error) {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return Decoded{}, fmt.Errorf("%w: body must be a JSON object", ErrMalformed)
+	p := parsers.Get()
+	defer parsers.Put(p)
+	v, err := p.ParseBytes(body)
+	if err != nil {
+		return Decoded{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if !json.Valid(trimmed) {
-		var v any
-		return Decoded{}, fmt.Errorf("%w: %s", ErrMalformed, jsonReason(json.Unmarshal(trimmed, &v)))
+	if v.Type() != fastjson.TypeObject {
+		return Decoded{}, fmt.Errorf("%w: body must be a JSON object, not %s", ErrMalformed, v.Type())
 	}
-	hb, err := l.decodeObject(trimmed)
+	hb, err := l.decodeObject(v)
 	return Decoded{Heartbeat: hb, Err: err}, nil
 }
 
-func jsonReason(err error) string {
-	var syn *json.SyntaxError
-	if errors.As(err, &syn) {
-		return fmt.Sprintf("invalid JSON at byte %d: %v", syn.Offset, err)
-	}
-	var typ *json.UnmarshalTypeError
-	if errors.As(err, &typ) {
-		return fmt.Sprintf("expected %s, got %s", typ.Type, typ.Value)
-	}
-	return err.Error()
-}
-
 // fieldSetter stores one known WakaTime field into the heartbeat.
-type fieldSetter func(hb *heartlogv1.Heartbeat, raw json.RawMessage) error
+type fieldSetter func(hb *heartlogv1.Heartbeat, v *fastjson.Value) error
 
 // ignored are fields the server sets itself; a client's value is dropped so
 // that no client can choose its heartbeat's id or owner.
@@ -100,31 +99,45 @@ var fields = map[string]fieldSetter{
 	"dependencies":       setDependencies,
 }
 
-func (l Limits) decodeObject(raw json.RawMessage) (*heartlogv1.Heartbeat, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+func (l Limits) decodeObject(v *fastjson.Value) (*heartlogv1.Heartbeat, error) {
+	obj, err := v.Object()
+	if err != nil {
 		return nil, fieldErr("heartbeat", "must be a JSON object")
 	}
 	hb := &heartlogv1.Heartbeat{}
-	var extra []string
+	var extra map[string][]byte
 	extraBytes := 0
-	for name, value := range obj {
-		if set, ok := fields[name]; ok {
+	var failed error
+	// Fields are visited in order, so a repeated key's last value wins, as
+	// with encoding/json.
+	obj.Visit(func(key []byte, value *fastjson.Value) {
+		if failed != nil {
+			return
+		}
+		if set, ok := fields[string(key)]; ok {
 			if err := set(hb, value); err != nil {
-				return nil, &FieldError{Field: name, Reason: err.Error()}
+				failed = &FieldError{Field: string(key), Reason: err.Error()}
 			}
-			continue
+			return
 		}
-		if !ignored[name] {
-			extra = append(extra, name)
-			extraBytes += len(name) + len(value)
+		if ignored[string(key)] {
+			return
 		}
+		if extra == nil {
+			extra = map[string][]byte{}
+		}
+		raw := value.MarshalTo(nil)
+		extra[string(key)] = raw
+		extraBytes += len(key) + len(raw)
+	})
+	if failed != nil {
+		return nil, failed
 	}
 	if extraBytes > l.MaxExtraBytes {
 		return nil, fieldErr("heartbeat", "carries more than %d bytes of unknown fields", l.MaxExtraBytes)
 	}
 	if len(extra) > 0 {
-		hb.ExtraJson = canonicalExtra(obj, extra)
+		hb.ExtraJson = canonicalExtra(extra)
 	}
 	return hb, nil
 }
@@ -133,13 +146,13 @@ func (l Limits) decodeObject(raw json.RawMessage) (*heartlogv1.Heartbeat, error)
 // every depth, so that the same heartbeat resent with other whitespace or
 // key order keeps its id. Decoding and re-encoding also turns invalid UTF-8
 // and lone surrogates into U+FFFD, which Postgres jsonb then accepts.
-func canonicalExtra(obj map[string]json.RawMessage, keys []string) []byte {
-	vals := make(map[string]any, len(keys))
-	for _, k := range keys {
-		d := json.NewDecoder(bytes.NewReader(obj[k]))
+func canonicalExtra(extra map[string][]byte) []byte {
+	vals := make(map[string]any, len(extra))
+	for k, raw := range extra {
+		d := json.NewDecoder(bytes.NewReader(raw))
 		d.UseNumber() // keep numbers exactly as sent
 		var v any
-		_ = d.Decode(&v) // valid: it came out of json.Unmarshal
+		_ = d.Decode(&v) // valid: fastjson parsed and re-encoded it
 		vals[k] = v
 	}
 	var buf bytes.Buffer
@@ -149,65 +162,77 @@ func canonicalExtra(obj map[string]json.RawMessage, keys []string) []byte {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
-func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
-
 func str(set func(*heartlogv1.Heartbeat, string)) fieldSetter {
-	return func(hb *heartlogv1.Heartbeat, raw json.RawMessage) error {
-		if isNull(raw) {
+	return func(hb *heartlogv1.Heartbeat, v *fastjson.Value) error {
+		switch v.Type() {
+		case fastjson.TypeNull:
+			return nil
+		case fastjson.TypeString:
+			set(hb, string(v.GetStringBytes()))
 			return nil
 		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return errors.New("must be a string")
-		}
-		set(hb, s)
-		return nil
+		return errors.New("must be a string")
 	}
 }
 
 func integer(set func(*heartlogv1.Heartbeat, *int32)) fieldSetter {
-	return func(hb *heartlogv1.Heartbeat, raw json.RawMessage) error {
-		if isNull(raw) {
+	return func(hb *heartlogv1.Heartbeat, v *fastjson.Value) error {
+		if v.Type() == fastjson.TypeNull {
 			return nil
 		}
-		var f float64
-		if err := json.Unmarshal(raw, &f); err != nil || f != math.Trunc(f) {
+		f, err := v.Float64()
+		if err != nil || f != math.Trunc(f) {
 			return errors.New("must be an integer")
 		}
 		if f < math.MinInt32 || f > math.MaxInt32 {
 			return errors.New("is out of range")
 		}
-		v := int32(f)
-		set(hb, &v)
+		n := int32(f)
+		set(hb, &n)
 		return nil
 	}
 }
 
-func setTime(hb *heartlogv1.Heartbeat, raw json.RawMessage) error {
-	if err := json.Unmarshal(raw, &hb.Time); err != nil {
+func setTime(hb *heartlogv1.Heartbeat, v *fastjson.Value) error {
+	if v.Type() == fastjson.TypeNull {
+		return nil
+	}
+	f, err := v.Float64()
+	if err != nil {
 		return errors.New("must be a number of seconds since 1970")
 	}
+	hb.Time = f
 	return nil
 }
 
-func setIsWrite(hb *heartlogv1.Heartbeat, raw json.RawMessage) error {
-	if isNull(raw) {
+func setIsWrite(hb *heartlogv1.Heartbeat, v *fastjson.Value) error {
+	switch v.Type() {
+	case fastjson.TypeNull:
+		return nil
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		b := v.Type() == fastjson.TypeTrue
+		hb.IsWrite = &b
 		return nil
 	}
-	var b bool
-	if err := json.Unmarshal(raw, &b); err != nil {
-		return errors.New("must be true or false")
-	}
-	hb.IsWrite = &b
-	return nil
+	return errors.New("must be true or false")
 }
 
-func setDependencies(hb *heartlogv1.Heartbeat, raw json.RawMessage) error {
-	if isNull(raw) {
+func setDependencies(hb *heartlogv1.Heartbeat, v *fastjson.Value) error {
+	if v.Type() == fastjson.TypeNull {
 		return nil
 	}
-	if err := json.Unmarshal(raw, &hb.Dependencies); err != nil {
+	items, err := v.Array()
+	if err != nil {
 		return errors.New("must be an array of strings")
 	}
+	deps := make([]string, len(items))
+	for i, item := range items {
+		s, err := item.StringBytes()
+		if err != nil {
+			return errors.New("must be an array of strings")
+		}
+		deps[i] = string(s)
+	}
+	hb.Dependencies = deps
 	return nil
 }

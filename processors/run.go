@@ -63,19 +63,44 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 	defer iter.Stop()
 	m := metricsFor(sink.Name())
 	log.Info().Msg("processor started")
-	for {
-		msgs, err := gather(ctx, iter, opts)
-		if len(msgs) > 0 {
-			commit(ctx, sink, msgs, opts, log, m)
+	// Gathering and decoding the next batch overlaps the commit of the
+	// current one; at most one decoded batch waits.
+	pending := make(chan work, 1)
+	failed := make(chan error, 1)
+	go func() {
+		defer close(pending)
+		for {
+			msgs, err := gather(ctx, iter, opts)
+			if len(msgs) > 0 {
+				if w := decode(msgs, log, m); len(w.batches) > 0 {
+					pending <- w
+				}
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				failed <- err
+				return
+			}
 		}
-		if ctx.Err() != nil {
-			log.Info().Msg("processor stopped")
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	}()
+	for w := range pending {
+		commit(ctx, sink, w, opts, log, m)
 	}
+	select {
+	case err := <-failed:
+		return err
+	default:
+		log.Info().Msg("processor stopped")
+		return nil
+	}
+}
+
+// work is a decoded batch and the messages it came from.
+type work struct {
+	batches []*heartlogv1.Batch
+	msgs    []jetstream.Msg
 }
 
 // gather blocks for one message, then takes what else arrives within Linger.
@@ -100,11 +125,8 @@ func gather(ctx context.Context, iter jetstream.MessagesContext, opts Options) (
 	return msgs, nil
 }
 
-func commit(ctx context.Context, sink Sink, msgs []jetstream.Msg, opts Options, log zerolog.Logger, m *metrics) {
-	batches, good := decode(msgs, log, m)
-	if len(batches) == 0 {
-		return
-	}
+func commit(ctx context.Context, sink Sink, w work, opts Options, log zerolog.Logger, m *metrics) {
+	batches, good := w.batches, w.msgs
 	// A stop must not cut a commit in half: it gets StopTimeout to finish.
 	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
@@ -143,7 +165,7 @@ func commit(ctx context.Context, sink Sink, msgs []jetstream.Msg, opts Options, 
 // decode turns messages into batches. A message that does not decode can
 // never succeed: it is terminated and logged with its sequence so an
 // operator can inspect it, rather than blocking the partition forever.
-func decode(msgs []jetstream.Msg, log zerolog.Logger, m *metrics) ([]*heartlogv1.Batch, []jetstream.Msg) {
+func decode(msgs []jetstream.Msg, log zerolog.Logger, m *metrics) work {
 	batches := make([]*heartlogv1.Batch, 0, len(msgs))
 	good := make([]jetstream.Msg, 0, len(msgs))
 	for _, msg := range msgs {
@@ -162,7 +184,7 @@ func decode(msgs []jetstream.Msg, log zerolog.Logger, m *metrics) ([]*heartlogv1
 		batches = append(batches, b)
 		good = append(good, msg)
 	}
-	return batches, good
+	return work{batches: batches, msgs: good}
 }
 
 func jitter(d time.Duration) time.Duration {

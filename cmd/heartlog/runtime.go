@@ -158,7 +158,7 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		if err != nil {
 			return nil, nil, err
 		}
-		return pgsink.New(rt.pool, view, rt.log), func() { _ = view.Stop() }, nil
+		return pgsink.New(rt.pool, view, rt.log, pgsink.Options{Writers: rt.cfg.PostgresWriters}), func() { _ = view.Stop() }, nil
 	}
 	return nil, nil, fmt.Errorf("unknown processor %q (HEARTLOG_PROCESSORS); this release has: %v", name, processorNames)
 }

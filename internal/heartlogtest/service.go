@@ -127,7 +127,7 @@ func (s *Service) StartProcessor(t testing.TB) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sink := pgsink.New(pool, view, Logger(t))
+		sink := pgsink.New(pool, view, Logger(t), pgsink.Options{})
 		opts := processors.Options{Log: Logger(t), RetryMax: 500 * time.Millisecond}
 		if err := processors.Run(ctx, cons, sink, opts); err != nil {
 			t.Errorf("processor: %v", err)

@@ -8,15 +8,21 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	"heartlog/heartbeat"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
@@ -34,6 +40,14 @@ var (
 		Name: "heartlog_postgres_rows_inserted_total",
 		Help: "Heartbeat rows inserted (duplicates excluded).",
 	})
+	duplicates = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "heartlog_postgres_duplicates_total",
+		Help: "Heartbeats already stored when they came again (redelivery, replay, client resend).",
+	})
+	badUserIDs = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "heartlog_postgres_bad_user_ids_total",
+		Help: "Heartbeats dropped because their user id is not a UUID (a corrupt message; see the log).",
+	})
 	rowsSkipped = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "heartlog_postgres_rows_skipped_shard_total",
 		Help: "Heartbeats not written because their day's shard is draining or dropped.",
@@ -46,14 +60,25 @@ type Sink struct {
 	pool   *pgxpool.Pool
 	shards ShardStates
 	log    zerolog.Logger
+	opts   Options
 
 	mu    sync.Mutex
 	known map[string]bool // days whose partition exists
 }
 
+// Options tune the sink. Zero fields take the defaults.
+type Options struct {
+	// Writers is how many connections one commit writes over in parallel
+	// (default 2): a single session's COPY is Postgres-bound.
+	Writers int
+}
+
 // New returns the sink. The pool's database must have the migrations applied.
-func New(pool *pgxpool.Pool, shards ShardStates, log zerolog.Logger) *Sink {
-	return &Sink{pool: pool, shards: shards, log: log, known: map[string]bool{}}
+func New(pool *pgxpool.Pool, shards ShardStates, log zerolog.Logger, opts Options) *Sink {
+	if opts.Writers <= 0 {
+		opts.Writers = 2
+	}
+	return &Sink{pool: pool, shards: shards, log: log, opts: opts, known: map[string]bool{}}
 }
 
 // Name implements processors.Sink.
@@ -68,8 +93,13 @@ var columns = []string{
 	"operating_system", "machine", "user_agent", "extra",
 }
 
-// Commit implements processors.Sink: COPY into a temporary table, then one
-// INSERT ... ON CONFLICT DO NOTHING, in one transaction.
+// Commit implements processors.Sink. The rows are split over Writers
+// connections, and each part is written in its own transaction:
+// first by a plain COPY into heartbeats, the fast path when nothing is a
+// duplicate (the usual case); if the primary key refuses a row, that part
+// is written again through a temporary table and INSERT ... ON CONFLICT DO
+// NOTHING. A part that failed leaves nothing, and a part that committed is
+// absorbed by the conflict path when the batch is retried.
 func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 	rows, days := s.rows(batches)
 	if len(rows) == 0 {
@@ -80,26 +110,69 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 			return err
 		}
 	}
-	tx, err := s.pool.Begin(ctx)
+	parts := split(rows, s.opts.Writers)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, part := range parts {
+		g.Go(func() error { return s.write(gctx, part) })
+	}
+	return g.Wait()
+}
+
+// split cuts rows (grouped by day, in order) into at most n runs of near
+// equal size.
+func split(rows [][]any, n int) [][][]any {
+	size := (len(rows) + n - 1) / n
+	var parts [][][]any
+	for len(rows) > 0 {
+		k := min(size, len(rows))
+		parts = append(parts, rows[:k])
+		rows = rows[k:]
+	}
+	return parts
+}
+
+func (s *Sink) write(ctx context.Context, rows [][]any) error {
+	var copied int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		copied, err = tx.CopyFrom(ctx, pgx.Identifier{"heartbeats"}, columns, pgx.CopyFromRows(rows))
+		return err
+	})
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		rowsInserted.Add(float64(copied))
+		return nil
+	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation:
+		return s.writeDeduplicated(ctx, rows)
+	}
+	return fmt.Errorf("postgres: copy %d rows: %w", len(rows), err)
+}
+
+// writeDeduplicated is the slow path for rows of which some are stored
+// already: a redelivery, a replay, a plugin resending from its queue.
+func (s *Sink) writeDeduplicated(ctx context.Context, rows [][]any) error {
+	var inserted int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS heartbeats_in
+			(LIKE heartbeats INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`); err != nil {
+			return fmt.Errorf("postgres: temp table: %w", err)
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"heartbeats_in"}, columns, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("postgres: copy %d rows: %w", len(rows), err)
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO heartbeats SELECT * FROM heartbeats_in ON CONFLICT DO NOTHING`)
+		if err != nil {
+			return fmt.Errorf("postgres: insert: %w", err)
+		}
+		inserted = tag.RowsAffected()
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("postgres: begin: %w", err)
+		return err
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS heartbeats_in
-		(LIKE heartbeats INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`); err != nil {
-		return fmt.Errorf("postgres: temp table: %w", err)
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"heartbeats_in"}, columns, pgx.CopyFromRows(rows)); err != nil {
-		return fmt.Errorf("postgres: copy %d rows: %w", len(rows), err)
-	}
-	tag, err := tx.Exec(ctx, `INSERT INTO heartbeats SELECT * FROM heartbeats_in ON CONFLICT DO NOTHING`)
-	if err != nil {
-		return fmt.Errorf("postgres: insert: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: commit: %w", err)
-	}
-	rowsInserted.Add(float64(tag.RowsAffected()))
+	rowsInserted.Add(float64(inserted))
+	duplicates.Add(float64(int64(len(rows)) - inserted))
 	return nil
 }
 
@@ -120,15 +193,23 @@ func (s *Sink) rows(batches []*heartlogv1.Batch) ([][]any, map[string]time.Time)
 				continue
 			}
 			seen[hb.Id] = true
+			user, err := uuid.Parse(hb.UserId)
+			if err != nil {
+				// The API sets user ids from the users table; this is a
+				// corrupt message, and no retry can store it.
+				badUserIDs.Inc()
+				s.log.Error().Str("day", b.Day).Str("heartbeat", hb.Id).Msg("heartbeat with a user id that is not a UUID dropped")
+				continue
+			}
 			day := heartbeat.TimeOf(hb).Truncate(24 * time.Hour)
 			days[day.Format(heartbeat.DayLayout)] = day
-			rows = append(rows, row(day, hb))
+			rows = append(rows, row(day, pgtype.UUID{Bytes: user, Valid: true}, hb))
 		}
 	}
 	return rows, days
 }
 
-func row(day time.Time, hb *heartlogv1.Heartbeat) []any {
+func row(day time.Time, user pgtype.UUID, hb *heartlogv1.Heartbeat) []any {
 	var extra any
 	if len(hb.ExtraJson) > 0 {
 		extra = string(hb.ExtraJson)
@@ -138,7 +219,7 @@ func row(day time.Time, hb *heartlogv1.Heartbeat) []any {
 		deps = []string{}
 	}
 	return []any{
-		day, hb.UserId, hb.Id, hb.Time, hb.Entity, hb.Type, hb.Category, hb.Project,
+		day, user, hb.Id, hb.Time, hb.Entity, hb.Type, hb.Category, hb.Project,
 		hb.ProjectRootCount, hb.Branch, hb.Language, deps, hb.Lines,
 		hb.LineAdditions, hb.LineDeletions, hb.Lineno, hb.Cursorpos, hb.IsWrite,
 		hb.AiLineChanges, hb.HumanLineChanges, hb.Editor, hb.Plugin,

@@ -1,0 +1,305 @@
+// Command bench measures heartlog's durable ingest and its Postgres
+// projection on this machine, with the real code wired as `heartlog dev`
+// wires it: an embedded nats-server with JetStream (sync_interval: always by
+// default, so every stored message is fsynced), the real API on a loopback
+// TCP listener, the real group-commit publisher, and the real Postgres
+// processor writing into a fresh database. Nothing is mocked.
+//
+// Run it from the repository root with the local stack's environment:
+//
+//	. var/env && go run ./ops/bench
+//	go run ./ops/bench -scenarios drain -drain-heartbeats 200000
+//	go run ./ops/bench -cpuprofile /tmp/heartlog-prof
+//
+// (`make bench` starts the stack and does this.) It needs only
+// HEARTLOG_POSTGRES_URL (or -postgres): a database named heartlog_bench_*
+// is created there and dropped at the end. The JetStream store lives in
+// var/bench/nats, which is removed before and after the run.
+//
+// Scenarios (-scenarios picks some, in this order):
+//
+//   - bulk: -bulk-conns HTTP/1.1 keep-alive connections, one user each, POST
+//     /api/v1/users/current/heartbeats.bulk with -bulk-size distinct
+//     heartbeats per request, shaped like the wakatime-cli requests in
+//     shared/fixtures/wakatime (Basic base64(key), User-Agent,
+//     X-Machine-Name, times within the last hour). Only a 201 whose every
+//     item is 201 counts as acknowledged. Target: 100,000 heartbeats/s.
+//   - single: -single-conns connections POSTing one heartbeat each to
+//     /api/v1/users/current/heartbeats. Target: 15,000 requests/s.
+//   - drain: with no processor running, -drain-heartbeats heartbeats over
+//     -drain-users users and -drain-days UTC days are published straight
+//     through streams.Publisher (no HTTP), then the Postgres processor is
+//     started and timed until every distinct heartbeat is a row. Target:
+//     100,000 rows/s. The publish of the backlog is reported as well.
+//
+// How to read the output: for bulk and single, the clients run for -warmup
+// (not counted) and then for -duration; throughput counts the requests that
+// completed inside the measured window, and the latency percentiles are
+// over the acknowledged ones (client-side, request written to response
+// read). "msgs" is how many JetStream messages the stream gained in the
+// window, so "hb/msg" is how well the publisher's group commit batches: with
+// fsync on every message, messages/s (about 6,000/s on the reference disk)
+// times hb/msg is the ceiling of durable ingest. "cpu" is the CPU time this
+// process (load generator, API, NATS server, publisher, processor, but not
+// Postgres) used per second of wall time; close to the machine's core count
+// means CPU-bound, well below means waiting (fsync, Postgres, locks).
+//
+// The load generator shares the machine (and this process) with the
+// server, as a benchmark on one box must: its cost is part of every number.
+// CPU profiles (-cpuprofile) carry a pprof label "component" (loadgen, api,
+// publisher, nats-client, nats-server, processor) so that, e.g.,
+//
+//	go tool pprof -tags bulk.pprof
+//	go tool pprof -top -cum -tagfocus component=api bulk.pprof
+//
+// split the time between the load generator and the server.
+//
+// The process exits 0 when the measurements ran, whether or not the
+// targets were met, and non-zero only when something failed.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is every flag.
+type config struct {
+	scenarios   []string
+	postgresURL string
+	workDir     string
+	cpuProfile  string
+	syncAlways  bool
+
+	warmup   time.Duration
+	duration time.Duration
+
+	bulkConns   int
+	bulkSize    int
+	singleConns int
+
+	linger      time.Duration
+	maxInFlight int
+	partitions  int
+
+	withProcessor bool
+
+	drainHeartbeats int
+	drainUsers      int
+	drainDays       int
+	drainPublishers int
+	drainBatch      int
+	drainFetch      int
+	drainPoll       time.Duration
+	drainTimeout    time.Duration
+}
+
+var allScenarios = []string{"bulk", "single", "drain"}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run (always in the order bulk, single, drain)")
+	fs.StringVar(&c.postgresURL, "postgres", "", "Postgres server URL in which a throwaway database heartlog_bench_* is created and dropped (default $HEARTLOG_POSTGRES_URL)")
+	fs.StringVar(&c.workDir, "workdir", "var/bench", "scratch directory, relative to the working directory; removed before and after the run (the JetStream store is <workdir>/nats)")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "directory to write one CPU profile per scenario into (<scenario>.pprof; drain also writes drain-publish.pprof); must not be inside -workdir")
+	fs.BoolVar(&c.syncAlways, "sync-always", true, "JetStream sync_interval: always (fsync every write), as nats.conf ships; false measures the default periodic fsync")
+	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "bulk/single: load before the measured window (not counted)")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "bulk/single: length of the measured window")
+	fs.IntVar(&c.bulkConns, "bulk-conns", 32, "bulk: concurrent keep-alive connections, one user each")
+	fs.IntVar(&c.bulkSize, "bulk-size", 25, "bulk: heartbeats per request (1-1000)")
+	fs.IntVar(&c.singleConns, "single-conns", 64, "single: concurrent keep-alive connections, one user each")
+	fs.DurationVar(&c.linger, "linger", 0, "publisher group-commit Linger (0: the publisher's default)")
+	fs.IntVar(&c.maxInFlight, "max-inflight", 0, "publisher MaxInFlight flushes (0: the publisher's default)")
+	fs.IntVar(&c.partitions, "partitions", 0, "stream partition count (0: streams.DefaultConfig's, 16); a flush stores one message per (day, partition), so fewer partitions mean fewer fsyncs per flush")
+	fs.BoolVar(&c.withProcessor, "with-processor", false, "bulk/single: run the Postgres processor during the HTTP scenarios too, as 'heartlog dev' does (default: ingest alone)")
+	fs.IntVar(&c.drainHeartbeats, "drain-heartbeats", 1_000_000, "drain: heartbeats in the backlog (all distinct)")
+	fs.IntVar(&c.drainUsers, "drain-users", 1000, "drain: users the backlog is spread over")
+	fs.IntVar(&c.drainDays, "drain-days", 3, "drain: UTC days the backlog is spread over (today and the days before)")
+	fs.IntVar(&c.drainPublishers, "drain-publishers", 16, "drain: goroutines calling Publisher.Publish concurrently")
+	fs.IntVar(&c.drainBatch, "drain-batch", 500, "drain: heartbeats per Publish call")
+	fs.IntVar(&c.drainFetch, "drain-fetch", 0, "drain: processor BatchMessages, messages per commit (0: the processor's default, 512)")
+	fs.DurationVar(&c.drainPoll, "drain-poll", 250*time.Millisecond, "drain: how often progress is polled while the processor drains")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 5*time.Minute, "drain: give up (and fail) if the backlog is not in Postgres by then")
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, `Usage: go run ./ops/bench [flags]
+
+Measures heartlog's durable ingest (bulk and single-heartbeat WakaTime
+routes over real HTTP, into an embedded JetStream with fsync on every write)
+and the Postgres processor draining a backlog, then prints a Markdown table
+against the targets (bulk >= 100,000 heartbeats/s, single >= 15,000
+requests/s, drain >= 100,000 rows/s). Needs HEARTLOG_POSTGRES_URL (. var/env).
+Exit status is 0 when the measurements ran, whether or not targets were met.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	for s := range strings.SplitSeq(*scen, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allScenarios, s) {
+			return c, fmt.Errorf("unknown scenario %q (have %s)", s, strings.Join(allScenarios, ", "))
+		}
+		if !slices.Contains(c.scenarios, s) {
+			c.scenarios = append(c.scenarios, s)
+		}
+	}
+	slices.SortFunc(c.scenarios, func(a, b string) int {
+		return slices.Index(allScenarios, a) - slices.Index(allScenarios, b)
+	})
+	if len(c.scenarios) == 0 {
+		return c, errors.New("-scenarios names none")
+	}
+	if c.postgresURL == "" {
+		c.postgresURL = os.Getenv("HEARTLOG_POSTGRES_URL")
+	}
+	if c.postgresURL == "" {
+		return c, errors.New("HEARTLOG_POSTGRES_URL is not set: run `. var/env` after `make run` (or `make bench`), or pass -postgres")
+	}
+	switch {
+	case c.duration <= 0 || c.warmup < 0:
+		return c, errors.New("-duration must be positive and -warmup not negative")
+	case c.bulkConns < 1 || c.singleConns < 1:
+		return c, errors.New("-bulk-conns and -single-conns must be at least 1")
+	case c.bulkSize < 1 || c.bulkSize > 1000:
+		return c, errors.New("-bulk-size must be 1-1000 (the API refuses more than 1000)")
+	case c.drainHeartbeats < 1 || c.drainUsers < 1 || c.drainDays < 1 || c.drainDays > 30:
+		return c, errors.New("-drain-heartbeats and -drain-users must be positive, -drain-days 1-30")
+	case c.drainPublishers < 1 || c.drainBatch < 1 || c.drainBatch > 20000:
+		return c, errors.New("-drain-publishers must be positive, -drain-batch 1-20000")
+	case c.partitions < 0:
+		return c, errors.New("-partitions must not be negative")
+	case c.drainPoll <= 0 || c.drainTimeout <= 0:
+		return c, errors.New("-drain-poll and -drain-timeout must be positive")
+	}
+	var err error
+	if c.workDir, err = filepath.Abs(c.workDir); err != nil {
+		return c, err
+	}
+	if c.workDir == "/" || c.workDir == filepath.Dir(c.workDir) {
+		return c, fmt.Errorf("-workdir %s would remove too much", c.workDir)
+	}
+	if c.cpuProfile != "" {
+		if c.cpuProfile, err = filepath.Abs(c.cpuProfile); err != nil {
+			return c, err
+		}
+		if rel, err := filepath.Rel(c.workDir, c.cpuProfile); err == nil && !strings.HasPrefix(rel, "..") {
+			return c, fmt.Errorf("-cpuprofile %s is inside -workdir %s, which is removed at the end", c.cpuProfile, c.workDir)
+		}
+	}
+	return c, nil
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// run sets the stack up, runs the scenarios, prints the table and tears
+// everything down, whatever happened.
+func run(ctx context.Context, cfg config) (err error) {
+	st, err := startStack(ctx, cfg)
+	if st != nil {
+		defer func() {
+			if cerr := st.close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.cpuProfile != "" {
+		if err := os.MkdirAll(cfg.cpuProfile, 0o755); err != nil {
+			return err
+		}
+	}
+
+	m := probeMachine(cfg.workDir)
+	var results []result
+	var failures []error
+	httpScenario := func(name string) {
+		var r result
+		var err error
+		switch name {
+		case "bulk":
+			r, err = runHTTP(ctx, st, cfg, httpScenarioSpec{name: "bulk", conns: cfg.bulkConns, size: cfg.bulkSize})
+		case "single":
+			r, err = runHTTP(ctx, st, cfg, httpScenarioSpec{name: "single", conns: cfg.singleConns, size: 1})
+		}
+		if err != nil {
+			failures = append(failures, fmt.Errorf("%s: %w", name, err))
+			r = result{scenario: name, target: targetFor(name), failed: err.Error()}
+		}
+		results = append(results, r)
+	}
+	processorOn := false
+	for _, name := range cfg.scenarios {
+		if ctx.Err() != nil {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "bench: scenario %s\n", name)
+		switch name {
+		case "bulk", "single":
+			if cfg.withProcessor && !processorOn {
+				if err := st.startProcessor(ctx, 0); err != nil {
+					return err
+				}
+				processorOn = true
+			}
+			httpScenario(name)
+		case "drain":
+			if processorOn {
+				st.stopProcessor()
+				processorOn = false
+			}
+			rs, err := runDrain(ctx, st, cfg)
+			if err != nil {
+				failures = append(failures, fmt.Errorf("drain: %w", err))
+				if len(rs) == 0 {
+					rs = []result{{scenario: "drain", target: targetFor("drain"), failed: err.Error()}}
+				}
+			}
+			results = append(results, rs...)
+		}
+	}
+	if processorOn {
+		st.stopProcessor()
+	}
+	printTable(os.Stdout, cfg, m, results)
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted: %w", ctx.Err())
+	}
+	return errors.Join(failures...)
+}

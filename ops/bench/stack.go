@@ -1,0 +1,338 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"heartlog/api"
+	"heartlog/heartbeat"
+	"heartlog/ops/devstack"
+	"heartlog/processors"
+	pgsink "heartlog/processors/postgres"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/schema/migrations"
+	"heartlog/streams"
+	"heartlog/users"
+)
+
+// stack is the whole service under test, in this process.
+type stack struct {
+	cfg config
+	log zerolog.Logger
+
+	ns   *server.Server
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	sc   streams.Config
+	pool *pgxpool.Pool
+
+	dbName string
+	dbURL  string
+	users  *users.Store
+
+	pub     *streams.Publisher
+	hs      *http.Server
+	serveCh chan error
+	baseURL string
+
+	proc *processor
+
+	closers []func() error // run in reverse by close
+}
+
+// labelled runs f with the pprof label component=name, so that goroutines
+// f starts carry it into CPU profiles.
+func labelled(ctx context.Context, name string, f func(context.Context)) {
+	pprof.Do(ctx, pprof.Labels("component", name), f)
+}
+
+func startStack(ctx context.Context, cfg config) (*stack, error) {
+	st := &stack{
+		cfg: cfg,
+		log: zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, NoColor: true}).
+			Level(zerolog.WarnLevel).
+			Sample(&zerolog.BurstSampler{Burst: 5, Period: time.Second}).
+			With().Timestamp().Logger(),
+		sc: streams.DefaultConfig(),
+	}
+	if cfg.partitions > 0 {
+		st.sc.Partitions = uint32(cfg.partitions)
+	}
+
+	// JetStream on a fresh store.
+	if err := os.RemoveAll(cfg.workDir); err != nil {
+		return nil, fmt.Errorf("remove %s: %w", cfg.workDir, err)
+	}
+	st.closers = append(st.closers, func() error { return os.RemoveAll(cfg.workDir) })
+	storeDir := filepath.Join(cfg.workDir, "nats")
+	if err := os.MkdirAll(storeDir, 0o755); err != nil {
+		return st, err
+	}
+	var err error
+	labelled(ctx, "nats-server", func(context.Context) {
+		sync := cfg.syncAlways
+		st.ns, err = devstack.StartNATS(devstack.NATSOptions{StoreDir: storeDir, Host: "127.0.0.1", Port: -1, NoMonitoring: true, SyncAlways: &sync})
+	})
+	if err != nil {
+		return st, err
+	}
+	st.closers = append(st.closers, func() error {
+		st.ns.Shutdown()
+		st.ns.WaitForShutdown()
+		return nil
+	})
+	labelled(ctx, "nats-client", func(context.Context) {
+		st.nc, err = nats.Connect(st.ns.ClientURL(), nats.Name("heartlog bench"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	})
+	if err != nil {
+		return st, fmt.Errorf("connect to NATS: %w", err)
+	}
+	st.closers = append(st.closers, func() error { st.nc.Close(); return nil })
+	// As cmd/heartlog connects.
+	if st.js, err = jetstream.New(st.nc, jetstream.WithPublishAsyncMaxPending(8192)); err != nil {
+		return st, err
+	}
+	if err := streams.Ensure(ctx, st.js, st.sc); err != nil {
+		return st, err
+	}
+
+	// A fresh database.
+	if err := st.createDatabase(ctx); err != nil {
+		return st, err
+	}
+	st.users = users.NewStore(st.pool)
+
+	// The API on a real loopback listener.
+	labelled(ctx, "publisher", func(context.Context) {
+		st.pub = streams.NewPublisher(st.nc, st.js, st.sc, st.publisherOptions())
+	})
+	st.closers = append(st.closers, func() error { st.pub.Close(); return nil })
+	srv := api.New(st.users, st.pub, api.Options{Log: st.log, RateLimit: 1e9, RateBurst: 1e9})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return st, err
+	}
+	st.baseURL = "http://" + ln.Addr().String()
+	st.hs = &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		Protocols:         api.Protocols(),
+	}
+	st.serveCh = make(chan error, 1)
+	labelled(ctx, "api", func(context.Context) {
+		go func() { st.serveCh <- st.hs.Serve(ln) }()
+	})
+	st.closers = append(st.closers, func() error {
+		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := st.hs.Shutdown(shut)
+		if serr := <-st.serveCh; !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, serr)
+		}
+		return err
+	})
+	return st, nil
+}
+
+func (st *stack) publisherOptions() streams.PublisherOptions {
+	return streams.PublisherOptions{Linger: st.cfg.linger, MaxInFlight: st.cfg.maxInFlight}
+}
+
+// close stops everything in reverse order of start and drops the database.
+func (st *stack) close() error {
+	st.stopProcessor()
+	var errs []error
+	for i := len(st.closers) - 1; i >= 0; i-- {
+		if err := st.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// createDatabase is heartlogtest.NewDatabase without a testing.T.
+func (st *stack) createDatabase(ctx context.Context) error {
+	admin, err := pgx.Connect(ctx, st.cfg.postgresURL)
+	if err != nil {
+		return fmt.Errorf("connect to Postgres (HEARTLOG_POSTGRES_URL): %w", err)
+	}
+	defer admin.Close(context.Background())
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := "heartlog_bench_" + hex.EncodeToString(b)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return fmt.Errorf("create database: %w", err)
+	}
+	st.dbName = name
+	st.closers = append(st.closers, func() error {
+		c, err := pgx.Connect(context.Background(), st.cfg.postgresURL)
+		if err != nil {
+			return fmt.Errorf("drop database %s: %w", name, err)
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			return fmt.Errorf("drop database %s: %w", name, err)
+		}
+		return nil
+	})
+	u, err := url.Parse(st.cfg.postgresURL)
+	if err != nil {
+		return fmt.Errorf("HEARTLOG_POSTGRES_URL must be a postgres:// URL: %w", err)
+	}
+	u.Path = "/" + name
+	st.dbURL = u.String()
+	if st.pool, err = pgxpool.New(ctx, st.dbURL); err != nil {
+		return err
+	}
+	st.closers = append(st.closers, func() error { st.pool.Close(); return nil })
+	if _, err := migrations.Apply(ctx, st.pool); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// streamMsgs is the stream's message count now.
+func (st *stack) streamMsgs(ctx context.Context) (uint64, error) {
+	s, err := st.js.Stream(ctx, st.sc.Stream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
+// countingSink wraps the Postgres sink to time each commit and count the
+// heartbeats it committed.
+type countingSink struct {
+	processors.Sink
+	heartbeats atomic.Int64
+	mu         sync.Mutex
+	commits    []time.Duration
+	sizes      []int
+}
+
+func (s *countingSink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
+	start := time.Now()
+	err := s.Sink.Commit(ctx, batches)
+	d := time.Since(start)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, b := range batches {
+		n += len(b.Heartbeats)
+	}
+	s.mu.Lock()
+	s.commits = append(s.commits, d)
+	s.sizes = append(s.sizes, n)
+	s.mu.Unlock()
+	s.heartbeats.Add(int64(n))
+	return nil
+}
+
+// processor is a running Postgres processor, wired as `heartlog process`
+// and heartlogtest wire it.
+type processor struct {
+	sink   *countingSink
+	cancel context.CancelFunc
+	done   chan error
+	view   *streams.ShardView
+	pool   *pgxpool.Pool
+}
+
+// startProcessor runs the Postgres processor on its durable consumer.
+// batchMessages 0 keeps the processor's default.
+func (st *stack) startProcessor(ctx context.Context, batchMessages int) error {
+	if st.proc != nil {
+		return errors.New("processor already running")
+	}
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p := &processor{cancel: cancel, done: make(chan error, 1)}
+	var err error
+	labelled(pctx, "processor", func(lctx context.Context) {
+		if p.pool, err = pgxpool.New(lctx, st.dbURL); err != nil {
+			return
+		}
+		if p.view, err = streams.WatchShards(lctx, st.js, st.sc); err != nil {
+			return
+		}
+		var cons jetstream.Consumer
+		if cons, err = streams.EnsureConsumer(lctx, st.js, st.sc, streams.DurablePostgres); err != nil {
+			return
+		}
+		p.sink = &countingSink{Sink: pgsink.New(p.pool, p.view, st.log, pgsink.Options{})}
+		go func() {
+			p.done <- processors.Run(lctx, cons, p.sink, processors.Options{BatchMessages: batchMessages, Log: st.log})
+		}()
+	})
+	if err != nil {
+		cancel()
+		if p.view != nil {
+			_ = p.view.Stop()
+		}
+		if p.pool != nil {
+			p.pool.Close()
+		}
+		return fmt.Errorf("start processor: %w", err)
+	}
+	st.proc = p
+	return nil
+}
+
+// stopProcessor stops the processor after its commit in progress.
+func (st *stack) stopProcessor() {
+	p := st.proc
+	if p == nil {
+		return
+	}
+	st.proc = nil
+	p.cancel()
+	if err := <-p.done; err != nil {
+		st.log.Error().Err(err).Msg("processor stopped with an error")
+	}
+	_ = p.view.Stop()
+	p.pool.Close()
+}
+
+// newUsers creates n users through the user store and returns their keys.
+func (st *stack) newUsers(ctx context.Context, prefix string, n int) ([]string, error) {
+	keys := make([]string, n)
+	for i := range keys {
+		_, key, err := st.users.Create(ctx, users.NewUser{Name: fmt.Sprintf("%s-%d", prefix, i)})
+		if err != nil {
+			return nil, err
+		}
+		keys[i] = key
+	}
+	return keys, nil
+}
+
+// prepare is what the API does to a decoded heartbeat before publishing.
+func prepare(hb *heartlogv1.Heartbeat, userID, ua, machine string, now time.Time) error {
+	return heartbeat.DefaultLimits.Prepare(hb, heartbeat.Origin{UserID: userID, UserAgent: ua, Machine: machine, Now: now})
+}
