@@ -15,13 +15,29 @@ import (
 )
 
 // Options tune Run. Zero fields take the defaults.
+//
+// A batch is committed when it holds BatchMessages messages or BatchBytes
+// bytes, or Linger after its first message arrived, whichever comes first:
+// the flush count, size and age of DESIGN.md.
 type Options struct {
 	// BatchMessages is the most messages committed at once (default 512).
 	BatchMessages int
+	// BatchBytes is the most message bytes committed at once (default 64 MiB).
+	BatchBytes int
 	// Linger is how long Run waits for more messages once one has arrived
 	// (default 10ms): long enough to batch under load, short enough that
-	// a lone heartbeat is visible at once.
+	// a lone heartbeat is visible at once. A sink with costly writes (the
+	// backup) lingers for minutes.
 	Linger time.Duration
+	// ProgressEvery is how often messages held for a long Linger or a
+	// failing commit are reported in progress to the server, which then
+	// does not redeliver them (default 10s; keep it below the consumer's
+	// AckWait).
+	ProgressEvery time.Duration
+	// PriorityGroup pulls as a member of the consumer's pinned priority
+	// group: the server then delivers to one puller at a time, which is how
+	// several instances keep one writer per partition.
+	PriorityGroup string
 	// RetryMin and RetryMax bound the backoff between failed commits
 	// (defaults 100ms and 10s); each wait is jittered.
 	RetryMin, RetryMax time.Duration
@@ -36,8 +52,14 @@ func (o *Options) setDefaults() {
 	if o.BatchMessages <= 0 {
 		o.BatchMessages = 512
 	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = 64 << 20
+	}
 	if o.Linger <= 0 {
 		o.Linger = 10 * time.Millisecond
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 10 * time.Second
 	}
 	if o.RetryMin <= 0 {
 		o.RetryMin = 100 * time.Millisecond
@@ -56,7 +78,11 @@ func (o *Options) setDefaults() {
 func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) error {
 	opts.setDefaults()
 	log := opts.Log.With().Str("processor", sink.Name()).Logger()
-	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * opts.BatchMessages))
+	pull := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(2 * opts.BatchMessages)}
+	if opts.PriorityGroup != "" {
+		pull = append(pull, jetstream.PullPriorityGroup(opts.PriorityGroup))
+	}
+	iter, err := cons.Messages(pull...)
 	if err != nil {
 		return err
 	}
@@ -103,7 +129,8 @@ type work struct {
 	msgs    []jetstream.Msg
 }
 
-// gather blocks for one message, then takes what else arrives within Linger.
+// gather blocks for one message, then takes what else arrives until the
+// batch is full or Linger has passed, keeping held messages in progress.
 func gather(ctx context.Context, iter jetstream.MessagesContext, opts Options) ([]jetstream.Msg, error) {
 	first, err := iter.Next(jetstream.NextContext(ctx))
 	if err != nil {
@@ -113,16 +140,39 @@ func gather(ctx context.Context, iter jetstream.MessagesContext, opts Options) (
 		return nil, err
 	}
 	msgs := []jetstream.Msg{first}
-	linger, cancel := context.WithTimeout(ctx, opts.Linger)
-	defer cancel()
-	for len(msgs) < opts.BatchMessages {
-		msg, err := iter.Next(jetstream.NextContext(linger))
-		if err != nil {
+	size := len(first.Data())
+	deadline := time.Now().Add(opts.Linger)
+	progressed := time.Now()
+	for len(msgs) < opts.BatchMessages && size < opts.BatchBytes {
+		wait := min(time.Until(deadline), opts.ProgressEvery)
+		if wait <= 0 {
 			break
 		}
+		next, cancel := context.WithTimeout(ctx, wait)
+		msg, err := iter.Next(jetstream.NextContext(next))
+		cancel()
+		if time.Since(progressed) >= opts.ProgressEvery {
+			inProgress(msgs)
+			progressed = time.Now()
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			break // stopping, or the iterator failed: the next gather says which
+		}
 		msgs = append(msgs, msg)
+		size += len(msg.Data())
 	}
 	return msgs, nil
+}
+
+// inProgress tells the server the messages are being worked on, so that it
+// does not redeliver them meanwhile.
+func inProgress(msgs []jetstream.Msg) {
+	for _, msg := range msgs {
+		_ = msg.InProgress()
+	}
 }
 
 func commit(ctx context.Context, sink Sink, w work, opts Options, log zerolog.Logger, m *metrics) {
@@ -148,9 +198,7 @@ func commit(ctx context.Context, sink Sink, w work, opts Options, log zerolog.Lo
 			return
 		}
 		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Int("messages", len(good)).Msg("commit failed; retrying")
-		for _, msg := range good {
-			_ = msg.InProgress() // keep the server from redelivering meanwhile
-		}
+		inProgress(good)
 		sleep(work, jitter(wait))
 		wait = min(2*wait, opts.RetryMax)
 	}

@@ -232,3 +232,80 @@ func TestSubjects(t *testing.T) {
 		}
 	}
 }
+
+// TestPartitionConsumerHasOneWriter checks the mechanism behind one writer
+// per user-day: two instances pull the same partition's consumer, only the
+// pinned one gets messages, and the other takes over once it stops.
+func TestPartitionConsumerHasOneWriter(t *testing.T) {
+	n := heartlogtest.StartNATS(t)
+	_, js := heartlogtest.Connect(t, n.URL)
+	ctx := context.Background()
+	cfg := streams.DefaultConfig()
+	cfg.PinnedTTL = time.Second
+	if err := streams.Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	conss, err := streams.EnsurePartitionConsumers(ctx, js, cfg, "objects")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conss) != int(cfg.Partitions) {
+		t.Fatalf("%d consumers for %d partitions", len(conss), cfg.Partitions)
+	}
+	publish := func(i int) {
+		if _, err := js.Publish(ctx, streams.Subject("20261125", 3), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each instance has its own connection, as separate processes would.
+	pull := func() (jetstream.MessagesContext, chan string) {
+		_, js := heartlogtest.Connect(t, n.URL)
+		cons, err := js.Consumer(ctx, cfg.Stream, streams.PartitionDurable("objects", 3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		it, err := cons.Messages(jetstream.PullPriorityGroup(streams.PriorityGroup))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan string, 100)
+		go func() {
+			for {
+				m, err := it.Next()
+				if err != nil {
+					return
+				}
+				_ = m.Ack()
+				got <- string(m.Data())
+			}
+		}()
+		return it, got
+	}
+	itA, gotA := pull()
+	publish(0)
+	first := <-gotA // A is pinned now
+	_, gotB := pull()
+	for i := 1; i <= 20; i++ {
+		publish(i)
+	}
+	for range 20 {
+		select {
+		case <-gotA:
+		case m := <-gotB:
+			t.Fatalf("the second instance got message %s while the first is pinned", m)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the pinned instance stopped getting messages")
+		}
+	}
+	itA.Stop()
+	publish(21)
+	select {
+	case m := <-gotB:
+		if m != "21" {
+			t.Fatalf("after takeover got %s, want 21", m)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the second instance did not take over after the first stopped")
+	}
+	_ = first
+}

@@ -34,6 +34,10 @@ type Config struct {
 	// processor held wait before another gets them; processors signal
 	// progress on long commits, so it need not cover the slowest commit.
 	AckWait time.Duration
+	// PinnedTTL is how long a partition stays pinned to a processor
+	// instance that stopped pulling before another instance takes it over
+	// (default 30s).
+	PinnedTTL time.Duration
 }
 
 // DefaultConfig is the topology DESIGN.md describes, for one server.
@@ -47,6 +51,7 @@ func DefaultConfig() Config {
 		ShardsBucket: "shards",
 		LocksBucket:  "locks",
 		AckWait:      30 * time.Second,
+		PinnedTTL:    30 * time.Second,
 	}
 }
 
@@ -151,4 +156,42 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, c Config, durab
 		return nil, fmt.Errorf("streams: ensure consumer %s on %s: %w", durable, c.Stream, err)
 	}
 	return cons, nil
+}
+
+// PriorityGroup is the pinned priority group every partitioned consumer
+// has; processors pull as members of it.
+const PriorityGroup = "heartlog"
+
+// PartitionDurable names one partition's consumer of a processor.
+func PartitionDurable(processor string, partition uint32) string {
+	return fmt.Sprintf("%s-p%02d", processor, partition)
+}
+
+// PartitionConsumerConfig is the durable consumer of one partition for a
+// processor that reads, merges and writes per user-day (objects, cache,
+// backup). The server pins it to one puller at a time, so with any number
+// of instances each user-day has one writer per sink (DESIGN.md
+// invariant 5); if that puller stops, another takes over after PinnedTTL.
+func (c Config) PartitionConsumerConfig(processor string, partition uint32) jetstream.ConsumerConfig {
+	cc := c.ConsumerConfig(PartitionDurable(processor, partition))
+	cc.Description = fmt.Sprintf("heartlog %s processor, partition %d", processor, partition)
+	cc.FilterSubject = PartitionSubjects(partition)
+	cc.PriorityGroups = []string{PriorityGroup}
+	cc.PriorityPolicy = jetstream.PriorityPolicyPinned
+	cc.PinnedTTL = c.PinnedTTL
+	return cc
+}
+
+// EnsurePartitionConsumers creates or updates a processor's consumer for
+// every partition, in partition order.
+func EnsurePartitionConsumers(ctx context.Context, js jetstream.JetStream, c Config, processor string) ([]jetstream.Consumer, error) {
+	out := make([]jetstream.Consumer, c.Partitions)
+	for p := range c.Partitions {
+		cons, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.PartitionConsumerConfig(processor, p))
+		if err != nil {
+			return nil, fmt.Errorf("streams: ensure consumer %s on %s: %w", PartitionDurable(processor, p), c.Stream, err)
+		}
+		out[p] = cons
+	}
+	return out, nil
 }
