@@ -42,12 +42,57 @@ var Vars = []Var{
 	{"HEARTLOG_POSTGRES_WRITERS", "2", "connections the Postgres processor writes one batch over in parallel", false},
 	{"HEARTLOG_ACK_WAIT", "30s", "how long a processor's message may stay unacked before JetStream redelivers it", false},
 	{"HEARTLOG_FETCH_BATCH", "512", "messages a processor fetches and commits at once", false},
+	{"HEARTLOG_S3_ENDPOINT", "http://127.0.0.1:57070", "primary bucket's S3 endpoint; empty for AWS S3 itself (the default is the local versitygw)", false},
+	{"HEARTLOG_S3_REGION", "us-east-1", "primary bucket's region", false},
+	{"HEARTLOG_S3_BUCKET", "heartlog", "primary bucket: the day files, heartlog's primary store", false},
+	{"HEARTLOG_S3_ACCESS_KEY_ID", "heartlog", "primary bucket's access key; empty for the AWS default credential chain", true},
+	{"HEARTLOG_S3_SECRET_ACCESS_KEY", "heartlog-secret", "primary bucket's secret key", true},
+	{"HEARTLOG_S3_PATH_STYLE", "true", "path-style addressing (local and most S3-compatible servers); false for AWS", false},
+	{"HEARTLOG_BACKUP_S3_ENDPOINT", "http://127.0.0.1:57070", "backup bucket's endpoint (DigitalOcean Spaces: https://<region>.digitaloceanspaces.com)", false},
+	{"HEARTLOG_BACKUP_S3_REGION", "us-east-1", "backup bucket's region", false},
+	{"HEARTLOG_BACKUP_S3_BUCKET", "heartlog-backup", "backup bucket, with versioning on: every change to a day file is a new version", false},
+	{"HEARTLOG_BACKUP_S3_ACCESS_KEY_ID", "heartlog", "backup bucket's access key", true},
+	{"HEARTLOG_BACKUP_S3_SECRET_ACCESS_KEY", "heartlog-secret", "backup bucket's secret key", true},
+	{"HEARTLOG_BACKUP_S3_PATH_STYLE", "true", "path-style addressing for the backup bucket", false},
+	{"HEARTLOG_CACHE_URL", "redis://127.0.0.1:56379/0", "SSDB (or Redis) holding the day-file cache; database 0 only", true},
+	{"HEARTLOG_OBJECTS_FLUSH_AGE", "10s", "objects processor: longest a heartbeat waits before its day file is written", false},
+	{"HEARTLOG_OBJECTS_FLUSH_MESSAGES", "2048", "objects processor: messages that trigger a flush", false},
+	{"HEARTLOG_OBJECTS_FLUSH_BYTES", "33554432", "objects processor: message bytes that trigger a flush", false},
+	{"HEARTLOG_OBJECTS_CONCURRENCY", "64", "objects processor: day files read-merge-written at once", false},
+	{"HEARTLOG_CACHE_FLUSH_AGE", "5s", "cache processor: longest a heartbeat waits before its cached day file is updated", false},
+	{"HEARTLOG_CACHE_FLUSH_MESSAGES", "2048", "cache processor: messages that trigger a flush", false},
+	{"HEARTLOG_CACHE_FLUSH_BYTES", "33554432", "cache processor: message bytes that trigger a flush", false},
+	{"HEARTLOG_CACHE_CONCURRENCY", "64", "cache processor: day files merged at once", false},
+	{"HEARTLOG_BACKUP_FLUSH_AGE", "5m", "backup processor: longest a heartbeat waits before its backup is written (Spaces writes take ~2 s)", false},
+	{"HEARTLOG_BACKUP_FLUSH_MESSAGES", "20000", "backup processor: messages that trigger a flush", false},
+	{"HEARTLOG_BACKUP_FLUSH_BYTES", "268435456", "backup processor: message bytes that trigger a flush", false},
+	{"HEARTLOG_BACKUP_CONCURRENCY", "1024", "backup processor: writes in flight (2 s each: ~1000 needed to reach 450/s)", false},
+	{"HEARTLOG_BACKUP_WRITES_PER_SECOND", "450", "backup processor: write ceiling, below Spaces' ~500 requests/s", false},
 	{"HEARTLOG_LOG_LEVEL", "info", "debug, info, warn or error", false},
 	{"HEARTLOG_LOG_FORMAT", "console", "console (for people) or json (for log shippers)", false},
 }
 
+// Bucket is one S3-compatible bucket.
+type Bucket struct {
+	Endpoint, Region, Name, AccessKeyID, SecretAccessKey string
+	PathStyle                                            bool
+}
+
+// Flush is a day-file processor's batching: a flush happens at Messages
+// messages, Bytes bytes or Age after the first message, whichever is first.
+type Flush struct {
+	Messages, Bytes, Concurrency int
+	Age                          time.Duration
+}
+
 // Config is the parsed settings.
 type Config struct {
+	S3, Backup         Bucket
+	CacheURL           string
+	Objects, Cache     Flush
+	BackupFlush        Flush
+	BackupWritesPerSec float64
+
 	HTTPAddr         string
 	PostgresURL      string
 	NATSURL          string
@@ -100,7 +145,47 @@ func FromEnv() (Config, error) {
 		LogLevel:         r.str("HEARTLOG_LOG_LEVEL"),
 		LogFormat:        r.str("HEARTLOG_LOG_FORMAT"),
 	}
+	c.S3 = r.bucket("HEARTLOG_S3_")
+	c.Backup = r.bucket("HEARTLOG_BACKUP_S3_")
+	c.CacheURL = r.str("HEARTLOG_CACHE_URL")
+	c.Objects = r.flush("HEARTLOG_OBJECTS_")
+	c.Cache = r.flush("HEARTLOG_CACHE_")
+	c.BackupFlush = r.flush("HEARTLOG_BACKUP_")
+	c.BackupWritesPerSec = r.float("HEARTLOG_BACKUP_WRITES_PER_SECOND")
 	return c, r.err
+}
+
+func (r *reader) bucket(prefix string) Bucket {
+	b := Bucket{
+		Endpoint:        r.str(prefix + "ENDPOINT"),
+		Region:          r.str(prefix + "REGION"),
+		Name:            r.str(prefix + "BUCKET"),
+		AccessKeyID:     r.str(prefix + "ACCESS_KEY_ID"),
+		SecretAccessKey: r.str(prefix + "SECRET_ACCESS_KEY"),
+		PathStyle:       r.bool(prefix + "PATH_STYLE"),
+	}
+	if b.Name == "" {
+		r.fail(prefix+"BUCKET", "", "a bucket name")
+	}
+	return b
+}
+
+func (r *reader) flush(prefix string) Flush {
+	return Flush{
+		Messages:    r.int(prefix+"FLUSH_MESSAGES", 1, 1_000_000),
+		Bytes:       r.int(prefix+"FLUSH_BYTES", 1024, 1<<32),
+		Age:         r.duration(prefix + "FLUSH_AGE"),
+		Concurrency: r.int(prefix+"CONCURRENCY", 1, 100_000),
+	}
+}
+
+func (r *reader) bool(name string) bool {
+	v := Lookup(name)
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.fail(name, v, "true or false")
+	}
+	return b
 }
 
 // Lookup returns a variable's value or its default.

@@ -1,0 +1,223 @@
+package processors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/streams"
+)
+
+// ReplayOptions choose what part of the stream Replay feeds a sink.
+type ReplayOptions struct {
+	// Since and SinceSeq choose the first message (by time or stream
+	// sequence); zero for the start of the stream.
+	Since    time.Time
+	SinceSeq uint64
+	// Until and UntilSeq choose the last; zero for the stream's last
+	// message when Replay starts, so that a replay into a live system ends.
+	Until    time.Time
+	UntilSeq uint64
+	// User replays only this user's heartbeats.
+	User string
+	// BatchMessages is how many messages one commit takes (default 512).
+	BatchMessages int
+	// Progress, if set, is called about every ProgressEvery (default 2s)
+	// and once at the end.
+	Progress      func(ReplayProgress)
+	ProgressEvery time.Duration
+	// Log receives failed commits (each is retried).
+	Log zerolog.Logger
+}
+
+// ReplayProgress is a progress report.
+type ReplayProgress struct {
+	Messages, Total uint64 // messages done, and the replay's size
+	Heartbeats      uint64
+	Elapsed         time.Duration
+	Done            bool
+}
+
+// Rate is messages per second so far.
+func (p ReplayProgress) Rate() float64 {
+	if p.Elapsed <= 0 {
+		return 0
+	}
+	return float64(p.Messages) / p.Elapsed.Seconds()
+}
+
+// ETA is the time left at the current rate.
+func (p ReplayProgress) ETA() time.Duration {
+	r := p.Rate()
+	if r == 0 || p.Total <= p.Messages {
+		return 0
+	}
+	return time.Duration(float64(p.Total-p.Messages) / r * float64(time.Second))
+}
+
+// ErrNothingToReplay means the chosen range holds no message.
+var ErrNothingToReplay = errors.New("processors: nothing to replay in that range")
+
+// Replay feeds part of the stream to sink through an ordered consumer: the
+// processors' durable consumers are not touched, so replaying into a live
+// system is safe (every sink is idempotent). It returns when the range is
+// done; a failed commit is retried until ctx ends.
+func Replay(ctx context.Context, js jetstream.JetStream, cfg streams.Config, sink Sink, o ReplayOptions) error {
+	if o.BatchMessages <= 0 {
+		o.BatchMessages = 512
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 2 * time.Second
+	}
+	stream, err := js.Stream(ctx, cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("processors: replay: %w", err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("processors: replay: %w", err)
+	}
+	last := info.State.LastSeq
+	if o.UntilSeq > 0 && o.UntilSeq < last {
+		last = o.UntilSeq
+	}
+	occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{streams.SubjectPrefix + ".>"}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if o.User != "" {
+		occ.FilterSubjects = []string{streams.PartitionSubjects(streams.Partition(o.User, cfg.Partitions))}
+	}
+	first := info.State.FirstSeq
+	switch {
+	case o.SinceSeq > 0:
+		occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, o.SinceSeq
+		first = max(first, o.SinceSeq)
+	case !o.Since.IsZero():
+		occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &o.Since
+	}
+	if info.State.Msgs == 0 || first > last {
+		return ErrNothingToReplay
+	}
+	cons, err := js.OrderedConsumer(ctx, cfg.Stream, occ)
+	if err != nil {
+		return fmt.Errorf("processors: replay: %w", err)
+	}
+	r := replayer{sink: sink, o: o, last: last, total: last - first + 1, start: time.Now()}
+	return r.run(ctx, cons)
+}
+
+type replayer struct {
+	sink        Sink
+	o           ReplayOptions
+	last, total uint64
+	start       time.Time
+	progress    ReplayProgress
+	reported    time.Time
+}
+
+func (r *replayer) run(ctx context.Context, cons jetstream.Consumer) error {
+	for {
+		msgs, err := cons.Fetch(r.o.BatchMessages, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return fmt.Errorf("processors: replay: fetch: %w", err)
+		}
+		var batches []*heartlogv1.Batch
+		done := false
+		n, seen := uint64(0), 0
+		for msg := range msgs.Messages() {
+			seen++
+			meta, err := msg.Metadata()
+			if err != nil {
+				return err
+			}
+			if meta.Sequence.Stream > r.last || (!r.o.Until.IsZero() && meta.Timestamp.After(r.o.Until)) {
+				done = true
+				break
+			}
+			n++
+			b, err := streams.DecodeBatch(msg.Data())
+			if err != nil {
+				return fmt.Errorf("processors: replay: message %d: %w", meta.Sequence.Stream, err)
+			}
+			if b = r.filter(b); b != nil {
+				batches = append(batches, b)
+			}
+			if meta.Sequence.Stream == r.last {
+				done = true
+			}
+		}
+		if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("processors: replay: fetch: %w", err)
+		}
+		if seen == 0 {
+			// Nothing left in the filter's range: the end message itself may
+			// be outside the filter (a --user replay).
+			done = true
+		}
+		if err := r.commit(ctx, batches); err != nil {
+			return err
+		}
+		r.progress.Messages += n
+		r.report(done)
+		if done {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// filter keeps only the chosen user's heartbeats.
+func (r *replayer) filter(b *heartlogv1.Batch) *heartlogv1.Batch {
+	if r.o.User == "" {
+		return b
+	}
+	kept := b.Heartbeats[:0]
+	for _, hb := range b.Heartbeats {
+		if hb.UserId == r.o.User {
+			kept = append(kept, hb)
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	b.Heartbeats = kept
+	return b
+}
+
+func (r *replayer) commit(ctx context.Context, batches []*heartlogv1.Batch) error {
+	if len(batches) == 0 {
+		return nil
+	}
+	wait := 100 * time.Millisecond
+	for {
+		err := r.sink.Commit(ctx, batches)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("processors: replay stopped: %w", err)
+		}
+		r.o.Log.Warn().Err(err).Str("processor", r.sink.Name()).Dur("retry_in", wait).Msg("replay commit failed; retrying")
+		sleep(ctx, jitter(wait))
+		wait = min(2*wait, 10*time.Second)
+	}
+	for _, b := range batches {
+		r.progress.Heartbeats += uint64(len(b.Heartbeats))
+	}
+	return nil
+}
+
+func (r *replayer) report(done bool) {
+	if r.o.Progress == nil || (!done && time.Since(r.reported) < r.o.ProgressEvery) {
+		return
+	}
+	r.reported = time.Now()
+	p := r.progress
+	p.Total, p.Elapsed, p.Done = r.total, time.Since(r.start), done
+	r.o.Progress(p)
+}
