@@ -38,7 +38,7 @@ var Vars = []Var{
 	{"HEARTLOG_MAX_HEARTBEATS", "1000", "most heartbeats in one request", false},
 	{"HEARTLOG_RATE_LIMIT", "10", "requests per second allowed per user (token bucket); over it gets 429", false},
 	{"HEARTLOG_RATE_BURST", "100", "burst of requests allowed per user above the rate", false},
-	{"HEARTLOG_PROCESSORS", "postgres", "processors `heartlog process` and `heartlog dev` run, comma-separated", false},
+	{"HEARTLOG_PROCESSORS", "postgres,objects,cache,backup", "processors `heartlog process` and `heartlog dev` run, comma-separated", false},
 	{"HEARTLOG_POSTGRES_WRITERS", "2", "connections the Postgres processor writes one batch over in parallel", false},
 	{"HEARTLOG_ACK_WAIT", "30s", "how long a processor's message may stay unacked before JetStream redelivers it", false},
 	{"HEARTLOG_FETCH_BATCH", "512", "messages a processor fetches and commits at once", false},
@@ -55,6 +55,7 @@ var Vars = []Var{
 	{"HEARTLOG_BACKUP_S3_SECRET_ACCESS_KEY", "heartlog-secret", "backup bucket's secret key", true},
 	{"HEARTLOG_BACKUP_S3_PATH_STYLE", "true", "path-style addressing for the backup bucket", false},
 	{"HEARTLOG_CACHE_URL", "redis://127.0.0.1:56379/0", "SSDB (or Redis) holding the day-file cache; database 0 only", true},
+	{"HEARTLOG_CACHE_TTL", "840h", "how long a cached day file lives after its last write (35 days: covers 'last 30 days' and month ranges)", false},
 	{"HEARTLOG_OBJECTS_FLUSH_AGE", "10s", "objects processor: longest a heartbeat waits before its day file is written", false},
 	{"HEARTLOG_OBJECTS_FLUSH_MESSAGES", "2048", "objects processor: messages that trigger a flush", false},
 	{"HEARTLOG_OBJECTS_FLUSH_BYTES", "33554432", "objects processor: message bytes that trigger a flush", false},
@@ -89,6 +90,7 @@ type Flush struct {
 type Config struct {
 	S3, Backup         Bucket
 	CacheURL           string
+	CacheTTL           time.Duration
 	Objects, Cache     Flush
 	BackupFlush        Flush
 	BackupWritesPerSec float64
@@ -148,6 +150,7 @@ func FromEnv() (Config, error) {
 	c.S3 = r.bucket("HEARTLOG_S3_")
 	c.Backup = r.bucket("HEARTLOG_BACKUP_S3_")
 	c.CacheURL = r.str("HEARTLOG_CACHE_URL")
+	c.CacheTTL = r.duration("HEARTLOG_CACHE_TTL")
 	c.Objects = r.flush("HEARTLOG_OBJECTS_")
 	c.Cache = r.flush("HEARTLOG_CACHE_")
 	c.BackupFlush = r.flush("HEARTLOG_BACKUP_")
@@ -186,6 +189,12 @@ func (r *reader) bool(name string) bool {
 		r.fail(name, v, "true or false")
 	}
 	return b
+}
+
+// IsSet reports whether the environment sets the variable.
+func IsSet(name string) bool {
+	_, ok := os.LookupEnv(name)
+	return ok
 }
 
 // Lookup returns a variable's value or its default.

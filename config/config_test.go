@@ -16,7 +16,7 @@ func TestDefaultsParse(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the documented defaults do not parse: %v", err)
 	}
-	if c.Partitions != 16 || c.StreamMaxAge != 8*7*24*time.Hour || c.MaxBodyBytes != 4<<20 || len(c.Processors) != 1 {
+	if c.Partitions != 16 || c.StreamMaxAge != 8*7*24*time.Hour || c.MaxBodyBytes != 4<<20 || len(c.Processors) != 4 || c.BackupFlush.Age != 5*time.Minute || c.S3.Name != "heartlog" {
 		t.Fatalf("defaults = %+v", c)
 	}
 }

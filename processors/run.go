@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/streams"
@@ -246,4 +247,27 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// RunPartitions runs sink on every partition's pinned consumer of the
+// processor (see streams.PartitionConsumerConfig) until ctx is done. Several
+// processes may call it for one processor: each partition is served by one
+// of them at a time.
+func RunPartitions(ctx context.Context, js jetstream.JetStream, cfg streams.Config, sink Sink, opts Options) error {
+	conss, err := streams.EnsurePartitionConsumers(ctx, js, cfg, sink.Name())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return err
+	}
+	opts.PriorityGroup = streams.PriorityGroup
+	if opts.ProgressEvery <= 0 {
+		opts.ProgressEvery = cfg.AckWait / 3
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	for _, cons := range conss {
+		g.Go(func() error { return Run(ctx, cons, sink, opts) })
+	}
+	return g.Wait()
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -32,10 +33,24 @@ On first start it creates a demo user and prints its API key, a
 	}
 }
 
+// devFlushAge is every day-file processor's flush age under `heartlog
+// dev`, unless set: a developer should see a day file, a cache entry and a
+// new backup version within seconds, not after the production minutes.
+const devFlushAge = 2 * time.Second
+
 func runDev(cmd *cobra.Command, _ []string) error {
 	cfg, log, err := loadConfig()
 	if err != nil {
 		return err
+	}
+	for name, age := range map[string]*time.Duration{
+		"HEARTLOG_OBJECTS_FLUSH_AGE": &cfg.Objects.Age,
+		"HEARTLOG_CACHE_FLUSH_AGE":   &cfg.Cache.Age,
+		"HEARTLOG_BACKUP_FLUSH_AGE":  &cfg.BackupFlush.Age,
+	} {
+		if !config.IsSet(name) {
+			*age = devFlushAge
+		}
 	}
 	host, port, err := natsListen(cfg.NATSURL)
 	if err != nil {

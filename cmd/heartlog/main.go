@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -16,7 +17,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := rootCmd().ExecuteContext(ctx); err != nil {
+	err := rootCmd().ExecuteContext(ctx)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil // stopped by a signal while starting: a clean stop
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "heartlog:", err)
 		os.Exit(1)
 	}

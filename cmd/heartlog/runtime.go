@@ -15,9 +15,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"heartlog/api"
+	ssdb "heartlog/cache"
 	"heartlog/config"
 	"heartlog/heartbeat"
+	"heartlog/objstore"
 	"heartlog/processors"
+	"heartlog/processors/backup"
+	cachesink "heartlog/processors/cache"
+	"heartlog/processors/objects"
 	pgsink "heartlog/processors/postgres"
 	"heartlog/streams"
 	"heartlog/users"
@@ -126,9 +131,12 @@ func (rt *runtime) serve(ctx context.Context) error {
 }
 
 // processorNames are the processors this release has.
-var processorNames = []string{streams.DurablePostgres}
+var processorNames = []string{streams.DurablePostgres, streams.DurableObjects, streams.DurableCache, streams.DurableBackup}
 
-// process runs the named processors until ctx is done.
+// process runs the named processors until ctx is done. Postgres shares one
+// durable consumer between instances (its writes are idempotent inserts);
+// the day-file processors read, merge and write, so each of their
+// partitions has its own pinned consumer: one writer per user-day.
 func (rt *runtime) process(ctx context.Context, names []string) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, name := range names {
@@ -137,21 +145,38 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 			return err
 		}
 		defer cleanup()
-		cons, err := streams.EnsureConsumer(ctx, rt.js, rt.sc, name)
-		if err != nil {
-			return err
+		if name == streams.DurablePostgres {
+			cons, err := streams.EnsureConsumer(ctx, rt.js, rt.sc, name)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil // stopped while starting
+				}
+				return err
+			}
+			opts := processors.Options{BatchMessages: rt.cfg.FetchBatch, Log: rt.log}
+			g.Go(func() error { return processors.Run(ctx, cons, sink, opts) })
+			continue
 		}
-		g.Go(func() error {
-			return processors.Run(ctx, cons, sink, processors.Options{
-				BatchMessages: rt.cfg.FetchBatch,
-				Log:           rt.log,
-			})
-		})
+		f := rt.flush(name)
+		opts := processors.Options{BatchMessages: f.Messages, BatchBytes: f.Bytes, Linger: f.Age, Log: rt.log}
+		g.Go(func() error { return processors.RunPartitions(ctx, rt.js, rt.sc, sink, opts) })
+		rt.log.Info().Str("processor", name).Dur("flush_age", f.Age).Msg("day-file processor starting on every partition")
 	}
 	return g.Wait()
 }
 
+func (rt *runtime) flush(name string) config.Flush {
+	switch name {
+	case streams.DurableObjects:
+		return rt.cfg.Objects
+	case streams.DurableCache:
+		return rt.cfg.Cache
+	}
+	return rt.cfg.BackupFlush
+}
+
 func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func(), error) {
+	nothing := func() {}
 	switch name {
 	case streams.DurablePostgres:
 		view, err := streams.WatchShards(ctx, rt.js, rt.sc)
@@ -159,6 +184,40 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 			return nil, nil, err
 		}
 		return pgsink.New(rt.pool, view, rt.log, pgsink.Options{Writers: rt.cfg.PostgresWriters}), func() { _ = view.Stop() }, nil
+	case streams.DurableObjects:
+		primary, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", name)
+		if err != nil {
+			return nil, nil, err
+		}
+		return objects.New(primary, rt.cfg.Objects.Concurrency, rt.log), nothing, nil
+	case streams.DurableBackup:
+		b, err := rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", name)
+		if err != nil {
+			return nil, nil, err
+		}
+		return backup.New(b, rt.cfg.BackupFlush.Concurrency, rt.cfg.BackupWritesPerSec, rt.log), nothing, nil
+	case streams.DurableCache:
+		primary, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", name)
+		if err != nil {
+			return nil, nil, err
+		}
+		c, err := ssdb.New(ssdb.Config{URL: rt.cfg.CacheURL, TTL: rt.cfg.CacheTTL})
+		if err != nil {
+			return nil, nil, fmt.Errorf("HEARTLOG_CACHE_URL: %w", err)
+		}
+		return cachesink.New(c, primary, rt.cfg.Cache.Concurrency, rt.log), func() { _ = c.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("unknown processor %q (HEARTLOG_PROCESSORS); this release has: %v", name, processorNames)
+}
+
+// bucket opens an S3 bucket for a processor, with its metrics.
+func (rt *runtime) bucket(ctx context.Context, b config.Bucket, envPrefix, processor string) (objstore.Bucket, error) {
+	s3, err := objstore.NewS3(ctx, objstore.S3Config{
+		Endpoint: b.Endpoint, Region: b.Region, Bucket: b.Name,
+		AccessKeyID: b.AccessKeyID, SecretAccessKey: b.SecretAccessKey, PathStyle: b.PathStyle,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s* settings: %w", envPrefix, err)
+	}
+	return objstore.Instrument(s3, processor), nil
 }

@@ -59,6 +59,9 @@ type Service struct {
 func Start(t testing.TB, opts Options) *Service {
 	t.Helper()
 	s := &Service{NATS: StartNATS(t), Streams: streams.DefaultConfig(), opts: opts}
+	// Shorter than production, so that redelivery after a stop and the
+	// takeover of a pinned partition happen within a test.
+	s.Streams.AckWait, s.Streams.PinnedTTL = 10*time.Second, 2*time.Second
 	if opts.Stream != nil {
 		opts.Stream(&s.Streams)
 	}

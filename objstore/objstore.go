@@ -1,0 +1,108 @@
+// Package objstore is heartlog's object storage: the primary S3 bucket that
+// holds the day files and the versioned backup bucket (DigitalOcean Spaces in
+// production, versitygw locally).
+//
+// It follows the shape of thanos-io/objstore: a small Bucket interface whose
+// documentation is the contract, one implementation (S3, through
+// aws-sdk-go-v2), metrics as a decorator (Instrument), and one conformance
+// suite (objstore_test) that every implementation and decorator passes
+// against a real server.
+//
+// Keys are opaque strings; day files use
+// "<prefix>/<user id>/<YYYY-MM-DD>.ndjson.gz" (see DESIGN.md, "Day files").
+// Keep keys portable to file-backed gateways: versitygw's posix backend
+// stores a key as a file path, so it refuses a key "a" when "a/b" exists
+// and the other way round (409 ExistingObjectIsDirectory,
+// ObjectParentIsFile), and a key ending in "/" must be empty.
+package objstore
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"time"
+)
+
+// ErrNotFound is matched (errors.Is) by the error that Get and GetVersion
+// return for a key or version that does not exist. A missing bucket is NOT
+// ErrNotFound: it is a configuration error, and treating it as "no day file
+// yet" would make a processor overwrite data it could not see.
+var ErrNotFound = errors.New("object not found")
+
+// Bucket is the contract every object store implementation and decorator
+// keeps. All methods are safe for concurrent use, take the caller's context
+// for cancellation and deadlines, and retry transient server errors
+// (throttling, 5xx) themselves: an error returned from a Bucket method means
+// the operation failed after the implementation's retries.
+type Bucket interface {
+	// Get returns the whole content of key and its ETag. A missing key
+	// returns an error matching errors.Is(err, ErrNotFound).
+	Get(ctx context.Context, key string) (data []byte, etag string, err error)
+
+	// Put stores data under key, replacing any previous content, and
+	// returns the new ETag. The write is atomic: readers see the old or the
+	// new content, never a mix.
+	//
+	// Put is idempotent: writing the same bytes again leaves the same object
+	// content (and, for S3 single-part uploads, the same ETag: the hex MD5 of
+	// the bytes). It is not free of side effects: on a versioned bucket every
+	// Put creates a new version even when the bytes are identical, so a
+	// caller that wants one version per change must compare before writing
+	// (for example the ETag from Get, or the bytes).
+	//
+	// A nil error means the server has stored the object (a processor may
+	// ack after it). An error does not prove the object was not stored (a
+	// timeout can come after the server wrote it); since Put is idempotent,
+	// retrying the same Put is always safe.
+	Put(ctx context.Context, key string, data []byte) (etag string, err error)
+
+	// Delete removes key. Deleting a key that does not exist succeeds. On a
+	// versioned bucket Delete adds a delete marker and keeps the old
+	// versions.
+	Delete(ctx context.Context, key string) error
+
+	// List yields every key that starts with prefix, at any depth (no
+	// delimiter), in ascending byte order, paginating under the hood. An
+	// error ends the sequence: it is yielded once, with an empty key.
+	// Breaking out of the loop early is fine.
+	List(ctx context.Context, prefix string) iter.Seq2[string, error]
+
+	// Name identifies the bucket in metrics and messages.
+	Name() string
+}
+
+// Versioned is implemented by buckets that keep every version of an object
+// (the backup bucket). Its methods follow the same rules as Bucket's.
+type Versioned interface {
+	// Versions lists the versions of exactly key (not of other keys that
+	// share it as a prefix), newest first, as the server orders them.
+	// Delete markers are not versions and are left out. A key that never
+	// existed has no versions and no error.
+	Versions(ctx context.Context, key string) ([]Version, error)
+
+	// GetVersion returns the content of one version of key. A version that
+	// does not exist (for this key) returns an error matching
+	// errors.Is(err, ErrNotFound); a malformed version ID is another error.
+	GetVersion(ctx context.Context, key, versionID string) ([]byte, error)
+}
+
+// Version describes one stored version of an object.
+type Version struct {
+	ID           string
+	ETag         string // without quotes, like the ETags Get and Put return
+	IsLatest     bool
+	LastModified time.Time
+}
+
+// ListAll collects List into a slice. Use it when the prefix is known to be
+// small (one user's days); range over List for a whole bucket.
+func ListAll(ctx context.Context, b Bucket, prefix string) ([]string, error) {
+	var keys []string
+	for key, err := range b.List(ctx, prefix) {
+		if err != nil {
+			return keys, err
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
+}

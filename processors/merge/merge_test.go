@@ -1,0 +1,356 @@
+package merge_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"testing"
+	"time"
+
+	"heartlog/heartbeat"
+	"heartlog/internal/faults"
+	"heartlog/internal/heartlogtest"
+	"heartlog/objstore"
+	"heartlog/processors"
+	"heartlog/schema/dayfile"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/streams"
+	"heartlog/users"
+)
+
+// world is a service with day-file processors and a few users.
+type world struct {
+	svc    *heartlogtest.Service
+	stores heartlogtest.Stores
+	users  []users.User
+	keys   []string
+}
+
+func newWorld(t *testing.T, nUsers int) *world {
+	t.Helper()
+	w := &world{svc: heartlogtest.Start(t, heartlogtest.Options{}), stores: heartlogtest.OpenStores(t)}
+	for i := range nUsers {
+		u, k := w.svc.CreateUser(t, fmt.Sprintf("user%d", i), "")
+		w.users = append(w.users, u)
+		w.keys = append(w.keys, k)
+	}
+	return w
+}
+
+// send posts heartbeats for user i at the given times and returns them as
+// the server stored them (ids from the response).
+func (w *world) send(t *testing.T, i int, times ...time.Time) {
+	t.Helper()
+	var items []string
+	for j, at := range times {
+		items = append(items, fmt.Sprintf(`{"entity":"/src/f%d.go","type":"file","time":%d.%03d,"project":"p","language":"Go"}`, j, at.Unix(), at.Nanosecond()/1e6))
+	}
+	resp, body := w.svc.Post(t, "/api/v1/users/current/heartbeats.bulk", w.keys[i], []byte("["+join(items)+"]"))
+	if resp.StatusCode != 201 {
+		t.Fatalf("ingest: %d %s", resp.StatusCode, body)
+	}
+}
+
+func join(items []string) string {
+	var b bytes.Buffer
+	for i, s := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// expected is the day file each user-day must hold: every heartbeat the
+// stream has for it, encoded by the format package.
+func (w *world) expected(t *testing.T) map[string][]byte {
+	t.Helper()
+	byKey := map[string][]*heartlogv1.Heartbeat{}
+	ctx := context.Background()
+	s, err := w.svc.JS.Stream(ctx, w.svc.Streams.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := streams.DecodeBatch(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, hb := range b.Heartbeats {
+			k := dayfile.Key(b.ObjectPrefixes[hb.UserId], hb.UserId, heartbeat.Day(hb))
+			byKey[k] = append(byKey[k], hb)
+		}
+	}
+	out := map[string][]byte{}
+	for k, hbs := range byKey {
+		merged, _ := dayfile.Merge(nil, hbs)
+		data, err := dayfile.Encode(merged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[k] = data
+	}
+	return out
+}
+
+type reader func(ctx context.Context, key string) ([]byte, error)
+
+func (w *world) readers() map[string]reader {
+	return map[string]reader{
+		"objects": func(ctx context.Context, k string) ([]byte, error) {
+			d, _, err := w.stores.Primary.Get(ctx, k)
+			return d, err
+		},
+		"backup": func(ctx context.Context, k string) ([]byte, error) {
+			d, _, err := w.stores.Backup.Get(ctx, k)
+			return d, err
+		},
+		"cache": func(ctx context.Context, k string) ([]byte, error) {
+			d, ok, err := w.stores.Cache.Get(ctx, k)
+			if err == nil && !ok {
+				err = objstore.ErrNotFound
+			}
+			return d, err
+		},
+	}
+}
+
+// waitFiles waits until every store holds exactly the expected bytes.
+func (w *world) waitFiles(t *testing.T, want map[string][]byte) {
+	t.Helper()
+	ctx := context.Background()
+	for name, read := range w.readers() {
+		var last string
+		ok := heartlogtest.Eventually(60*time.Second, func() bool {
+			for k, data := range want {
+				got, err := read(ctx, k)
+				if err != nil || !bytes.Equal(got, data) {
+					last = fmt.Sprintf("%s: %d bytes, err %v; want %d bytes", k, len(got), err, len(data))
+					return false
+				}
+			}
+			return true
+		})
+		if !ok {
+			t.Fatalf("%s store never matched the stream: %s", name, last)
+		}
+	}
+}
+
+func day(d int, h int) time.Time {
+	return time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -d).Add(time.Duration(h) * time.Hour)
+}
+
+func TestDayFilesHoldExactlyTheStream(t *testing.T) {
+	w := newWorld(t, 3)
+	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
+	for i := range w.users {
+		w.send(t, i, day(0, 1), day(0, 2), day(1, 5))
+		w.send(t, i, day(0, 1)) // a resend: no duplicate line
+	}
+	want := w.expected(t)
+	if len(want) != 6 {
+		t.Fatalf("%d user-days, want 6", len(want))
+	}
+	w.waitFiles(t, want)
+	for k, data := range want {
+		hbs, err := dayfile.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(hbs); n != 1 && n != 2 {
+			t.Fatalf("%s has %d heartbeats: duplicates kept", k, n)
+		}
+	}
+}
+
+func TestReplayIsByteIdenticalAndAddsNoVersion(t *testing.T) {
+	w := newWorld(t, 2)
+	stop := w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
+	for i := range w.users {
+		w.send(t, i, day(0, 3), day(2, 4))
+	}
+	want := w.expected(t)
+	w.waitFiles(t, want)
+	stop()
+	ctx := context.Background()
+	versions := func() map[string]int {
+		out := map[string]int{}
+		for k := range want {
+			v, err := w.stores.Backup.Versions(ctx, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[k] = len(v)
+		}
+		return out
+	}
+	etags := func() map[string]string {
+		out := map[string]string{}
+		for k := range want {
+			_, etag, err := w.stores.Primary.Get(ctx, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[k] = etag
+		}
+		return out
+	}
+	before, beforeTags := versions(), etags()
+	for name, sink := range w.stores.Sinks(t) {
+		for range 2 {
+			if err := processors.Replay(ctx, w.svc.JS, w.svc.Streams, sink, processors.ReplayOptions{}); err != nil {
+				t.Fatalf("replay %s: %v", name, err)
+			}
+		}
+	}
+	w.waitFiles(t, want)
+	if after := versions(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("backup versions %v after replaying twice, were %v: an unchanged file was written again", after, before)
+	}
+	if after := etags(); fmt.Sprint(after) != fmt.Sprint(beforeTags) {
+		t.Fatalf("ETags changed by replay: %v -> %v", beforeTags, after)
+	}
+}
+
+func TestLateHeartbeatMakesABackupVersion(t *testing.T) {
+	w := newWorld(t, 1)
+	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
+	old := day(6, 9)
+	w.send(t, 0, old)
+	first := w.expected(t)
+	w.waitFiles(t, first)
+	var key string
+	for k := range first {
+		key = k
+	}
+	w.send(t, 0, old.Add(30*time.Minute)) // from wakatime-cli's offline queue, days later
+	second := w.expected(t)
+	if bytes.Equal(first[key], second[key]) {
+		t.Fatal("the late heartbeat did not change the expected day file")
+	}
+	w.waitFiles(t, second)
+	ctx := context.Background()
+	versions, err := w.stores.Backup.Versions(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(versions) != 2 || !versions[0].IsLatest {
+		t.Fatalf("backup of %s has versions %+v, want 2, newest first", key, versions)
+	}
+	prev, err := w.stores.Backup.GetVersion(ctx, key, versions[1].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(prev, first[key]) {
+		t.Fatal("the previous backup version is not the old day file")
+	}
+}
+
+func TestTwoInstancesAndSlowDownLoseNothing(t *testing.T) {
+	w := newWorld(t, 8)
+	st := heartlogtest.OpenStores(t)
+	flaky := faults.NewProxy(t, mustEnv(t, "HEARTLOG_S3_ENDPOINT"), faults.Options{SlowDownRate: 0.3})
+	st.Primary = heartlogtest.Bucket(t, "HEARTLOG_S3_", flaky.URL)
+	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{Stores: &st})
+	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{Stores: &st}) // a second process
+	for round := range 5 {
+		for i := range w.users {
+			w.send(t, i, day(round%3, i), day(round%3, i).Add(time.Minute))
+		}
+	}
+	w.waitFiles(t, w.expected(t))
+	if flaky.Stats().SlowDowns == 0 {
+		t.Fatal("the proxy injected no SlowDown: the test proved nothing about retries")
+	}
+}
+
+func TestReplayRestoresWipedCacheAndBackup(t *testing.T) {
+	w := newWorld(t, 2)
+	stop := w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
+	for i := range w.users {
+		w.send(t, i, day(0, 7), day(1, 7))
+	}
+	want := w.expected(t)
+	w.waitFiles(t, want)
+	stop()
+	ctx := context.Background()
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+		if err := w.stores.Backup.DeleteAllVersions(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sort.Strings(keys)
+	if err := w.stores.Cache.Delete(ctx, keys...); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.stores.Backup.Get(ctx, keys[0]); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("backup not emptied: %v", err)
+	}
+	sinks := w.stores.Sinks(t)
+	for _, name := range []string{streams.DurableCache, streams.DurableBackup} {
+		if err := processors.Replay(ctx, w.svc.JS, w.svc.Streams, sinks[name], processors.ReplayOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.waitFiles(t, want)
+}
+
+func TestCorruptFileIsReportedAndOthersGoOn(t *testing.T) {
+	w := newWorld(t, 2)
+	ctx := context.Background()
+	// A truncated file where user 0's day file will go.
+	w.send(t, 0, day(0, 4))
+	victim := ""
+	for k := range w.expected(t) {
+		victim = k
+	}
+	if _, err := w.stores.Primary.Put(ctx, victim, []byte("\x1f\x8b\x08\x00garbage")); err != nil {
+		t.Fatal(err)
+	}
+	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{Names: []string{streams.DurableObjects}})
+	w.send(t, 1, day(0, 4))
+	want := w.expected(t)
+	ok := heartlogtest.Eventually(60*time.Second, func() bool {
+		for k, data := range want {
+			got, _, err := w.stores.Primary.Get(ctx, k)
+			if err != nil || !bytes.Equal(got, data) {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		t.Fatal("day files were not written after a corrupt file met the processor")
+	}
+	quarantined, err := objstore.ListAll(ctx, w.stores.Primary, "quarantine/"+victim)
+	if err != nil || len(quarantined) != 1 {
+		t.Fatalf("corrupt file not quarantined: %v %v", quarantined, err)
+	}
+	for _, k := range quarantined {
+		_ = w.stores.Primary.Delete(ctx, k)
+	}
+}
+
+func mustEnv(t *testing.T, name string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		t.Fatalf("%s is not set: run with `make test`", name)
+	}
+	return v
+}

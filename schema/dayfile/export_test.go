@@ -1,0 +1,7 @@
+package dayfile
+
+import heartlogv1 "heartlog/schema/gen/heartlog/v1"
+
+// DecodeLimit is Decode with another bound on the uncompressed size, so that
+// tests can check the bound without inflating 256 MiB.
+func DecodeLimit(data []byte, limit int) ([]*heartlogv1.Heartbeat, error) { return decode(data, limit) }
