@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/valyala/fastjson"
 
@@ -180,7 +181,7 @@ func integer(set func(*heartlogv1.Heartbeat, *int32)) fieldSetter {
 		if v.Type() == fastjson.TypeNull {
 			return nil
 		}
-		f, err := v.Float64()
+		f, err := number(v)
 		if err != nil || f != math.Trunc(f) {
 			return errors.New("must be an integer")
 		}
@@ -197,7 +198,7 @@ func setTime(hb *heartlogv1.Heartbeat, v *fastjson.Value) error {
 	if v.Type() == fastjson.TypeNull {
 		return nil
 	}
-	f, err := v.Float64()
+	f, err := number(v)
 	if err != nil {
 		return errors.New("must be a number of seconds since 1970")
 	}
@@ -235,4 +236,14 @@ func setDependencies(hb *heartlogv1.Heartbeat, v *fastjson.Value) error {
 	}
 	hb.Dependencies = deps
 	return nil
+}
+
+// number parses a JSON number with strconv: fastjson's own conversion is
+// off by one bit for some exponent forms, and a heartbeat's time must read
+// back exactly (its id hashes it).
+func number(v *fastjson.Value) (float64, error) {
+	if v.Type() != fastjson.TypeNumber {
+		return 0, errors.New("not a number")
+	}
+	return strconv.ParseFloat(string(v.MarshalTo(nil)), 64)
 }

@@ -96,10 +96,7 @@ type userDay struct {
 // the batches, Concurrency at a time. It fails if any file could not be
 // written; the retry redoes the others too, which changes nothing.
 func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
-	days, err := group(batches)
-	if err != nil {
-		return err
-	}
+	days := group(batches, s.opts.Log)
 	g, gctx := errgroup.WithContext(ctx)
 	for _, d := range days {
 		select {
@@ -120,13 +117,17 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 
 // group collects the heartbeats of each user-day, in key order so that
 // logs and retries are reproducible.
-func group(batches []*heartlogv1.Batch) ([]userDay, error) {
+func group(batches []*heartlogv1.Batch, log zerolog.Logger) []userDay {
 	byKey := map[string]*userDay{}
 	for _, b := range batches {
 		for _, hb := range b.Heartbeats {
-			prefix, ok := b.ObjectPrefixes[hb.UserId]
-			if !ok || prefix == "" {
-				return nil, fmt.Errorf("merge: batch %s/%d has no object prefix for user %s", b.Day, b.Partition, hb.UserId)
+			prefix := b.ObjectPrefixes[hb.UserId]
+			if err := dayfile.CheckKeyParts(prefix, hb.UserId, b.Day); err != nil {
+				// The API always sets these; a message without them is
+				// corrupt, and no retry would ever store it.
+				badMessages.Inc()
+				log.Error().Err(err).Str("day", b.Day).Uint32("partition", b.Partition).Str("heartbeat", hb.Id).Msg("heartbeat without a valid day-file key dropped")
+				continue
 			}
 			key := dayfile.Key(prefix, hb.UserId, b.Day)
 			d := byKey[key]
@@ -142,7 +143,7 @@ func group(batches []*heartlogv1.Batch) ([]userDay, error) {
 		out = append(out, *d)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
-	return out, nil
+	return out
 }
 
 func (s *Sink) mergeOne(ctx context.Context, d userDay) error {
@@ -225,6 +226,10 @@ var (
 		Name: "heartlog_dayfile_unchanged_total",
 		Help: "Day files not written because the batch added nothing new.",
 	}, []string{"processor"})
+	badMessages = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "heartlog_dayfile_bad_heartbeats_total",
+		Help: "Heartbeats dropped by day-file processors because their message lacks a valid prefix, user or day.",
+	})
 	corruptTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "heartlog_dayfile_corrupt_total",
 		Help: "Day files found unreadable (see the error log for their keys).",
