@@ -41,6 +41,7 @@ var Vars = []Var{
 	{"HEARTLOG_PROCESSORS", "postgres,objects,cache,backup", "processors `heartlog process` and `heartlog dev` run, comma-separated", false},
 	{"HEARTLOG_POSTGRES_WRITERS", "2", "connections the Postgres processor writes one batch over in parallel", false},
 	{"HEARTLOG_ACK_WAIT", "30s", "how long a processor's message may stay unacked before JetStream redelivers it", false},
+	{"HEARTLOG_PINNED_TTL", "30s", "how long a day-file partition stays with a processor instance that stopped pulling before another takes it over", false},
 	{"HEARTLOG_FETCH_BATCH", "512", "messages a processor fetches and commits at once", false},
 	{"HEARTLOG_S3_ENDPOINT", "http://127.0.0.1:57070", "primary bucket's S3 endpoint; empty for AWS S3 itself (the default is the local versitygw)", false},
 	{"HEARTLOG_S3_REGION", "us-east-1", "primary bucket's region", false},
@@ -114,6 +115,7 @@ type Config struct {
 	Processors       []string
 	FetchBatch       int
 	AckWait          time.Duration
+	PinnedTTL        time.Duration
 	PostgresWriters  int
 	LogLevel         string
 	LogFormat        string
@@ -143,6 +145,7 @@ func FromEnv() (Config, error) {
 		Processors:       r.list("HEARTLOG_PROCESSORS"),
 		FetchBatch:       r.int("HEARTLOG_FETCH_BATCH", 1, 100000),
 		AckWait:          r.duration("HEARTLOG_ACK_WAIT"),
+		PinnedTTL:        r.duration("HEARTLOG_PINNED_TTL"),
 		PostgresWriters:  r.int("HEARTLOG_POSTGRES_WRITERS", 1, 64),
 		LogLevel:         r.str("HEARTLOG_LOG_LEVEL"),
 		LogFormat:        r.str("HEARTLOG_LOG_FORMAT"),
@@ -255,4 +258,19 @@ func (r *reader) list(name string) []string {
 		}
 	}
 	return out
+}
+
+// Markdown is the configuration table of README.md: every variable, its
+// default and its meaning. A test keeps the README equal to it.
+func Markdown() string {
+	var b strings.Builder
+	b.WriteString("| Variable | Default | Meaning |\n|---|---|---|\n")
+	for _, v := range Vars {
+		def := "`" + v.Default + "`"
+		if v.Default == "" {
+			def = ""
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", v.Name, def, strings.ReplaceAll(v.Help, "|", "\\|"))
+	}
+	return b.String()
 }

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -31,5 +32,17 @@ func TestBadValueNamesTheVariable(t *testing.T) {
 	t.Setenv("HEARTLOG_PARTITIONS", "0")
 	if _, err := config.FromEnv(); err == nil || !strings.Contains(err.Error(), "HEARTLOG_PARTITIONS") {
 		t.Fatalf("partitions 0: err = %v", err)
+	}
+}
+
+// TestREADMEListsEverySetting keeps the README's configuration table equal
+// to the variables the code reads (regenerate: heartlog config --markdown).
+func TestREADMEListsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), config.Markdown()) {
+		t.Fatal("README.md's configuration table is stale: replace it with the output of `go run ./cmd/heartlog config --markdown`")
 	}
 }

@@ -1,9 +1,11 @@
 package processors
 
 import (
+	"context"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -82,4 +84,35 @@ func (m *metrics) observeBatch(batches []*heartlogv1.Batch) {
 	m.messages.Add(float64(len(batches)))
 	m.heartbeats.Add(float64(n))
 	m.batch.Observe(float64(len(batches)))
+}
+
+var (
+	pendingMessages = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "heartlog_processor_pending_messages",
+		Help: "Consumer lag: messages in the stream not yet delivered to the processor.",
+	}, []string{"processor", "consumer"})
+	ackPendingMessages = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "heartlog_processor_ack_pending_messages",
+		Help: "Messages delivered to the processor and not yet committed and acked.",
+	}, []string{"processor", "consumer"})
+)
+
+// watchLag publishes the consumer's lag every interval until ctx is done.
+func watchLag(ctx context.Context, cons jetstream.Consumer, processor string, every time.Duration) {
+	name := cons.CachedInfo().Name
+	pending := pendingMessages.WithLabelValues(processor, name)
+	ackPending := ackPendingMessages.WithLabelValues(processor, name)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if info, err := cons.Info(ctx); err == nil {
+			pending.Set(float64(info.NumPending))
+			ackPending.Set(float64(info.NumAckPending))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -89,7 +89,8 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 	}
 	defer iter.Stop()
 	m := metricsFor(sink.Name())
-	log.Info().Msg("processor started")
+	go watchLag(ctx, cons, sink.Name(), 10*time.Second)
+	log.Debug().Str("consumer", cons.CachedInfo().Name).Msg("processor started")
 	// Gathering and decoding the next batch overlaps the commit of the
 	// current one; at most one decoded batch waits.
 	pending := make(chan work, 1)
@@ -119,7 +120,7 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 	case err := <-failed:
 		return err
 	default:
-		log.Info().Msg("processor stopped")
+		log.Debug().Str("consumer", cons.CachedInfo().Name).Msg("processor stopped")
 		return nil
 	}
 }

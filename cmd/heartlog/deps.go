@@ -47,6 +47,7 @@ func streamConfig(cfg config.Config) streams.Config {
 	sc.MaxAge = cfg.StreamMaxAge
 	sc.Duplicates = cfg.StreamDuplicates
 	sc.AckWait = cfg.AckWait
+	sc.PinnedTTL = cfg.PinnedTTL
 	return sc
 }
 

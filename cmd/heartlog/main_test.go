@@ -18,6 +18,8 @@ import (
 
 	"heartlog/heartbeat"
 	"heartlog/internal/heartlogtest"
+	"heartlog/objstore"
+	"heartlog/schema/dayfile"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/streams"
 )
@@ -290,5 +292,101 @@ func TestReplayRebuildsPostgres(t *testing.T) {
 	out, err := command(env, "replay", "postgres", "--since", "yesterday").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "want RFC 3339") {
 		t.Fatalf("a bad --since: err %v, output %s", err, out)
+	}
+}
+
+// TestDayFileProcessorKilledMidFlush kills `heartlog process --only objects`
+// with SIGKILL while it writes day files, several times, then lets it
+// finish: every day file must hold exactly its heartbeats, once each.
+func TestDayFileProcessorKilledMidFlush(t *testing.T) {
+	n := heartlogtest.StartNATS(t)
+	nc, js := heartlogtest.Connect(t, n.URL)
+	_, dbURL := heartlogtest.NewDatabase(t)
+	primary := heartlogtest.Bucket(t, "HEARTLOG_S3_", "")
+	ctx := context.Background()
+	cfg := streams.DefaultConfig()
+	if err := streams.Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
+	defer pub.Close()
+
+	const users, perUser = 40, 200
+	want := map[string][]*heartlogv1.Heartbeat{}
+	prefix := fmt.Sprintf("k%07d", time.Now().UnixNano()%10_000_000)
+	start := time.Now().UTC().Truncate(24 * time.Hour).Add(-30 * time.Hour)
+	for u := range users {
+		user := fmt.Sprintf("00000000-0000-4000-8000-%012d", u)
+		hbs := make([]*heartlogv1.Heartbeat, perUser)
+		for i := range hbs {
+			hbs[i] = &heartlogv1.Heartbeat{Entity: fmt.Sprintf("/src/f%d.go", i%9), Type: "file", Time: float64(start.Unix() + int64(i*300))}
+			if err := heartbeat.DefaultLimits.Prepare(hbs[i], heartbeat.Origin{UserID: user, Now: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			key := dayfile.Key(prefix, user, heartbeat.Day(hbs[i]))
+			want[key] = append(want[key], hbs[i])
+		}
+		for i := 0; i < perUser; i += 10 {
+			if err := pub.Publish(ctx, hbs[i:i+10], map[string]string{user: prefix}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	written := func() int {
+		keys, err := objstore.ListAll(ctx, primary, prefix+"/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(keys)
+	}
+	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_LOG_LEVEL=warn",
+		"HEARTLOG_OBJECTS_FLUSH_AGE=50ms", "HEARTLOG_OBJECTS_FLUSH_MESSAGES=4", "HEARTLOG_OBJECTS_CONCURRENCY=4",
+		"HEARTLOG_ACK_WAIT=2s", "HEARTLOG_PINNED_TTL=1s"}
+	for kill := 1; kill <= 3; kill++ {
+		before := written()
+		proc := command(env, "process", "--only", "objects")
+		proc.Stderr = os.Stderr
+		if err := proc.Start(); err != nil {
+			t.Fatal(err)
+		}
+		heartlogtest.Eventually(60*time.Second, func() bool { return written() > before })
+		_ = proc.Process.Signal(syscall.SIGKILL)
+		_ = proc.Wait()
+		t.Logf("kill %d: %d of %d day files exist", kill, written(), len(want))
+	}
+	proc := command(env, "process", "--only", "objects")
+	proc.Stderr = os.Stderr
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = proc.Process.Signal(syscall.SIGTERM)
+		_ = proc.Wait()
+	}()
+	expected := map[string][]byte{}
+	for key, hbs := range want {
+		merged, _ := dayfile.Merge(nil, hbs)
+		data, err := dayfile.Encode(merged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expected[key] = data
+	}
+	var last string
+	ok := heartlogtest.Eventually(90*time.Second, func() bool {
+		for key, data := range expected {
+			got, _, err := primary.Get(ctx, key)
+			if err != nil || !bytes.Equal(got, data) {
+				last = fmt.Sprintf("%s: %d bytes (%v), want %d", key, len(got), err, len(data))
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		t.Fatalf("after the kills the day files did not converge: %s", last)
+	}
+	for key := range expected {
+		_ = primary.Delete(ctx, key)
 	}
 }

@@ -35,11 +35,16 @@ Postgres advisory lock.`,
 }
 
 func configCmd() *cobra.Command {
-	return &cobra.Command{
+	var markdown bool
+	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "List every HEARTLOG_* setting with its default and current value",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if markdown {
+				fmt.Print(config.Markdown())
+				return nil
+			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tCURRENT\tMEANING")
 			for _, v := range config.Vars {
@@ -52,4 +57,6 @@ func configCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	cmd.Flags().BoolVar(&markdown, "markdown", false, "print the reference table of README.md (defaults only, no current values)")
+	return cmd
 }

@@ -155,6 +155,7 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 			}
 			opts := processors.Options{BatchMessages: rt.cfg.FetchBatch, Log: rt.log}
 			g.Go(func() error { return processors.Run(ctx, cons, sink, opts) })
+			rt.log.Info().Str("processor", name).Msg("processor starting")
 			continue
 		}
 		f := rt.flush(name)
