@@ -1,0 +1,245 @@
+// Package reads is heartlog's read path: it gathers a user's heartbeats for
+// a set of UTC days from wherever each day lives. A day whose Postgres
+// shard is active is read from Postgres (the hot store, current within the
+// projector's lag); any other day from SSDB, with one MGET for all of them;
+// a day SSDB lacks from S3 (bounded parallel GETs), which then fills SSDB.
+//
+// It only reads, except for filling the cache. It must never read another
+// user's data: every key and query is built from the user record.
+package reads
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"heartlog/cache"
+	"heartlog/objstore"
+	"heartlog/schema/dayfile"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/streams"
+	"heartlog/users"
+)
+
+// ShardStates tells whether a day's Postgres shard is active.
+// *streams.ShardView implements it.
+type ShardStates interface {
+	State(day string) streams.ShardState
+}
+
+// Reader reads heartbeats. It is safe for concurrent use.
+type Reader struct {
+	pool     *pgxpool.Pool
+	shards   ShardStates
+	cache    *cache.Cache
+	primary  objstore.Bucket
+	parallel int
+	log      zerolog.Logger
+}
+
+// New returns a Reader; parallel bounds S3 GETs per call (default 16).
+func New(pool *pgxpool.Pool, shards ShardStates, c *cache.Cache, primary objstore.Bucket, parallel int, log zerolog.Logger) *Reader {
+	if parallel <= 0 {
+		parallel = 16
+	}
+	return &Reader{pool: pool, shards: shards, cache: c, primary: primary, parallel: parallel, log: log}
+}
+
+var daysRead = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "heartlog_read_days_total",
+	Help: "User-days read, by where they came from (postgres, cache, s3, none).",
+}, []string{"source"})
+
+// Heartbeats returns the user's heartbeats of the UTC days (YYYYMMDD),
+// sorted by (time, id).
+func (r *Reader) Heartbeats(ctx context.Context, u users.User, days []string) ([]*heartlogv1.Heartbeat, error) {
+	var hot, cold []string
+	for _, d := range days {
+		if r.shards.State(d).Writable() {
+			hot = append(hot, d)
+		} else {
+			cold = append(cold, d)
+		}
+	}
+	var out []*heartlogv1.Heartbeat
+	if len(hot) > 0 {
+		hbs, err := r.fromPostgres(ctx, u, hot)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, hbs...)
+		daysRead.WithLabelValues("postgres").Add(float64(len(hot)))
+	}
+	if len(cold) > 0 {
+		hbs, err := r.fromFiles(ctx, u, cold)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, hbs...)
+	}
+	slices.SortFunc(out, func(a, b *heartlogv1.Heartbeat) int {
+		if a.Time != b.Time {
+			if a.Time < b.Time {
+				return -1
+			}
+			return 1
+		}
+		return compareStrings(a.Id, b.Id)
+	})
+	return out, nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+const columns = `id, user_id::text, time, entity, type, category, project, project_root_count, branch, language,
+	dependencies, lines, line_additions, line_deletions, lineno, cursorpos, is_write, ai_line_changes,
+	human_line_changes, editor, plugin, operating_system, machine, user_agent, extra`
+
+func (r *Reader) fromPostgres(ctx context.Context, u users.User, days []string) ([]*heartlogv1.Heartbeat, error) {
+	id, err := uuid.Parse(u.ID)
+	if err != nil {
+		return nil, fmt.Errorf("reads: user id %q: %w", u.ID, err)
+	}
+	dates := make([]pgtype.Date, len(days))
+	for i, d := range days {
+		if err := dates[i].Scan(d[:4] + "-" + d[4:6] + "-" + d[6:]); err != nil {
+			return nil, fmt.Errorf("reads: day %q: %w", d, err)
+		}
+	}
+	rows, err := r.pool.Query(ctx, "SELECT "+columns+" FROM heartbeats WHERE user_id = $1 AND day = ANY($2)",
+		pgtype.UUID{Bytes: id, Valid: true}, dates)
+	if err != nil {
+		return nil, fmt.Errorf("reads: postgres: %w", err)
+	}
+	return pgx.CollectRows(rows, scanHeartbeat)
+}
+
+func scanHeartbeat(row pgx.CollectableRow) (*heartlogv1.Heartbeat, error) {
+	hb := &heartlogv1.Heartbeat{}
+	var extra []byte
+	err := row.Scan(&hb.Id, &hb.UserId, &hb.Time, &hb.Entity, &hb.Type, &hb.Category, &hb.Project,
+		&hb.ProjectRootCount, &hb.Branch, &hb.Language, &hb.Dependencies, &hb.Lines, &hb.LineAdditions,
+		&hb.LineDeletions, &hb.Lineno, &hb.Cursorpos, &hb.IsWrite, &hb.AiLineChanges, &hb.HumanLineChanges,
+		&hb.Editor, &hb.Plugin, &hb.OperatingSystem, &hb.Machine, &hb.UserAgent, &extra)
+	if len(extra) > 0 {
+		hb.ExtraJson = extra
+	}
+	if len(hb.Dependencies) == 0 {
+		hb.Dependencies = nil
+	}
+	return hb, err
+}
+
+// fromFiles reads day files: one MGET from SSDB, then S3 for the misses,
+// which then go into SSDB.
+func (r *Reader) fromFiles(ctx context.Context, u users.User, days []string) ([]*heartlogv1.Heartbeat, error) {
+	keys := make([]string, len(days))
+	for i, d := range days {
+		keys[i] = dayfile.Key(u.ObjectPrefix, u.ID, d)
+	}
+	cached, err := r.cache.MGet(ctx, keys)
+	if err != nil {
+		// SSDB is a cache: without it, S3 still answers.
+		r.log.Warn().Err(err).Msg("cache unavailable; reading day files from S3")
+		cached = make([][]byte, len(keys))
+	}
+	var out []*heartlogv1.Heartbeat
+	var missing []string
+	for i, data := range cached {
+		if data == nil {
+			missing = append(missing, keys[i])
+			continue
+		}
+		hbs, err := dayfile.Decode(data)
+		if err != nil {
+			r.log.Error().Err(err).Str("key", keys[i]).Msg("cached day file unreadable; reading S3")
+			missing = append(missing, keys[i])
+			continue
+		}
+		out = append(out, hbs...)
+		daysRead.WithLabelValues("cache").Inc()
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	fetched, err := r.fromS3(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range fetched {
+		out = append(out, f.hbs...)
+	}
+	r.fill(ctx, fetched)
+	return out, nil
+}
+
+type fetchedFile struct {
+	key  string
+	data []byte
+	hbs  []*heartlogv1.Heartbeat
+}
+
+func (r *Reader) fromS3(ctx context.Context, keys []string) ([]fetchedFile, error) {
+	var mu sync.Mutex
+	var out []fetchedFile
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.parallel)
+	for _, key := range keys {
+		g.Go(func() error {
+			data, _, err := r.primary.Get(gctx, key)
+			if errors.Is(err, objstore.ErrNotFound) {
+				daysRead.WithLabelValues("none").Inc()
+				return nil // no heartbeats that day
+			}
+			if err != nil {
+				return fmt.Errorf("reads: s3 %s: %w", key, err)
+			}
+			hbs, err := dayfile.Decode(data)
+			if err != nil {
+				return fmt.Errorf("reads: day file %s: %w", key, err)
+			}
+			daysRead.WithLabelValues("s3").Inc()
+			mu.Lock()
+			out = append(out, fetchedFile{key: key, data: data, hbs: hbs})
+			mu.Unlock()
+			return nil
+		})
+	}
+	return out, g.Wait()
+}
+
+// fill puts files read from S3 into SSDB. A failure only costs the next
+// reader another S3 GET. (SSDB has no SET NX, so a fill can race the cache
+// processor and put back an older file; the processor's next write for the
+// day, or the TTL, repairs it, and S3 stays the truth.)
+func (r *Reader) fill(ctx context.Context, files []fetchedFile) {
+	if len(files) == 0 {
+		return
+	}
+	m := make(map[string][]byte, len(files))
+	for _, f := range files {
+		m[f.key] = f.data
+	}
+	if err := r.cache.SetMany(ctx, m); err != nil {
+		r.log.Warn().Err(err).Int("files", len(files)).Msg("could not fill the cache")
+	}
+}

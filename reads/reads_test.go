@@ -1,0 +1,140 @@
+package reads_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"heartlog/heartbeat"
+	"heartlog/internal/heartlogtest"
+	"heartlog/objstore"
+	"heartlog/reads"
+	"heartlog/schema/dayfile"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/streams"
+)
+
+// states marks chosen days as dropped; the others are active.
+type states map[string]streams.ShardState
+
+func (s states) State(day string) streams.ShardState {
+	if st, ok := s[day]; ok {
+		return st
+	}
+	return streams.ShardActive
+}
+
+// countingBucket counts GETs on a real bucket.
+type countingBucket struct {
+	objstore.Bucket
+	gets atomic.Int64
+}
+
+func (b *countingBucket) Get(ctx context.Context, key string) ([]byte, string, error) {
+	b.gets.Add(1)
+	return b.Bucket.Get(ctx, key)
+}
+
+func ids(hbs []*heartlogv1.Heartbeat) string {
+	out := ""
+	for _, hb := range hbs {
+		out += hb.Id + ","
+	}
+	return out
+}
+
+func TestSameHeartbeatsFromEveryStore(t *testing.T) {
+	svc := heartlogtest.Start(t, heartlogtest.Options{})
+	svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
+	u, key := svc.CreateUser(t, "alice", "")
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	var days []string
+	var body string
+	for d := range 3 {
+		at := today.AddDate(0, 0, -d).Add(9 * time.Hour)
+		days = append(days, at.Format(heartbeat.DayLayout))
+		for i := range 4 {
+			if body != "" {
+				body += ","
+			}
+			body += fmt.Sprintf(`{"entity":"f%d.go","type":"file","time":%d,"project":"p%d","dependencies":["a","b"],"is_write":true,"lineno":%d}`, i, at.Unix()+int64(i*60), d, i)
+		}
+	}
+	if resp, b := svc.Post(t, "/api/v1/users/current/heartbeats.bulk", key, []byte("["+body+"]")); resp.StatusCode != 201 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	svc.WaitCount(t, 12, "SELECT count(*) FROM heartbeats WHERE user_id = $1", u.ID)
+	stores := heartlogtest.OpenStores(t)
+	for _, d := range days { // wait for the day files
+		k := dayfile.Key(u.ObjectPrefix, u.ID, d)
+		if !heartlogtest.Eventually(30*time.Second, func() bool {
+			data, _, err := stores.Primary.Get(context.Background(), k)
+			if err != nil {
+				return false
+			}
+			hbs, err := dayfile.Decode(data)
+			return err == nil && len(hbs) == 4
+		}) {
+			t.Fatalf("day file %s not written", k)
+		}
+	}
+	ctx := context.Background()
+	bucket := &countingBucket{Bucket: stores.Primary}
+	hot := reads.New(svc.Pool, states{}, stores.Cache, bucket, 4, heartlogtest.Logger(t))
+	fromPG, err := hot.Heartbeats(ctx, u, days)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := states{}
+	for _, d := range days {
+		dropped[d] = streams.ShardDropped
+	}
+	cold := reads.New(svc.Pool, dropped, stores.Cache, bucket, 4, heartlogtest.Logger(t))
+	keys := make([]string, len(days))
+	for i, d := range days {
+		keys[i] = dayfile.Key(u.ObjectPrefix, u.ID, d)
+	}
+	if !heartlogtest.Eventually(30*time.Second, func() bool { // the cache processor has run too
+		vals, err := stores.Cache.MGet(ctx, keys)
+		for _, v := range vals {
+			if v == nil {
+				return false
+			}
+		}
+		return err == nil
+	}) {
+		t.Fatal("cache not warmed by the cache processor")
+	}
+	warm, err := cold.Heartbeats(ctx, u, days)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bucket.gets.Load() != 0 {
+		t.Fatalf("%d S3 GETs on a warm read, want none", bucket.gets.Load())
+	}
+	if err := stores.Cache.Delete(ctx, keys...); err != nil {
+		t.Fatal(err)
+	}
+	fromS3, err := cold.Heartbeats(ctx, u, days)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bucket.gets.Load() != int64(len(days)) {
+		t.Fatalf("%d S3 GETs after the cache was wiped, want %d", bucket.gets.Load(), len(days))
+	}
+	if len(fromPG) != 12 || ids(fromPG) != ids(warm) || ids(fromPG) != ids(fromS3) {
+		t.Fatalf("stores disagree:\npostgres %d %s\ncache    %d %s\ns3       %d %s", len(fromPG), ids(fromPG), len(warm), ids(warm), len(fromS3), ids(fromS3))
+	}
+	for i := range fromPG {
+		a, b := fromPG[i], fromS3[i]
+		if a.Entity != b.Entity || a.Project != b.Project || fmt.Sprint(a.Dependencies) != fmt.Sprint(b.Dependencies) || *a.IsWrite != *b.IsWrite || *a.Lineno != *b.Lineno {
+			t.Fatalf("heartbeat %s differs between Postgres and S3: %v vs %v", a.Id, a, b)
+		}
+	}
+	again, err := cold.Heartbeats(ctx, u, days) // the S3 read filled the cache
+	if err != nil || bucket.gets.Load() != int64(len(days)) || ids(again) != ids(fromPG) {
+		t.Fatalf("after the fill: %d S3 GETs (want %d), err %v", bucket.gets.Load(), len(days), err)
+	}
+}
