@@ -29,6 +29,9 @@ type Options struct {
 	RateBurst int
 	// KeyCacheTTL is how long a resolved API key is trusted (default 1m).
 	KeyCacheTTL time.Duration
+	// Reader serves the read routes (summaries, status bar, durations,
+	// stats); without it they are not registered.
+	Reader HeartbeatReader
 	// Ready reports whether the service's dependencies are reachable; nil
 	// means always ready.
 	Ready func(ctx context.Context) error
@@ -95,6 +98,9 @@ func (s *Server) routes() {
 	for _, root := range wakatimeRoots {
 		s.mux.Handle("POST "+root+"/users/{user}/heartbeats", s.user("heartbeats", s.postOne))
 		s.mux.Handle("POST "+root+"/users/{user}/heartbeats.bulk", s.user("heartbeats.bulk", s.postBulk))
+	}
+	if s.opts.Reader != nil {
+		s.readRoutes()
 	}
 	path, h := s.connectHandler()
 	s.mux.Handle(path, instrument("connect_ingest", h))

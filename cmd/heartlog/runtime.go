@@ -24,6 +24,7 @@ import (
 	cachesink "heartlog/processors/cache"
 	"heartlog/processors/objects"
 	pgsink "heartlog/processors/postgres"
+	"heartlog/reads"
 	"heartlog/streams"
 	"heartlog/users"
 )
@@ -91,12 +92,18 @@ func (rt *runtime) serve(ctx context.Context) error {
 	defer pub.Close()
 	limits := heartbeat.DefaultLimits
 	limits.MaxHeartbeats = rt.cfg.MaxHeartbeats
+	reader, stop, err := rt.reader(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	srv := api.New(users.NewStore(rt.pool), pub, api.Options{
 		MaxBodyBytes: rt.cfg.MaxBodyBytes,
 		Limits:       limits,
 		RateLimit:    rt.cfg.RateLimit,
 		RateBurst:    rt.cfg.RateBurst,
 		Ready:        rt.ready,
+		Reader:       reader,
 		Log:          rt.log,
 	})
 	ln, err := net.Listen("tcp", rt.cfg.HTTPAddr)
@@ -221,4 +228,27 @@ func (rt *runtime) bucket(ctx context.Context, b config.Bucket, envPrefix, proce
 		return nil, fmt.Errorf("%s* settings: %w", envPrefix, err)
 	}
 	return objstore.Instrument(s3, processor), nil
+}
+
+// reader is the read path: Postgres for active shards, else SSDB, else S3.
+func (rt *runtime) reader(ctx context.Context) (*reads.Reader, func(), error) {
+	view, err := streams.WatchShards(ctx, rt.js, rt.sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	primary, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", "reads")
+	if err != nil {
+		_ = view.Stop()
+		return nil, nil, err
+	}
+	c, err := ssdb.New(ssdb.Config{URL: rt.cfg.CacheURL, TTL: rt.cfg.CacheTTL})
+	if err != nil {
+		_ = view.Stop()
+		return nil, nil, fmt.Errorf("HEARTLOG_CACHE_URL: %w", err)
+	}
+	stop := func() {
+		_ = view.Stop()
+		_ = c.Close()
+	}
+	return reads.New(rt.pool, view, c, primary, 16, rt.log), stop, nil
 }

@@ -19,6 +19,7 @@ import (
 	"heartlog/api"
 	"heartlog/processors"
 	pgsink "heartlog/processors/postgres"
+	"heartlog/reads"
 	"heartlog/streams"
 	"heartlog/users"
 )
@@ -81,7 +82,14 @@ func Start(t testing.TB, opts Options) *Service {
 	}
 
 	pub := streams.NewPublisher(s.NC, s.JS, s.Streams, streams.PublisherOptions{})
-	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000}
+	view, err := streams.WatchShards(ctx, s.JS, s.Streams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = view.Stop() })
+	stores := OpenStores(t)
+	reader := reads.New(s.Pool, view, stores.Cache, stores.Primary, 16, Logger(t))
+	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader}
 	if opts.API != nil {
 		opts.API(&apiOpts)
 	}

@@ -1,0 +1,340 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/stats"
+	"heartlog/users"
+)
+
+// HeartbeatReader reads a user's heartbeats of UTC days (YYYYMMDD), from
+// wherever each day lives. *reads.Reader implements it.
+type HeartbeatReader interface {
+	Heartbeats(ctx context.Context, u users.User, days []string) ([]*heartlogv1.Heartbeat, error)
+}
+
+// maxRangeDays bounds one summaries request (a year and a bit): each day
+// read is a Postgres query share, an SSDB key or an S3 object.
+const maxRangeDays = 400
+
+// allTimeDays is how far before the account's creation all_time looks:
+// plugins' offline queues and imports send older heartbeats.
+const allTimeDays = 30
+
+func (s *Server) readRoutes() {
+	for _, root := range wakatimeRoots {
+		s.mux.Handle("GET "+root+"/users/{user}", s.user("user", s.getUser))
+		s.mux.Handle("GET "+root+"/users/{user}/summaries", s.user("summaries", s.getSummaries))
+		s.mux.Handle("GET "+root+"/users/{user}/statusbar/today", s.user("statusbar", s.getStatusBar))
+		s.mux.Handle("GET "+root+"/users/{user}/status_bar/today", s.user("statusbar", s.getStatusBar))
+		s.mux.Handle("GET "+root+"/users/{user}/durations", s.user("durations", s.getDurations))
+		s.mux.Handle("GET "+root+"/users/{user}/stats/{range}", s.user("stats", s.getStats))
+		s.mux.Handle("GET "+root+"/users/{user}/stats", s.user("stats", s.getStats))
+		s.mux.Handle("GET "+root+"/users/{user}/all_time_since_today", s.user("all_time", s.getAllTime))
+		s.mux.Handle("GET "+root+"/users/{user}/heartbeats", s.user("heartbeats_read", s.getHeartbeats))
+	}
+}
+
+// badParam is a 400 with a message for the client.
+type badParam struct{ msg string }
+
+func (e *badParam) Error() string { return e.msg }
+
+func badf(format string, args ...any) error { return &badParam{fmt.Sprintf(format, args...)} }
+
+// readOptions are the query parameters every read route shares.
+func (s *Server) readOptions(r *http.Request, u users.User) (stats.Options, error) {
+	q := r.URL.Query()
+	tz := u.TimeZone
+	if v := q.Get("timezone"); v != "" {
+		tz = v
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return stats.Options{}, badf("unknown time zone %q", tz)
+	}
+	timeout := u.TimeoutMinutes
+	if v := q.Get("timeout"); v != "" {
+		if timeout, err = stats.ParseTimeout(v); err != nil {
+			return stats.Options{}, badf("timeout must be a whole number of minutes from 1 to 60, got %q", v)
+		}
+	}
+	writesOnly := false
+	if v := q.Get("writes_only"); v != "" {
+		if writesOnly, err = strconv.ParseBool(v); err != nil {
+			return stats.Options{}, badf("writes_only must be true or false, got %q", v)
+		}
+	}
+	return stats.Options{Location: loc, Timeout: timeout, WritesOnly: writesOnly, Project: q.Get("project")}, nil
+}
+
+// summarize reads and accounts the local days [start, end].
+func (s *Server) summarize(ctx context.Context, u users.User, o stats.Options) ([]stats.Day, error) {
+	if o.End.Before(o.Start) {
+		return nil, badf("end %s is before start %s", o.End, o.Start)
+	}
+	if n := o.Start.DaysUntil(o.End) + 1; n > maxRangeDays {
+		return nil, badf("the range covers %d days; at most %d per request", n, maxRangeDays)
+	}
+	hbs, err := s.opts.Reader.Heartbeats(ctx, u, stats.UTCDays(o.Start, o.End, o.Location))
+	if err != nil {
+		return nil, err
+	}
+	o.OmitEntities = o.Project == "" // WakaTime lists entities only within a project
+	return stats.Summarize(hbs, o)
+}
+
+// readFailed answers a read error: 400 for bad parameters, 503 otherwise.
+func (s *Server) readFailed(w http.ResponseWriter, u users.User, err error) {
+	var bad *badParam
+	if errors.As(err, &bad) || errors.Is(err, stats.ErrTimeout) || errors.Is(err, stats.ErrRange) || errors.Is(err, stats.ErrUnknownRange) || errors.Is(err, stats.ErrSliceBy) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.log.Error().Err(err).Str("user_id", u.ID).Msg("read failed")
+	writeError(w, http.StatusServiceUnavailable, "stats are unavailable right now, retry later")
+}
+
+func (s *Server) getUser(w http.ResponseWriter, _ *http.Request, u users.User) {
+	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{
+		"id": u.ID, "username": u.Name, "display_name": u.Name, "full_name": u.Name,
+		"timezone": u.TimeZone, "timeout": u.TimeoutMinutes, "writes_only": false,
+		"created_at": u.CreatedAt.UTC().Format(time.RFC3339),
+	}})
+}
+
+func (s *Server) getSummaries(w http.ResponseWriter, r *http.Request, u users.User) {
+	o, err := s.readOptions(r, u)
+	if err == nil {
+		o.Start, o.End, err = dateRange(r, o.Location, s.opts.Now())
+	}
+	var days []stats.Day
+	if err == nil {
+		days, err = s.summarize(r.Context(), u, o)
+	}
+	if err != nil {
+		s.readFailed(w, u, err)
+		return
+	}
+	total := stats.Combine(days).GrandTotal.Total
+	avg := total / time.Duration(len(days))
+	writeJSON(w, http.StatusOK, map[string]any{
+		"data":             days,
+		"start":            o.Start.Midnight(o.Location).UTC(),
+		"end":              o.End.AddDays(1).Midnight(o.Location).Add(-time.Second).UTC(),
+		"cumulative_total": totalShape(total),
+		"daily_average": map[string]any{
+			"holidays": 0, "days_including_holidays": len(days), "days_minus_holidays": len(days),
+			"seconds": avg.Seconds(), "text": stats.Text(avg),
+			"seconds_including_other_language": avg.Seconds(), "text_including_other_language": stats.Text(avg),
+		},
+	})
+}
+
+// dateRange reads start and end (YYYY-MM-DD), or a named range.
+func dateRange(r *http.Request, loc *time.Location, now time.Time) (stats.Date, stats.Date, error) {
+	q := r.URL.Query()
+	if name := q.Get("range"); name != "" {
+		start, end, err := stats.ParseRange(name, now, loc)
+		if errors.Is(err, stats.ErrAllTime) {
+			return stats.Date{}, stats.Date{}, badf("all_time is not a summaries range; use /all_time_since_today or /stats/all_time")
+		}
+		return start, end, err
+	}
+	if q.Get("start") == "" || q.Get("end") == "" {
+		return stats.Date{}, stats.Date{}, badf("start and end (YYYY-MM-DD) are required, or range")
+	}
+	start, err := stats.ParseDate(q.Get("start"))
+	if err != nil {
+		return stats.Date{}, stats.Date{}, badf("start must be YYYY-MM-DD, got %q", q.Get("start"))
+	}
+	end, err := stats.ParseDate(q.Get("end"))
+	if err != nil {
+		return stats.Date{}, stats.Date{}, badf("end must be YYYY-MM-DD, got %q", q.Get("end"))
+	}
+	return start, end, nil
+}
+
+func totalShape(d time.Duration) map[string]any {
+	return map[string]any{"seconds": d.Seconds(), "text": stats.Text(d), "decimal": stats.Decimal(d), "digital": stats.Digital(d)}
+}
+
+func (s *Server) getStatusBar(w http.ResponseWriter, r *http.Request, u users.User) {
+	o, err := s.readOptions(r, u)
+	if err != nil {
+		s.readFailed(w, u, err)
+		return
+	}
+	now := s.opts.Now()
+	o.Start = stats.DateOf(now, o.Location)
+	o.End = o.Start
+	days, err := s.summarize(r.Context(), u, o)
+	if err != nil {
+		s.readFailed(w, u, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": days[0], "cached_at": now.UTC().Format(time.RFC3339)})
+}
+
+func (s *Server) getDurations(w http.ResponseWriter, r *http.Request, u users.User) {
+	o, err := s.readOptions(r, u)
+	if err != nil {
+		s.readFailed(w, u, err)
+		return
+	}
+	q := r.URL.Query()
+	day, err := stats.ParseDate(q.Get("date"))
+	if err != nil {
+		s.readFailed(w, u, badf("date must be YYYY-MM-DD, got %q", q.Get("date")))
+		return
+	}
+	o.Start, o.End = day, day
+	o.SliceBy = stats.Dimension(q.Get("slice_by")) // Durations refuses an unknown one
+	hbs, err := s.opts.Reader.Heartbeats(r.Context(), u, stats.UTCDays(day, day, o.Location))
+	if err != nil {
+		s.readFailed(w, u, err)
+		return
+	}
+	durations, err := stats.Durations(hbs, o)
+	if err != nil {
+		s.readFailed(w, u, err)
+		return
+	}
+	data := make([]map[string]any, len(durations))
+	for i, d := range durations {
+		data[i] = map[string]any{
+			"time": float64(d.Start.UnixMicro()) / 1e6, "duration": d.Duration.Seconds(),
+			"project": d.Project, "language": d.Language, "entity": d.Entity, "type": d.Type,
+			"branch": d.Branch, "category": d.Category, "editor": d.Editor,
+			"operating_system": d.OS, "machine": d.Machine, "dependencies": d.Dependencies,
+		}
+	}
+	rng := stats.NewRange(day, o.Location)
+	writeJSON(w, http.StatusOK, map[string]any{"data": data, "start": rng.Start, "end": rng.End, "timezone": o.Location.String()})
+}
+
+func (s *Server) getStats(w http.ResponseWriter, r *http.Request, u users.User) {
+	o, err := s.readOptions(r, u)
+	if err != nil {
+		s.readFailed(w, u, err)
+		return
+	}
+	name := r.PathValue("range")
+	if name == "" {
+		name = "last_7_days"
+	}
+	now := s.opts.Now()
+	o.Start, o.End, err = stats.ParseRange(name, now, o.Location)
+	if errors.Is(err, stats.ErrAllTime) {
+		o.Start, err = allTimeStart(u, o.Location), nil
+	}
+	var days []stats.Day
+	if err == nil {
+		days, err = s.summarize(r.Context(), u, o)
+	}
+	if err != nil {
+		s.readFailed(w, u, err)
+		return
+	}
+	t := stats.Combine(days)
+	avg := t.GrandTotal.Total / time.Duration(len(days))
+	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{
+		"range": name, "start": o.Start.Midnight(o.Location).UTC(), "end": o.End.AddDays(1).Midnight(o.Location).Add(-time.Second).UTC(),
+		"timezone": o.Location.String(), "timeout": o.Timeout, "writes_only": o.WritesOnly,
+		"total_seconds": t.GrandTotal.Total.Seconds(), "human_readable_total": stats.Text(t.GrandTotal.Total),
+		"daily_average": avg.Seconds(), "human_readable_daily_average": stats.Text(avg),
+		"days_including_holidays": len(days), "is_up_to_date": true, "status": "ok",
+		"projects": t.Projects, "languages": t.Languages, "editors": t.Editors,
+		"operating_systems": t.OperatingSystems, "machines": t.Machines, "categories": t.Categories,
+		"branches": t.Branches, "dependencies": t.Dependencies,
+	}})
+}
+
+func allTimeStart(u users.User, loc *time.Location) stats.Date {
+	return stats.DateOf(u.CreatedAt, loc).AddDays(-allTimeDays)
+}
+
+func (s *Server) getAllTime(w http.ResponseWriter, r *http.Request, u users.User) {
+	o, err := s.readOptions(r, u)
+	if err != nil {
+		s.readFailed(w, u, err)
+		return
+	}
+	now := s.opts.Now()
+	o.Start, o.End = allTimeStart(u, o.Location), stats.DateOf(now, o.Location)
+	if n := o.Start.DaysUntil(o.End) + 1; n > maxRangeDays {
+		o.Start = o.End.AddDays(-(maxRangeDays - 1)) // bounded: see the README's limits
+	}
+	days, err := s.summarize(r.Context(), u, o)
+	if err != nil {
+		s.readFailed(w, u, err)
+		return
+	}
+	total := stats.Combine(days).GrandTotal.Total
+	shape := totalShape(total)
+	shape["total_seconds"] = total.Seconds()
+	shape["is_up_to_date"] = true
+	shape["range"] = map[string]any{"start": o.Start.Midnight(o.Location).UTC(), "end": now.UTC(), "start_date": o.Start.String(), "end_date": o.End.String(), "timezone": o.Location.String()}
+	writeJSON(w, http.StatusOK, map[string]any{"data": shape})
+}
+
+func (s *Server) getHeartbeats(w http.ResponseWriter, r *http.Request, u users.User) {
+	o, err := s.readOptions(r, u)
+	if err != nil {
+		s.readFailed(w, u, err)
+		return
+	}
+	day, err := stats.ParseDate(r.URL.Query().Get("date"))
+	if err != nil {
+		s.readFailed(w, u, badf("date must be YYYY-MM-DD, got %q", r.URL.Query().Get("date")))
+		return
+	}
+	hbs, err := s.opts.Reader.Heartbeats(r.Context(), u, stats.UTCDays(day, day, o.Location))
+	if err != nil {
+		s.readFailed(w, u, err)
+		return
+	}
+	from, to := day.Midnight(o.Location), day.AddDays(1).Midnight(o.Location)
+	data := make([]map[string]any, 0, len(hbs))
+	for _, hb := range hbs {
+		at := time.UnixMicro(int64(hb.Time * 1e6))
+		if at.Before(from) || !at.Before(to) {
+			continue
+		}
+		data = append(data, heartbeatJSON(hb))
+	}
+	rng := stats.NewRange(day, o.Location)
+	writeJSON(w, http.StatusOK, map[string]any{"data": data, "start": rng.Start, "end": rng.End, "timezone": o.Location.String()})
+}
+
+// heartbeatJSON is a stored heartbeat with WakaTime's field names.
+func heartbeatJSON(hb *heartlogv1.Heartbeat) map[string]any {
+	m := map[string]any{
+		"id": hb.Id, "user_id": hb.UserId, "entity": hb.Entity, "type": hb.Type, "category": hb.Category,
+		"time": hb.Time, "project": hb.Project, "branch": hb.Branch, "language": hb.Language,
+		"dependencies": hb.Dependencies, "editor": hb.Editor, "plugin": hb.Plugin,
+		"operating_system": hb.OperatingSystem, "machine": hb.Machine, "user_agent": hb.UserAgent,
+	}
+	if hb.Dependencies == nil {
+		m["dependencies"] = []string{}
+	}
+	for name, p := range map[string]*int32{
+		"project_root_count": hb.ProjectRootCount, "lines": hb.Lines, "line_additions": hb.LineAdditions,
+		"line_deletions": hb.LineDeletions, "lineno": hb.Lineno, "cursorpos": hb.Cursorpos,
+		"ai_line_changes": hb.AiLineChanges, "human_line_changes": hb.HumanLineChanges,
+	} {
+		if p != nil {
+			m[name] = *p
+		}
+	}
+	if hb.IsWrite != nil {
+		m["is_write"] = *hb.IsWrite
+	}
+	return m
+}
