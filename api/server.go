@@ -101,6 +101,8 @@ func (s *Server) routes() {
 	}
 	if s.opts.Reader != nil {
 		s.readRoutes()
+		path, h := s.statsHandler()
+		s.mux.Handle(path, instrument("connect_stats", h))
 	}
 	path, h := s.connectHandler()
 	s.mux.Handle(path, instrument("connect_ingest", h))

@@ -51,27 +51,40 @@ func badf(format string, args ...any) error { return &badParam{fmt.Sprintf(forma
 // readOptions are the query parameters every read route shares.
 func (s *Server) readOptions(r *http.Request, u users.User) (stats.Options, error) {
 	q := r.URL.Query()
-	tz := u.TimeZone
-	if v := q.Get("timezone"); v != "" {
-		tz = v
-	}
-	loc, err := time.LoadLocation(tz)
-	if err != nil {
-		return stats.Options{}, badf("unknown time zone %q", tz)
-	}
-	timeout := u.TimeoutMinutes
+	timeout := 0
 	if v := q.Get("timeout"); v != "" {
+		var err error
 		if timeout, err = stats.ParseTimeout(v); err != nil {
 			return stats.Options{}, badf("timeout must be a whole number of minutes from 1 to 60, got %q", v)
 		}
 	}
 	writesOnly := false
 	if v := q.Get("writes_only"); v != "" {
+		var err error
 		if writesOnly, err = strconv.ParseBool(v); err != nil {
 			return stats.Options{}, badf("writes_only must be true or false, got %q", v)
 		}
 	}
-	return stats.Options{Location: loc, Timeout: timeout, WritesOnly: writesOnly, Project: q.Get("project")}, nil
+	return optionsFor(u, q.Get("timezone"), timeout, writesOnly, q.Get("project"))
+}
+
+// optionsFor builds the accounting options of a read: the request's time
+// zone and timeout where given (timeout 0: not given), else the user's.
+func optionsFor(u users.User, tz string, timeout int, writesOnly bool, project string) (stats.Options, error) {
+	if tz == "" {
+		tz = u.TimeZone
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return stats.Options{}, badf("unknown time zone %q", tz)
+	}
+	if timeout == 0 {
+		timeout = u.TimeoutMinutes
+	}
+	if err := stats.ValidateTimeout(timeout); err != nil {
+		return stats.Options{}, badf("timeout must be a whole number of minutes from 1 to 60, got %d", timeout)
+	}
+	return stats.Options{Location: loc, Timeout: timeout, WritesOnly: writesOnly, Project: project}, nil
 }
 
 // summarize reads and accounts the local days [start, end].

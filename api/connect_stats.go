@@ -1,0 +1,197 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/schema/gen/heartlog/v1/heartlogv1connect"
+	"heartlog/stats"
+	"heartlog/users"
+)
+
+// statsService implements heartlog.v1.StatsService on the same read path
+// and accounting as the WakaTime routes.
+type statsService struct {
+	heartlogv1connect.UnimplementedStatsServiceHandler
+	s *Server
+}
+
+func (s *Server) statsHandler() (string, http.Handler) {
+	return heartlogv1connect.NewStatsServiceHandler(&statsService{s: s}, connect.WithReadMaxBytes(64<<10))
+}
+
+// caller authenticates a Connect request and applies the rate limit.
+func (ss *statsService) caller(ctx context.Context, h http.Header) (users.User, error) {
+	u, err := ss.s.auth.user(ctx, keyFrom(h, nil))
+	if err != nil {
+		return users.User{}, connectAuthError(err)
+	}
+	if ok, _ := ss.s.limit.allow(u.ID); !ok {
+		return users.User{}, connect.NewError(connect.CodeResourceExhausted, errors.New("rate limit exceeded; slow down"))
+	}
+	return u, nil
+}
+
+func connectOptions(u users.User, o *heartlogv1.ReadOptions) (stats.Options, error) {
+	return optionsFor(u, o.GetTimezone(), int(o.GetTimeoutMinutes()), o.GetWritesOnly(), o.GetProject())
+}
+
+// connectReadError maps a read failure to a Connect code.
+func (ss *statsService) readError(u users.User, err error) error {
+	var bad *badParam
+	if errors.As(err, &bad) || errors.Is(err, stats.ErrTimeout) || errors.Is(err, stats.ErrRange) ||
+		errors.Is(err, stats.ErrUnknownRange) || errors.Is(err, stats.ErrSliceBy) {
+		return connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	ss.s.log.Error().Err(err).Str("user_id", u.ID).Msg("read failed")
+	return connect.NewError(connect.CodeUnavailable, errors.New("stats are unavailable right now, retry later"))
+}
+
+func (ss *statsService) GetSummaries(ctx context.Context, req *connect.Request[heartlogv1.GetSummariesRequest]) (*connect.Response[heartlogv1.GetSummariesResponse], error) {
+	u, err := ss.caller(ctx, req.Header())
+	if err != nil {
+		return nil, err
+	}
+	o, err := connectOptions(u, req.Msg.GetOptions())
+	if err == nil {
+		o.Start, o.End, err = parseDates(req.Msg.GetStart(), req.Msg.GetEnd())
+	}
+	var days []stats.Day
+	if err == nil {
+		days, err = ss.s.summarize(ctx, u, o)
+	}
+	if err != nil {
+		return nil, ss.readError(u, err)
+	}
+	total := stats.Combine(days).GrandTotal.Total
+	out := &heartlogv1.GetSummariesResponse{
+		CumulativeTotal: totalMsg(total),
+		DailyAverage:    totalMsg(total / time.Duration(len(days))),
+	}
+	for _, d := range days {
+		out.Days = append(out.Days, daySummary(d))
+	}
+	return connect.NewResponse(out), nil
+}
+
+func parseDates(start, end string) (stats.Date, stats.Date, error) {
+	s, err := stats.ParseDate(start)
+	if err != nil {
+		return stats.Date{}, stats.Date{}, badf("start must be YYYY-MM-DD, got %q", start)
+	}
+	e, err := stats.ParseDate(end)
+	if err != nil {
+		return stats.Date{}, stats.Date{}, badf("end must be YYYY-MM-DD, got %q", end)
+	}
+	return s, e, nil
+}
+
+func (ss *statsService) GetDurations(ctx context.Context, req *connect.Request[heartlogv1.GetDurationsRequest]) (*connect.Response[heartlogv1.GetDurationsResponse], error) {
+	u, err := ss.caller(ctx, req.Header())
+	if err != nil {
+		return nil, err
+	}
+	o, err := connectOptions(u, req.Msg.GetOptions())
+	if err != nil {
+		return nil, ss.readError(u, err)
+	}
+	day, err := stats.ParseDate(req.Msg.GetDate())
+	if err != nil {
+		return nil, ss.readError(u, badf("date must be YYYY-MM-DD, got %q", req.Msg.GetDate()))
+	}
+	o.Start, o.End, o.SliceBy = day, day, stats.Dimension(req.Msg.GetSliceBy())
+	hbs, err := ss.s.opts.Reader.Heartbeats(ctx, u, stats.UTCDays(day, day, o.Location))
+	if err != nil {
+		return nil, ss.readError(u, err)
+	}
+	durations, err := stats.Durations(hbs, o)
+	if err != nil {
+		return nil, ss.readError(u, err)
+	}
+	out := &heartlogv1.GetDurationsResponse{}
+	for _, d := range durations {
+		out.Durations = append(out.Durations, &heartlogv1.Duration{
+			Start: float64(d.Start.UnixMicro()) / 1e6, DurationSeconds: d.Duration.Seconds(),
+			Project: d.Project, Language: d.Language, Entity: d.Entity, Branch: d.Branch,
+			Category: d.Category, Editor: d.Editor, OperatingSystem: d.OS, Machine: d.Machine,
+			Dependencies: d.Dependencies,
+		})
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (ss *statsService) GetStatusBar(ctx context.Context, req *connect.Request[heartlogv1.GetStatusBarRequest]) (*connect.Response[heartlogv1.GetStatusBarResponse], error) {
+	u, err := ss.caller(ctx, req.Header())
+	if err != nil {
+		return nil, err
+	}
+	o, err := connectOptions(u, req.Msg.GetOptions())
+	if err != nil {
+		return nil, ss.readError(u, err)
+	}
+	o.Start = stats.DateOf(ss.s.opts.Now(), o.Location)
+	o.End = o.Start
+	days, err := ss.s.summarize(ctx, u, o)
+	if err != nil {
+		return nil, ss.readError(u, err)
+	}
+	return connect.NewResponse(&heartlogv1.GetStatusBarResponse{Today: daySummary(days[0])}), nil
+}
+
+func (ss *statsService) GetStats(ctx context.Context, req *connect.Request[heartlogv1.GetStatsRequest]) (*connect.Response[heartlogv1.GetStatsResponse], error) {
+	u, err := ss.caller(ctx, req.Header())
+	if err != nil {
+		return nil, err
+	}
+	o, err := connectOptions(u, req.Msg.GetOptions())
+	if err != nil {
+		return nil, ss.readError(u, err)
+	}
+	name := req.Msg.GetRange()
+	o.Start, o.End, err = stats.ParseRange(name, ss.s.opts.Now(), o.Location)
+	if errors.Is(err, stats.ErrAllTime) {
+		o.Start, err = allTimeStart(u, o.Location), nil
+	}
+	var days []stats.Day
+	if err == nil {
+		days, err = ss.s.summarize(ctx, u, o)
+	}
+	if err != nil {
+		return nil, ss.readError(u, err)
+	}
+	t := stats.Combine(days)
+	return connect.NewResponse(&heartlogv1.GetStatsResponse{
+		Range: name, Start: o.Start.String(), End: o.End.String(),
+		Total:        totalMsg(t.GrandTotal.Total),
+		DailyAverage: totalMsg(t.GrandTotal.Total / time.Duration(len(days))),
+		Breakdown:    breakdown(t),
+	}), nil
+}
+
+func totalMsg(d time.Duration) *heartlogv1.Total {
+	return &heartlogv1.Total{TotalSeconds: d.Seconds(), Text: stats.Text(d), Digital: stats.Digital(d), Decimal: stats.Decimal(d)}
+}
+
+func daySummary(d stats.Day) *heartlogv1.DaySummary {
+	return &heartlogv1.DaySummary{Date: d.Date.String(), GrandTotal: totalMsg(d.GrandTotal.Total), Breakdown: breakdown(d.Totals)}
+}
+
+func breakdown(t stats.Totals) *heartlogv1.Breakdown {
+	items := func(list []stats.Item) []*heartlogv1.Item {
+		out := make([]*heartlogv1.Item, len(list))
+		for i, it := range list {
+			out[i] = &heartlogv1.Item{Name: it.Name, TotalSeconds: it.TotalSeconds, Percent: it.Percent, Text: it.Text, Digital: it.Digital, Decimal: it.Decimal}
+		}
+		return out
+	}
+	return &heartlogv1.Breakdown{
+		Projects: items(t.Projects), Languages: items(t.Languages), Editors: items(t.Editors),
+		OperatingSystems: items(t.OperatingSystems), Machines: items(t.Machines), Branches: items(t.Branches),
+		Categories: items(t.Categories), Entities: items(t.Entities), Dependencies: items(t.Dependencies),
+	}
+}
