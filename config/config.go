@@ -42,6 +42,8 @@ var Vars = []Var{
 	{"HEARTLOG_POSTGRES_WRITERS", "2", "connections the Postgres processor writes one batch over in parallel", false},
 	{"HEARTLOG_ACK_WAIT", "30s", "how long a processor's message may stay unacked before JetStream redelivers it", false},
 	{"HEARTLOG_PINNED_TTL", "30s", "how long a day-file partition stays with a processor instance that stopped pulling before another takes it over", false},
+	{"HEARTLOG_SHARDS_GRACE", "48h", "a Postgres day partition is dropped only this long after its UTC day ended (time zones, offline queues)", false},
+	{"HEARTLOG_SHARDS_INTERVAL", "10m", "how often the shard janitor looks for days to drop", false},
 	{"HEARTLOG_FETCH_BATCH", "512", "messages a processor fetches and commits at once", false},
 	{"HEARTLOG_S3_ENDPOINT", "http://127.0.0.1:57070", "primary bucket's S3 endpoint; empty for AWS S3 itself (the default is the local versitygw)", false},
 	{"HEARTLOG_S3_REGION", "us-east-1", "primary bucket's region", false},
@@ -116,6 +118,8 @@ type Config struct {
 	FetchBatch       int
 	AckWait          time.Duration
 	PinnedTTL        time.Duration
+	ShardsGrace      time.Duration
+	ShardsInterval   time.Duration
 	PostgresWriters  int
 	LogLevel         string
 	LogFormat        string
@@ -146,6 +150,8 @@ func FromEnv() (Config, error) {
 		FetchBatch:       r.int("HEARTLOG_FETCH_BATCH", 1, 100000),
 		AckWait:          r.duration("HEARTLOG_ACK_WAIT"),
 		PinnedTTL:        r.duration("HEARTLOG_PINNED_TTL"),
+		ShardsGrace:      r.duration("HEARTLOG_SHARDS_GRACE"),
+		ShardsInterval:   r.duration("HEARTLOG_SHARDS_INTERVAL"),
 		PostgresWriters:  r.int("HEARTLOG_POSTGRES_WRITERS", 1, 64),
 		LogLevel:         r.str("HEARTLOG_LOG_LEVEL"),
 		LogFormat:        r.str("HEARTLOG_LOG_FORMAT"),

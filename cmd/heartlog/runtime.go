@@ -25,6 +25,7 @@ import (
 	"heartlog/processors/objects"
 	pgsink "heartlog/processors/postgres"
 	"heartlog/reads"
+	"heartlog/shards"
 	"heartlog/streams"
 	"heartlog/users"
 )
@@ -38,6 +39,8 @@ type runtime struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	pool *pgxpool.Pool
+	// noJanitor keeps process from running the shard janitor.
+	noJanitor bool
 }
 
 func startRuntime(ctx context.Context, cfg config.Config, log zerolog.Logger, name string) (*runtime, error) {
@@ -169,6 +172,11 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 		opts := processors.Options{BatchMessages: f.Messages, BatchBytes: f.Bytes, Linger: f.Age, Log: rt.log}
 		g.Go(func() error { return processors.RunPartitions(ctx, rt.js, rt.sc, sink, opts) })
 		rt.log.Info().Str("processor", name).Dur("flush_age", f.Age).Msg("day-file processor starting on every partition")
+	}
+	if !rt.noJanitor {
+		// Every instance runs one; the lock in NATS lets one work at a time.
+		j := shards.New(rt.js, rt.sc, rt.pool, shards.Options{Grace: rt.cfg.ShardsGrace, Interval: rt.cfg.ShardsInterval, Log: rt.log})
+		g.Go(func() error { return j.Run(ctx) })
 	}
 	return g.Wait()
 }

@@ -33,13 +33,19 @@ Run as many instances as you like behind a load balancer.`,
 
 func processCmd() *cobra.Command {
 	var only []string
+	var noJanitor bool
 	cmd := &cobra.Command{
 		Use:   "process",
 		Short: "Run the stream processors that project the log into the stores",
 		Long: `Run the durable stream processors named by HEARTLOG_PROCESSORS (or --only).
 Each acks a message only after its store has committed it, so a processor
 can be killed at any moment and restarted without losing or duplicating
-anything.`,
+anything.
+
+It also runs the shard janitor (unless --no-janitor): every
+HEARTLOG_SHARDS_INTERVAL, the instance that gets the cluster-wide lock drops
+the Postgres day partitions that ended more than HEARTLOG_SHARDS_GRACE ago and
+that the objects and cache processors have all of.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadConfig()
@@ -54,10 +60,12 @@ anything.`,
 				return err
 			}
 			defer rt.close()
+			rt.noJanitor = noJanitor
 			return rt.process(cmd.Context(), cfg.Processors)
 		},
 	}
 	cmd.Flags().StringSliceVar(&only, "only", nil, "processors to run instead of HEARTLOG_PROCESSORS (e.g. postgres)")
+	cmd.Flags().BoolVar(&noJanitor, "no-janitor", false, "do not run the shard janitor in this instance")
 	return cmd
 }
 

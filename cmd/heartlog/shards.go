@@ -1,0 +1,128 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"heartlog/shards"
+)
+
+func shardsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "shards",
+		Short: "List and drop the Postgres day partitions",
+		Long: `Postgres holds the hot days, one partition per UTC day. The shard janitor
+(running inside every "heartlog process") drops a day HEARTLOG_SHARDS_GRACE
+after it ends, once the objects and cache processors have acked every message
+of it, under a cluster-wide lock in NATS. These commands show the days and
+drop one at once.`,
+	}
+	cmd.AddCommand(shardsListCmd(), shardsDropCmd())
+	return cmd
+}
+
+// janitor connects to NATS and Postgres (ensuring the topology and the
+// schema, as every command does) and returns a janitor over them.
+func janitor(cmd *cobra.Command) (*shards.Janitor, func(), error) {
+	cfg, log, err := loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	rt, err := startRuntime(cmd.Context(), cfg, log, "shards")
+	if err != nil {
+		return nil, nil, err
+	}
+	host, _ := os.Hostname()
+	j := shards.New(rt.js, rt.sc, rt.pool, shards.Options{
+		Owner: fmt.Sprintf("operator@%s:%d", host, os.Getpid()),
+		Grace: cfg.ShardsGrace,
+		Log:   log,
+	})
+	return j, rt.close, nil
+}
+
+func shardsListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the days that have a partition or a shard state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			j, done, err := janitor(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			days, err := j.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "DAY\tSTATE\tTABLE\tROWS (EST.)\tELIGIBLE\tCHANGED BY")
+			for _, d := range days {
+				rows := "-"
+				if d.Rows >= 0 {
+					rows = strconv.FormatInt(d.Rows, 10)
+				}
+				by := ""
+				if d.By != "" {
+					by = d.By + " at " + d.UpdatedAt.Format(time.DateTime)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\n", shards.DisplayDay(d.Day), d.State, d.Table, rows, d.Eligible, by)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func shardsDropCmd() *cobra.Command {
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "drop YYYY-MM-DD",
+		Short: "Drop one day's partition now, if objects and cache have all of it",
+		Long: `Drop one day's Postgres partition now, whatever its age, with the janitor's
+steps: prove that every objects and cache partition consumer has acked the
+day's last message, mark the shard draining, let the Postgres processors see
+it, detach the partition concurrently, drop it, mark the shard dropped.
+
+If the day is not proven, nothing changes and the command says what it waits
+for (which consumer has acked up to which sequence) and exits non-zero. If a
+janitor holds the lock, the command retries for --wait.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			day, err := shards.ParseDay(args[0])
+			if err != nil {
+				return err
+			}
+			j, done, err := janitor(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			deadline := time.Now().Add(wait)
+			for {
+				err = j.DropNow(cmd.Context(), day)
+				if !errors.Is(err, shards.ErrHeld) || time.Now().After(deadline) {
+					break
+				}
+				select {
+				case <-cmd.Context().Done():
+					return cmd.Context().Err()
+				case <-time.After(time.Second):
+				}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "day %s dropped from Postgres; its reads come from SSDB and S3\n", shards.DisplayDay(day))
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&wait, "wait", time.Minute, "how long to retry while another janitor holds the lock")
+	return cmd
+}
