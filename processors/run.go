@@ -169,6 +169,27 @@ func gather(ctx context.Context, iter jetstream.MessagesContext, opts Options) (
 	return msgs, nil
 }
 
+// keepInProgress reports msgs in progress every interval until the
+// returned function is called.
+func keepInProgress(ctx context.Context, msgs []jetstream.Msg, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				inProgress(msgs)
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
 // inProgress tells the server the messages are being worked on, so that it
 // does not redeliver them meanwhile.
 func inProgress(msgs []jetstream.Msg) {
@@ -186,6 +207,10 @@ func commit(ctx context.Context, sink Sink, w work, opts Options, log zerolog.Lo
 		time.AfterFunc(opts.StopTimeout, cancel)
 	})
 	defer stop()
+	// A commit may outlast the consumer's AckWait (a slow store, a large
+	// batch): keep reporting progress so the server does not redeliver the
+	// messages to another instance while this one is still writing them.
+	defer keepInProgress(work, good, opts.ProgressEvery)()
 
 	wait := opts.RetryMin
 	for attempt := 1; ; attempt++ {
@@ -200,7 +225,6 @@ func commit(ctx context.Context, sink Sink, w work, opts Options, log zerolog.Lo
 			return
 		}
 		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Int("messages", len(good)).Msg("commit failed; retrying")
-		inProgress(good)
 		sleep(work, jitter(wait))
 		wait = min(2*wait, opts.RetryMax)
 	}

@@ -106,3 +106,64 @@ func TestRunRetriesThenAcks(t *testing.T) {
 		t.Fatalf("ack floor %d behind delivered %d", info.AckFloor.Stream, info.Delivered.Stream)
 	}
 }
+
+// slowSink takes longer than the consumer's AckWait to commit.
+type slowSink struct {
+	flakySink
+	delay time.Duration
+}
+
+func (s *slowSink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
+	time.Sleep(s.delay)
+	return s.flakySink.Commit(ctx, batches)
+}
+
+func TestLongCommitIsNotRedelivered(t *testing.T) {
+	n := heartlogtest.StartNATS(t)
+	nc, js := heartlogtest.Connect(t, n.URL)
+	ctx := context.Background()
+	cfg := streams.DefaultConfig()
+	cfg.AckWait = time.Second
+	if err := streams.Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
+	defer pub.Close()
+	for i := range 20 {
+		hb := &heartlogv1.Heartbeat{Entity: fmt.Sprintf("f%d.go", i), Type: "file", Time: float64(time.Now().Unix() - int64(i))}
+		if err := heartbeat.DefaultLimits.Prepare(hb, heartbeat.Origin{UserID: "u", Now: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(ctx, []*heartlogv1.Heartbeat{hb}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := streams.EnsureConsumer(ctx, js, cfg, "slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &slowSink{flakySink: flakySink{committed: map[string]int{}}, delay: 3 * time.Second}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() {
+		done <- processors.Run(runCtx, cons, sink, processors.Options{BatchMessages: 100, Linger: 200 * time.Millisecond, ProgressEvery: 250 * time.Millisecond, Log: heartlogtest.Logger(t)})
+	}()
+	ok := heartlogtest.Eventually(30*time.Second, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && sink.count() == 20 && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Fatalf("committed %d of 20", sink.count())
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for id, n := range sink.committed {
+		if n != 1 {
+			t.Fatalf("heartbeat %s committed %d times: redelivered while a 3 s commit ran under a 1 s AckWait", id, n)
+		}
+	}
+}
