@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"strconv"
@@ -39,26 +40,76 @@ func runDrain(ctx context.Context, st *stack, cfg config) ([]result, error) {
 	}
 
 	fmt.Fprintf(os.Stderr, "bench: preparing %d heartbeats for %d users over %d UTC days\n", cfg.drainHeartbeats, cfg.drainUsers, cfg.drainDays)
-	hbs, prefixes, err := backlog(cfg, time.Now())
+	hbs, prefixes, err := backlog(cfg.drainHeartbeats, cfg.drainUsers, cfg.drainDays, time.Now())
 	if err != nil {
 		return nil, err
 	}
 	distinct := distinctIDs(hbs)
 
 	// Publish the backlog.
-	pubRes := result{scenario: "drain-publish", target: "—", conns: cfg.drainPublishers, size: cfg.drainBatch}
-	msgs0, err := st.streamMsgs(ctx)
+	pubRes, err := publishBacklog(ctx, st, cfg, "drain-publish", hbs, prefixes)
 	if err != nil {
 		return nil, err
+	}
+	results := []result{pubRes}
+	hbs = nil // let the processor phase have the memory
+	runtime.GC()
+
+	// Drain it into Postgres.
+	drainRes := result{scenario: "drain", target: targetFor("drain"), msgs: pubRes.msgs, distinct: distinct}
+	stopProfile, err := startProfile(cfg, "drain")
+	if err != nil {
+		return results, err
+	}
+	want := baseRows + int64(distinct)
+	cpu0, wall0 := cpuTime(), time.Now()
+	if err := st.startProcessor(ctx, cfg.drainFetch); err != nil {
+		_ = stopProfile()
+		return results, err
+	}
+	sink := st.proc.sink
+	done, err := waitRows(ctx, st, cfg, sink, int64(distinct), want)
+	wall1, cpu1 := time.Now(), cpuTime()
+	perr := stopProfile()
+	st.stopProcessor()
+	if err != nil {
+		return results, err
+	}
+	if perr != nil {
+		return results, perr
+	}
+	drainRes.seconds = done.Sub(wall0).Seconds()
+	drainRes.heartbeats = distinct
+	drainRes.cpuCores = (cpu1 - cpu0).Seconds() / wall1.Sub(wall0).Seconds()
+	sink.mu.Lock()
+	drainRes.latency = summarize(sink.commits)
+	drainRes.requests = len(sink.commits)
+	drainRes.okRequests = len(sink.commits)
+	for _, n := range sink.sizes {
+		drainRes.maxCommitRows = max(drainRes.maxCommitRows, n)
+	}
+	sink.mu.Unlock()
+	return append(results, drainRes), nil
+}
+
+// publishBacklog publishes hbs through a fresh Publisher from
+// -drain-publishers goroutines, -drain-batch heartbeats per Publish call,
+// and returns the publish row (scenario name, which is also the CPU
+// profile's name).
+func publishBacklog(ctx context.Context, st *stack, cfg config, name string, hbs []*heartlogv1.Heartbeat, prefixes map[string]string) (result, error) {
+	pubRes := result{scenario: name, target: "—", conns: cfg.drainPublishers, size: cfg.drainBatch}
+	msgs0, err := st.streamMsgs(ctx)
+	if err != nil {
+		return pubRes, err
 	}
 	var pub *streams.Publisher
 	labelled(ctx, "publisher", func(context.Context) {
 		pub = streams.NewPublisher(st.nc, st.js, st.sc, st.publisherOptions())
 	})
-	stopProfile, err := startProfile(cfg, "drain-publish")
+	stopProfile, err := startProfile(cfg, name)
 	if err != nil {
 		pub.Close()
-		return nil, err
+		return pubRes, err
 	}
 	batches := make(chan []*heartlogv1.Heartbeat)
 	lat := make([][]time.Duration, cfg.drainPublishers)
@@ -98,17 +149,17 @@ feed:
 	pub.Close()
 	perr := stopProfile()
 	if pubErr != nil {
-		return nil, fmt.Errorf("publish: %w", pubErr)
+		return pubRes, fmt.Errorf("publish: %w", pubErr)
 	}
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return pubRes, ctx.Err()
 	}
 	if perr != nil {
-		return nil, perr
+		return pubRes, perr
 	}
 	msgs1, err := st.streamMsgs(ctx)
 	if err != nil {
-		return nil, err
+		return pubRes, err
 	}
 	var all []time.Duration
 	for _, l := range lat {
@@ -121,45 +172,7 @@ feed:
 	pubRes.msgs = msgs1 - msgs0
 	pubRes.cpuCores = (cpu1 - cpu0).Seconds() / pubRes.seconds
 	pubRes.latency = summarize(all)
-	results := []result{pubRes}
-	hbs = nil // let the processor phase have the memory
-	runtime.GC()
-
-	// Drain it into Postgres.
-	drainRes := result{scenario: "drain", target: targetFor("drain"), msgs: pubRes.msgs, distinct: distinct}
-	stopProfile, err = startProfile(cfg, "drain")
-	if err != nil {
-		return results, err
-	}
-	want := baseRows + int64(distinct)
-	cpu0, wall0 = cpuTime(), time.Now()
-	if err := st.startProcessor(ctx, cfg.drainFetch); err != nil {
-		_ = stopProfile()
-		return results, err
-	}
-	sink := st.proc.sink
-	done, err := waitRows(ctx, st, cfg, sink, int64(distinct), want)
-	wall1, cpu1 = time.Now(), cpuTime()
-	perr = stopProfile()
-	st.stopProcessor()
-	if err != nil {
-		return results, err
-	}
-	if perr != nil {
-		return results, perr
-	}
-	drainRes.seconds = done.Sub(wall0).Seconds()
-	drainRes.heartbeats = distinct
-	drainRes.cpuCores = (cpu1 - cpu0).Seconds() / wall1.Sub(wall0).Seconds()
-	sink.mu.Lock()
-	drainRes.latency = summarize(sink.commits)
-	drainRes.requests = len(sink.commits)
-	drainRes.okRequests = len(sink.commits)
-	for _, n := range sink.sizes {
-		drainRes.maxCommitRows = max(drainRes.maxCommitRows, n)
-	}
-	sink.mu.Unlock()
-	return append(results, drainRes), nil
+	return pubRes, nil
 }
 
 // waitRows polls until the heartbeats table holds want rows and returns
@@ -198,15 +211,17 @@ func waitRows(ctx context.Context, st *stack, cfg config, sink *countingSink, ba
 }
 
 // backlog builds n prepared heartbeats: heartbeat k belongs to user k mod
-// users, on day (k / users) mod days, so that consecutive Publish batches
-// hold many users of one day, as coalesced requests do.
-func backlog(cfg config, now time.Time) ([]*heartlogv1.Heartbeat, map[string]string, error) {
-	n, nu, nd := cfg.drainHeartbeats, cfg.drainUsers, cfg.drainDays
+// nu, on day (k / nu) mod nd, so that consecutive Publish batches hold many
+// users of one day, as coalesced requests do. Every user gets a fresh
+// random id and a random 8-character [a-z0-9] object prefix, as
+// users.Create would give them (the users are not created in Postgres: no
+// processor needs them there).
+func backlog(n, nu, nd int, now time.Time) ([]*heartlogv1.Heartbeat, map[string]string, error) {
 	ids := make([]string, nu)
 	prefixes := make(map[string]string, nu)
 	for i := range ids {
 		ids[i] = uuid.NewString()
-		prefixes[ids[i]] = "p" + strconv.FormatUint(uint64(i)*2654435761%1e9, 36)
+		prefixes[ids[i]] = randomPrefix()
 	}
 	today := now.UTC().Truncate(24 * time.Hour)
 	starts := make([]float64, nd)
@@ -258,6 +273,16 @@ func backlog(cfg config, now time.Time) ([]*heartlogv1.Heartbeat, map[string]str
 	}
 	wg.Wait()
 	return hbs, prefixes, errors.Join(errs...)
+}
+
+// randomPrefix is a random 8-character [a-z0-9] object prefix.
+func randomPrefix() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 8)
+	for i := range b {
+		b[i] = alphabet[rand.IntN(len(alphabet))]
+	}
+	return string(b)
 }
 
 func distinctIDs(hbs []*heartlogv1.Heartbeat) int {

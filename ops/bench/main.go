@@ -31,6 +31,23 @@
 //     through streams.Publisher (no HTTP), then the Postgres processor is
 //     started and timed until every distinct heartbeat is a row. Target:
 //     100,000 rows/s. The publish of the backlog is reported as well.
+//   - dayfiles-drain (not run by default): a backlog of -dayfiles-heartbeats
+//     heartbeats over -dayfiles-users users (each with a random object
+//     prefix) and -dayfiles-days UTC days is published as drain's is; then
+//     each of the objects, cache and backup processors, alone, runs with
+//     processors.RunPartitions over the stack's real stores (versitygw's
+//     primary bucket, its versioned backup bucket, Redis) and is timed
+//     until its 16 partition consumers have nothing pending or unacked.
+//     Reported per processor: heartbeats/s, day-file writes
+//     (heartlog_dayfile_writes_total) per user-day, requests, CPU. Target:
+//     objects 50,000 heartbeats/s. The day files are deleted at the end
+//     (every backup version too) unless -dayfiles-keep.
+//   - dayfiles-latency (not run by default): the same over a smaller
+//     backlog (-latency-*), with internal/faults proxies in front of
+//     versitygw: the primary answers in 200 ms, the backup like Spaces (2 s
+//     PUTs, a 500 requests/s ceiling that refuses the excess with 503
+//     SlowDown). Reported: sustained writes/s of objects (target 2,000) and
+//     backup (target 450), and the concurrency that took.
 //
 // How to read the output: for bulk and single, the clients run for -warmup
 // (not counted) and then for -duration; throughput counts the requests that
@@ -101,14 +118,41 @@ type config struct {
 	drainFetch      int
 	drainPoll       time.Duration
 	drainTimeout    time.Duration
+
+	stackRunDir string
+
+	dfHeartbeats  int
+	dfUsers       int
+	dfDays        int
+	dfProcessors  []string
+	dfBatch       int
+	dfLinger      time.Duration
+	dfConcurrency int
+	dfBackupWPS   float64
+	dfTimeout     time.Duration
+	dfKeep        bool
+
+	latHeartbeats  int
+	latUsers       int
+	latDays        int
+	latProcessors  []string
+	latPrimary     time.Duration
+	latBackupPut   time.Duration
+	latBackupGet   time.Duration
+	latBackupRate  float64
+	latBackupQueue bool
+	latObjectsConc int
+	latBackupConc  int
+	latBackupWPS   float64
+	latTimeout     time.Duration
 }
 
-var allScenarios = []string{"bulk", "single", "drain"}
+var allScenarios = []string{"bulk", "single", "drain", "dayfiles-drain", "dayfiles-latency"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run (always in the order bulk, single, drain)")
+	scen := fs.String("scenarios", "bulk,single,drain", "comma-separated scenarios to run, always in the order "+strings.Join(allScenarios, ", ")+" (the day-file ones also need HEARTLOG_S3_*, HEARTLOG_BACKUP_S3_* and HEARTLOG_CACHE_URL)")
 	fs.StringVar(&c.postgresURL, "postgres", "", "Postgres server URL in which a throwaway database heartlog_bench_* is created and dropped (default $HEARTLOG_POSTGRES_URL)")
 	fs.StringVar(&c.workDir, "workdir", "var/bench", "scratch directory, relative to the working directory; removed before and after the run (the JetStream store is <workdir>/nats)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "directory to write one CPU profile per scenario into (<scenario>.pprof; drain also writes drain-publish.pprof); must not be inside -workdir")
@@ -130,6 +174,30 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.drainFetch, "drain-fetch", 0, "drain: processor BatchMessages, messages per commit (0: the processor's default, 512)")
 	fs.DurationVar(&c.drainPoll, "drain-poll", 250*time.Millisecond, "drain: how often progress is polled while the processor drains")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 5*time.Minute, "drain: give up (and fail) if the backlog is not in Postgres by then")
+	fs.StringVar(&c.stackRunDir, "stack-run-dir", "var/run", "dayfiles-*: directory with the stack's versitygw.pid and redis.pid, whose CPU time is reported beside this process's")
+	fs.IntVar(&c.dfHeartbeats, "dayfiles-heartbeats", 1_000_000, "dayfiles-drain: heartbeats in the backlog (published like drain's, with -drain-publishers and -drain-batch)")
+	fs.IntVar(&c.dfUsers, "dayfiles-users", 10_000, "dayfiles-drain: users the backlog is spread over (each with a random 8-character object prefix)")
+	fs.IntVar(&c.dfDays, "dayfiles-days", 3, "dayfiles-drain: UTC days the backlog is spread over (user-days = users × days)")
+	dfProcs := fs.String("dayfiles-processors", strings.Join(dayfileProcessors, ","), "dayfiles-drain: processors to time, one after the other, each alone")
+	fs.IntVar(&c.dfBatch, "dayfiles-batch", 2048, "dayfiles-*: processors.Options.BatchMessages, messages per flush (HEARTLOG_*_FLUSH_MESSAGES)")
+	fs.DurationVar(&c.dfLinger, "dayfiles-linger", 2*time.Second, "dayfiles-*: processors.Options.Linger, the flush age (HEARTLOG_*_FLUSH_AGE; a partition whose backlog is under -dayfiles-batch messages waits this long before its first flush)")
+	fs.IntVar(&c.dfConcurrency, "dayfiles-concurrency", 64, "dayfiles-drain: each sink's Concurrency, day files merged at once across partitions (HEARTLOG_*_CONCURRENCY)")
+	fs.Float64Var(&c.dfBackupWPS, "dayfiles-backup-wps", 0, "dayfiles-drain: the backup sink's writesPerSecond (0: no cap; the ceiling is what dayfiles-latency measures)")
+	fs.DurationVar(&c.dfTimeout, "dayfiles-timeout", 150*time.Second, "dayfiles-drain: stop a processor that has not drained by then and report what it did")
+	fs.BoolVar(&c.dfKeep, "dayfiles-keep", false, "dayfiles-*: keep the day files written (default: delete them, every backup version and the cache entries at the end)")
+	fs.IntVar(&c.latHeartbeats, "latency-heartbeats", 100_000, "dayfiles-latency: heartbeats in the backlog")
+	fs.IntVar(&c.latUsers, "latency-users", 10_000, "dayfiles-latency: users in the backlog")
+	fs.IntVar(&c.latDays, "latency-days", 2, "dayfiles-latency: UTC days in the backlog (user-days = users × days: the writes to make)")
+	latProcs := fs.String("latency-processors", "objects,backup", "dayfiles-latency: processors to time (objects, backup), one after the other")
+	fs.DurationVar(&c.latPrimary, "latency-primary", 200*time.Millisecond, "dayfiles-latency: latency the proxy adds to every primary-bucket request")
+	fs.DurationVar(&c.latBackupPut, "latency-backup-put", 2*time.Second, "dayfiles-latency: latency the proxy adds to every backup PUT (Spaces writes take about 2 s)")
+	fs.DurationVar(&c.latBackupGet, "latency-backup-get", 200*time.Millisecond, "dayfiles-latency: latency the proxy adds to every other backup request (GET, ...)")
+	fs.Float64Var(&c.latBackupRate, "latency-backup-rate", 500, "dayfiles-latency: the backup proxy's ceiling in requests/s, every method counted (Spaces: 500 operations/s per bucket)")
+	fs.BoolVar(&c.latBackupQueue, "latency-backup-queue", false, "dayfiles-latency: requests above the ceiling wait for a token instead of being refused with 503 SlowDown (Spaces refuses)")
+	fs.IntVar(&c.latObjectsConc, "latency-objects-concurrency", 1024, "dayfiles-latency: the objects sink's Concurrency")
+	fs.IntVar(&c.latBackupConc, "latency-backup-concurrency", 1024, "dayfiles-latency: the backup sink's Concurrency (HEARTLOG_BACKUP_CONCURRENCY)")
+	fs.Float64Var(&c.latBackupWPS, "latency-backup-wps", 450, "dayfiles-latency: the backup sink's writesPerSecond (HEARTLOG_BACKUP_WRITES_PER_SECOND)")
+	fs.DurationVar(&c.latTimeout, "latency-timeout", 150*time.Second, "dayfiles-latency: stop a processor that has not drained by then and report the rate it sustained")
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintf(out, `Usage: go run ./ops/bench [flags]
@@ -138,7 +206,12 @@ Measures heartlog's durable ingest (bulk and single-heartbeat WakaTime
 routes over real HTTP, into an embedded JetStream with fsync on every write)
 and the Postgres processor draining a backlog, then prints a Markdown table
 against the targets (bulk >= 100,000 heartbeats/s, single >= 15,000
-requests/s, drain >= 100,000 rows/s). Needs HEARTLOG_POSTGRES_URL (. var/env).
+requests/s, drain >= 100,000 rows/s). With -scenarios dayfiles-drain or
+dayfiles-latency, it also times the objects, cache and backup processors
+draining a backlog into the local stack's S3 buckets and Redis, directly or
+behind a proxy simulating S3 and Spaces latency and rate limits (objects >=
+50,000 heartbeats/s; with latency, objects >= 2,000 and backup >= 450
+writes/s). Needs HEARTLOG_POSTGRES_URL (. var/env).
 Exit status is 0 when the measurements ran, whether or not targets were met.
 
 Flags:
@@ -150,6 +223,13 @@ Flags:
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	var err error
+	if c.dfProcessors, err = processorList(*dfProcs, dayfileProcessors, "-dayfiles-processors"); err != nil {
+		return c, err
+	}
+	if c.latProcessors, err = processorList(*latProcs, []string{"objects", "backup"}, "-latency-processors"); err != nil {
+		return c, err
 	}
 	for s := range strings.SplitSeq(*scen, ",") {
 		s = strings.TrimSpace(s)
@@ -190,8 +270,15 @@ Flags:
 		return c, errors.New("-partitions must not be negative")
 	case c.drainPoll <= 0 || c.drainTimeout <= 0:
 		return c, errors.New("-drain-poll and -drain-timeout must be positive")
+	case c.dfHeartbeats < 1 || c.dfUsers < 1 || c.dfDays < 1 || c.dfDays > 30 || c.latHeartbeats < 1 || c.latUsers < 1 || c.latDays < 1 || c.latDays > 30:
+		return c, errors.New("-dayfiles-heartbeats, -dayfiles-users, -latency-heartbeats and -latency-users must be positive, -dayfiles-days and -latency-days 1-30")
+	case c.dfBatch < 1 || c.dfLinger <= 0 || c.dfConcurrency < 1 || c.latObjectsConc < 1 || c.latBackupConc < 1:
+		return c, errors.New("-dayfiles-batch, -dayfiles-linger and the concurrencies must be positive")
+	case c.dfBackupWPS < 0 || c.latBackupWPS < 0 || c.latBackupRate < 0 || c.latPrimary < 0 || c.latBackupPut < 0 || c.latBackupGet < 0:
+		return c, errors.New("rates and latencies must not be negative")
+	case c.dfTimeout <= 0 || c.latTimeout <= 0:
+		return c, errors.New("-dayfiles-timeout and -latency-timeout must be positive")
 	}
-	var err error
 	if c.workDir, err = filepath.Abs(c.workDir); err != nil {
 		return c, err
 	}
@@ -206,7 +293,31 @@ Flags:
 			return c, fmt.Errorf("-cpuprofile %s is inside -workdir %s, which is removed at the end", c.cpuProfile, c.workDir)
 		}
 	}
+	if c.stackRunDir, err = filepath.Abs(c.stackRunDir); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// processorList parses a comma-separated list of processor names from have.
+func processorList(s string, have []string, flagName string) ([]string, error) {
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if !slices.Contains(have, p) {
+			return nil, fmt.Errorf("%s: unknown processor %q (have %s)", flagName, p, strings.Join(have, ", "))
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s names none", flagName)
+	}
+	return out, nil
 }
 
 func main() {
@@ -289,6 +400,23 @@ func run(ctx context.Context, cfg config) (err error) {
 				failures = append(failures, fmt.Errorf("drain: %w", err))
 				if len(rs) == 0 {
 					rs = []result{{scenario: "drain", target: targetFor("drain"), failed: err.Error()}}
+				}
+			}
+			results = append(results, rs...)
+		case "dayfiles-drain", "dayfiles-latency":
+			if processorOn {
+				st.stopProcessor()
+				processorOn = false
+			}
+			run := runDayfilesDrain
+			if name == "dayfiles-latency" {
+				run = runDayfilesLatency
+			}
+			rs, err := run(ctx, st, cfg)
+			if err != nil {
+				failures = append(failures, fmt.Errorf("%s: %w", name, err))
+				if len(rs) == 0 {
+					rs = []result{{scenario: name, target: "—", failed: err.Error()}}
 				}
 			}
 			results = append(results, rs...)

@@ -31,6 +31,13 @@ type result struct {
 
 	distinct      int // drain: distinct heartbeats in the backlog
 	maxCommitRows int // drain: largest commit
+
+	// Day-file scenarios: the measured number and its unit, notes and the
+	// CPU note (which replace the generic ones).
+	unit    string
+	rate    float64
+	notes   []string
+	cpuNote string
 }
 
 type latencies struct {
@@ -56,6 +63,10 @@ var targets = map[string]struct {
 	"bulk":   {100_000, "heartbeats/s"},
 	"single": {15_000, "requests/s"},
 	"drain":  {100_000, "rows/s"},
+
+	"dayfiles-drain/objects":   {50_000, "heartbeats/s"},
+	"dayfiles-latency/objects": {2_000, "writes/s"},
+	"dayfiles-latency/backup":  {450, "writes/s"},
 }
 
 func targetFor(name string) string {
@@ -68,6 +79,9 @@ func targetFor(name string) string {
 
 // value is the number the scenario's target is about.
 func (r result) value() float64 {
+	if r.unit != "" {
+		return r.rate
+	}
 	if r.seconds <= 0 {
 		return 0
 	}
@@ -129,6 +143,10 @@ func printTable(w io.Writer, cfg config, m machine, results []result) {
 	fmt.Fprintf(w, "\nheartlog ops/bench: %d CPUs, %s %s/%s, JetStream sync always=%t, %s partitions, publisher Linger=%s MaxInFlight=%s, processor during HTTP scenarios=%t, window %s after %s warm-up\n\n",
 		runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, cfg.syncAlways, partitions, linger, inflight, cfg.withProcessor, cfg.duration, cfg.warmup)
 	fmt.Fprintf(w, "machine at start: load average %s; disk %s fsynced 4 KiB writes/s in the JetStream store's directory\n\n", m.loadAvg, thousands(m.fsyncsPerS))
+	if slices.ContainsFunc(cfg.scenarios, func(s string) bool { return strings.HasPrefix(s, "dayfiles-") }) {
+		fmt.Fprintf(w, "day files: each processor alone, processors.RunPartitions over its %d partition consumers, BatchMessages=%d Linger=%s, timed until every consumer has NumPending=0 and NumAckPending=0; stores: versitygw (primary bucket, versioned backup bucket), Redis for SSDB; cpu: this process (NATS server, processors, faults proxies) plus the stack's processes, which other work on the machine may share\n\n",
+			partitionCount(cfg), cfg.dfBatch, cfg.dfLinger)
+	}
 	fmt.Fprintln(w, "| scenario | target | result | p50 | p99 | notes |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for _, r := range results {
@@ -138,6 +156,10 @@ func printTable(w io.Writer, cfg config, m machine, results []result) {
 		}
 		res := thousands(r.value()) + " "
 		var notes []string
+		if r.unit != "" {
+			res += r.unit
+		}
+		notes = append(notes, r.notes...)
 		switch r.scenario {
 		case "bulk":
 			res += "heartbeats/s"
@@ -145,7 +167,7 @@ func printTable(w io.Writer, cfg config, m machine, results []result) {
 		case "single":
 			res += "requests/s"
 			notes = append(notes, fmt.Sprintf("%d conns × 1 hb", r.conns))
-		case "drain-publish":
+		case "drain-publish", "dayfiles-drain-publish", "dayfiles-latency-publish":
 			res += "heartbeats/s"
 			notes = append(notes, fmt.Sprintf("Publisher without HTTP: %s hb in %.1fs, %d goroutines × %d hb per Publish (latency columns: Publish calls)",
 				thousands(float64(r.heartbeats)), r.seconds, r.conns, r.size))
@@ -164,7 +186,7 @@ func printTable(w io.Writer, cfg config, m machine, results []result) {
 		if r.latency.n > 0 {
 			notes = append(notes, "max "+ms(r.latency.max))
 		}
-		if r.msgs > 0 {
+		if r.msgs > 0 && r.unit == "" {
 			hbs := r.heartbeats
 			if r.scenario == "drain" {
 				hbs = r.distinct
@@ -175,7 +197,13 @@ func printTable(w io.Writer, cfg config, m machine, results []result) {
 				notes = append(notes, fmt.Sprintf("%s msgs stored (%s msgs/s, %.1f hb/msg)", thousands(float64(r.msgs)), thousands(float64(r.msgs)/r.seconds), float64(hbs)/float64(r.msgs)))
 			}
 		}
-		notes = append(notes, fmt.Sprintf("cpu %.2f cores", r.cpuCores))
+		switch r.cpuNote {
+		case "":
+			notes = append(notes, fmt.Sprintf("cpu %.2f cores", r.cpuCores))
+		case "-":
+		default:
+			notes = append(notes, r.cpuNote)
+		}
 		if r.scenario == "bulk" || r.scenario == "single" {
 			notes = append(notes, "errors: "+formatErrors(r.errors))
 		}
@@ -186,6 +214,13 @@ func printTable(w io.Writer, cfg config, m machine, results []result) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", r.scenario, r.target, res, p50, p99, strings.Join(notes, "; "))
 	}
 	fmt.Fprintln(w)
+}
+
+func partitionCount(cfg config) int {
+	if cfg.partitions > 0 {
+		return cfg.partitions
+	}
+	return 16
 }
 
 func formatErrors(m map[string]int) string {
