@@ -41,11 +41,9 @@ func connectOptions(u users.User, o *heartlogv1.ReadOptions) (stats.Options, err
 	return optionsFor(u, o.GetTimezone(), int(o.GetTimeoutMinutes()), o.GetWritesOnly(), o.GetProject())
 }
 
-// connectReadError maps a read failure to a Connect code.
+// readError maps a read failure to a Connect code.
 func (ss *statsService) readError(u users.User, err error) error {
-	var bad *badParam
-	if errors.As(err, &bad) || errors.Is(err, stats.ErrTimeout) || errors.Is(err, stats.ErrRange) ||
-		errors.Is(err, stats.ErrUnknownRange) || errors.Is(err, stats.ErrSliceBy) {
+	if isBadRead(err) {
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	ss.s.log.Error().Err(err).Str("user_id", u.ID).Msg("read failed")

@@ -103,10 +103,17 @@ func (s *Server) summarize(ctx context.Context, u users.User, o stats.Options) (
 	return stats.Summarize(hbs, o)
 }
 
+// isBadRead reports whether a read failed on the client's parameters
+// rather than on a store.
+func isBadRead(err error) bool {
+	var bad *badParam
+	return errors.As(err, &bad) || errors.Is(err, stats.ErrTimeout) || errors.Is(err, stats.ErrRange) ||
+		errors.Is(err, stats.ErrUnknownRange) || errors.Is(err, stats.ErrSliceBy)
+}
+
 // readFailed answers a read error: 400 for bad parameters, 503 otherwise.
 func (s *Server) readFailed(w http.ResponseWriter, u users.User, err error) {
-	var bad *badParam
-	if errors.As(err, &bad) || errors.Is(err, stats.ErrTimeout) || errors.Is(err, stats.ErrRange) || errors.Is(err, stats.ErrUnknownRange) || errors.Is(err, stats.ErrSliceBy) {
+	if isBadRead(err) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
