@@ -396,6 +396,7 @@ vgw_start() {
     --region "$S3_REGION" \
     --health /health \
     --quiet \
+    --keep-alive \
     posix --versioning-dir "$S3_VERSIONS_DIR" "$S3_DIR" \
     >>"$VGW_LOG" 2>&1 </dev/null 9>&- &
   local i=0

@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -53,6 +57,7 @@ func deleteKeys(ctx context.Context, cfg objstore.S3Config, keys []string, versi
 	if err != nil {
 		return 0, nil, "", err
 	}
+	start := time.Now()
 	// rounds[r] holds at most one version of each key: versitygw refuses
 	// ("Invalid version id specified") some deletions of several versions
 	// of one key in one DeleteObjects request.
@@ -93,6 +98,9 @@ func deleteKeys(ctx context.Context, cfg objstore.S3Config, keys []string, versi
 		}
 		rounds = [][]types.ObjectIdentifier{ids}
 	}
+	if versions {
+		fmt.Fprintf(os.Stderr, "bench: listed the versions of %d keys in %s in %s\n", len(keys), cfg.Bucket, time.Since(start).Round(time.Millisecond))
+	}
 	for _, ids := range rounds {
 		d, r, why, err := deleteObjects(ctx, c, cfg.Bucket, ids)
 		deleted += d
@@ -108,24 +116,38 @@ func deleteKeys(ctx context.Context, cfg objstore.S3Config, keys []string, versi
 	return deleted, slices.Compact(refused), reason, nil
 }
 
-// deleteObjects deletes ids with DeleteObjects, 1,000 a request.
+// deleteObjects deletes ids with DeleteObjects, 1,000 a request, four
+// requests at a time.
 func deleteObjects(ctx context.Context, c *s3.Client, bucket string, ids []types.ObjectIdentifier) (deleted int, refused []string, reason string, err error) {
+	var mu sync.Mutex
+	var errs []error
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
 	for i := 0; i < len(ids); i += 1000 {
 		batch := ids[i:min(i+1000, len(ids))]
-		out, err := c.DeleteObjects(ctx, &s3.DeleteObjectsInput{
-			Bucket: aws.String(bucket),
-			Delete: &types.Delete{Objects: batch, Quiet: aws.Bool(true)},
-		})
-		if err != nil {
-			return deleted, refused, reason, fmt.Errorf("delete objects in %s: %w", bucket, err)
-		}
-		for _, e := range out.Errors {
-			if reason == "" {
-				reason = fmt.Sprintf("%s: %s (version %s)", aws.ToString(e.Code), aws.ToString(e.Message), aws.ToString(e.VersionId))
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			out, err := c.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+				Bucket: aws.String(bucket),
+				Delete: &types.Delete{Objects: batch, Quiet: aws.Bool(true)},
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("delete objects in %s: %w", bucket, err))
+				return
 			}
-			refused = append(refused, aws.ToString(e.Key))
-		}
-		deleted += len(batch) - len(out.Errors)
+			for _, e := range out.Errors {
+				if reason == "" {
+					reason = fmt.Sprintf("%s: %s (version %s)", aws.ToString(e.Code), aws.ToString(e.Message), aws.ToString(e.VersionId))
+				}
+				refused = append(refused, aws.ToString(e.Key))
+			}
+			deleted += len(batch) - len(out.Errors)
+		}()
 	}
-	return deleted, refused, reason, nil
+	wg.Wait()
+	return deleted, refused, reason, errors.Join(errs...)
 }

@@ -698,15 +698,21 @@ func runDayfilesDrain(ctx context.Context, st *stack, cfg config) ([]result, err
 func drainRow(cfg config, spec dfSpec, run dfRun, userDays, distinct int, msgs uint64) result {
 	scen := "dayfiles-drain/" + spec.name
 	r := result{scenario: scen, target: targetFor(scen), unit: "heartbeats/s", seconds: run.seconds, msgs: msgs, distinct: distinct}
+	// Drained: the backlog's distinct heartbeats over the time it took.
+	// Timed out: what the processor committed (redelivered messages
+	// counted again) over the time it had.
 	r.heartbeats = int(run.delta.heartbeats)
+	if run.drained {
+		r.heartbeats = distinct
+	}
 	if run.seconds > 0 {
-		r.rate = run.delta.heartbeats / run.seconds
+		r.rate = float64(r.heartbeats) / run.seconds
 	}
 	r.latency = summarize(run.commits)
 	wpd := run.delta.writes / float64(userDays)
 	var notes []string
 	if !run.drained {
-		notes = append(notes, fmt.Sprintf("**timed out** after -dayfiles-timeout %s with %s messages pending or unacked", cfg.dfTimeout, thousands(float64(run.pending))))
+		notes = append(notes, fmt.Sprintf("**timed out** after -dayfiles-timeout %s with %s messages pending or unacked (result: heartbeats committed, redeliveries included, per second)", cfg.dfTimeout, thousands(float64(run.pending))))
 	}
 	flushes := run.delta.batches
 	notes = append(notes,
@@ -725,10 +731,13 @@ func drainRow(cfg config, spec dfSpec, run dfRun, userDays, distinct int, msgs u
 			}
 			notes = append(notes, fmt.Sprintf("%s keys written more than once (most %d), %d keys written more often than their partition flushed %s", thousands(float64(run.rewritten)), run.mostPuts, run.overPuts, ok))
 		}
-		notes = append(notes, fmt.Sprintf("%s GETs %s (%s not found, p50 %s, p99 %s), PUTs %s (p50 %s, p99 %s), %s SDK retries, %s failed requests",
+		puts := ""
+		if spec.name != streams.DurableCache {
+			puts = fmt.Sprintf(", PUTs %s (p50 %s, p99 %s)", thousands(float64(b.puts)), ms(summarize(b.putLat).p50), ms(summarize(b.putLat).p99))
+		}
+		notes = append(notes, fmt.Sprintf("%s GETs %s (%s not found, p50 %s, p99 %s)%s, %s SDK retries, %s failed requests",
 			what, thousands(float64(b.gets)), thousands(float64(b.missing)), ms(summarize(b.getLat).p50), ms(summarize(b.getLat).p99),
-			thousands(float64(b.puts)), ms(summarize(b.putLat).p50), ms(summarize(b.putLat).p99),
-			thousands(run.delta.s3Retries), thousands(float64(b.failed))))
+			puts, thousands(run.delta.s3Retries), thousands(float64(b.failed))))
 	}
 	if run.delta.unchanged > 0 || run.redeliv > 0 || run.delta.commitErrors > 0 || run.delta.corrupt > 0 {
 		notes = append(notes, fmt.Sprintf("%s unchanged (re-read, not written), %d redelivered messages, %s failed commits, %s corrupt",
@@ -937,7 +946,9 @@ func cleanupDayfiles(ctx context.Context, ds *dayStores, name string, keys []str
 		if !touched[b.store] {
 			continue
 		}
+		t0 := time.Now()
 		n, slow, reason, err := deleteKeys(ctx, b.cfg, keys, b.versions)
+		fmt.Fprintf(os.Stderr, "bench: %s: %s: %d objects or versions deleted in batches in %s\n", name, b.store, n, time.Since(t0).Round(time.Millisecond))
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %s: batch delete in %s: %v; deleting one key at a time\n", name, b.store, err)
 			slow = keys
@@ -958,6 +969,7 @@ func cleanupDayfiles(ctx context.Context, ds *dayStores, name string, keys []str
 		})
 		if len(slow) > 0 {
 			n += len(slow)
+			fmt.Fprintf(os.Stderr, "bench: %s: %s: %d keys deleted one at a time in %s\n", name, b.store, len(slow), time.Since(t0).Round(time.Millisecond))
 		}
 		done = append(done, fmt.Sprintf("%s %s (%s keys one at a time)", b.store, thousands(float64(n)), thousands(float64(len(slow)))))
 	}
@@ -969,6 +981,7 @@ func cleanupDayfiles(ctx context.Context, ds *dayStores, name string, keys []str
 		}
 		done = append(done, "cache "+thousands(float64(len(keys))))
 	}
+	t0 := time.Now()
 	// Check every 50th key in every store touched.
 	var sample []string
 	for i := 0; i < len(keys); i += 50 {
@@ -993,6 +1006,7 @@ func cleanupDayfiles(ctx context.Context, ds *dayStores, name string, keys []str
 		}
 	})
 	checked, left := len(sample), leftN.Load()
+	fmt.Fprintf(os.Stderr, "bench: %s: sample of %d keys checked in %s\n", name, checked, time.Since(t0).Round(time.Millisecond))
 	r := result{scenario: name, target: "—", unit: "keys/s", seconds: time.Since(start).Seconds(), rate: float64(len(keys)) / time.Since(start).Seconds()}
 	note := fmt.Sprintf("%s day-file keys deleted in %.1fs (objects or versions deleted: %s); %d delete errors; sample check: %d of %d keys still present",
 		thousands(float64(len(keys))), r.seconds, strings.Join(done, ", "), failed.Load(), left, checked)

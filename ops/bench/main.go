@@ -183,7 +183,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.dfLinger, "dayfiles-linger", 2*time.Second, "dayfiles-*: processors.Options.Linger, the flush age (HEARTLOG_*_FLUSH_AGE; a partition whose backlog is under -dayfiles-batch messages waits this long before its first flush)")
 	fs.IntVar(&c.dfConcurrency, "dayfiles-concurrency", 64, "dayfiles-drain: each sink's Concurrency, day files merged at once across partitions (HEARTLOG_*_CONCURRENCY)")
 	fs.Float64Var(&c.dfBackupWPS, "dayfiles-backup-wps", 0, "dayfiles-drain: the backup sink's writesPerSecond (0: no cap; the ceiling is what dayfiles-latency measures)")
-	fs.DurationVar(&c.dfTimeout, "dayfiles-timeout", 150*time.Second, "dayfiles-drain: stop a processor that has not drained by then and report what it did")
+	fs.DurationVar(&c.dfTimeout, "dayfiles-timeout", 2*time.Minute, "dayfiles-drain: stop a processor that has not drained by then and report what it did")
 	fs.BoolVar(&c.dfKeep, "dayfiles-keep", false, "dayfiles-*: keep the day files written (default: delete them, every backup version and the cache entries at the end)")
 	fs.IntVar(&c.latHeartbeats, "latency-heartbeats", 100_000, "dayfiles-latency: heartbeats in the backlog")
 	fs.IntVar(&c.latUsers, "latency-users", 10_000, "dayfiles-latency: users in the backlog")
