@@ -146,8 +146,8 @@ func (s *Server) getSummaries(w http.ResponseWriter, r *http.Request, u users.Us
 	avg := total / time.Duration(len(days))
 	writeJSON(w, http.StatusOK, map[string]any{
 		"data":             days,
-		"start":            o.Start.Midnight(o.Location).UTC(),
-		"end":              o.End.AddDays(1).Midnight(o.Location).Add(-time.Second).UTC(),
+		"start":            stats.NewRange(o.Start, o.Location).Start,
+		"end":              stats.NewRange(o.End, o.Location).End,
 		"cumulative_total": totalShape(total),
 		"daily_average": map[string]any{
 			"holidays": 0, "days_including_holidays": len(days), "days_minus_holidays": len(days),
@@ -265,7 +265,7 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request, u users.User) 
 	t := stats.Combine(days)
 	avg := t.GrandTotal.Total / time.Duration(len(days))
 	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{
-		"range": name, "start": o.Start.Midnight(o.Location).UTC(), "end": o.End.AddDays(1).Midnight(o.Location).Add(-time.Second).UTC(),
+		"range": name, "start": stats.NewRange(o.Start, o.Location).Start, "end": stats.NewRange(o.End, o.Location).End,
 		"timezone": o.Location.String(), "timeout": o.Timeout, "writes_only": o.WritesOnly,
 		"total_seconds": t.GrandTotal.Total.Seconds(), "human_readable_total": stats.Text(t.GrandTotal.Total),
 		"daily_average": avg.Seconds(), "human_readable_daily_average": stats.Text(avg),
@@ -300,7 +300,7 @@ func (s *Server) getAllTime(w http.ResponseWriter, r *http.Request, u users.User
 	shape := totalShape(total)
 	shape["total_seconds"] = total.Seconds()
 	shape["is_up_to_date"] = true
-	shape["range"] = map[string]any{"start": o.Start.Midnight(o.Location).UTC(), "end": now.UTC(), "start_date": o.Start.String(), "end_date": o.End.String(), "timezone": o.Location.String()}
+	shape["range"] = map[string]any{"start": stats.NewRange(o.Start, o.Location).Start, "end": now.UTC(), "start_date": o.Start.String(), "end_date": o.End.String(), "timezone": o.Location.String()}
 	writeJSON(w, http.StatusOK, map[string]any{"data": shape})
 }
 
