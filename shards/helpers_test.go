@@ -250,3 +250,24 @@ func (e *env) expectDropped(day string) {
 		e.t.Errorf("%s: shard is %q, want dropped", day, st)
 	}
 }
+
+// terminateDetach ends every backend of this test's database that is still
+// running a DETACH PARTITION, and waits until they are gone.
+func (e *env) terminateDetach() {
+	e.t.Helper()
+	const running = `FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()
+		AND query ILIKE 'ALTER TABLE heartbeats DETACH PARTITION%'`
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, "SELECT pg_terminate_backend(pid) "+running); err != nil {
+		e.t.Fatal(err)
+	}
+	gone := heartlogtest.Eventually(10*time.Second, func() bool {
+		var n int
+		err := e.pool.QueryRow(ctx, "SELECT count(*) "+running).Scan(&n)
+		return err == nil && n == 0
+	})
+	if !gone {
+		e.t.Fatal("the detaching backend did not end")
+	}
+}
