@@ -63,6 +63,7 @@ var Vars = []Var{
 	{"HEARTLOG_OBJECTS_FLUSH_MESSAGES", "2048", "objects processor: messages that trigger a flush", false},
 	{"HEARTLOG_OBJECTS_FLUSH_BYTES", "33554432", "objects processor: message bytes that trigger a flush", false},
 	{"HEARTLOG_OBJECTS_CONCURRENCY", "64", "objects processor: day files read-merge-written at once", false},
+	{"HEARTLOG_OBJECTS_MEMO_BYTES", "268435456", "objects processor: memory of the day files it wrote last, so that their next change is written without a read (needs a bucket that enforces conditional writes; 0: off)", false},
 	{"HEARTLOG_CACHE_FLUSH_AGE", "5s", "cache processor: longest a heartbeat waits before its cached day file is updated", false},
 	{"HEARTLOG_CACHE_FLUSH_MESSAGES", "2048", "cache processor: messages that trigger a flush", false},
 	{"HEARTLOG_CACHE_FLUSH_BYTES", "33554432", "cache processor: message bytes that trigger a flush", false},
@@ -71,7 +72,8 @@ var Vars = []Var{
 	{"HEARTLOG_BACKUP_FLUSH_MESSAGES", "20000", "backup processor: messages that trigger a flush", false},
 	{"HEARTLOG_BACKUP_FLUSH_BYTES", "268435456", "backup processor: message bytes that trigger a flush", false},
 	{"HEARTLOG_BACKUP_CONCURRENCY", "1024", "backup processor: writes in flight (2 s each: ~1000 needed to reach 450/s)", false},
-	{"HEARTLOG_BACKUP_WRITES_PER_SECOND", "450", "backup processor: write ceiling, below Spaces' ~500 requests/s", false},
+	{"HEARTLOG_BACKUP_MEMO_BYTES", "268435456", "backup processor: memory of the day files it wrote last, so that most changes cost one request, not two (needs conditional writes; 0: off)", false},
+	{"HEARTLOG_BACKUP_REQUESTS_PER_SECOND", "450", "backup processor: ceiling on its reads and writes together, below Spaces' ~500 requests/s", false},
 	{"HEARTLOG_LOG_LEVEL", "info", "debug, info, warn or error", false},
 	{"HEARTLOG_LOG_FORMAT", "console", "console (for people) or json (for log shippers)", false},
 }
@@ -87,16 +89,19 @@ type Bucket struct {
 type Flush struct {
 	Messages, Bytes, Concurrency int
 	Age                          time.Duration
+	// MemoBytes is the sink's memory of files it wrote (0 where the
+	// processor has none: the cache).
+	MemoBytes int64
 }
 
 // Config is the parsed settings.
 type Config struct {
-	S3, Backup         Bucket
-	CacheURL           string
-	CacheTTL           time.Duration
-	Objects, Cache     Flush
-	BackupFlush        Flush
-	BackupWritesPerSec float64
+	S3, Backup           Bucket
+	CacheURL             string
+	CacheTTL             time.Duration
+	Objects, Cache       Flush
+	BackupFlush          Flush
+	BackupRequestsPerSec float64
 
 	HTTPAddr         string
 	PostgresURL      string
@@ -163,7 +168,9 @@ func FromEnv() (Config, error) {
 	c.Objects = r.flush("HEARTLOG_OBJECTS_")
 	c.Cache = r.flush("HEARTLOG_CACHE_")
 	c.BackupFlush = r.flush("HEARTLOG_BACKUP_")
-	c.BackupWritesPerSec = r.float("HEARTLOG_BACKUP_WRITES_PER_SECOND")
+	c.BackupRequestsPerSec = r.float("HEARTLOG_BACKUP_REQUESTS_PER_SECOND")
+	c.Objects.MemoBytes = int64(r.int("HEARTLOG_OBJECTS_MEMO_BYTES", 0, 1<<40))
+	c.BackupFlush.MemoBytes = int64(r.int("HEARTLOG_BACKUP_MEMO_BYTES", 0, 1<<40))
 	return c, r.err
 }
 

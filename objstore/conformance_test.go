@@ -130,6 +130,34 @@ func testBucket(t *testing.T, b objstore.Bucket, raw *objstore.S3, listN int) {
 		}
 	})
 
+	t.Run("PutIfMatch", func(t *testing.T) {
+		t.Parallel()
+		ctx, w := testContext(t), newWorkspace(t, raw)
+		key := w.key("u1/2024-02-01.ndjson.gz")
+		v1, v2, v3 := []byte("one"), []byte("two"), []byte("three")
+		e1, err := b.PutIfMatch(ctx, key, v1, "")
+		if err != nil {
+			t.Fatalf("create a new key: %v", err)
+		}
+		if _, err := b.PutIfMatch(ctx, key, v2, ""); !errors.Is(err, objstore.ErrPreconditionFailed) {
+			t.Fatalf("create over an existing key: err %v, want ErrPreconditionFailed", err)
+		}
+		e2, err := b.PutIfMatch(ctx, key, v2, e1)
+		if err != nil {
+			t.Fatalf("replace under the current ETag: %v", err)
+		}
+		if _, err := b.PutIfMatch(ctx, key, v3, e1); !errors.Is(err, objstore.ErrPreconditionFailed) {
+			t.Fatalf("replace under a stale ETag: err %v, want ErrPreconditionFailed", err)
+		}
+		got, etag, err := b.Get(ctx, key)
+		if err != nil || !bytes.Equal(got, v2) || etag != e2 {
+			t.Fatalf("after the refused writes: %q etag %q err %v, want %q etag %q", got, etag, err, v2, e2)
+		}
+		if err := objstore.CheckConditionalWrites(ctx, b); err != nil {
+			t.Errorf("CheckConditionalWrites: %v", err)
+		}
+	})
+
 	t.Run("NotFound", func(t *testing.T) {
 		t.Parallel()
 		ctx, w := testContext(t), newWorkspace(t, raw)

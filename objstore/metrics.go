@@ -25,6 +25,7 @@ const (
 const (
 	OutcomeSuccess  = "success"
 	OutcomeNotFound = "not_found" // a normal answer for Get: no day file yet
+	OutcomeConflict = "conflict"  // PutIfMatch refused: the object changed
 	OutcomeCanceled = "canceled"  // the caller's context ended
 	OutcomeError    = "error"
 )
@@ -102,7 +103,7 @@ func (m *instrumented) op(name string) *opMetrics {
 		retries:  retriesTotal.With(l()),
 		outcomes: map[string]prometheus.Counter{},
 	}
-	for _, oc := range []string{OutcomeSuccess, OutcomeNotFound, OutcomeCanceled, OutcomeError} {
+	for _, oc := range []string{OutcomeSuccess, OutcomeNotFound, OutcomeConflict, OutcomeCanceled, OutcomeError} {
 		o.outcomes[oc] = requestsTotal.With(l("outcome", oc))
 	}
 	if m.ops == nil {
@@ -137,6 +138,8 @@ func outcome(err error) string {
 	switch {
 	case err == nil:
 		return OutcomeSuccess
+	case errors.Is(err, ErrPreconditionFailed):
+		return OutcomeConflict
 	case errors.Is(err, ErrNotFound):
 		return OutcomeNotFound
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -158,6 +161,13 @@ func (m *instrumented) Get(ctx context.Context, key string) ([]byte, string, err
 func (m *instrumented) Put(ctx context.Context, key string, data []byte) (string, error) {
 	ctx, done := m.start(ctx, OpPut)
 	etag, err := m.b.Put(ctx, key, data)
+	done(err, len(data))
+	return etag, err
+}
+
+func (m *instrumented) PutIfMatch(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
+	ctx, done := m.start(ctx, OpPut)
+	etag, err := m.b.PutIfMatch(ctx, key, data, ifMatch)
 	done(err, len(data))
 	return etag, err
 }

@@ -29,6 +29,10 @@ import (
 // yet" would make a processor overwrite data it could not see.
 var ErrNotFound = errors.New("object not found")
 
+// ErrPreconditionFailed is matched by the error PutIfMatch returns when the
+// object is not in the state its condition names.
+var ErrPreconditionFailed = errors.New("object changed since it was read")
+
 // Bucket is the contract every object store implementation and decorator
 // keeps. All methods are safe for concurrent use, take the caller's context
 // for cancellation and deadlines, and retry transient server errors
@@ -55,6 +59,18 @@ type Bucket interface {
 	// timeout can come after the server wrote it); since Put is idempotent,
 	// retrying the same Put is always safe.
 	Put(ctx context.Context, key string, data []byte) (etag string, err error)
+
+	// PutIfMatch is Put under a condition checked by the server: the
+	// object is stored only if key's current ETag is ifMatch, or, with
+	// ifMatch "", only if key does not exist. Otherwise nothing changes and
+	// the error matches errors.Is(err, ErrPreconditionFailed): someone else
+	// wrote key since the caller read it, and the caller should read again.
+	//
+	// Servers that do not implement conditional writes may ignore the
+	// condition and store unconditionally; CheckConditionalWrites tells
+	// them apart. Use the condition as a guard against lost updates, and
+	// rely on it (to skip reads) only after that check passed.
+	PutIfMatch(ctx context.Context, key string, data []byte, ifMatch string) (etag string, err error)
 
 	// Delete removes key. Deleting a key that does not exist succeeds. On a
 	// versioned bucket Delete adds a delete marker and keeps the old

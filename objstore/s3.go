@@ -337,17 +337,69 @@ func (b *S3) get(ctx context.Context, key, versionID string) ([]byte, string, er
 // Put implements Bucket. The body goes out as a seekable reader, so the SDK
 // computes the checksum up front and rewinds it for each retry.
 func (b *S3) Put(ctx context.Context, key string, data []byte) (string, error) {
-	out, err := b.client.PutObject(ctx, &s3.PutObjectInput{
+	out, err := b.client.PutObject(ctx, b.putInput(key, data))
+	if err != nil {
+		return "", b.wrap("put", key, err)
+	}
+	return unquote(aws.ToString(out.ETag)), nil
+}
+
+// PutIfMatch implements Bucket with S3's conditional writes (If-Match, or
+// If-None-Match: * for a new key).
+//
+// A retried attempt can meet its own earlier attempt's write (stored, but
+// the answer was lost) and fail the condition; the caller then reads the
+// object back, finds its own content and has nothing to write.
+func (b *S3) PutIfMatch(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
+	in := b.putInput(key, data)
+	if ifMatch == "" {
+		in.IfNoneMatch = aws.String("*")
+	} else {
+		in.IfMatch = aws.String(`"` + ifMatch + `"`)
+	}
+	out, err := b.client.PutObject(ctx, in)
+	if err != nil {
+		if isConditionFailed(err) {
+			return "", fmt.Errorf("objstore: put %s/%s if %s: %w: %w", b.bucket, key, condition(ifMatch), ErrPreconditionFailed, err)
+		}
+		return "", b.wrap("put", key, err)
+	}
+	return unquote(aws.ToString(out.ETag)), nil
+}
+
+func (b *S3) putInput(key string, data []byte) *s3.PutObjectInput {
+	return &s3.PutObjectInput{
 		Bucket:        aws.String(b.bucket),
 		Key:           aws.String(key),
 		Body:          bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))),
 		ContentType:   aws.String(b.contentType),
-	})
-	if err != nil {
-		return "", b.wrap("put", key, err)
 	}
-	return unquote(aws.ToString(out.ETag)), nil
+}
+
+func condition(ifMatch string) string {
+	if ifMatch == "" {
+		return "absent"
+	}
+	return "etag " + ifMatch
+}
+
+// isConditionFailed reports a conditional write refused: 412
+// PreconditionFailed, 409 ConditionalRequestConflict (a concurrent write to
+// the key), or, on AWS, 404 NoSuchKey for If-Match on a deleted key.
+func isConditionFailed(err error) bool {
+	if isNotFound(err) {
+		return true
+	}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "PreconditionFailed", "ConditionalRequestConflict":
+			return true
+		}
+	}
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusPreconditionFailed
 }
 
 // Delete implements Bucket.

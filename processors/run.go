@@ -79,7 +79,10 @@ func (o *Options) setDefaults() {
 func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) error {
 	opts.setDefaults()
 	log := opts.Log.With().Str("processor", sink.Name()).Logger()
-	pull := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(2 * opts.BatchMessages)}
+	// The iterator's buffer is messages delivered but not yet in a batch:
+	// their AckWait runs while a long commit holds the loop, so it stays
+	// at one batch.
+	pull := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(opts.BatchMessages)}
 	if opts.PriorityGroup != "" {
 		pull = append(pull, jetstream.PullPriorityGroup(opts.PriorityGroup))
 	}
@@ -101,6 +104,9 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 			msgs, err := gather(ctx, iter, opts)
 			if len(msgs) > 0 {
 				if w := decode(msgs, log, m); len(w.batches) > 0 {
+					// Waiting behind a long commit must not let the
+					// server redeliver these messages elsewhere.
+					w.held = keepInProgress(ctx, w.msgs, opts.ProgressEvery)
 					pending <- w
 				}
 			}
@@ -129,6 +135,7 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 type work struct {
 	batches []*heartlogv1.Batch
 	msgs    []jetstream.Msg
+	held    func() // stops reporting msgs in progress while queued
 }
 
 // gather blocks for one message, then takes what else arrives until the
@@ -211,6 +218,7 @@ func commit(ctx context.Context, sink Sink, w work, opts Options, log zerolog.Lo
 	// batch): keep reporting progress so the server does not redeliver the
 	// messages to another instance while this one is still writing them.
 	defer keepInProgress(work, good, opts.ProgressEvery)()
+	w.held()
 
 	wait := opts.RetryMin
 	for attempt := 1; ; attempt++ {

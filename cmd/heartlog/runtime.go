@@ -205,13 +205,18 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		if err != nil {
 			return nil, nil, err
 		}
-		return objects.New(primary, rt.cfg.Objects.Concurrency, rt.log), nothing, nil
+		return objects.New(ctx, primary, objects.Options{
+			Concurrency: rt.cfg.Objects.Concurrency, MemoBytes: rt.cfg.Objects.MemoBytes, Log: rt.log,
+		}), nothing, nil
 	case streams.DurableBackup:
 		b, err := rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", name)
 		if err != nil {
 			return nil, nil, err
 		}
-		return backup.New(b, rt.cfg.BackupFlush.Concurrency, rt.cfg.BackupWritesPerSec, rt.log), nothing, nil
+		return backup.New(ctx, b, backup.Options{
+			Concurrency: rt.cfg.BackupFlush.Concurrency, RequestsPerSecond: rt.cfg.BackupRequestsPerSec,
+			MemoBytes: rt.cfg.BackupFlush.MemoBytes, Log: rt.log,
+		}), nothing, nil
 	case streams.DurableCache:
 		primary, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", name)
 		if err != nil {

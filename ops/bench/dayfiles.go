@@ -139,9 +139,21 @@ func (b *timedBucket) Get(ctx context.Context, key string) ([]byte, string, erro
 }
 
 func (b *timedBucket) Put(ctx context.Context, key string, data []byte) (string, error) {
+	return b.PutIfMatch(ctx, key, data, "\x00unconditional")
+}
+
+// PutIfMatch times a write; the sinks write this way. ifMatch
+// "\x00unconditional" (from Put) is a plain Put.
+func (b *timedBucket) PutIfMatch(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
 	b.inflight.Add(1)
 	start := time.Now()
-	etag, err := b.Bucket.Put(ctx, key, data)
+	var etag string
+	var err error
+	if ifMatch == "\x00unconditional" {
+		etag, err = b.Bucket.Put(ctx, key, data)
+	} else {
+		etag, err = b.Bucket.PutIfMatch(ctx, key, data, ifMatch)
+	}
 	b.put.record(time.Since(start), err)
 	b.inflight.Add(-1)
 	if err == nil {
@@ -669,7 +681,7 @@ func runDayfilesDrain(ctx context.Context, st *stack, cfg config) ([]result, err
 		switch name {
 		case streams.DurableObjects:
 			spec.bucket = newTimedBucket(objstore.Instrument(ds.primary, name))
-			spec.sink = objects.New(spec.bucket, cfg.dfConcurrency, st.log)
+			spec.sink = objects.New(ctx, spec.bucket, objects.Options{Concurrency: cfg.dfConcurrency, MemoBytes: cfg.memoBytes, Log: st.log})
 			touched["primary"] = true
 		case streams.DurableCache:
 			spec.bucket = newTimedBucket(objstore.Instrument(ds.primary, name)) // the seed
@@ -677,7 +689,7 @@ func runDayfilesDrain(ctx context.Context, st *stack, cfg config) ([]result, err
 			touched["cache"] = true
 		case streams.DurableBackup:
 			spec.bucket = newTimedBucket(objstore.Instrument(ds.backup, name))
-			spec.sink = backup.New(spec.bucket, cfg.dfConcurrency, cfg.dfBackupWPS, st.log)
+			spec.sink = backup.New(ctx, spec.bucket, backup.Options{Concurrency: cfg.dfConcurrency, RequestsPerSecond: cfg.dfBackupRPS, MemoBytes: cfg.memoBytes, Log: st.log})
 			touched["backup"] = true
 		}
 		run, err := runDayfileProcessor(ctx, st, cfg, procs, spec)
@@ -824,13 +836,13 @@ func runDayfilesLatency(ctx context.Context, st *stack, cfg config) ([]result, e
 		case streams.DurableObjects:
 			conc = cfg.latObjectsConc
 			spec.bucket = newTimedBucket(objstore.Instrument(slowPrimary, name))
-			spec.sink = objects.New(spec.bucket, conc, st.log)
+			spec.sink = objects.New(ctx, spec.bucket, objects.Options{Concurrency: conc, MemoBytes: cfg.memoBytes, Log: st.log})
 			spec.proxy = pproxy
 			touched["primary"] = true
 		case streams.DurableBackup:
 			conc = cfg.latBackupConc
 			spec.bucket = newTimedBucket(objstore.Instrument(slowBackup, name))
-			spec.sink = backup.New(spec.bucket, conc, cfg.latBackupWPS, st.log)
+			spec.sink = backup.New(ctx, spec.bucket, backup.Options{Concurrency: conc, RequestsPerSecond: cfg.latBackupRPS, MemoBytes: cfg.memoBytes, Log: st.log})
 			spec.proxy = bproxy
 			touched["backup"] = true
 		}
@@ -881,7 +893,7 @@ func latencyRow(cfg config, spec dfSpec, run dfRun, conc, userDays int) result {
 		if cfg.latBackupQueue {
 			mode = "excess queued"
 		}
-		proxyOpts = fmt.Sprintf("PUT %s, other %s, ceiling %s req/s (%s); sink WritesPerSecond %s", cfg.latBackupPut, cfg.latBackupGet, thousands(cfg.latBackupRate), mode, thousands(cfg.latBackupWPS))
+		proxyOpts = fmt.Sprintf("PUT %s, other %s, ceiling %s req/s (%s); sink RequestsPerSecond %s", cfg.latBackupPut, cfg.latBackupGet, thousands(cfg.latBackupRate), mode, thousands(cfg.latBackupRPS))
 	}
 	notes = append(notes, fmt.Sprintf("proxy (%s): %s requests (%s/s), %s forwarded, %s refused by the ceiling, %s queued",
 		proxyOpts, thousands(float64(pr.Requests)), thousands(float64(pr.Requests)/run.seconds), thousands(float64(pr.Forwarded)), thousands(float64(pr.RateLimited+pr.SlowDowns)), thousands(float64(pr.Queued))))

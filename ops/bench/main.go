@@ -128,7 +128,8 @@ type config struct {
 	dfBatch       int
 	dfLinger      time.Duration
 	dfConcurrency int
-	dfBackupWPS   float64
+	dfBackupRPS   float64
+	memoBytes     int64
 	dfTimeout     time.Duration
 	dfKeep        bool
 
@@ -143,7 +144,7 @@ type config struct {
 	latBackupQueue bool
 	latObjectsConc int
 	latBackupConc  int
-	latBackupWPS   float64
+	latBackupRPS   float64
 	latTimeout     time.Duration
 }
 
@@ -182,7 +183,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.dfBatch, "dayfiles-batch", 2048, "dayfiles-*: processors.Options.BatchMessages, messages per flush (HEARTLOG_*_FLUSH_MESSAGES)")
 	fs.DurationVar(&c.dfLinger, "dayfiles-linger", 2*time.Second, "dayfiles-*: processors.Options.Linger, the flush age (HEARTLOG_*_FLUSH_AGE; a partition whose backlog is under -dayfiles-batch messages waits this long before its first flush)")
 	fs.IntVar(&c.dfConcurrency, "dayfiles-concurrency", 64, "dayfiles-drain: each sink's Concurrency, day files merged at once across partitions (HEARTLOG_*_CONCURRENCY)")
-	fs.Float64Var(&c.dfBackupWPS, "dayfiles-backup-wps", 0, "dayfiles-drain: the backup sink's writesPerSecond (0: no cap; the ceiling is what dayfiles-latency measures)")
+	fs.Int64Var(&c.memoBytes, "dayfiles-memo-bytes", 256<<20, "dayfiles-*: the objects and backup sinks' memory of files they wrote (HEARTLOG_*_MEMO_BYTES; 0: read before every write)")
+	fs.Float64Var(&c.dfBackupRPS, "dayfiles-backup-rps", 0, "dayfiles-drain: the backup sink's requests/s ceiling (0: no cap; the ceiling is what dayfiles-latency measures)")
 	fs.DurationVar(&c.dfTimeout, "dayfiles-timeout", 2*time.Minute, "dayfiles-drain: stop a processor that has not drained by then and report what it did")
 	fs.BoolVar(&c.dfKeep, "dayfiles-keep", false, "dayfiles-*: keep the day files written (default: delete them, every backup version and the cache entries at the end)")
 	fs.IntVar(&c.latHeartbeats, "latency-heartbeats", 100_000, "dayfiles-latency: heartbeats in the backlog")
@@ -196,7 +198,7 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.latBackupQueue, "latency-backup-queue", false, "dayfiles-latency: requests above the ceiling wait for a token instead of being refused with 503 SlowDown (Spaces refuses)")
 	fs.IntVar(&c.latObjectsConc, "latency-objects-concurrency", 1024, "dayfiles-latency: the objects sink's Concurrency")
 	fs.IntVar(&c.latBackupConc, "latency-backup-concurrency", 1024, "dayfiles-latency: the backup sink's Concurrency (HEARTLOG_BACKUP_CONCURRENCY)")
-	fs.Float64Var(&c.latBackupWPS, "latency-backup-wps", 450, "dayfiles-latency: the backup sink's writesPerSecond (HEARTLOG_BACKUP_WRITES_PER_SECOND)")
+	fs.Float64Var(&c.latBackupRPS, "latency-backup-rps", 450, "dayfiles-latency: the backup sink's requests/s ceiling, reads and writes (HEARTLOG_BACKUP_REQUESTS_PER_SECOND)")
 	fs.DurationVar(&c.latTimeout, "latency-timeout", 150*time.Second, "dayfiles-latency: stop a processor that has not drained by then and report the rate it sustained")
 	fs.Usage = func() {
 		out := fs.Output()
@@ -274,7 +276,7 @@ Flags:
 		return c, errors.New("-dayfiles-heartbeats, -dayfiles-users, -latency-heartbeats and -latency-users must be positive, -dayfiles-days and -latency-days 1-30")
 	case c.dfBatch < 1 || c.dfLinger <= 0 || c.dfConcurrency < 1 || c.latObjectsConc < 1 || c.latBackupConc < 1:
 		return c, errors.New("-dayfiles-batch, -dayfiles-linger and the concurrencies must be positive")
-	case c.dfBackupWPS < 0 || c.latBackupWPS < 0 || c.latBackupRate < 0 || c.latPrimary < 0 || c.latBackupPut < 0 || c.latBackupGet < 0:
+	case c.dfBackupRPS < 0 || c.latBackupRPS < 0 || c.latBackupRate < 0 || c.latPrimary < 0 || c.latBackupPut < 0 || c.latBackupGet < 0:
 		return c, errors.New("rates and latencies must not be negative")
 	case c.dfTimeout <= 0 || c.latTimeout <= 0:
 		return c, errors.New("-dayfiles-timeout and -latency-timeout must be positive")

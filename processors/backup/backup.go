@@ -5,11 +5,15 @@
 // point in time can be restored.
 //
 // Spaces writes take about 2 s and an account gets about 500 requests/s,
-// so the backup flushes rarely (minutes), writes under a rate ceiling, and
-// keeps many writes in flight to reach it.
+// so the backup flushes rarely (minutes), paces every request under a
+// ceiling, keeps many writes in flight to reach it, and remembers the files
+// it wrote so that most changes cost one request (a conditional PUT)
+// instead of a GET and a PUT.
 package backup
 
 import (
+	"context"
+
 	"github.com/rs/zerolog"
 
 	"heartlog/objstore"
@@ -17,12 +21,27 @@ import (
 	"heartlog/streams"
 )
 
-// New returns the backup sink writing at most writesPerSecond, with up to
-// concurrency writes in flight.
-func New(bucket objstore.Bucket, concurrency int, writesPerSecond float64, log zerolog.Logger) *merge.Sink {
+// Options configure the backup sink. Zero fields take merge's defaults.
+type Options struct {
+	// Concurrency is the requests in flight.
+	Concurrency int
+	// RequestsPerSecond is the ceiling on reads and writes together.
+	RequestsPerSecond float64
+	// MemoBytes is the memory of files last written (merge.Options); it
+	// is used only if the bucket enforces conditional writes.
+	MemoBytes int64
+	Log       zerolog.Logger
+}
+
+// New returns the backup sink. It checks once, with a probe object, whether
+// the bucket honours conditional writes (see merge.MemoFor).
+func New(ctx context.Context, bucket objstore.Bucket, opts Options) *merge.Sink {
 	store := merge.BucketStore(bucket)
 	return merge.New(merge.Options{
 		Name: streams.DurableBackup, Store: store, Quarantine: store,
-		Concurrency: concurrency, WritesPerSecond: writesPerSecond, Log: log,
+		Concurrency:       opts.Concurrency,
+		RequestsPerSecond: opts.RequestsPerSecond,
+		MemoBytes:         merge.MemoFor(ctx, bucket, opts.MemoBytes, opts.Log),
+		Log:               opts.Log,
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,14 +32,23 @@ import (
 // ErrNotFound is what a Store returns for a file that does not exist.
 var ErrNotFound = errors.New("merge: no such day file")
 
+// ErrConflict is what a Store's Write returns when the file is no longer
+// the version its tag names: another writer got there first.
+var ErrConflict = errors.New("merge: day file changed since it was read")
+
 // Store holds day files by key.
 //
-// Contract: Read returns ErrNotFound (possibly wrapped) for a missing key.
-// Write replaces the file; writing the same bytes twice is harmless.
-// Both are called concurrently for different keys, never for one key.
+// Contract: Read returns the file and a tag naming its version (an ETag;
+// "" where the store has none), or ErrNotFound (possibly wrapped) for a
+// missing key. Write replaces the file and returns the new version's tag.
+// A store that checks conditions writes only while the file is still the
+// version tag names ("" meaning: it does not exist) and otherwise returns
+// ErrConflict; a store that cannot check them ignores tag. Writing the same
+// bytes twice is harmless. Both are called concurrently for different keys;
+// the sink never calls them concurrently for one key.
 type Store interface {
-	Read(ctx context.Context, key string) ([]byte, error)
-	Write(ctx context.Context, key string, data []byte) error
+	Read(ctx context.Context, key string) (data []byte, tag string, err error)
+	Write(ctx context.Context, key string, data []byte, tag string) (newTag string, err error)
 }
 
 // Options configure a Sink. Zero fields take the defaults.
@@ -56,9 +66,17 @@ type Options struct {
 	// Concurrency is how many day files are merged at once, across all
 	// the commits that run in parallel (one per partition) (default 64).
 	Concurrency int
-	// WritesPerSecond caps writes to Store (default 0: no cap). Spaces
-	// allows about 500 requests/s per account.
-	WritesPerSecond float64
+	// RequestsPerSecond caps the requests (reads and writes) made to Store
+	// (default 0: no cap). Spaces allows about 500 requests/s per account.
+	RequestsPerSecond float64
+	// MemoBytes keeps the files this sink last wrote, up to that many
+	// bytes, so that the next change to one of them is merged and written
+	// without reading it first: one request instead of two (default 0:
+	// off). Set it only when Store enforces write conditions (see
+	// objstore.CheckConditionalWrites): the refused write is what tells the
+	// sink that someone else (another instance, a replay) wrote the file
+	// since, and that it must read it again.
+	MemoBytes int64
 	// Log receives corrupt-file reports.
 	Log zerolog.Logger
 }
@@ -68,6 +86,7 @@ type Sink struct {
 	opts    Options
 	slots   chan struct{} // bounds Concurrency across commits
 	limit   *rate.Limiter
+	memo    *memo
 	metrics *metrics
 }
 
@@ -77,8 +96,11 @@ func New(opts Options) *Sink {
 		opts.Concurrency = 64
 	}
 	s := &Sink{opts: opts, slots: make(chan struct{}, opts.Concurrency), metrics: metricsFor(opts.Name)}
-	if opts.WritesPerSecond > 0 {
-		s.limit = rate.NewLimiter(rate.Limit(opts.WritesPerSecond), max(1, int(opts.WritesPerSecond/10)))
+	if opts.RequestsPerSecond > 0 {
+		s.limit = rate.NewLimiter(rate.Limit(opts.RequestsPerSecond), max(1, int(opts.RequestsPerSecond/10)))
+	}
+	if opts.MemoBytes > 0 {
+		s.memo = newMemo(opts.MemoBytes)
 	}
 	return s
 }
@@ -93,26 +115,38 @@ type userDay struct {
 }
 
 // Commit implements processors.Sink: one read-merge-write per user-day in
-// the batches, Concurrency at a time. It fails if any file could not be
-// written; the retry redoes the others too, which changes nothing.
+// the batches, Concurrency at a time. A file that fails does not stop the
+// others; Commit then returns every failure, and the retry of the batch
+// finds the written files unchanged (with a memo, without a request).
 func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 	days := group(batches, s.opts.Log)
-	g, gctx := errgroup.WithContext(ctx)
+	var (
+		g    errgroup.Group
+		mu   sync.Mutex
+		errs []error
+	)
 	for _, d := range days {
 		select {
 		case s.slots <- struct{}{}:
-		case <-gctx.Done():
-			if err := g.Wait(); err != nil {
-				return err
-			}
+		case <-ctx.Done():
+			g.Wait()
 			return ctx.Err() // stopped: the batch is not done, so not acked
 		}
 		g.Go(func() error {
 			defer func() { <-s.slots }()
-			return s.mergeOne(gctx, d)
+			if err := s.mergeOne(ctx, d); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			return nil
 		})
 	}
-	return g.Wait()
+	g.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("%s: %d of %d day files failed: %w", s.opts.Name, len(errs), len(days), errors.Join(errs...))
+	}
+	return nil
 }
 
 // group collects the heartbeats of each user-day, in key order so that
@@ -146,13 +180,31 @@ func group(batches []*heartlogv1.Batch, log zerolog.Logger) []userDay {
 	return out
 }
 
+// conflictAttempts bounds how often one file is read again after a write
+// refused as a conflict, before the commit fails and is retried whole.
+const conflictAttempts = 5
+
 func (s *Sink) mergeOne(ctx context.Context, d userDay) error {
-	existing, found, err := s.read(ctx, d.key)
+	var err error
+	for range conflictAttempts {
+		if err = s.tryMerge(ctx, d); !errors.Is(err, ErrConflict) {
+			return err
+		}
+		s.metrics.conflicts.Inc()
+		s.memo.forget(d.key)
+	}
+	return err
+}
+
+// tryMerge reads the file (from the memo when it holds it), merges d in,
+// and writes the result under the version it read.
+func (s *Sink) tryMerge(ctx context.Context, d userDay) error {
+	cur, err := s.current(ctx, d.key)
 	if err != nil {
 		return err
 	}
-	merged, changed := dayfile.Merge(existing, d.heartbeats)
-	if !changed && found {
+	merged, changed := dayfile.Merge(cur.heartbeats, d.heartbeats)
+	if !changed && cur.found {
 		s.metrics.unchanged.Inc()
 		return nil
 	}
@@ -160,60 +212,102 @@ func (s *Sink) mergeOne(ctx context.Context, d userDay) error {
 	if err != nil {
 		return fmt.Errorf("%s: encode %s: %w", s.opts.Name, d.key, err)
 	}
-	if s.limit != nil {
-		if err := s.limit.Wait(ctx); err != nil {
-			return err
-		}
+	if err := s.wait(ctx); err != nil {
+		return err
 	}
 	start := time.Now()
-	if err := s.opts.Store.Write(ctx, d.key, data); err != nil {
+	tag, err := s.opts.Store.Write(ctx, d.key, data, cur.tag)
+	if err != nil {
 		return fmt.Errorf("%s: write %s: %w", s.opts.Name, d.key, err)
 	}
 	s.metrics.writeSeconds.Observe(time.Since(start).Seconds())
 	s.metrics.writes.Inc()
 	s.metrics.fileBytes.Observe(float64(len(data)))
+	s.memo.put(d.key, data, tag)
 	return nil
 }
 
-// read returns the file's heartbeats from Store, else from Seed. found
-// reports whether Store had the file. An unreadable file is quarantined
-// and reported, and counts as empty: one corrupt file must not stop the
-// processor for every other user of its partition.
-func (s *Sink) read(ctx context.Context, key string) (hbs []*heartlogv1.Heartbeat, found bool, err error) {
-	data, err := s.opts.Store.Read(ctx, key)
+// wait paces requests to Store under RequestsPerSecond.
+func (s *Sink) wait(ctx context.Context) error {
+	if s.limit == nil {
+		return nil
+	}
+	return s.limit.Wait(ctx)
+}
+
+// file is a day file as read: its heartbeats, the version tag to write
+// under, and whether Store has it at all.
+type file struct {
+	heartbeats []*heartlogv1.Heartbeat
+	tag        string
+	found      bool
+}
+
+// current returns the file from the memo, else from Store, else from Seed.
+// An unreadable file is quarantined and reported, and counts as empty: one
+// corrupt file must not stop the processor for every other user of its
+// partition.
+func (s *Sink) current(ctx context.Context, key string) (file, error) {
+	data, tag, found, err := s.fetch(ctx, key)
+	if err != nil || len(data) == 0 {
+		return file{tag: tag, found: found}, err
+	}
+	hbs, err := dayfile.Decode(data)
+	if err == nil {
+		return file{heartbeats: hbs, tag: tag, found: found}, nil
+	}
+	s.memo.forget(key)
+	if err := s.quarantine(ctx, key, data, err); err != nil {
+		return file{}, err
+	}
+	return file{tag: tag, found: found}, nil
+}
+
+// fetch returns the file's bytes and tag. found reports whether Store has
+// the file (a memo hit counts: the sink wrote it).
+func (s *Sink) fetch(ctx context.Context, key string) (data []byte, tag string, found bool, err error) {
+	if data, tag, ok := s.memo.get(key); ok {
+		s.metrics.memoHits.Inc()
+		return data, tag, true, nil
+	}
+	if err := s.wait(ctx); err != nil {
+		return nil, "", false, err
+	}
+	data, tag, err = s.opts.Store.Read(ctx, key)
 	switch {
 	case err == nil:
-		found = true
+		s.memo.put(key, data, tag)
+		return data, tag, true, nil
 	case !errors.Is(err, ErrNotFound):
-		return nil, false, fmt.Errorf("%s: read %s: %w", s.opts.Name, key, err)
+		return nil, "", false, fmt.Errorf("%s: read %s: %w", s.opts.Name, key, err)
 	case s.opts.Seed != nil:
-		data, err = s.opts.Seed.Read(ctx, key)
+		data, _, err = s.opts.Seed.Read(ctx, key)
 		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, false, fmt.Errorf("%s: seed %s: %w", s.opts.Name, key, err)
+			return nil, "", false, fmt.Errorf("%s: seed %s: %w", s.opts.Name, key, err)
 		}
 	}
-	if len(data) == 0 {
-		return nil, found, nil
-	}
-	hbs, err = dayfile.Decode(data)
-	if err == nil {
-		return hbs, found, nil
-	}
+	return data, "", false, nil
+}
+
+// quarantine keeps an unreadable file where an operator can look at it.
+func (s *Sink) quarantine(ctx context.Context, key string, data []byte, cause error) error {
 	s.metrics.corrupt.Inc()
 	qkey := fmt.Sprintf("quarantine/%s.%d", key, time.Now().Unix())
-	ev := s.opts.Log.Error().Err(err).Str("processor", s.opts.Name).Str("key", key)
+	ev := s.opts.Log.Error().Err(cause).Str("processor", s.opts.Name).Str("key", key)
 	if s.opts.Quarantine != nil {
-		if qerr := s.opts.Quarantine.Write(ctx, qkey, data); qerr != nil {
-			return nil, false, fmt.Errorf("%s: quarantine corrupt %s: %w", s.opts.Name, key, qerr)
+		// A copy under the same name (same file, same second) is as good.
+		if _, err := s.opts.Quarantine.Write(ctx, qkey, data, ""); err != nil && !errors.Is(err, ErrConflict) {
+			return fmt.Errorf("%s: quarantine corrupt %s: %w", s.opts.Name, key, err)
 		}
 		ev = ev.Str("quarantined_as", qkey)
 	}
 	ev.Msg("day file unreadable; rebuilding it from the heartbeats at hand (replay or restore to bring back older ones)")
-	return nil, found, nil
+	return nil
 }
 
 type metrics struct {
 	writes, unchanged, corrupt prometheus.Counter
+	conflicts, memoHits        prometheus.Counter
 	writeSeconds, fileBytes    prometheus.Observer
 }
 
@@ -230,6 +324,14 @@ var (
 		Name: "heartlog_dayfile_bad_heartbeats_total",
 		Help: "Heartbeats dropped by day-file processors because their message lacks a valid prefix, user or day.",
 	})
+	conflictsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "heartlog_dayfile_conflicts_total",
+		Help: "Day-file writes refused because another writer changed the file since it was read; each costs a read and a retry.",
+	}, []string{"processor"})
+	memoHitsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "heartlog_dayfile_memo_hits_total",
+		Help: "Day files merged from the sink's memory of its last write, without a read.",
+	}, []string{"processor"})
 	corruptTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "heartlog_dayfile_corrupt_total",
 		Help: "Day files found unreadable (see the error log for their keys).",
@@ -251,6 +353,8 @@ func metricsFor(name string) *metrics {
 		writes:       writesTotal.WithLabelValues(name),
 		unchanged:    unchangedTotal.WithLabelValues(name),
 		corrupt:      corruptTotal.WithLabelValues(name),
+		conflicts:    conflictsTotal.WithLabelValues(name),
+		memoHits:     memoHitsTotal.WithLabelValues(name),
 		writeSeconds: writeSeconds.WithLabelValues(name),
 		fileBytes:    fileBytes.WithLabelValues(name),
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"heartlog/heartbeat"
 	"heartlog/internal/faults"
 	"heartlog/internal/heartlogtest"
@@ -353,4 +355,72 @@ func mustEnv(t *testing.T, name string) string {
 		t.Fatalf("%s is not set: run with `make test`", name)
 	}
 	return v
+}
+
+// TestOutsideWriteIsNotOverwritten: the objects and backup sinks remember
+// the files they wrote and merge the next change without reading them
+// again. When someone else has written a file since (a replay, another
+// instance after a takeover), that memory is stale; the conditional write
+// must be refused and the file read again, so the outside change survives.
+func TestOutsideWriteIsNotOverwritten(t *testing.T) {
+	w := newWorld(t, 1)
+	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
+	ctx := context.Background()
+	w.send(t, 0, day(0, 9))
+	first := w.expected(t)
+	w.waitFiles(t, first)
+
+	// The outside writer adds a heartbeat the processors never saw.
+	buckets := map[string]objstore.Bucket{"primary": w.stores.Primary, "backup": w.stores.Backup}
+	var key string
+	for k := range first {
+		key = k
+	}
+	hbs, err := dayfile.Decode(first[key])
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := proto.Clone(hbs[0]).(*heartlogv1.Heartbeat)
+	foreign.Id, foreign.Entity, foreign.Time = "f0reign", "/src/outside.go", foreign.Time+60
+	outside, _ := dayfile.Merge(hbs, []*heartlogv1.Heartbeat{foreign})
+	for name, b := range buckets {
+		data, err := dayfile.Encode(outside)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Put(ctx, key, data); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+
+	w.send(t, 0, day(0, 10))
+	streamed := map[string]bool{}
+	for _, hb := range mustDecode(t, w.expected(t)[key]) {
+		streamed[hb.Id] = true
+	}
+	for name, b := range buckets {
+		ok := heartlogtest.Eventually(30*time.Second, func() bool {
+			data, _, err := b.Get(ctx, key)
+			return err == nil && len(mustDecode(t, data)) == len(streamed)+1
+		})
+		data, _, _ := b.Get(ctx, key)
+		got := mustDecode(t, data)
+		if !ok {
+			t.Fatalf("%s: %d heartbeats in %s, want the %d streamed and the outside one", name, len(got), key, len(streamed))
+		}
+		for _, hb := range got {
+			if !streamed[hb.Id] && hb.Id != foreign.Id {
+				t.Errorf("%s: unexpected heartbeat %s", name, hb.Id)
+			}
+		}
+	}
+}
+
+func mustDecode(t *testing.T, data []byte) []*heartlogv1.Heartbeat {
+	t.Helper()
+	hbs, err := dayfile.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hbs
 }

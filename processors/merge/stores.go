@@ -4,44 +4,72 @@ import (
 	"context"
 	"errors"
 
+	"github.com/rs/zerolog"
+
 	"heartlog/cache"
 	"heartlog/objstore"
 )
 
-// BucketStore keeps day files in an S3 bucket.
+// BucketStore keeps day files in an S3 bucket. Its tags are ETags, and its
+// writes are conditional on them (objstore's PutIfMatch).
 func BucketStore(b objstore.Bucket) Store { return bucketStore{b} }
 
 type bucketStore struct{ b objstore.Bucket }
 
-func (s bucketStore) Read(ctx context.Context, key string) ([]byte, error) {
-	data, _, err := s.b.Get(ctx, key)
+func (s bucketStore) Read(ctx context.Context, key string) ([]byte, string, error) {
+	data, etag, err := s.b.Get(ctx, key)
 	if errors.Is(err, objstore.ErrNotFound) {
-		return nil, ErrNotFound
+		return nil, "", ErrNotFound
 	}
-	return data, err
+	return data, etag, err
 }
 
-func (s bucketStore) Write(ctx context.Context, key string, data []byte) error {
-	_, err := s.b.Put(ctx, key, data)
-	return err
+func (s bucketStore) Write(ctx context.Context, key string, data []byte, tag string) (string, error) {
+	etag, err := s.b.PutIfMatch(ctx, key, data, tag)
+	if errors.Is(err, objstore.ErrPreconditionFailed) {
+		return "", errors.Join(ErrConflict, err)
+	}
+	return etag, err
 }
 
-// CacheStore keeps day files in SSDB, each with the cache's TTL.
+// CacheStore keeps day files in SSDB, each with the cache's TTL. SSDB has
+// no conditional write, so it ignores tags: the cache relies on one writer
+// per user-day (pinned partition consumers) alone.
 func CacheStore(c *cache.Cache) Store { return cacheStore{c} }
 
 type cacheStore struct{ c *cache.Cache }
 
-func (s cacheStore) Read(ctx context.Context, key string) ([]byte, error) {
+func (s cacheStore) Read(ctx context.Context, key string) ([]byte, string, error) {
 	data, ok, err := s.c.Get(ctx, key)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if !ok {
-		return nil, ErrNotFound
+		return nil, "", ErrNotFound
 	}
-	return data, nil
+	return data, "", nil
 }
 
-func (s cacheStore) Write(ctx context.Context, key string, data []byte) error {
-	return s.c.Set(ctx, key, data)
+func (s cacheStore) Write(ctx context.Context, key string, data []byte, _ string) (string, error) {
+	return "", s.c.Set(ctx, key, data)
+}
+
+// MemoFor returns memoBytes for a sink over b when b's server enforces
+// conditional writes, which a memo needs (see Options.MemoBytes), and 0
+// otherwise, saying why in log: the sink then reads every file before it
+// writes it, one request more per write.
+func MemoFor(ctx context.Context, b objstore.Bucket, memoBytes int64, log zerolog.Logger) int64 {
+	if memoBytes <= 0 {
+		return 0
+	}
+	err := objstore.CheckConditionalWrites(ctx, b)
+	switch {
+	case err == nil:
+		return memoBytes
+	case errors.Is(err, objstore.ErrConditionsIgnored):
+		log.Warn().Str("bucket", b.Name()).Msg("the bucket's server ignores conditional writes: every day file is read before it is written (no memo)")
+	default:
+		log.Warn().Err(err).Str("bucket", b.Name()).Msg("could not check conditional writes: every day file is read before it is written until the next start (no memo)")
+	}
+	return 0
 }

@@ -7,6 +7,8 @@
 package objects
 
 import (
+	"context"
+
 	"github.com/rs/zerolog"
 
 	"heartlog/objstore"
@@ -14,12 +16,24 @@ import (
 	"heartlog/streams"
 )
 
-// New returns the objects sink; concurrency bounds day files merged at
-// once across partitions.
-func New(bucket objstore.Bucket, concurrency int, log zerolog.Logger) *merge.Sink {
+// Options configure the objects sink. Zero fields take merge's defaults.
+type Options struct {
+	// Concurrency bounds day files merged at once across partitions.
+	Concurrency int
+	// MemoBytes is the memory of files last written (merge.Options); it
+	// is used only if the bucket enforces conditional writes.
+	MemoBytes int64
+	Log       zerolog.Logger
+}
+
+// New returns the objects sink. It checks once, with a probe object,
+// whether the bucket honours conditional writes (see merge.MemoFor).
+func New(ctx context.Context, bucket objstore.Bucket, opts Options) *merge.Sink {
 	store := merge.BucketStore(bucket)
 	return merge.New(merge.Options{
 		Name: streams.DurableObjects, Store: store, Quarantine: store,
-		Concurrency: concurrency, Log: log,
+		Concurrency: opts.Concurrency,
+		MemoBytes:   merge.MemoFor(ctx, bucket, opts.MemoBytes, opts.Log),
+		Log:         opts.Log,
 	})
 }
