@@ -12,9 +12,13 @@ import (
 	"heartlog/users"
 )
 
-// UserLookup finds the owner of an API key. *users.Store implements it.
+// UserLookup finds users. *users.Store implements it.
 type UserLookup interface {
+	// ByKey finds the owner of an API key (cached for KeyCacheTTL).
 	ByKey(ctx context.Context, hash users.KeyHash) (users.User, error)
+	// ByID reads a user afresh: all_time needs a first day newer than
+	// the cached user's.
+	ByID(ctx context.Context, id string) (users.User, error)
 }
 
 // authError is a refused credential; its message is safe to show.

@@ -151,9 +151,10 @@ func (ss *statsService) GetStats(ctx context.Context, req *connect.Request[heart
 		return nil, ss.readError(u, err)
 	}
 	name := req.Msg.GetRange()
-	o.Start, o.End, err = stats.ParseRange(name, ss.s.opts.Now(), o.Location)
+	now := ss.s.opts.Now()
+	o.Start, o.End, err = stats.ParseRange(name, now, o.Location)
 	if errors.Is(err, stats.ErrAllTime) {
-		o.Start, err = allTimeStart(u, o.Location), nil
+		o.Start, err = ss.s.allTimeStart(ctx, u, now, o.Location)
 	}
 	var days []stats.Day
 	if err == nil {

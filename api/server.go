@@ -65,6 +65,7 @@ func (o *Options) setDefaults() {
 // Server is the HTTP API.
 type Server struct {
 	opts   Options
+	users  UserLookup
 	auth   *authenticator
 	limit  *limiter
 	ingest *ingestor
@@ -77,6 +78,7 @@ func New(u UserLookup, pub Publisher, opts Options) *Server {
 	opts.setDefaults()
 	s := &Server{
 		opts:   opts,
+		users:  u,
 		auth:   newAuthenticator(u, opts.KeyCacheTTL),
 		limit:  newLimiter(opts.RateLimit, opts.RateBurst),
 		ingest: &ingestor{limits: opts.Limits, pub: pub, now: opts.Now},

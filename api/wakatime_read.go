@@ -23,10 +23,6 @@ type HeartbeatReader interface {
 // read is a Postgres query share, an SSDB key or an S3 object.
 const maxRangeDays = 400
 
-// allTimeDays is how far before the account's creation all_time looks:
-// plugins' offline queues and imports send older heartbeats.
-const allTimeDays = 30
-
 func (s *Server) readRoutes() {
 	for _, root := range wakatimeRoots {
 		s.mux.Handle("GET "+root+"/users/{user}", s.user("user", s.getUser))
@@ -252,7 +248,7 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request, u users.User) 
 	now := s.opts.Now()
 	o.Start, o.End, err = stats.ParseRange(name, now, o.Location)
 	if errors.Is(err, stats.ErrAllTime) {
-		o.Start, err = allTimeStart(u, o.Location), nil
+		o.Start, err = s.allTimeStart(r.Context(), u, now, o.Location)
 	}
 	var days []stats.Day
 	if err == nil {
@@ -276,8 +272,24 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request, u users.User) 
 	}})
 }
 
-func allTimeStart(u users.User, loc *time.Location) stats.Date {
-	return stats.DateOf(u.CreatedAt, loc).AddDays(-allTimeDays)
+// allTimeStart is the local day of the user's first heartbeat (kept by the
+// postgres processor), or today for a user without one, but no more than
+// maxRangeDays before today: all_time is bounded like any range (see the
+// README's limits).
+func (s *Server) allTimeStart(ctx context.Context, u users.User, now time.Time, loc *time.Location) (stats.Date, error) {
+	u, err := s.users.ByID(ctx, u.ID) // the cached user's first day may be stale
+	if err != nil {
+		return stats.Date{}, err
+	}
+	today := stats.DateOf(now, loc)
+	earliest := today.AddDays(-(maxRangeDays - 1))
+	if u.FirstDay.IsZero() {
+		return today, nil
+	}
+	if first := stats.DateOf(u.FirstDay, loc); earliest.DaysUntil(first) > 0 {
+		return first, nil
+	}
+	return earliest, nil
 }
 
 func (s *Server) getAllTime(w http.ResponseWriter, r *http.Request, u users.User) {
@@ -287,10 +299,12 @@ func (s *Server) getAllTime(w http.ResponseWriter, r *http.Request, u users.User
 		return
 	}
 	now := s.opts.Now()
-	o.Start, o.End = allTimeStart(u, o.Location), stats.DateOf(now, o.Location)
-	if n := o.Start.DaysUntil(o.End) + 1; n > maxRangeDays {
-		o.Start = o.End.AddDays(-(maxRangeDays - 1)) // bounded: see the README's limits
+	o.Start, err = s.allTimeStart(r.Context(), u, now, o.Location)
+	if err != nil {
+		s.readFailed(w, u, err)
+		return
 	}
+	o.End = stats.DateOf(now, o.Location)
 	days, err := s.summarize(r.Context(), u, o)
 	if err != nil {
 		s.readFailed(w, u, err)

@@ -236,3 +236,31 @@ func TestStatusBarToday(t *testing.T) {
 		}
 	}
 }
+
+// TestAllTimeStartsAtTheFirstHeartbeat: an import or an offline queue can
+// bring heartbeats from long before the account existed; all_time counts
+// from the earliest one stored, read afresh rather than from the key cache.
+func TestAllTimeStartsAtTheFirstHeartbeat(t *testing.T) {
+	svc := heartlogtest.Start(t, heartlogtest.Options{})
+	carol, key := svc.CreateUser(t, "carol", "")
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	if time.Now().UTC().Hour() < 11 {
+		today = today.AddDate(0, 0, -1)
+	}
+	code, at := get(t, svc, "/api/v1/users/current/all_time_since_today", key)
+	if code != 200 || dig(at, "data", "total_seconds") != 0.0 || dig(at, "data", "range", "start_date") != time.Now().UTC().Format(time.DateOnly) {
+		t.Fatalf("all_time before any heartbeat: %d %v", code, at)
+	}
+	long := today.AddDate(0, 0, -90)
+	sendDay(t, svc, key, today)
+	sendDay(t, svc, key, long)
+	svc.WaitCount(t, 10, "SELECT count(*) FROM heartbeats WHERE user_id = $1", carol.ID)
+	code, at = get(t, svc, "/api/v1/users/current/all_time_since_today", key)
+	if code != 200 || dig(at, "data", "total_seconds") != 1320.0 || dig(at, "data", "range", "start_date") != long.Format(time.DateOnly) {
+		t.Fatalf("all_time: %d %v", code, at)
+	}
+	code, st := get(t, svc, "/api/v1/users/current/stats/all_time", key)
+	if code != 200 || dig(st, "data", "total_seconds") != 1320.0 {
+		t.Fatalf("stats/all_time: %d %v", code, st)
+	}
+}

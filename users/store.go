@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -26,6 +27,9 @@ type User struct {
 	TimeZone       string
 	TimeoutMinutes int
 	CreatedAt      time.Time
+	// FirstDay is midnight UTC of the day of the user's earliest heartbeat,
+	// zero before the first one is stored.
+	FirstDay time.Time
 }
 
 // Store reads and writes users in Postgres.
@@ -77,11 +81,15 @@ func (s *Store) Create(ctx context.Context, n NewUser) (User, string, error) {
 	return u, key, nil
 }
 
-const columns = "id::text, name, object_prefix, time_zone, timeout_minutes, created_at"
+const columns = "id::text, name, object_prefix, time_zone, timeout_minutes, created_at, first_day"
 
 func scan(row pgx.Row) (User, error) {
 	var u User
-	err := row.Scan(&u.ID, &u.Name, &u.ObjectPrefix, &u.TimeZone, &u.TimeoutMinutes, &u.CreatedAt)
+	var first pgtype.Date
+	err := row.Scan(&u.ID, &u.Name, &u.ObjectPrefix, &u.TimeZone, &u.TimeoutMinutes, &u.CreatedAt, &first)
+	if first.Valid {
+		u.FirstDay = first.Time
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, ErrNotFound
 	}

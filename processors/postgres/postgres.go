@@ -101,6 +101,11 @@ var columns = []string{
 // NOTHING. A part that failed leaves nothing, and a part that committed is
 // absorbed by the conflict path when the batch is retried.
 func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
+	// First days go first, so that a reader who sees the rows also sees
+	// the first day that covers them.
+	if err := s.noteFirstDays(ctx, batches); err != nil {
+		return err
+	}
 	rows, days := s.rows(batches)
 	if len(rows) == 0 {
 		return nil
@@ -116,6 +121,36 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 		g.Go(func() error { return s.write(gctx, part) })
 	}
 	return g.Wait()
+}
+
+// noteFirstDays moves each user's first_day back to the earliest day in the
+// batches, where it is later than that. Days whose shard is dropped count
+// too: their heartbeats are in S3, and all_time reads them there. Most
+// commits change no user, and then write nothing.
+func (s *Sink) noteFirstDays(ctx context.Context, batches []*heartlogv1.Batch) error {
+	first := map[string]string{}
+	for _, b := range batches {
+		for _, hb := range b.Heartbeats {
+			if d, ok := first[hb.UserId]; !ok || b.Day < d {
+				first[hb.UserId] = b.Day
+			}
+		}
+	}
+	ids, days := make([]string, 0, len(first)), make([]time.Time, 0, len(first))
+	for id, d := range first {
+		t, err := time.Parse(heartbeat.DayLayout, d)
+		if _, perr := uuid.Parse(id); err != nil || perr != nil {
+			continue // counted and logged by rows
+		}
+		ids, days = append(ids, id), append(days, t)
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE users u SET first_day = v.day
+		FROM unnest($1::uuid[], $2::date[]) AS v(id, day)
+		WHERE u.id = v.id AND (u.first_day IS NULL OR u.first_day > v.day)`, ids, days)
+	if err != nil {
+		return fmt.Errorf("postgres: note first days: %w", err)
+	}
+	return nil
 }
 
 // split cuts rows (grouped by day, in order) into at most n runs of near
