@@ -45,6 +45,15 @@ func (m *memo) get(key string) (data []byte, tag string, ok bool) {
 
 // put remembers data under tag; an entry without a tag could never guard a
 // write, so it is not kept.
+func (m *memo) has(key string) bool {
+	if m == nil {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.byKey[key] != nil
+}
+
 func (m *memo) put(key string, data []byte, tag string) {
 	if m == nil || tag == "" || int64(len(data)) > m.budget {
 		return

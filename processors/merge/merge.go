@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"heartlog/heartbeat"
 	"heartlog/schema/dayfile"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 )
@@ -77,6 +78,14 @@ type Options struct {
 	// sink that someone else (another instance, a replay) wrote the file
 	// since, and that it must read it again.
 	MemoBytes int64
+	// AssumeNew writes a file that the memo does not hold and whose UTC
+	// day began less than AssumeNew ago as a new file (a create-only
+	// conditional write) without reading it first. A day's first flush
+	// then costs one request per file instead of two; where the guess is
+	// wrong (after a restart) the refused write costs one request more.
+	// Like MemoBytes it needs a Store that enforces conditions (default 0:
+	// always read).
+	AssumeNew time.Duration
 	// Log receives corrupt-file reports.
 	Log zerolog.Logger
 }
@@ -111,6 +120,7 @@ func (s *Sink) Name() string { return s.opts.Name }
 // userDay is one day file's worth of new heartbeats.
 type userDay struct {
 	key        string
+	day        string // YYYYMMDD, UTC
 	heartbeats []*heartlogv1.Heartbeat
 }
 
@@ -166,7 +176,7 @@ func group(batches []*heartlogv1.Batch, log zerolog.Logger) []userDay {
 			key := dayfile.Key(prefix, hb.UserId, b.Day)
 			d := byKey[key]
 			if d == nil {
-				d = &userDay{key: key}
+				d = &userDay{key: key, day: b.Day}
 				byKey[key] = d
 			}
 			d.heartbeats = append(d.heartbeats, hb)
@@ -185,23 +195,37 @@ func group(batches []*heartlogv1.Batch, log zerolog.Logger) []userDay {
 const conflictAttempts = 5
 
 func (s *Sink) mergeOne(ctx context.Context, d userDay) error {
+	assumeNew := s.likelyNew(d)
 	var err error
 	for range conflictAttempts {
-		if err = s.tryMerge(ctx, d); !errors.Is(err, ErrConflict) {
+		if err = s.tryMerge(ctx, d, assumeNew); !errors.Is(err, ErrConflict) {
 			return err
 		}
+		assumeNew = false
 		s.metrics.conflicts.Inc()
 		s.memo.forget(d.key)
 	}
 	return err
 }
 
+// likelyNew reports whether d's file is written without a read first (see
+// Options.AssumeNew).
+func (s *Sink) likelyNew(d userDay) bool {
+	if s.opts.AssumeNew <= 0 || s.memo.has(d.key) {
+		return false
+	}
+	start, err := time.Parse(heartbeat.DayLayout, d.day)
+	return err == nil && time.Since(start) < s.opts.AssumeNew
+}
+
 // tryMerge reads the file (from the memo when it holds it), merges d in,
 // and writes the result under the version it read.
-func (s *Sink) tryMerge(ctx context.Context, d userDay) error {
-	cur, err := s.current(ctx, d.key)
-	if err != nil {
-		return err
+func (s *Sink) tryMerge(ctx context.Context, d userDay, assumeNew bool) error {
+	cur, err := file{}, error(nil)
+	if !assumeNew {
+		if cur, err = s.current(ctx, d.key); err != nil {
+			return err
+		}
 	}
 	merged, changed := dayfile.Merge(cur.heartbeats, d.heartbeats)
 	if !changed && cur.found {

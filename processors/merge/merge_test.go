@@ -364,7 +364,7 @@ func mustEnv(t *testing.T, name string) string {
 // must be refused and the file read again, so the outside change survives.
 func TestOutsideWriteIsNotOverwritten(t *testing.T) {
 	w := newWorld(t, 1)
-	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
+	stop := w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
 	ctx := context.Background()
 	w.send(t, 0, day(0, 9))
 	first := w.expected(t)
@@ -394,6 +394,21 @@ func TestOutsideWriteIsNotOverwritten(t *testing.T) {
 	}
 
 	w.send(t, 0, day(0, 10))
+	w.expectWithOutside(t, buckets, key, foreign.Id)
+
+	// Restarted processors remember nothing and take today's file for a
+	// new one (AssumeNew): the create-only write is refused, and they read.
+	stop()
+	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
+	w.send(t, 0, day(0, 11))
+	w.expectWithOutside(t, buckets, key, foreign.Id)
+}
+
+// expectWithOutside waits until key holds every streamed heartbeat of its
+// user-day and the outside one, in each bucket.
+func (w *world) expectWithOutside(t *testing.T, buckets map[string]objstore.Bucket, key, outside string) {
+	t.Helper()
+	ctx := context.Background()
 	streamed := map[string]bool{}
 	for _, hb := range mustDecode(t, w.expected(t)[key]) {
 		streamed[hb.Id] = true
@@ -409,7 +424,7 @@ func TestOutsideWriteIsNotOverwritten(t *testing.T) {
 			t.Fatalf("%s: %d heartbeats in %s, want the %d streamed and the outside one", name, len(got), key, len(streamed))
 		}
 		for _, hb := range got {
-			if !streamed[hb.Id] && hb.Id != foreign.Id {
+			if !streamed[hb.Id] && hb.Id != outside {
 				t.Errorf("%s: unexpected heartbeat %s", name, hb.Id)
 			}
 		}

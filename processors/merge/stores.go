@@ -3,6 +3,7 @@ package merge
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -54,22 +55,28 @@ func (s cacheStore) Write(ctx context.Context, key string, data []byte, _ string
 	return "", s.c.Set(ctx, key, data)
 }
 
-// MemoFor returns memoBytes for a sink over b when b's server enforces
-// conditional writes, which a memo needs (see Options.MemoBytes), and 0
-// otherwise, saying why in log: the sink then reads every file before it
-// writes it, one request more per write.
-func MemoFor(ctx context.Context, b objstore.Bucket, memoBytes int64, log zerolog.Logger) int64 {
-	if memoBytes <= 0 {
-		return 0
+// DefaultAssumeNew is d, or 24 hours for zero: a file of the current UTC
+// day that the memo does not hold is most often the day's first. Negative
+// turns AssumeNew off.
+func DefaultAssumeNew(d time.Duration) time.Duration {
+	if d == 0 {
+		return 24 * time.Hour
 	}
+	return max(d, 0)
+}
+
+// ConditionalWrites reports whether b's server enforces conditional writes,
+// which MemoBytes and AssumeNew need, and says in log why not when it does
+// not: the sink then reads every file before it writes it.
+func ConditionalWrites(ctx context.Context, b objstore.Bucket, log zerolog.Logger) bool {
 	err := objstore.CheckConditionalWrites(ctx, b)
 	switch {
 	case err == nil:
-		return memoBytes
+		return true
 	case errors.Is(err, objstore.ErrConditionsIgnored):
 		log.Warn().Str("bucket", b.Name()).Msg("the bucket's server ignores conditional writes: every day file is read before it is written (no memo)")
 	default:
 		log.Warn().Err(err).Str("bucket", b.Name()).Msg("could not check conditional writes: every day file is read before it is written until the next start (no memo)")
 	}
-	return 0
+	return false
 }

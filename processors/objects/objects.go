@@ -8,6 +8,7 @@ package objects
 
 import (
 	"context"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -23,6 +24,9 @@ type Options struct {
 	// MemoBytes is the memory of files last written (merge.Options); it
 	// is used only if the bucket enforces conditional writes.
 	MemoBytes int64
+	// AssumeNew is merge.Options.AssumeNew (default 24h: the current
+	// day's files; negative: off); used only with conditional writes.
+	AssumeNew time.Duration
 	Log       zerolog.Logger
 }
 
@@ -30,10 +34,12 @@ type Options struct {
 // whether the bucket honours conditional writes (see merge.MemoFor).
 func New(ctx context.Context, bucket objstore.Bucket, opts Options) *merge.Sink {
 	store := merge.BucketStore(bucket)
-	return merge.New(merge.Options{
+	mo := merge.Options{
 		Name: streams.DurableObjects, Store: store, Quarantine: store,
-		Concurrency: opts.Concurrency,
-		MemoBytes:   merge.MemoFor(ctx, bucket, opts.MemoBytes, opts.Log),
-		Log:         opts.Log,
-	})
+		Concurrency: opts.Concurrency, Log: opts.Log,
+	}
+	if merge.ConditionalWrites(ctx, bucket, opts.Log) {
+		mo.MemoBytes, mo.AssumeNew = opts.MemoBytes, merge.DefaultAssumeNew(opts.AssumeNew)
+	}
+	return merge.New(mo)
 }
