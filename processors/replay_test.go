@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"heartlog/heartbeat"
 	"heartlog/internal/heartlogtest"
 	"heartlog/processors"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
@@ -28,10 +27,7 @@ func TestReplayFeedsTheRangeWithoutTouchingDurables(t *testing.T) {
 	perUser := map[string]int{}
 	for i := range 120 {
 		user := users[i%2]
-		hb := &heartlogv1.Heartbeat{Entity: fmt.Sprintf("f%d.go", i), Type: "file", Time: float64(time.Now().Unix() - int64(i))}
-		if err := heartbeat.DefaultLimits.Prepare(hb, heartbeat.Origin{UserID: user, Now: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
+		hb := heartlogtest.Heartbeat(t, user, fmt.Sprintf("f%d.go", i), time.Now().Add(-time.Duration(i)*time.Second))
 		if err := pub.Publish(ctx, []*heartlogv1.Heartbeat{hb}, nil); err != nil {
 			t.Fatal(err)
 		}

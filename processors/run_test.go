@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"heartlog/heartbeat"
 	"heartlog/internal/heartlogtest"
 	"heartlog/processors"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
@@ -64,10 +63,7 @@ func TestRunRetriesThenAcks(t *testing.T) {
 	}
 	const total = 300
 	for i := range total {
-		hb := &heartlogv1.Heartbeat{Entity: fmt.Sprintf("f%d.go", i), Type: "file", Time: float64(time.Now().Unix() - int64(i))}
-		if err := heartbeat.DefaultLimits.Prepare(hb, heartbeat.Origin{UserID: fmt.Sprintf("u%d", i%7), Now: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
+		hb := heartlogtest.Heartbeat(t, fmt.Sprintf("u%d", i%7), fmt.Sprintf("f%d.go", i), time.Now().Add(-time.Duration(i)*time.Second))
 		if err := pub.Publish(ctx, []*heartlogv1.Heartbeat{hb}, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -130,10 +126,7 @@ func TestLongCommitIsNotRedelivered(t *testing.T) {
 	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
 	defer pub.Close()
 	for i := range 20 {
-		hb := &heartlogv1.Heartbeat{Entity: fmt.Sprintf("f%d.go", i), Type: "file", Time: float64(time.Now().Unix() - int64(i))}
-		if err := heartbeat.DefaultLimits.Prepare(hb, heartbeat.Origin{UserID: "u", Now: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
+		hb := heartlogtest.Heartbeat(t, "u", fmt.Sprintf("f%d.go", i), time.Now().Add(-time.Duration(i)*time.Second))
 		if err := pub.Publish(ctx, []*heartlogv1.Heartbeat{hb}, nil); err != nil {
 			t.Fatal(err)
 		}

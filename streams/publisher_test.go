@@ -32,15 +32,6 @@ func setup(t *testing.T) (*heartlogtest.NATS, jetstream.JetStream, streams.Confi
 	return n, js, cfg, newPub(streams.PublisherOptions{}), newPub
 }
 
-func prepared(t *testing.T, user string, entity string, at time.Time) *heartlogv1.Heartbeat {
-	t.Helper()
-	hb := &heartlogv1.Heartbeat{Entity: entity, Type: "file", Time: float64(at.Unix())}
-	if err := heartbeat.DefaultLimits.Prepare(hb, heartbeat.Origin{UserID: user, Now: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	return hb
-}
-
 // readAll returns every message in the stream, decoded, with its subject.
 func readAll(t *testing.T, js jetstream.JetStream, cfg streams.Config) (subjects []string, batches []*heartlogv1.Batch) {
 	t.Helper()
@@ -77,7 +68,7 @@ func TestPublishBatchesByDayAndPartition(t *testing.T) {
 	for u := range 20 {
 		user := fmt.Sprintf("user-%d", u)
 		for _, at := range []time.Time{day1, day2} {
-			hb := prepared(t, user, fmt.Sprintf("f%d.go", u), at)
+			hb := heartlogtest.Heartbeat(t, user, fmt.Sprintf("f%d.go", u), at)
 			hbs = append(hbs, hb)
 			want[hb.Id] = true
 		}
@@ -132,7 +123,7 @@ func TestConcurrentRequestsShareMessages(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hb := prepared(t, "same-user", fmt.Sprintf("f%d.go", i), now)
+			hb := heartlogtest.Heartbeat(t, "same-user", fmt.Sprintf("f%d.go", i), now)
 			errs <- pub.Publish(context.Background(), []*heartlogv1.Heartbeat{hb}, nil)
 		}()
 	}
@@ -162,7 +153,7 @@ func TestLargeBatchesAreSplit(t *testing.T) {
 	var hbs []*heartlogv1.Heartbeat
 	at := time.Now().Add(-time.Minute)
 	for i := range 500 {
-		hbs = append(hbs, prepared(t, "u", fmt.Sprintf("/some/long/path/to/file-%04d.go", i), at))
+		hbs = append(hbs, heartlogtest.Heartbeat(t, "u", fmt.Sprintf("/some/long/path/to/file-%04d.go", i), at))
 	}
 	if err := pub.Publish(context.Background(), hbs, nil); err != nil {
 		t.Fatal(err)
@@ -186,7 +177,7 @@ func TestPublishFailsWithoutServer(t *testing.T) {
 	n.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := pub.Publish(ctx, []*heartlogv1.Heartbeat{prepared(t, "u", "a.go", time.Now())}, nil)
+	err := pub.Publish(ctx, []*heartlogv1.Heartbeat{heartlogtest.Heartbeat(t, "u", "a.go", time.Now())}, nil)
 	if !errors.Is(err, streams.ErrUnavailable) {
 		t.Fatalf("publish with the server down: %v, want ErrUnavailable", err)
 	}

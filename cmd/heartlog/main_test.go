@@ -91,10 +91,7 @@ func TestProcessorKilledMidBatch(t *testing.T) {
 		user := fmt.Sprintf("00000000-0000-4000-8000-%012d", u)
 		hbs := make([]*heartlogv1.Heartbeat, perUser)
 		for i := range hbs {
-			hbs[i] = &heartlogv1.Heartbeat{Entity: fmt.Sprintf("/src/f%d.go", i%40), Type: "file", Time: float64(start.Unix() + int64(i*10))}
-			if err := heartbeat.DefaultLimits.Prepare(hbs[i], heartbeat.Origin{UserID: user, Now: time.Now()}); err != nil {
-				t.Fatal(err)
-			}
+			hbs[i] = heartlogtest.Heartbeat(t, user, fmt.Sprintf("/src/f%d.go", i%40), start.Add(time.Duration(i*10)*time.Second))
 			ids = append(ids, hbs[i].Id)
 		}
 		for i := 0; i < perUser; i += 20 { // many small messages: many commits to die in
@@ -251,10 +248,7 @@ func TestReplayRebuildsPostgres(t *testing.T) {
 	defer pub.Close()
 	const total = 300
 	for i := range total {
-		hb := &heartlogv1.Heartbeat{Entity: fmt.Sprintf("f%d.go", i), Type: "file", Time: float64(time.Now().Unix() - int64(i*60))}
-		if err := heartbeat.DefaultLimits.Prepare(hb, heartbeat.Origin{UserID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i%3), Now: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
+		hb := heartlogtest.Heartbeat(t, fmt.Sprintf("00000000-0000-4000-8000-%012d", i%3), fmt.Sprintf("f%d.go", i), time.Now().Add(-time.Duration(i)*time.Minute))
 		if err := pub.Publish(ctx, []*heartlogv1.Heartbeat{hb}, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -319,10 +313,7 @@ func TestDayFileProcessorKilledMidFlush(t *testing.T) {
 		user := fmt.Sprintf("00000000-0000-4000-8000-%012d", u)
 		hbs := make([]*heartlogv1.Heartbeat, perUser)
 		for i := range hbs {
-			hbs[i] = &heartlogv1.Heartbeat{Entity: fmt.Sprintf("/src/f%d.go", i%9), Type: "file", Time: float64(start.Unix() + int64(i*300))}
-			if err := heartbeat.DefaultLimits.Prepare(hbs[i], heartbeat.Origin{UserID: user, Now: time.Now()}); err != nil {
-				t.Fatal(err)
-			}
+			hbs[i] = heartlogtest.Heartbeat(t, user, fmt.Sprintf("/src/f%d.go", i%9), start.Add(time.Duration(i*300)*time.Second))
 			key := dayfile.Key(prefix, user, heartbeat.Day(hbs[i]))
 			want[key] = append(want[key], hbs[i])
 		}
