@@ -66,10 +66,10 @@ func (ss *statsService) GetSummaries(ctx context.Context, req *connect.Request[h
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}
-	total := stats.Combine(days).GrandTotal.Total
+	t, avg := rangeTotals(days)
 	out := &heartlogv1.GetSummariesResponse{
-		CumulativeTotal: totalMsg(total),
-		DailyAverage:    totalMsg(total / time.Duration(len(days))),
+		CumulativeTotal: totalMsg(t.GrandTotal.Total),
+		DailyAverage:    totalMsg(avg),
 	}
 	for _, d := range days {
 		out.Days = append(out.Days, daySummary(d))
@@ -163,11 +163,11 @@ func (ss *statsService) GetStats(ctx context.Context, req *connect.Request[heart
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}
-	t := stats.Combine(days)
+	t, avg := rangeTotals(days)
 	return connect.NewResponse(&heartlogv1.GetStatsResponse{
 		Range: name, Start: o.Start.String(), End: o.End.String(),
 		Total:        totalMsg(t.GrandTotal.Total),
-		DailyAverage: totalMsg(t.GrandTotal.Total / time.Duration(len(days))),
+		DailyAverage: totalMsg(avg),
 		Breakdown:    breakdown(t),
 	}), nil
 }

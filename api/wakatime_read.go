@@ -138,8 +138,8 @@ func (s *Server) getSummaries(w http.ResponseWriter, r *http.Request, u users.Us
 		s.readFailed(w, u, err)
 		return
 	}
-	total := stats.Combine(days).GrandTotal.Total
-	avg := total / time.Duration(len(days))
+	t, avg := rangeTotals(days)
+	total := t.GrandTotal.Total
 	writeJSON(w, http.StatusOK, map[string]any{
 		"data":             days,
 		"start":            stats.NewRange(o.Start, o.Location).Start,
@@ -258,8 +258,7 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request, u users.User) 
 		s.readFailed(w, u, err)
 		return
 	}
-	t := stats.Combine(days)
-	avg := t.GrandTotal.Total / time.Duration(len(days))
+	t, avg := rangeTotals(days)
 	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{
 		"range": name, "start": stats.NewRange(o.Start, o.Location).Start, "end": stats.NewRange(o.End, o.Location).End,
 		"timezone": o.Location.String(), "timeout": o.Timeout, "writes_only": o.WritesOnly,
@@ -270,6 +269,16 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request, u users.User) 
 		"operating_systems": t.OperatingSystems, "machines": t.Machines, "categories": t.Categories,
 		"branches": t.Branches, "dependencies": t.Dependencies,
 	}})
+}
+
+// rangeTotals combines the days of a range, and averages its grand total
+// over every day of it, idle days included, as WakaTime does.
+func rangeTotals(days []stats.Day) (stats.Totals, time.Duration) {
+	t := stats.Combine(days)
+	if len(days) == 0 {
+		return t, 0
+	}
+	return t, t.GrandTotal.Total / time.Duration(len(days))
 }
 
 // allTimeStart is the local day of the user's first heartbeat (kept by the
