@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -213,6 +214,7 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		if err != nil {
 			return nil, nil, err
 		}
+		rt.checkSpacesLimits()
 		return backup.New(ctx, b, backup.Options{
 			Concurrency: rt.cfg.BackupFlush.Concurrency, RequestsPerSecond: rt.cfg.BackupRequestsPerSec,
 			MemoBytes: rt.cfg.BackupFlush.MemoBytes, Log: rt.log,
@@ -229,6 +231,31 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		return cachesink.New(c, primary, rt.cfg.Cache.Concurrency, rt.log), func() { _ = c.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("unknown processor %q (HEARTLOG_PROCESSORS); this release has: %v", name, processorNames)
+}
+
+// Spaces' documented limits per Space (bucket): 240 requests/s in all, 150
+// of them writes (PUT, POST, COPY, DELETE, LIST), and 5 PUTs of one object
+// per 5 minutes. Beyond them Spaces answers 503 SlowDown: retried, so
+// nothing is lost, but the backup then runs at the limit with backoff.
+const (
+	spacesWritesPerSecond = 150
+	spacesMinFlushAge     = time.Minute
+)
+
+// checkSpacesLimits warns when the backup's settings exceed what a single
+// DigitalOcean Space accepts.
+func (rt *runtime) checkSpacesLimits() {
+	if !strings.Contains(rt.cfg.Backup.Endpoint, "digitaloceanspaces.com") {
+		return
+	}
+	if rt.cfg.BackupRequestsPerSec > spacesWritesPerSecond {
+		rt.log.Warn().Float64("HEARTLOG_BACKUP_REQUESTS_PER_SECOND", rt.cfg.BackupRequestsPerSec).
+			Msg("above the 150 writes/s a single Space accepts: expect 503 SlowDown and retries; set it to about 140")
+	}
+	if rt.cfg.BackupFlush.Age < spacesMinFlushAge {
+		rt.log.Warn().Dur("HEARTLOG_BACKUP_FLUSH_AGE", rt.cfg.BackupFlush.Age).
+			Msg("Spaces accepts 5 writes of one object per 5 minutes: a busy day file will be throttled; keep the flush age at a minute or more")
+	}
 }
 
 // bucket opens an S3 bucket for a processor, with its metrics.
