@@ -40,12 +40,16 @@ const MaxDecodedSize = 256 << 20
 // and more than MaxDecodedSize bytes of content. Strings with invalid UTF-8
 // get U+FFFD for each bad byte, as encoding/json would write them.
 //
-// Whatever Decode returns, Merge and then Encode write.
+// Whatever Decode returns, Merge and then Encode write. Equal strings and
+// equal dependency lists of one file may share their memory: do not modify
+// a returned Dependencies slice in place (an append copies).
 func Decode(data []byte) ([]*heartlogv1.Heartbeat, error) {
-	return decode(data, MaxDecodedSize)
+	return decode(data, MaxDecodedSize, true)
 }
 
-func decode(data []byte, limit int) ([]*heartlogv1.Heartbeat, error) {
+// decode reads a day file of at most limit bytes uncompressed; fast tries
+// the fast path (fastdecode.go) on each line first.
+func decode(data []byte, limit int, fast bool) ([]*heartlogv1.Heartbeat, error) {
 	rb := getBuf(&jsonBufs)
 	defer putBuf(&jsonBufs, rb)
 	raw, err := gunzip((*rb)[:0], data, limit)
@@ -78,8 +82,11 @@ func decode(data []byte, limit int) ([]*heartlogv1.Heartbeat, error) {
 		}
 		hb := &slab[0]
 		slab = slab[1:]
-		if err := d.line(p, line, hb); err != nil {
-			return nil, fmt.Errorf("%w: line %d: %w", ErrCorrupt, n, err)
+		if !fast || !d.fastLine(line, hb) {
+			*hb = heartlogv1.Heartbeat{} // what the fast path set before it gave up
+			if err := d.line(p, line, hb); err != nil {
+				return nil, fmt.Errorf("%w: line %d: %w", ErrCorrupt, n, err)
+			}
 		}
 		hbs = append(hbs, hb)
 	}
@@ -151,7 +158,9 @@ type decoder struct {
 	// intern keeps one copy of each string value: user, type, category,
 	// project, editor and the like repeat on nearly every line of a day.
 	intern map[string]string
-	ints   []int32 // optional numbers are allocated from here
+	lists  map[string][]string // dependency lists, by their JSON (fast path)
+	last   [numSlots]string    // each string field's value on the line before (fast path)
+	ints   []int32             // optional numbers are allocated from here
 	bools  []bool
 	num    []byte // scratch for a number's text
 }
@@ -250,18 +259,24 @@ func (d *decoder) str(v *fastjson.Value, intern bool) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("is a %s, not a string", v.Type())
 	}
+	return d.text(b, intern), nil
+}
+
+// text is a string's content as a Go string: interned if asked, with
+// U+FFFD for each byte of invalid UTF-8.
+func (d *decoder) text(b []byte, intern bool) string {
 	if !utf8.Valid(b) {
-		return toValidUTF8(b), nil
+		return toValidUTF8(b)
 	}
 	if !intern {
-		return string(b), nil
+		return string(b)
 	}
 	if s, ok := d.intern[string(b)]; ok {
-		return s, nil
+		return s
 	}
 	s := string(b)
 	d.intern[s] = s
-	return s, nil
+	return s
 }
 
 // toValidUTF8 replaces each byte of invalid UTF-8 with U+FFFD, the string
@@ -334,13 +349,18 @@ func (d *decoder) int(v *fastjson.Value) (*int32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("is %.40q, not an integer in int32 range", b)
 	}
+	return d.newInt(int32(n)), nil
+}
+
+// newInt returns a pointer to n, allocated from a slab.
+func (d *decoder) newInt(n int32) *int32 {
 	if len(d.ints) == 0 {
 		d.ints = make([]int32, 256)
 	}
 	p := &d.ints[0]
 	d.ints = d.ints[1:]
-	*p = int32(n)
-	return p, nil
+	*p = n
+	return p
 }
 
 func (d *decoder) bool(v *fastjson.Value) (*bool, error) {
@@ -352,13 +372,18 @@ func (d *decoder) bool(v *fastjson.Value) (*bool, error) {
 	default:
 		return nil, fmt.Errorf("is a %s, not true or false", v.Type())
 	}
+	return d.newBool(b), nil
+}
+
+// newBool returns a pointer to b, allocated from a slab.
+func (d *decoder) newBool(b bool) *bool {
 	if len(d.bools) == 0 {
-		d.bools = make([]bool, 64)
+		d.bools = make([]bool, 256)
 	}
 	p := &d.bools[0]
 	d.bools = d.bools[1:]
 	*p = b
-	return p, nil
+	return p
 }
 
 // extra returns the object compacted, exactly as Encode will write it

@@ -3,6 +3,8 @@ package dayfile_test
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 
@@ -77,6 +79,7 @@ func gzipFast(b []byte) []byte {
 
 func check(t *testing.T, data []byte) {
 	hbs, err := dayfile.Decode(data)
+	sameAsGeneral(t, data, hbs, err)
 	if err != nil {
 		if !errors.Is(err, dayfile.ErrCorrupt) {
 			t.Fatalf("Decode error %v does not wrap ErrCorrupt", err)
@@ -104,5 +107,55 @@ func check(t *testing.T, data []byte) {
 	}
 	if enc2 := mustEncode(t, again); !bytes.Equal(enc2, enc) {
 		t.Fatal("Encode∘Decode∘Encode changed the bytes")
+	}
+}
+
+// sameAsGeneral fails unless Decode's result (hbs, err) is exactly what
+// the general path, without the fast path, reads from data.
+func sameAsGeneral(t *testing.T, data []byte, hbs []*heartlogv1.Heartbeat, err error) {
+	t.Helper()
+	want, wantErr := dayfile.DecodeGeneral(data)
+	if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
+		t.Fatalf("Decode: %v; the general path: %v", err, wantErr)
+	}
+	if len(hbs) != len(want) {
+		t.Fatalf("Decode read %d heartbeats, the general path %d", len(hbs), len(want))
+	}
+	for i := range hbs {
+		if !proto.Equal(hbs[i], want[i]) {
+			t.Fatalf("heartbeat %d: Decode read %s, the general path %s", i, describe(hbs[i]), describe(want[i]))
+		}
+	}
+}
+
+// TestFastPathMatchesGeneral reads lines in Encode's form and thousands
+// of damaged copies of them (a byte changed, removed or repeated) with and
+// without the fast path: the results, or the errors, must be the same.
+func TestFastPathMatchesGeneral(t *testing.T) {
+	lines := bytes.SplitAfter(gunzip(t, mustEncode(t, mustMerge(append(edgeCases(), realisticDay(20, 3)...)))), []byte("\n"))
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte(`{}[]",:\ -+.eE0123456789aeflnrstu` + "\x00\x1f\x7f\xc3\xff\r\n")
+	for _, line := range lines {
+		if len(line) == 0 {
+			continue
+		}
+		data := gzipFast(line)
+		hbs, err := dayfile.Decode(data)
+		sameAsGeneral(t, data, hbs, err)
+		for range 300 {
+			b := bytes.Clone(line)
+			k := rng.IntN(len(b))
+			switch rng.IntN(3) {
+			case 0:
+				b[k] = alphabet[rng.IntN(len(alphabet))]
+			case 1:
+				b = append(b[:k], b[k+1:]...)
+			default:
+				b = slices.Insert(b, k, b[k])
+			}
+			data := gzipFast(b)
+			hbs, err := dayfile.Decode(data)
+			sameAsGeneral(t, data, hbs, err)
+		}
 	}
 }
