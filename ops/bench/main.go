@@ -48,6 +48,22 @@
 //     PUTs, a 500 requests/s ceiling that refuses the excess with 503
 //     SlowDown). Reported: sustained writes/s of objects (target 2,000) and
 //     backup (target 450), and the concurrency that took.
+//   - reads (not run by default; some 5 minutes): one heavy user with
+//     -reads-per-day heartbeats on each of -reads-days days, among
+//     -reads-users users (the others have -reads-other-days days of
+//     -reads-other-per-day heartbeats), written straight into Postgres
+//     (COPY), the primary bucket and the cache; then GET
+//     /api/v1/users/current/summaries through the real API handler for 7,
+//     30 and 365 days, hot (Postgres), warm (SSDB) and cold (S3 only: the
+//     range's cache keys are deleted before each request), -reads-iterations
+//     times each. Reported: p50 and p99, the read path's share, S3 GETs.
+//     Targets: warm p99 7 days 10 ms, 365 days 150 ms, no S3 GET when warm.
+//     The day files and cache keys are deleted at the end.
+//   - janitor (not run by default): -janitor-rows rows COPYed into one day's
+//     partition, the day's messages acked by every objects and cache
+//     partition consumer, then the shard janitor's DropNow (`heartlog
+//     shards drop`) is timed, with its steps (prove, drain, settle, detach,
+//     drop, mark-dropped).
 //
 // How to read the output: for bulk and single, the clients run for -warmup
 // (not counted) and then for -duration; throughput counts the requests that
@@ -146,9 +162,19 @@ type config struct {
 	latBackupConc  int
 	latBackupRPS   float64
 	latTimeout     time.Duration
+
+	readsDays        int
+	readsPerDay      int
+	readsUsers       int
+	readsOtherDays   int
+	readsOtherPerDay int
+	readsIterations  []int
+	readsStates      []string
+	readsTimezone    string
+	janitorRows      int
 }
 
-var allScenarios = []string{"bulk", "single", "drain", "dayfiles-drain", "dayfiles-latency"}
+var allScenarios = []string{"bulk", "single", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -200,6 +226,15 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.latBackupConc, "latency-backup-concurrency", 1024, "dayfiles-latency: the backup sink's Concurrency (HEARTLOG_BACKUP_CONCURRENCY)")
 	fs.Float64Var(&c.latBackupRPS, "latency-backup-rps", 450, "dayfiles-latency: the backup sink's requests/s ceiling, reads and writes (HEARTLOG_BACKUP_REQUESTS_PER_SECOND)")
 	fs.DurationVar(&c.latTimeout, "latency-timeout", 150*time.Second, "dayfiles-latency: stop a processor that has not drained by then and report the rate it sustained")
+	fs.IntVar(&c.readsDays, "reads-days", 365, "reads: days of the heavy user (ending yesterday, in -reads-timezone)")
+	fs.IntVar(&c.readsPerDay, "reads-per-day", 1000, "reads: the heavy user's heartbeats a day")
+	fs.IntVar(&c.readsUsers, "reads-users", 10_000, "reads: users in all, the heavy one included")
+	fs.IntVar(&c.readsOtherDays, "reads-other-days", 2, "reads: days each other user has, among the last 30 (rows, day files and cache keys)")
+	fs.IntVar(&c.readsOtherPerDay, "reads-other-per-day", 100, "reads: the other users' heartbeats a day")
+	readsIter := fs.String("reads-iterations", "200,100,50", "reads: timed summaries requests per state for the 7-, 30- and 365-day ranges")
+	readsStates := fs.String("reads-states", "hot,warm,cold", "reads: states to measure, in the order hot, warm, cold")
+	fs.StringVar(&c.readsTimezone, "reads-timezone", "Europe/Berlin", "reads: the heavy user's time zone")
+	fs.IntVar(&c.janitorRows, "janitor-rows", 1_000_000, "janitor: rows in the day the janitor drops")
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintf(out, `Usage: go run ./ops/bench [flags]
@@ -213,7 +248,10 @@ dayfiles-latency, it also times the objects, cache and backup processors
 draining a backlog into the local stack's S3 buckets and Redis, directly or
 behind a proxy simulating S3 and Spaces latency and rate limits (objects >=
 50,000 heartbeats/s; with latency, objects >= 2,000 and backup >= 450
-writes/s). Needs HEARTLOG_POSTGRES_URL (. var/env).
+writes/s). -scenarios reads times summaries of 7, 30 and 365 days for a
+user with 1,000 heartbeats a day, hot (Postgres), warm (SSDB) and cold (S3)
+(warm p99: 7 days <= 10 ms, 365 days <= 150 ms, no S3 request); -scenarios
+janitor times the shard janitor dropping a day of 1,000,000 rows. Needs HEARTLOG_POSTGRES_URL (. var/env).
 Exit status is 0 when the measurements ran, whether or not targets were met.
 
 Flags:
@@ -227,6 +265,12 @@ Flags:
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	var err error
+	if c.readsIterations, err = parseIterations(*readsIter); err != nil {
+		return c, err
+	}
+	if c.readsStates, err = processorList(*readsStates, readStates, "-reads-states"); err != nil {
+		return c, err
+	}
 	if c.dfProcessors, err = processorList(*dfProcs, dayfileProcessors, "-dayfiles-processors"); err != nil {
 		return c, err
 	}
@@ -280,6 +324,8 @@ Flags:
 		return c, errors.New("rates and latencies must not be negative")
 	case c.dfTimeout <= 0 || c.latTimeout <= 0:
 		return c, errors.New("-dayfiles-timeout and -latency-timeout must be positive")
+	case c.readsDays < 1 || c.readsDays > 390 || c.readsPerDay < 1 || c.readsUsers < 1 || c.readsOtherDays < 0 || c.readsOtherDays > 30 || c.readsOtherPerDay < 1 || c.janitorRows < 1:
+		return c, errors.New("-reads-days must be 1-390, -reads-other-days 0-30, the other -reads-* counts and -janitor-rows positive")
 	}
 	if c.workDir, err = filepath.Abs(c.workDir); err != nil {
 		return c, err
@@ -405,15 +451,15 @@ func run(ctx context.Context, cfg config) (err error) {
 				}
 			}
 			results = append(results, rs...)
-		case "dayfiles-drain", "dayfiles-latency":
+		case "dayfiles-drain", "dayfiles-latency", "reads", "janitor":
 			if processorOn {
 				st.stopProcessor()
 				processorOn = false
 			}
-			run := runDayfilesDrain
-			if name == "dayfiles-latency" {
-				run = runDayfilesLatency
-			}
+			run := map[string]func(context.Context, *stack, config) ([]result, error){
+				"dayfiles-drain": runDayfilesDrain, "dayfiles-latency": runDayfilesLatency,
+				"reads": runReads, "janitor": runJanitor,
+			}[name]
 			rs, err := run(ctx, st, cfg)
 			if err != nil {
 				failures = append(failures, fmt.Errorf("%s: %w", name, err))

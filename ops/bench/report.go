@@ -38,6 +38,9 @@ type result struct {
 	rate    float64
 	notes   []string
 	cpuNote string
+	// result, when set, is the result column as is (the reads and janitor
+	// rows, whose targets are latencies).
+	result string
 }
 
 type latencies struct {
@@ -155,6 +158,9 @@ func printTable(w io.Writer, cfg config, m machine, results []result) {
 			continue
 		}
 		res := thousands(r.value()) + " "
+		if r.result != "" {
+			res = r.result
+		}
 		var notes []string
 		if r.unit != "" {
 			res += r.unit
