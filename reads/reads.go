@@ -2,7 +2,9 @@
 // a set of UTC days from wherever each day lives. A day whose Postgres
 // shard is active is read from Postgres (the hot store, current within the
 // projector's lag); any other day from SSDB, with one MGET for all of them;
-// a day SSDB lacks from S3 (bounded parallel GETs), which then fills SSDB.
+// a day SSDB lacks from S3 (bounded parallel GETs), which then fills SSDB
+// (with an empty day file for a day S3 has no file of, so that a warm read
+// asks S3 nothing even across days without heartbeats).
 //
 // It only reads, except for filling the cache. It must never read another
 // user's data: every key and query is built from the user record.
@@ -225,6 +227,15 @@ func decodeAll(files [][]byte, out [][]*heartlogv1.Heartbeat) []error {
 	return errs
 }
 
+// emptyFile is the day file of no heartbeats.
+var emptyFile = sync.OnceValue(func() []byte {
+	data, err := dayfile.Encode(nil)
+	if err != nil {
+		panic(err) // Encode of nothing cannot fail
+	}
+	return data
+})
+
 type fetchedFile struct {
 	key  string
 	data []byte
@@ -241,8 +252,15 @@ func (r *Reader) fromS3(ctx context.Context, keys []string, which []int, out [][
 			key := keys[i]
 			data, _, err := r.primary.Get(gctx, key)
 			if errors.Is(err, objstore.ErrNotFound) {
+				// No heartbeats that day. An empty file goes into the cache
+				// too, so that the next read of a day without heartbeats (a
+				// weekend) asks S3 no more; a late heartbeat is merged into it
+				// by the cache processor like into any cached file.
 				daysRead.WithLabelValues("none").Inc()
-				out[i] = nil // no heartbeats that day
+				out[i] = nil
+				mu.Lock()
+				fetched = append(fetched, fetchedFile{key: key, data: emptyFile()})
+				mu.Unlock()
 				return nil
 			}
 			if err != nil {

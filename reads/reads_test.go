@@ -137,4 +137,20 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 	if err != nil || bucket.gets.Load() != int64(len(days)) || ids(again) != ids(fromPG) {
 		t.Fatalf("after the fill: %d S3 GETs (want %d), err %v", bucket.gets.Load(), len(days), err)
 	}
+
+	// A dropped day without heartbeats costs one S3 GET, then none: the
+	// cache holds an empty file for it.
+	empty := today.AddDate(0, 0, -10).Format(heartbeat.DayLayout)
+	dropped[empty] = streams.ShardDropped
+	withEmpty := append([]string{empty}, days...)
+	for round, want := range []int64{1, 0} {
+		before := bucket.gets.Load()
+		got, err := cold.Heartbeats(ctx, u, withEmpty)
+		if err != nil || ids(got) != ids(fromPG) {
+			t.Fatalf("read %d with an empty day: %d heartbeats, err %v", round, len(got), err)
+		}
+		if n := bucket.gets.Load() - before; n != want {
+			t.Fatalf("read %d with an empty day: %d S3 GETs, want %d", round, n, want)
+		}
+	}
 }
