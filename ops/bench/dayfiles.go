@@ -125,6 +125,25 @@ func (o *opStats) latencies() []time.Duration {
 	return slices.Clone(o.lat)
 }
 
+// reset forgets what was recorded: the next round of a sink that keeps its
+// bucket (and its memo) is measured on its own.
+func (b *timedBucket) reset() {
+	b.get.reset()
+	b.put.reset()
+	b.mu.Lock()
+	b.putsByKey = map[string]int32{}
+	b.mu.Unlock()
+}
+
+func (o *opStats) reset() {
+	o.mu.Lock()
+	o.lat = nil
+	o.mu.Unlock()
+	o.n.Store(0)
+	o.missing.Store(0)
+	o.bad.Store(0)
+}
+
 func newTimedBucket(b objstore.Bucket) *timedBucket {
 	return &timedBucket{Bucket: b, putsByKey: map[string]int32{}}
 }
@@ -615,18 +634,36 @@ func mean(d []time.Duration) time.Duration {
 // dayfileBacklog generates and publishes a backlog, and returns the publish
 // row, the day-file keys it touches and its distinct heartbeats.
 func dayfileBacklog(ctx context.Context, st *stack, cfg config, scenario string, n, users, days int) (result, []string, int, error) {
-	// Start from an empty stream (earlier scenarios publish too).
+	fmt.Fprintf(os.Stderr, "bench: %s: preparing %d heartbeats for %d users over %d UTC days\n", scenario, n, users, days)
+	hbs, prefixes, err := backlog(n, users, days, time.Now())
+	if err != nil {
+		return result{}, nil, 0, err
+	}
+	return publishDayfileBacklog(ctx, st, cfg, scenario, hbs, prefixes, users, days)
+}
+
+// dayfileRound replaces the stream's content with round r of the backlog
+// of the same users (see backlogFor): new heartbeats on the same day files.
+func dayfileRound(ctx context.Context, st *stack, cfg config, scenario string, ids []string, prefixes map[string]string, n, days, round int) (result, []string, error) {
+	fmt.Fprintf(os.Stderr, "bench: %s: preparing %d heartbeats for %d users over %d UTC days (round %d)\n", scenario, n, len(ids), days, round)
+	hbs, err := backlogFor(ids, n, days, time.Now(), round)
+	if err != nil {
+		return result{}, nil, err
+	}
+	pub, keys, _, err := publishDayfileBacklog(ctx, st, cfg, scenario, hbs, prefixes, len(ids), days)
+	return pub, keys, err
+}
+
+// publishDayfileBacklog empties the stream (earlier scenarios publish too)
+// and publishes hbs.
+func publishDayfileBacklog(ctx context.Context, st *stack, cfg config, scenario string, hbs []*heartlogv1.Heartbeat, prefixes map[string]string, users, days int) (result, []string, int, error) {
+	n := len(hbs)
 	s, err := st.js.Stream(ctx, st.sc.Stream)
 	if err != nil {
 		return result{}, nil, 0, err
 	}
 	if err := s.Purge(ctx); err != nil {
 		return result{}, nil, 0, fmt.Errorf("purge stream: %w", err)
-	}
-	fmt.Fprintf(os.Stderr, "bench: %s: preparing %d heartbeats for %d users over %d UTC days\n", scenario, n, users, days)
-	hbs, prefixes, err := backlog(n, users, days, time.Now())
-	if err != nil {
-		return result{}, nil, 0, err
 	}
 	distinct := distinctIDs(hbs)
 	keySet := make(map[string]struct{}, users*days)
@@ -813,16 +850,13 @@ func runDayfilesLatency(ctx context.Context, st *stack, cfg config) ([]result, e
 			return nil, err
 		}
 	}
-	pub, keys, distinct, err := dayfileBacklog(ctx, st, cfg, "dayfiles-latency", cfg.latHeartbeats, cfg.latUsers, cfg.latDays)
-	results := []result{pub}
-	if err != nil {
-		results[0].failed = err.Error()
-		return results, err
-	}
+	ids, prefixes := benchUsers(cfg.latUsers)
+	var results []result
+	var keys []string
 	procs := stackProcs(cfg.stackRunDir)
 	var errs []error
 	touched := map[string]bool{}
-	for _, name := range cfg.latProcessors {
+	for i, name := range cfg.latProcessors {
 		if ctx.Err() != nil {
 			break
 		}
@@ -846,15 +880,31 @@ func runDayfilesLatency(ctx context.Context, st *stack, cfg config) ([]result, e
 			spec.proxy = bproxy
 			touched["backup"] = true
 		}
-		run, err := runDayfileProcessor(ctx, st, cfg, procs, spec)
-		r := latencyRow(cfg, spec, run, conc, len(keys))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			r.failed = err.Error()
+		for round := range cfg.latRounds {
+			// Round 1 meets day files the sink has never seen; later
+			// rounds the same files again, as the next flushes of a busy
+			// day, which it remembers (its memo). Every processor and
+			// round gets heartbeats of its own: the stream would drop
+			// repeated message ids as duplicates.
+			pub, k, err := dayfileRound(ctx, st, cfg, "dayfiles-latency", ids, prefixes, cfg.latHeartbeats, cfg.latDays, i*cfg.latRounds+round)
+			if keys = k; i == 0 && round == 0 || err != nil {
+				results = append(results, pub)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s round %d: %w", name, round+1, err))
+				break
+			}
+			spec.bucket.reset()
+			run, err := runDayfileProcessor(ctx, st, cfg, procs, spec)
+			r := latencyRow(cfg, spec, run, conc, len(keys))
+			r.scenario += fmt.Sprintf(" round %d", round+1)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				r.failed = err.Error()
+			}
+			results = append(results, r)
 		}
-		results = append(results, r)
 	}
-	_ = distinct
 	if !cfg.dfKeep {
 		results = append(results, cleanupDayfiles(context.WithoutCancel(ctx), ds, "dayfiles-latency-cleanup", keys, touched))
 	}

@@ -217,12 +217,27 @@ func waitRows(ctx context.Context, st *stack, cfg config, sink *countingSink, ba
 // users.Create would give them (the users are not created in Postgres: no
 // processor needs them there).
 func backlog(n, nu, nd int, now time.Time) ([]*heartlogv1.Heartbeat, map[string]string, error) {
+	ids, prefixes := benchUsers(nu)
+	hbs, err := backlogFor(ids, n, nd, now, 0)
+	return hbs, prefixes, err
+}
+
+// benchUsers makes nu user ids and their object prefixes.
+func benchUsers(nu int) ([]string, map[string]string) {
 	ids := make([]string, nu)
 	prefixes := make(map[string]string, nu)
 	for i := range ids {
 		ids[i] = uuid.NewString()
 		prefixes[ids[i]] = randomPrefix()
 	}
+	return ids, prefixes
+}
+
+// backlogFor is backlog for given users. Each round r (0 to 7) gives other
+// heartbeats (times shifted by r/16 of the gap) on the same user-days, as
+// a later flush of the same day files would see.
+func backlogFor(ids []string, n, nd int, now time.Time, round int) ([]*heartlogv1.Heartbeat, error) {
+	nu := len(ids)
 	today := now.UTC().Truncate(24 * time.Hour)
 	starts := make([]float64, nd)
 	spans := make([]float64, nd)
@@ -253,7 +268,7 @@ func backlog(n, nu, nd int, now time.Time) ([]*heartlogv1.Heartbeat, map[string]
 					Entity:       fmt.Sprintf("/home/dev/src/%s/%s/%s%d.%s", p.name, dirs[j%len(dirs)], files[(u+j)%len(files)], j%97, p.ext),
 					Type:         "file",
 					Category:     categories[j%len(categories)],
-					Time:         starts[d] + (float64(j)+0.5)*spans[d]/float64(perUserDay) + float64(u%1000)*1e-6,
+					Time:         starts[d] + (float64(j)+0.5+float64(round)/16)*spans[d]/float64(perUserDay) + float64(u%1000)*1e-6,
 					Project:      p.name,
 					Branch:       branches[(u+j/100)%len(branches)],
 					Language:     p.lang,
@@ -272,7 +287,7 @@ func backlog(n, nu, nd int, now time.Time) ([]*heartlogv1.Heartbeat, map[string]
 		}()
 	}
 	wg.Wait()
-	return hbs, prefixes, errors.Join(errs...)
+	return hbs, errors.Join(errs...)
 }
 
 // randomPrefix is a random 8-character [a-z0-9] object prefix.

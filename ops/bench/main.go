@@ -161,6 +161,7 @@ type config struct {
 	latObjectsConc int
 	latBackupConc  int
 	latBackupRPS   float64
+	latRounds      int
 	latTimeout     time.Duration
 
 	readsDays        int
@@ -225,6 +226,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.latObjectsConc, "latency-objects-concurrency", 1024, "dayfiles-latency: the objects sink's Concurrency")
 	fs.IntVar(&c.latBackupConc, "latency-backup-concurrency", 1024, "dayfiles-latency: the backup sink's Concurrency (HEARTLOG_BACKUP_CONCURRENCY)")
 	fs.Float64Var(&c.latBackupRPS, "latency-backup-rps", 450, "dayfiles-latency: the backup sink's requests/s ceiling, reads and writes (HEARTLOG_BACKUP_REQUESTS_PER_SECOND)")
+	fs.IntVar(&c.latRounds, "latency-rounds", 2, "dayfiles-latency: rounds of new heartbeats on the same day files, each drained before the next is published; round 1 meets files the sink has never seen, later rounds files it wrote (its memo), as successive flushes of a busy day do (1 to 3)")
 	fs.DurationVar(&c.latTimeout, "latency-timeout", 150*time.Second, "dayfiles-latency: stop a processor that has not drained by then and report the rate it sustained")
 	fs.IntVar(&c.readsDays, "reads-days", 365, "reads: days of the heavy user (ending yesterday, in -reads-timezone)")
 	fs.IntVar(&c.readsPerDay, "reads-per-day", 1000, "reads: the heavy user's heartbeats a day")
@@ -322,6 +324,8 @@ Flags:
 		return c, errors.New("-dayfiles-batch, -dayfiles-linger and the concurrencies must be positive")
 	case c.dfBackupRPS < 0 || c.latBackupRPS < 0 || c.latBackupRate < 0 || c.latPrimary < 0 || c.latBackupPut < 0 || c.latBackupGet < 0:
 		return c, errors.New("rates and latencies must not be negative")
+	case c.latRounds < 1 || c.latRounds > 3:
+		return c, errors.New("-latency-rounds must be 1-3")
 	case c.dfTimeout <= 0 || c.latTimeout <= 0:
 		return c, errors.New("-dayfiles-timeout and -latency-timeout must be positive")
 	case c.readsDays < 1 || c.readsDays > 390 || c.readsPerDay < 1 || c.readsUsers < 1 || c.readsOtherDays < 0 || c.readsOtherDays > 30 || c.readsOtherPerDay < 1 || c.janitorRows < 1:
