@@ -46,8 +46,12 @@
 //     backlog (-latency-*), with internal/faults proxies in front of
 //     versitygw: the primary answers in 200 ms, the backup like Spaces (2 s
 //     PUTs, a 500 requests/s ceiling that refuses the excess with 503
-//     SlowDown). Reported: sustained writes/s of objects (target 2,000) and
-//     backup (target 450), and the concurrency that took.
+//     SlowDown). It runs in -latency-rounds rounds on the same day files:
+//     round 1 meets files the sink never saw (a GET before each write of
+//     an older day), later rounds files it remembers writing (one
+//     conditional PUT each), as the successive flushes of a busy day do.
+//     Reported per round: sustained writes/s of objects (target 2,000) and
+//     backup (target 450), requests per write, and the concurrency.
 //   - reads (not run by default; some 5 minutes): one heavy user with
 //     -reads-per-day heartbeats on each of -reads-days days, among
 //     -reads-users users (the others have -reads-other-days days of
