@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
 	"heartlog/api"
@@ -389,8 +390,10 @@ func runReads(ctx context.Context, st *stack, cfg config) ([]result, error) {
 	return out, nil
 }
 
-// dropShards marks the days dropped in the shards bucket, as the janitor
-// leaves them, and waits until the reader's view has every one.
+// dropShards leaves the days as the janitor leaves them: marked dropped in
+// the shards bucket, their partitions gone (hundreds of attached partitions
+// would slow the planning of the query for the days still active). It
+// waits until the reader's view has every day.
 func dropShards(ctx context.Context, st *stack, view *streams.ShardView, days []string) error {
 	kv, err := st.js.KeyValue(ctx, st.sc.ShardsBucket)
 	if err != nil {
@@ -399,6 +402,9 @@ func dropShards(ctx context.Context, st *stack, view *streams.ShardView, days []
 	for _, d := range days {
 		if _, err := streams.PutShard(ctx, kv, d, streams.Shard{State: streams.ShardDropped, UpdatedAt: time.Now().UTC(), By: "bench"}, 0); err != nil {
 			return fmt.Errorf("mark %s dropped: %w", d, err)
+		}
+		if _, err := st.pool.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{pgsink.PartitionName(d)}.Sanitize()); err != nil {
+			return err
 		}
 	}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

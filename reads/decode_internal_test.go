@@ -1,0 +1,43 @@
+package reads
+
+import (
+	"fmt"
+	"testing"
+
+	"heartlog/schema/dayfile"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+)
+
+// BenchmarkDecodeYear decodes a year of day files of 1,000 heartbeats as a
+// warm 365-day read does (run with -cpu 1,2 to see what the cores buy).
+func BenchmarkDecodeYear(b *testing.B) {
+	files := make([][]byte, 365)
+	for d := range files {
+		hbs := make([]*heartlogv1.Heartbeat, 1000)
+		for i := range hbs {
+			lines, write := int32(100+i%300), i%5 == 0
+			hbs[i] = &heartlogv1.Heartbeat{
+				Id: fmt.Sprintf("%032x", d*1000+i), UserId: "9a4b3547-0a09-4942-9796-c1545cc7d62c",
+				Entity: fmt.Sprintf("/home/dev/src/heartlog/internal/pkg%d/file%d.go", i/50%7, i/4%30),
+				Type:   "file", Category: "coding", Time: float64(1.7e9 + d*86400 + i*30),
+				Project: "heartlog", Branch: "main", Language: "Go", Lines: &lines, IsWrite: &write,
+				Editor: "VS Code", Plugin: "vscode-wakatime/24.5.0", OperatingSystem: "Linux", Machine: "workstation",
+				UserAgent:    "wakatime/v1.90.0 (linux-6.1.0-amd64) go1.26.8 vscode/1.90.0 vscode-wakatime/24.5.0",
+				Dependencies: []string{"fmt", "time"},
+			}
+		}
+		var err error
+		if files[d], err = dayfile.Encode(hbs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	out := make([][]*heartlogv1.Heartbeat, len(files))
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, err := range decodeAll(files, out) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
