@@ -52,7 +52,7 @@
 //     conditional PUT each), as the successive flushes of a busy day do.
 //     Reported per round: sustained writes/s of objects (target 2,000) and
 //     backup (target 450), requests per write, and the concurrency.
-//   - reads (not run by default; some 5 minutes): one heavy user with
+//   - reads (not run by default; some 7 minutes): one heavy user with
 //     -reads-per-day heartbeats on each of -reads-days days, among
 //     -reads-users users (the others have -reads-other-days days of
 //     -reads-other-per-day heartbeats), written straight into Postgres
@@ -60,7 +60,8 @@
 //     /api/v1/users/current/summaries through the real API handler for 7,
 //     30 and 365 days, hot (Postgres), warm (SSDB) and cold (S3 only: the
 //     range's cache keys are deleted before each request), -reads-iterations
-//     times each. Reported: p50 and p99, the read path's share, S3 GETs.
+//     times each (-reads-states picks some of hot, warm, cold). Reported:
+//     p50 and p99, the read path's share, S3 GETs.
 //     Targets: warm p99 7 days 10 ms, 365 days 150 ms, no S3 GET when warm.
 //     The day files and cache keys are deleted at the end.
 //   - janitor (not run by default): -janitor-rows rows COPYed into one day's
