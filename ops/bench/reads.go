@@ -41,9 +41,9 @@ import (
 // 365 local days ending yesterday:
 //
 //   - hot: every day's shard is active, so the days come from Postgres;
-//   - warm: the days' shards are marked dropped in the shards bucket (as
-//     the janitor leaves them), so they come from SSDB; S3 requests are
-//     counted and must be 0;
+//   - warm: the days' shards are marked dropped in the shards bucket and
+//     their partitions dropped (as the janitor leaves them), so they come
+//     from SSDB; S3 requests are counted and must be 0;
 //   - cold: the user's cache keys of the range are deleted before each
 //     iteration (not timed), so every day comes from S3 (and refills SSDB).
 
