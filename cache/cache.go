@@ -193,6 +193,54 @@ func (c *Cache) SetMany(ctx context.Context, values map[string][]byte) error {
 	return nil
 }
 
+// Op is one command of Apply: SETEX Key Value with the cache's TTL, or,
+// when Delete is set, DEL Key.
+type Op struct {
+	Key    string
+	Value  []byte
+	Delete bool
+}
+
+// Apply sends ops in one pipeline, in the order given; the server runs
+// them in that order. A pipeline is not a transaction (SSDB has no
+// MULTI): on an error, some of the commands may have run. Writers that
+// need a state to be impossible after a partial run order the commands so
+// that every prefix leaves an acceptable state (see package
+// heartlog/schema/digest).
+func (c *Cache) Apply(ctx context.Context, ops []Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	for _, op := range ops {
+		if err := checkKey(op.Key); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	cmds, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, op := range ops {
+			if op.Delete {
+				p.Del(ctx, op.Key)
+			} else {
+				p.SetEx(ctx, op.Key, op.Value, c.ttl)
+			}
+		}
+		return nil
+	})
+	observe(cmdPipeline, start, err)
+	ok := 0
+	for i, cmd := range cmds {
+		if cmd.Err() == nil && !ops[i].Delete {
+			ok++
+		}
+	}
+	setsTotal.Add(float64(ok))
+	if err != nil {
+		return fmt.Errorf("cache: pipeline of %d commands: %w", len(ops), err)
+	}
+	return nil
+}
+
 // Delete removes keys (DEL); keys that do not exist are not an error.
 func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {

@@ -665,3 +665,33 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyInOrder checks that Apply sends its DELs and SETEXs as one
+// pipeline, in the order given, and that they take effect.
+func TestApplyInOrder(t *testing.T) {
+	rec := newRecorder(t)
+	c := newCache(t, cache.Config{URL: rec.url()})
+	ks := newKeyspace(t)
+	ctx := ctxT(t)
+	a, b := ks.key("2026-04-01.digest.v1"), ks.key("2026-04-01.ndjson.gz")
+	if err := c.Set(ctx, a, []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Apply(ctx, []cache.Op{{Key: a, Delete: true}, {Key: b, Value: []byte("file")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Apply(ctx, nil); err != nil {
+		t.Fatalf("Apply of nothing: %v", err)
+	}
+	got, err := c.MGet(ctx, []string{a, b})
+	if err != nil || got[0] != nil || string(got[1]) != "file" {
+		t.Fatalf("after Apply: %q, %v; want a deleted, b = file", got, err)
+	}
+	want := []string{"setex", "del", "setex", "mget"}
+	if got := rec.names(); !slices.Equal(got, want) {
+		t.Fatalf("commands on the wire = %v; want %v", got, want)
+	}
+	if err := c.Apply(ctx, []cache.Op{{Key: ""}}); err == nil {
+		t.Error("Apply with an empty key: no error")
+	}
+}

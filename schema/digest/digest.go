@@ -1,0 +1,227 @@
+package digest
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"heartlog/cache"
+	"heartlog/schema/dayfile"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+)
+
+// ErrCorrupt is wrapped by Decode's error for bytes that are not a valid
+// digest.
+var ErrCorrupt = errors.New("digest: corrupt day digest")
+
+// ErrTime is wrapped by Encode's error for a heartbeat whose time does not
+// survive the round trip through microseconds.
+var ErrTime = errors.New("digest: heartbeat time cannot be stored")
+
+const (
+	dayFileSuffix = ".ndjson.gz"
+	keySuffix     = ".digest.v1"
+)
+
+// Key returns the cache key of the digest of the day file under dayKey
+// (dayfile.Key): <prefix>/<user id>/<YYYY-MM-DD>.digest.v1.
+func Key(dayKey string) string {
+	return strings.TrimSuffix(dayKey, dayFileSuffix) + keySuffix
+}
+
+// micros is the heartbeat's time as stats counts it: rounded to the
+// microsecond.
+func micros(t float64) int64 { return int64(math.Round(t * 1e6)) }
+
+// Encode returns the digest of heartbeats (a day file's, in its order).
+// It fails (ErrTime) when a time would not decode to the same microsecond.
+func Encode(hbs []*heartlogv1.Heartbeat) ([]byte, error) {
+	n := len(hbs)
+	d := &heartlogv1.DayDigest{
+		TimeDeltaMicros: make([]int64, n),
+		Entity:          make([]uint32, n), Type: make([]uint32, n), Category: make([]uint32, n),
+		Project: make([]uint32, n), Branch: make([]uint32, n), Language: make([]uint32, n),
+		Editor: make([]uint32, n), OperatingSystem: make([]uint32, n), Machine: make([]uint32, n),
+		IsWrite: make([]bool, n), Dependencies: make([]uint32, n),
+	}
+	ids := map[string]uint32{"": 0}
+	d.Strings = []string{""}
+	str := func(s string) uint32 {
+		id, ok := ids[s]
+		if !ok {
+			id = uint32(len(d.Strings))
+			ids[s] = id
+			d.Strings = append(d.Strings, s)
+		}
+		return id
+	}
+	lists := map[string]uint32{}
+	var listKey []byte
+	var prev int64
+	for i, hb := range hbs {
+		if hb == nil {
+			return nil, fmt.Errorf("digest: heartbeat %d is nil", i)
+		}
+		us := micros(hb.GetTime())
+		if math.IsNaN(hb.GetTime()) || math.Abs(hb.GetTime()) > 1<<52/1e6 || micros(float64(us)/1e6) != us {
+			return nil, fmt.Errorf("%w: %v", ErrTime, hb.GetTime())
+		}
+		d.TimeDeltaMicros[i], prev = us-prev, us
+		d.Entity[i], d.Type[i], d.Category[i] = str(hb.GetEntity()), str(hb.GetType()), str(hb.GetCategory())
+		d.Project[i], d.Branch[i], d.Language[i] = str(hb.GetProject()), str(hb.GetBranch()), str(hb.GetLanguage())
+		d.Editor[i], d.OperatingSystem[i], d.Machine[i] = str(hb.GetEditor()), str(hb.GetOperatingSystem()), str(hb.GetMachine())
+		d.IsWrite[i] = hb.GetIsWrite()
+		deps := hb.GetDependencies()
+		if len(deps) == 0 {
+			continue
+		}
+		listKey = listKey[:0]
+		for _, dep := range deps {
+			listKey = binary.AppendUvarint(listKey, uint64(str(dep)))
+		}
+		k, ok := lists[string(listKey)]
+		if !ok {
+			for _, dep := range deps {
+				d.DependencyItems = append(d.DependencyItems, ids[dep])
+			}
+			d.DependencyListEnds = append(d.DependencyListEnds, uint32(len(d.DependencyItems)))
+			k = uint32(len(d.DependencyListEnds))
+			lists[string(listKey)] = k
+		}
+		d.Dependencies[i] = k
+	}
+	if n == 0 {
+		d.Strings = nil
+	}
+	return proto.MarshalOptions{Deterministic: true}.Marshal(d)
+}
+
+// Decode returns the heartbeats of a digest, in its order, with the fields
+// the package comment lists set (Time to the microsecond) and the others
+// empty. The heartbeats share their strings, dependency lists and
+// IsWrite values: they are for reading only.
+func Decode(data []byte) ([]*heartlogv1.Heartbeat, error) {
+	var d heartlogv1.DayDigest
+	if err := proto.Unmarshal(data, &d); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	n := len(d.TimeDeltaMicros)
+	if n == 0 {
+		return nil, nil
+	}
+	strs := d.Strings
+	if len(strs) == 0 {
+		strs = []string{""}
+	}
+	cols := [...][]uint32{d.Entity, d.Type, d.Category, d.Project, d.Branch, d.Language,
+		d.Editor, d.OperatingSystem, d.Machine}
+	for c, col := range cols {
+		if len(col) != n {
+			return nil, fmt.Errorf("%w: column %d has %d entries for %d heartbeats", ErrCorrupt, c, len(col), n)
+		}
+		for _, id := range col {
+			if int(id) >= len(strs) {
+				return nil, fmt.Errorf("%w: string %d of %d", ErrCorrupt, id, len(strs))
+			}
+		}
+	}
+	if len(d.IsWrite) != n || len(d.Dependencies) != n {
+		return nil, fmt.Errorf("%w: is_write or dependencies do not have %d entries", ErrCorrupt, n)
+	}
+	lists, err := depLists(&d, strs)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range d.Dependencies {
+		if int(k) >= len(lists) {
+			return nil, fmt.Errorf("%w: dependency list %d of %d", ErrCorrupt, k, len(lists)-1)
+		}
+	}
+	bools := &[2]bool{false, true}
+	block := make([]heartlogv1.Heartbeat, n)
+	out := make([]*heartlogv1.Heartbeat, n)
+	var us int64
+	for i := range block {
+		hb := &block[i]
+		us += d.TimeDeltaMicros[i]
+		hb.Time = float64(us) / 1e6
+		hb.Entity, hb.Type, hb.Category = strs[d.Entity[i]], strs[d.Type[i]], strs[d.Category[i]]
+		hb.Project, hb.Branch, hb.Language = strs[d.Project[i]], strs[d.Branch[i]], strs[d.Language[i]]
+		hb.Editor, hb.OperatingSystem, hb.Machine = strs[d.Editor[i]], strs[d.OperatingSystem[i]], strs[d.Machine[i]]
+		if d.IsWrite[i] {
+			hb.IsWrite = &bools[1]
+		} else {
+			hb.IsWrite = &bools[0]
+		}
+		hb.Dependencies = lists[d.Dependencies[i]]
+		out[i] = hb
+	}
+	return out, nil
+}
+
+// depLists returns the digest's dependency lists, list 0 being none.
+func depLists(d *heartlogv1.DayDigest, strs []string) ([][]string, error) {
+	flat := make([]string, len(d.DependencyItems))
+	for i, id := range d.DependencyItems {
+		if int(id) >= len(strs) {
+			return nil, fmt.Errorf("%w: dependency string %d of %d", ErrCorrupt, id, len(strs))
+		}
+		flat[i] = strs[id]
+	}
+	lists := make([][]string, len(d.DependencyListEnds)+1)
+	from := uint32(0)
+	for k, end := range d.DependencyListEnds {
+		if end <= from || int(end) > len(flat) {
+			return nil, fmt.Errorf("%w: dependency list %d ends at %d", ErrCorrupt, k+1, end)
+		}
+		lists[k+1] = flat[from:end:end] // capped: an append copies
+		from = end
+	}
+	return lists, nil
+}
+
+// File is a day file to write into the cache with its digest.
+type File struct {
+	Key  string // the day file's key (dayfile.Key)
+	Data []byte // the day file
+	// Heartbeats are Data decoded, if the caller has them (else Put
+	// decodes Data).
+	Heartbeats []*heartlogv1.Heartbeat
+	Decoded    bool // Heartbeats are set (an empty day has none)
+}
+
+// Put writes day files and their digests into the cache following the
+// consistency rule (package comment): one pipeline of, per file, DEL
+// digest, SETEX day file, SETEX digest. A file that does not decode or
+// cannot be digested is written without a digest (its digest is still
+// deleted); that is an error only for a file that does not decode.
+func Put(ctx context.Context, c *cache.Cache, files []File) error {
+	ops := make([]cache.Op, 0, 3*len(files))
+	var errs []error
+	for _, f := range files {
+		dkey := Key(f.Key)
+		ops = append(ops, cache.Op{Key: dkey, Delete: true}, cache.Op{Key: f.Key, Value: f.Data})
+		hbs := f.Heartbeats
+		if !f.Decoded {
+			var err error
+			if hbs, err = dayfile.Decode(f.Data); err != nil {
+				errs = append(errs, fmt.Errorf("digest: day file %s: %w", f.Key, err))
+				continue
+			}
+		}
+		digest, err := Encode(hbs)
+		if err != nil {
+			continue // no digest: readers decode the day file
+		}
+		ops = append(ops, cache.Op{Key: dkey, Value: digest})
+	}
+	if err := c.Apply(ctx, ops); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}

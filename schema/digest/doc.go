@@ -1,0 +1,55 @@
+// Package digest is the day digest: one user-day's heartbeats reduced to
+// the fields that accounting (package stats) reads, in the columnar
+// protobuf message heartlog.v1.DayDigest, for the read path. SSDB holds
+// each day file's digest beside it, under
+//
+//	<prefix>/<user id>/<YYYY-MM-DD>.digest.v1
+//
+// (Key; the version is that of this encoding), with the same TTL. A warm
+// summary reads digests instead of day files: a day of 1,000 heartbeats is
+// some 15 KB of protobuf that decodes in tens of microseconds, where its
+// day file is 45 KB of gzip and 600 KB of JSON that take about 2 ms.
+//
+// # What a digest holds
+//
+// Per heartbeat, in day-file order (time, id): the time rounded to the
+// microsecond (exactly as stats counts time), entity, type, category,
+// project, branch, language, editor, operating system, machine,
+// dependencies and is_write (absent read as false). Not the id, the user
+// id, the line and cursor numbers, plugin, user agent nor extra: Decode's
+// heartbeats are for stats.Summarize and stats.Durations only, and a route
+// that returns heartbeats reads the day file. Strings are stored once per
+// day in a dictionary, and each distinct dependency list once; Decode
+// allocates each of them once per day, not per heartbeat, and the
+// heartbeats themselves in one block.
+//
+// Because the ids are not kept, decoded heartbeats that share a time
+// compare equal in stats' (time, id) order; they keep their day-file
+// order, which is what stats credits by, so a digest and its day file give
+// the same totals and durations (the tests check that).
+//
+// # Consistency rule
+//
+// A digest is derived from its day file and must never describe another
+// version of it. So whoever writes a day file into SSDB (the cache
+// processor's store, merge.CacheStore, and the read path's fill from S3 or
+// write-back, package reads) writes it with Put, which sends, in ONE
+// pipeline and in this order:
+//
+//	DEL digest; SETEX day file; SETEX digest
+//
+// SSDB has no transactions, but it runs a connection's commands in order,
+// so a crash or a lost connection after any prefix leaves the digest
+// missing (or the old pair intact), never stale; the read path decodes the
+// day file of a day whose digest is missing (and writes the pair back with
+// Put). A day file whose heartbeats cannot be digested (a time too far
+// from 1970 to round-trip through microseconds) gets no digest: only the
+// DEL and the day file are written.
+//
+// What the rule does not cover is two writers racing on one day, which
+// the cache already allows (SSDB has no conditional write): a read-path
+// fill of an older S3 file can land between the cache processor's
+// commands. Both are real versions of the day; the cache processor's next
+// write for the day, or the TTL, repairs the file and the digest alike, as
+// it always repaired the file.
+package digest
