@@ -43,6 +43,11 @@ type Duration struct {
 // grand total; otherwise they are returned whole. opts.Project keeps only
 // that project's durations; WritesOnly and Timeout act as in Summarize.
 func Durations(hbs []*heartlogv1.Heartbeat, opts Options) ([]Duration, error) {
+	return DurationsOfBeats(Beats(hbs), opts)
+}
+
+// DurationsOfBeats is Durations of heartbeats as Beats (see Beats).
+func DurationsOfBeats(beats []Beat, opts Options) ([]Duration, error) {
 	timeout, err := opts.timeout()
 	if err != nil {
 		return nil, err
@@ -63,8 +68,8 @@ func Durations(hbs []*heartlogv1.Heartbeat, opts Options) ([]Duration, error) {
 	loc := opts.location()
 
 	var out []Duration
-	emit := func(first *heartlogv1.Heartbeat, start, end int64) {
-		if opts.Project != "" && first.GetProject() != opts.Project {
+	emit := func(first *Attrs, start, end int64) {
+		if opts.Project != "" && first.Project != opts.Project {
 			return
 		}
 		if b == nil {
@@ -87,19 +92,19 @@ func Durations(hbs []*heartlogv1.Heartbeat, opts Options) ([]Duration, error) {
 	}
 
 	var (
-		first      *heartlogv1.Heartbeat // first heartbeat of the open duration
+		first      *Attrs // attributes of the open duration's first beat
 		start, end int64
 		open       bool // the open duration's last gap was counted
 	)
-	reset := func() { out, first, open = nil, nil, false }
-	walk(hbs, opts.WritesOnly, timeout, reset, func(hb *heartlogv1.Heartbeat, t, gap int64, joined bool) {
-		if first != nil && open && sameKey(first, hb, slice) {
+	walk(beats, opts.WritesOnly, timeout, func(hb *Beat, gap int64, joined bool) {
+		t := hb.Nanos
+		if first != nil && open && sameKey(first, hb.Attrs, slice) {
 			end = t + gap
 		} else {
 			if first != nil {
 				emit(first, start, end)
 			}
-			first, start, end = hb, t, t+gap
+			first, start, end = hb.Attrs, t, t+gap
 		}
 		open = joined
 	})
@@ -109,44 +114,47 @@ func Durations(hbs []*heartlogv1.Heartbeat, opts Options) ([]Duration, error) {
 	return out, nil
 }
 
-func newDuration(hb *heartlogv1.Heartbeat, start, end int64, loc *time.Location) Duration {
+func newDuration(a *Attrs, start, end int64, loc *time.Location) Duration {
 	return Duration{
 		Start:        time.Unix(0, start).In(loc),
 		Duration:     time.Duration(end - start),
-		Project:      hb.GetProject(),
-		Language:     hb.GetLanguage(),
-		Entity:       hb.GetEntity(),
-		Type:         hb.GetType(),
-		Branch:       hb.GetBranch(),
-		Category:     hb.GetCategory(),
-		Editor:       hb.GetEditor(),
-		OS:           hb.GetOperatingSystem(),
-		Machine:      hb.GetMachine(),
-		Dependencies: slices.Clone(hb.GetDependencies()),
+		Project:      a.Project,
+		Language:     a.Language,
+		Entity:       a.Entity,
+		Type:         a.Type,
+		Branch:       a.Branch,
+		Category:     a.Category,
+		Editor:       a.Editor,
+		OS:           a.OperatingSystem,
+		Machine:      a.Machine,
+		Dependencies: slices.Clone(a.Dependencies),
 	}
 }
 
-func sameKey(a, b *heartlogv1.Heartbeat, slice Dimension) bool {
-	if a.GetProject() != b.GetProject() {
+func sameKey(a, b *Attrs, slice Dimension) bool {
+	if a == b {
+		return true
+	}
+	if a.Project != b.Project {
 		return false
 	}
 	switch slice {
 	case ByEntity:
-		return a.GetEntity() == b.GetEntity()
+		return a.Entity == b.Entity
 	case ByLanguage:
-		return a.GetLanguage() == b.GetLanguage()
+		return a.Language == b.Language
 	case ByDependencies:
-		return slices.Equal(a.GetDependencies(), b.GetDependencies())
+		return slices.Equal(a.Dependencies, b.Dependencies)
 	case ByOS:
-		return a.GetOperatingSystem() == b.GetOperatingSystem()
+		return a.OperatingSystem == b.OperatingSystem
 	case ByEditor:
-		return a.GetEditor() == b.GetEditor()
+		return a.Editor == b.Editor
 	case ByCategory:
-		return a.GetCategory() == b.GetCategory()
+		return a.Category == b.Category
 	case ByMachine:
-		return a.GetMachine() == b.GetMachine()
+		return a.Machine == b.Machine
 	case ByBranch:
-		return a.GetBranch() == b.GetBranch()
+		return a.Branch == b.Branch
 	}
 	return true
 }

@@ -162,44 +162,29 @@ func compareHB(a, b *heartlogv1.Heartbeat) int {
 	return strings.Compare(a.GetId(), b.GetId())
 }
 
-// walk calls fn for every counted heartbeat in (time, id) order, with its
-// time and the time credited to it: the gap to the next counted heartbeat
-// when that gap is at most timeout, else 0. joined reports whether the gap
-// was counted (the next heartbeat continues the same run).
-//
-// Heartbeats normally arrive sorted (day files are), so walk checks the
-// order as it goes rather than in a pass of its own: on the first
-// heartbeat out of order it calls reset, and starts over on a sorted copy.
-func walk(hbs []*heartlogv1.Heartbeat, writesOnly bool, timeout int64, reset func(), fn func(hb *heartlogv1.Heartbeat, t, gap int64, joined bool)) {
-	if !walkSorted(hbs, writesOnly, timeout, fn) {
-		reset()
-		walkSorted(sortedCopy(hbs), writesOnly, timeout, fn)
-	}
-}
-
-func walkSorted(hbs []*heartlogv1.Heartbeat, writesOnly bool, timeout int64, fn func(hb *heartlogv1.Heartbeat, t, gap int64, joined bool)) bool {
-	var prev *heartlogv1.Heartbeat
-	var prevT int64
-	for _, hb := range hbs {
-		if hb == nil || (writesOnly && !hb.GetIsWrite()) {
+// walk calls fn for every counted beat in time order, with the time
+// credited to it: the gap to the next counted beat when that gap is at
+// most timeout, else 0. joined reports whether the gap was counted (the
+// next beat continues the same run). beats out of time order are sorted
+// on a copy first (stably: beats of one time keep their order).
+func walk(beats []Beat, writesOnly bool, timeout int64, fn func(b *Beat, gap int64, joined bool)) {
+	beats = sortedBeats(beats)
+	var prev *Beat
+	for i := range beats {
+		b := &beats[i]
+		if writesOnly && !b.IsWrite {
 			continue
 		}
-		t := nanos(hb)
 		if prev != nil {
-			gap := t - prevT
-			if gap < 0 || (gap == 0 && compareHB(prev, hb) > 0) {
-				return false
-			}
-			if gap <= timeout {
-				fn(prev, prevT, gap, true)
+			if gap := b.Nanos - prev.Nanos; gap <= timeout {
+				fn(prev, gap, true)
 			} else {
-				fn(prev, prevT, 0, false)
+				fn(prev, 0, false)
 			}
 		}
-		prev, prevT = hb, t
+		prev = b
 	}
 	if prev != nil {
-		fn(prev, prevT, 0, false)
+		fn(prev, 0, false)
 	}
-	return true
 }

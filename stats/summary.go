@@ -130,6 +130,12 @@ type summer struct {
 		d    time.Duration
 		set  bool
 	}
+	last struct { // the run of one Attrs
+		attrs *Attrs
+		day   int
+		d     time.Duration
+		set   bool
+	}
 }
 
 func newSummer(n int) summer {
@@ -140,19 +146,36 @@ func newSummer(n int) summer {
 	return s
 }
 
-func (s *summer) credit(day int, hb *heartlogv1.Heartbeat, d time.Duration) {
+func (s *summer) credit(day int, a *Attrs, d time.Duration) {
 	s.days[day].total += d
-	s.step(dimProject, day, hb.GetProject(), d)
-	s.step(dimLanguage, day, hb.GetLanguage(), d)
-	s.step(dimEditor, day, hb.GetEditor(), d)
-	s.step(dimOS, day, hb.GetOperatingSystem(), d)
-	s.step(dimMachine, day, hb.GetMachine(), d)
-	s.step(dimBranch, day, hb.GetBranch(), d)
-	s.step(dimCategory, day, hb.GetCategory(), d)
-	if !s.omitEntities {
-		s.step(dimEntity, day, hb.GetEntity(), d)
+	// A run of beats sharing their Attrs (the usual case) adds up without
+	// a string compare.
+	if s.last.set && s.last.attrs == a && s.last.day == day {
+		s.last.d += d
+		return
 	}
-	deps := hb.GetDependencies()
+	s.flushLast()
+	s.last.attrs, s.last.day, s.last.d, s.last.set = a, day, d, true
+}
+
+// flushLast passes the run of one Attrs on to the dimensions' runs.
+func (s *summer) flushLast() {
+	if !s.last.set {
+		return
+	}
+	a, day, d := s.last.attrs, s.last.day, s.last.d
+	s.last.set = false
+	s.step(dimProject, day, a.Project, d)
+	s.step(dimLanguage, day, a.Language, d)
+	s.step(dimEditor, day, a.Editor, d)
+	s.step(dimOS, day, a.OperatingSystem, d)
+	s.step(dimMachine, day, a.Machine, d)
+	s.step(dimBranch, day, a.Branch, d)
+	s.step(dimCategory, day, a.Category, d)
+	if !s.omitEntities {
+		s.step(dimEntity, day, a.Entity, d)
+	}
+	deps := a.Dependencies
 	if s.deps.set && s.deps.day == day && slices.Equal(s.deps.list, deps) {
 		s.deps.d += d
 		return
@@ -210,6 +233,7 @@ func (s *summer) add(k, day int, name string, d time.Duration) {
 }
 
 func (s *summer) flush() {
+	s.flushLast()
 	for k := range numSingle {
 		if r := &s.run[k]; r.set {
 			s.add(k, r.day, r.name, r.d)
@@ -227,6 +251,12 @@ func (s *summer) flush() {
 // MaxTimeout either side of the range, which is what fetching UTCDays
 // gives. Time credited outside the range is dropped.
 func Summarize(hbs []*heartlogv1.Heartbeat, opts Options) ([]Day, error) {
+	return SummarizeBeats(Beats(hbs), opts)
+}
+
+// SummarizeBeats is Summarize of heartbeats as Beats (see Beats; the read
+// path makes them from day digests without building heartbeats).
+func SummarizeBeats(beats []Beat, opts Options) ([]Day, error) {
 	timeout, err := opts.timeout()
 	if err != nil {
 		return nil, err
@@ -239,18 +269,14 @@ func Summarize(hbs []*heartlogv1.Heartbeat, opts Options) ([]Day, error) {
 	s := newSummer(n)
 	s.omitEntities = opts.OmitEntities
 	first, last := b[0], b[n]
-	cur := 0 // index of the day of the current heartbeat, when in range
-	reset := func() {
-		s = newSummer(n)
-		s.omitEntities = opts.OmitEntities
-		cur = 0
-	}
-	walk(hbs, opts.WritesOnly, timeout, reset, func(hb *heartlogv1.Heartbeat, t, gap int64, _ bool) {
+	cur := 0 // index of the day of the current beat, when in range
+	walk(beats, opts.WritesOnly, timeout, func(hb *Beat, gap int64, _ bool) {
+		t := hb.Nanos
 		end := t + gap
 		if t >= last || end < first || (end == first && t < first) {
 			return // credits nothing inside the range
 		}
-		if opts.Project != "" && hb.GetProject() != opts.Project {
+		if opts.Project != "" && hb.Attrs.Project != opts.Project {
 			return
 		}
 		from := t
@@ -265,7 +291,7 @@ func Summarize(hbs []*heartlogv1.Heartbeat, opts Options) ([]Day, error) {
 		// but a loop costs nothing and assumes neither.
 		for day := cur; day < n; day++ {
 			to := min(end, b[day+1])
-			s.credit(day, hb, time.Duration(to-from))
+			s.credit(day, hb.Attrs, time.Duration(to-from))
 			if end <= b[day+1] {
 				break
 			}
