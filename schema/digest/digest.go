@@ -13,6 +13,7 @@ import (
 	"heartlog/cache"
 	"heartlog/schema/dayfile"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/stats"
 )
 
 // ErrCorrupt is wrapped by Decode's error for bytes that are not a valid
@@ -101,11 +102,10 @@ func Encode(hbs []*heartlogv1.Heartbeat) ([]byte, error) {
 	return proto.MarshalOptions{Deterministic: true}.Marshal(d)
 }
 
-// Decode returns the heartbeats of a digest, in its order, with the fields
-// the package comment lists set (Time to the microsecond) and the others
-// empty. The heartbeats share their strings, dependency lists and
-// IsWrite values: they are for reading only.
-func Decode(data []byte) ([]*heartlogv1.Heartbeat, error) {
+// Decode returns the heartbeats of a digest as stats.Beats, in the
+// digest's order. Beats with the same attributes share one stats.Attrs;
+// the strings and dependency lists are allocated once per digest.
+func Decode(data []byte) ([]stats.Beat, error) {
 	var d heartlogv1.DayDigest
 	if err := proto.Unmarshal(data, &d); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
@@ -142,24 +142,29 @@ func Decode(data []byte) ([]*heartlogv1.Heartbeat, error) {
 			return nil, fmt.Errorf("%w: dependency list %d of %d", ErrCorrupt, k, len(lists)-1)
 		}
 	}
-	bools := &[2]bool{false, true}
-	block := make([]heartlogv1.Heartbeat, n)
-	out := make([]*heartlogv1.Heartbeat, n)
-	var us int64
-	for i := range block {
-		hb := &block[i]
-		us += d.TimeDeltaMicros[i]
-		hb.Time = float64(us) / 1e6
-		hb.Entity, hb.Type, hb.Category = strs[d.Entity[i]], strs[d.Type[i]], strs[d.Category[i]]
-		hb.Project, hb.Branch, hb.Language = strs[d.Project[i]], strs[d.Branch[i]], strs[d.Language[i]]
-		hb.Editor, hb.OperatingSystem, hb.Machine = strs[d.Editor[i]], strs[d.OperatingSystem[i]], strs[d.Machine[i]]
-		if d.IsWrite[i] {
-			hb.IsWrite = &bools[1]
-		} else {
-			hb.IsWrite = &bools[0]
+	out := make([]stats.Beat, n)
+	attrs := map[[10]uint32]*stats.Attrs{}
+	var (
+		key, prev [10]uint32
+		a         *stats.Attrs
+		us        int64
+	)
+	for i := range out {
+		key = [10]uint32{d.Entity[i], d.Type[i], d.Category[i], d.Project[i], d.Branch[i], d.Language[i],
+			d.Editor[i], d.OperatingSystem[i], d.Machine[i], d.Dependencies[i]}
+		if a == nil || key != prev {
+			if a = attrs[key]; a == nil {
+				a = &stats.Attrs{
+					Entity: strs[key[0]], Type: strs[key[1]], Category: strs[key[2]], Project: strs[key[3]],
+					Branch: strs[key[4]], Language: strs[key[5]], Editor: strs[key[6]],
+					OperatingSystem: strs[key[7]], Machine: strs[key[8]], Dependencies: lists[key[9]],
+				}
+				attrs[key] = a
+			}
+			prev = key
 		}
-		hb.Dependencies = lists[d.Dependencies[i]]
-		out[i] = hb
+		us += d.TimeDeltaMicros[i]
+		out[i] = stats.Beat{Nanos: us * 1000, Attrs: a, IsWrite: d.IsWrite[i]}
 	}
 	return out, nil
 }

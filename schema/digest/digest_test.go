@@ -61,11 +61,11 @@ func day(n int) []*heartlogv1.Heartbeat {
 	return hbs
 }
 
-// statsView is what stats reads of a heartbeat.
-func statsView(hb *heartlogv1.Heartbeat) string {
-	return fmt.Sprintf("%d|%q|%q|%q|%q|%q|%q|%q|%q|%q|%q|%v", int64(hb.GetTime()*1e6+0.5), hb.GetEntity(), hb.GetType(),
-		hb.GetCategory(), hb.GetProject(), hb.GetBranch(), hb.GetLanguage(), hb.GetEditor(), hb.GetOperatingSystem(),
-		hb.GetMachine(), hb.GetDependencies(), hb.GetIsWrite())
+// view is what stats reads of beats.
+func view(b stats.Beat) string {
+	a := b.Attrs
+	return fmt.Sprintf("%d|%q|%q|%q|%q|%q|%q|%q|%q|%q|%q|%v", b.Nanos, a.Entity, a.Type, a.Category, a.Project,
+		a.Branch, a.Language, a.Editor, a.OperatingSystem, a.Machine, a.Dependencies, b.IsWrite)
 }
 
 // TestRoundTripAgainstDayFile encodes a day file, decodes it as readers
@@ -92,8 +92,9 @@ func TestRoundTripAgainstDayFile(t *testing.T) {
 	if len(fromDigest) != len(fromFile) {
 		t.Fatalf("%d heartbeats from the digest, %d from the day file", len(fromDigest), len(fromFile))
 	}
-	for i := range fromFile {
-		if a, b := statsView(fromFile[i]), statsView(fromDigest[i]); a != b {
+	beats := stats.Beats(fromFile)
+	for i := range beats {
+		if a, b := view(beats[i]), view(fromDigest[i]); a != b {
 			t.Fatalf("heartbeat %d:\nday file %s\ndigest   %s", i, a, b)
 		}
 	}
@@ -109,7 +110,7 @@ func TestRoundTripAgainstDayFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := stats.Summarize(fromDigest, o)
+		b, err := stats.SummarizeBeats(fromDigest, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +126,7 @@ func TestRoundTripAgainstDayFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := stats.Durations(fromDigest, o)
+			b, err := stats.DurationsOfBeats(fromDigest, o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,8 +173,9 @@ func TestKey(t *testing.T) {
 	}
 }
 
-// BenchmarkDecode decodes the digest of a day of 1,000 heartbeats, beside
-// the day file it comes from (what a warm read decoded before).
+// BenchmarkDecode decodes the digest of a day of 1,000 heartbeats into
+// Beats, beside the day file it comes from (what a warm read decoded
+// before; into heartbeats).
 func BenchmarkDecode(b *testing.B) {
 	hbs := day(1000)
 	data, err := digest.Encode(hbs)

@@ -17,16 +17,20 @@
 // project, branch, language, editor, operating system, machine,
 // dependencies and is_write (absent read as false). Not the id, the user
 // id, the line and cursor numbers, plugin, user agent nor extra: Decode's
-// heartbeats are for stats.Summarize and stats.Durations only, and a route
-// that returns heartbeats reads the day file. Strings are stored once per
-// day in a dictionary, and each distinct dependency list once; Decode
-// allocates each of them once per day, not per heartbeat, and the
-// heartbeats themselves in one block.
+// heartbeats are for accounting only, and a route that returns heartbeats
+// reads the day file. Strings are stored once per day in a dictionary, and
+// each distinct dependency list once.
 //
-// Because the ids are not kept, decoded heartbeats that share a time
-// compare equal in stats' (time, id) order; they keep their day-file
-// order, which is what stats credits by, so a digest and its day file give
-// the same totals and durations (the tests check that).
+// Decode gives the form stats consumes directly, stats.Beat (time,
+// attributes, is_write; stats.SummarizeBeats, stats.DurationsOfBeats), not
+// heartbeats: it allocates each string and list once per day, one
+// stats.Attrs per distinct combination of attributes, and 24 bytes per
+// heartbeat, where a heartlogv1.Heartbeat is 376 bytes of pointers for
+// the garbage collector to scan (a year of them was 137 MB a request).
+//
+// Beats have no id: they keep the day file's (time, id) order, which is
+// what stats credits by, so a digest and its day file give the same
+// totals and durations (the tests check that).
 //
 // # Consistency rule
 //
