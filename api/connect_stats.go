@@ -103,11 +103,11 @@ func (ss *statsService) GetDurations(ctx context.Context, req *connect.Request[h
 		return nil, ss.readError(u, badf("date must be YYYY-MM-DD, got %q", req.Msg.GetDate()))
 	}
 	o.Start, o.End, o.SliceBy = day, day, stats.Dimension(req.Msg.GetSliceBy())
-	hbs, err := ss.s.opts.Reader.Heartbeats(ctx, u, stats.UTCDays(day, day, o.Location))
+	beats, err := ss.s.opts.Reader.Activity(ctx, u, stats.UTCDays(day, day, o.Location))
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}
-	durations, err := stats.Durations(hbs, o)
+	durations, err := stats.DurationsOfBeats(beats, o)
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}

@@ -16,7 +16,11 @@ import (
 // HeartbeatReader reads a user's heartbeats of UTC days (YYYYMMDD), from
 // wherever each day lives. *reads.Reader implements it.
 type HeartbeatReader interface {
+	// Heartbeats returns whole heartbeats, for routes that return them.
 	Heartbeats(ctx context.Context, u users.User, days []string) ([]*heartlogv1.Heartbeat, error)
+	// Activity returns the heartbeats as stats.Beats, for accounting (read
+	// from day digests where the cache has them).
+	Activity(ctx context.Context, u users.User, days []string) ([]stats.Beat, error)
 }
 
 // maxRangeDays bounds one summaries request (a year and a bit): each day
@@ -91,12 +95,12 @@ func (s *Server) summarize(ctx context.Context, u users.User, o stats.Options) (
 	if n := o.Start.DaysUntil(o.End) + 1; n > maxRangeDays {
 		return nil, badf("the range covers %d days; at most %d per request", n, maxRangeDays)
 	}
-	hbs, err := s.opts.Reader.Heartbeats(ctx, u, stats.UTCDays(o.Start, o.End, o.Location))
+	beats, err := s.opts.Reader.Activity(ctx, u, stats.UTCDays(o.Start, o.End, o.Location))
 	if err != nil {
 		return nil, err
 	}
 	o.OmitEntities = o.Project == "" // WakaTime lists entities only within a project
-	return stats.Summarize(hbs, o)
+	return stats.SummarizeBeats(beats, o)
 }
 
 // isBadRead reports whether a read failed on the client's parameters
@@ -212,12 +216,12 @@ func (s *Server) getDurations(w http.ResponseWriter, r *http.Request, u users.Us
 	}
 	o.Start, o.End = day, day
 	o.SliceBy = stats.Dimension(q.Get("slice_by")) // Durations refuses an unknown one
-	hbs, err := s.opts.Reader.Heartbeats(r.Context(), u, stats.UTCDays(day, day, o.Location))
+	beats, err := s.opts.Reader.Activity(r.Context(), u, stats.UTCDays(day, day, o.Location))
 	if err != nil {
 		s.readFailed(w, u, err)
 		return
 	}
-	durations, err := stats.Durations(hbs, o)
+	durations, err := stats.DurationsOfBeats(beats, o)
 	if err != nil {
 		s.readFailed(w, u, err)
 		return

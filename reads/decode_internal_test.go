@@ -5,11 +5,13 @@ import (
 	"testing"
 
 	"heartlog/schema/dayfile"
+	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/stats"
 )
 
 // BenchmarkDecodeYear decodes a year of day files of 1,000 heartbeats as a
-// warm 365-day read does (run with -cpu 1,2 to see what the cores buy).
+// warm 365-day read did, and their digests as it does now (run with -cpu 1,2 to see what the cores buy).
 func BenchmarkDecodeYear(b *testing.B) {
 	files := make([][]byte, 365)
 	for d := range files {
@@ -32,12 +34,36 @@ func BenchmarkDecodeYear(b *testing.B) {
 		}
 	}
 	out := make([][]*heartlogv1.Heartbeat, len(files))
-	b.ReportAllocs()
-	for b.Loop() {
-		for _, err := range decodeAll(files, out) {
-			if err != nil {
-				b.Fatal(err)
+	b.Run("dayfile", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, err := range decodeAll(files, out, dayfile.Decode) {
+				if err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
+	})
+	// The same year from the days' digests, as Activity reads it.
+	digests := make([][]byte, len(files))
+	for d, f := range files {
+		hbs, err := dayfile.Decode(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if digests[d], err = digest.Encode(hbs); err != nil {
+			b.Fatal(err)
+		}
 	}
+	beats := make([][]stats.Beat, len(files))
+	b.Run("digest", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, err := range decodeAll(digests, beats, digest.Decode) {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
 }

@@ -6,11 +6,18 @@
 // (with an empty day file for a day S3 has no file of, so that a warm read
 // asks S3 nothing even across days without heartbeats).
 //
+// Activity, for accounting, reads SSDB days from their digests (package
+// schema/digest) where the cache has them, with one MGET of the digests
+// first and one of the day files of the days without one; a day file read
+// for want of a digest is written back with its digest. Every write into
+// SSDB follows the digest package's consistency rule (digest.Put).
+//
 // It only reads, except for filling the cache. It must never read another
 // user's data: every key and query is built from the user record.
 package reads
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +38,9 @@ import (
 	"heartlog/cache"
 	"heartlog/objstore"
 	"heartlog/schema/dayfile"
+	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/stats"
 	"heartlog/streams"
 	"heartlog/users"
 )
@@ -62,12 +71,57 @@ func New(pool *pgxpool.Pool, shards ShardStates, c *cache.Cache, primary objstor
 
 var daysRead = promauto.NewCounterVec(prometheus.CounterOpts{
 	Name: "heartlog_read_days_total",
-	Help: "User-days read, by where they came from (postgres, cache, s3, none).",
+	Help: "User-days read, by where they came from (postgres, digest, cache, s3, none).",
 }, []string{"source"})
 
 // Heartbeats returns the user's heartbeats of the UTC days (YYYYMMDD),
 // sorted by (time, id).
 func (r *Reader) Heartbeats(ctx context.Context, u users.User, days []string) ([]*heartlogv1.Heartbeat, error) {
+	rows, files, err := r.read(ctx, u, days, false)
+	if err != nil {
+		return nil, err
+	}
+	// Day files come sorted and in day order, and the days in Postgres are
+	// usually the newest: then the two runs are already in order.
+	out := slices.Concat(slices.Concat(files.hbs...), rows)
+	if !slices.IsSortedFunc(out, compareHeartbeats) {
+		slices.SortFunc(out, compareHeartbeats)
+	}
+	return out, nil
+}
+
+// Activity returns the user's heartbeats of the UTC days for accounting
+// (stats.SummarizeBeats, stats.DurationsOfBeats) as stats.Beats: as
+// Heartbeats, except that a day read from SSDB comes from its digest when
+// the cache has one, which holds only what stats reads (package
+// schema/digest). The beats are sorted by time.
+func (r *Reader) Activity(ctx context.Context, u users.User, days []string) ([]stats.Beat, error) {
+	rows, files, err := r.read(ctx, u, days, true)
+	if err != nil {
+		return nil, err
+	}
+	parts := make([][]stats.Beat, 0, len(files.hbs)+1)
+	for i := range files.hbs {
+		if files.digest[i] {
+			parts = append(parts, files.beats[i])
+		} else {
+			parts = append(parts, stats.Beats(files.hbs[i]))
+		}
+	}
+	parts = append(parts, stats.Beats(rows))
+	out := slices.Concat(parts...)
+	// Stably: beats have no id, and those of one time (so of one day)
+	// keep their day-file order.
+	byTime := func(a, b stats.Beat) int { return cmp.Compare(a.Nanos, b.Nanos) }
+	if !slices.IsSortedFunc(out, byTime) {
+		slices.SortStableFunc(out, byTime)
+	}
+	return out, nil
+}
+
+// read reads the hot days from Postgres and the others from the files
+// (with digests: from their digests where SSDB has them), at once.
+func (r *Reader) read(ctx context.Context, u users.User, days []string, digests bool) ([]*heartlogv1.Heartbeat, fileDays, error) {
 	var hot, cold []string
 	for _, d := range days {
 		if r.shards.State(d).Writable() {
@@ -76,8 +130,8 @@ func (r *Reader) Heartbeats(ctx context.Context, u users.User, days []string) ([
 			cold = append(cold, d)
 		}
 	}
-	// Postgres and the day files are read at once.
-	var rows, files []*heartlogv1.Heartbeat
+	var rows []*heartlogv1.Heartbeat
+	var files fileDays
 	g, gctx := errgroup.WithContext(ctx)
 	if len(hot) > 0 {
 		g.Go(func() error {
@@ -93,20 +147,14 @@ func (r *Reader) Heartbeats(ctx context.Context, u users.User, days []string) ([
 	if len(cold) > 0 {
 		g.Go(func() error {
 			var err error
-			files, err = r.fromFiles(gctx, u, cold)
+			files, err = r.fromFiles(gctx, u, cold, digests)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, fileDays{}, err
 	}
-	// Day files come sorted and in day order, and the days in Postgres are
-	// usually the newest: then the two runs are already in order.
-	out := slices.Concat(files, rows)
-	if !slices.IsSortedFunc(out, compareHeartbeats) {
-		slices.SortFunc(out, compareHeartbeats)
-	}
-	return out, nil
+	return rows, files, nil
 }
 
 // compareHeartbeats orders by (time, id), the day-file order.
@@ -169,48 +217,117 @@ func scanHeartbeat(row pgx.CollectableRow) (*heartlogv1.Heartbeat, error) {
 	return hb, err
 }
 
+// fileDays are days read from day files or digests, in the order asked:
+// day i is beats[i] when digest[i], else hbs[i].
+type fileDays struct {
+	hbs    [][]*heartlogv1.Heartbeat
+	beats  [][]stats.Beat
+	digest []bool
+}
+
 // fromFiles reads day files: one MGET from SSDB, then S3 for the misses,
-// which then go into SSDB. The result is in the order of days, and so
-// sorted when days are (each file is).
-func (r *Reader) fromFiles(ctx context.Context, u users.User, days []string) ([]*heartlogv1.Heartbeat, error) {
+// which then go into SSDB. With digests, it first MGETs the days' digests
+// and reads day files only for the days without one. The result is in the
+// order of days (each day sorted).
+func (r *Reader) fromFiles(ctx context.Context, u users.User, days []string, digests bool) (fileDays, error) {
 	keys := make([]string, len(days))
 	for i, d := range days {
 		keys[i] = dayfile.Key(u.ObjectPrefix, u.ID, d)
 	}
-	cached, err := r.cache.MGet(ctx, keys)
+	fd := fileDays{hbs: make([][]*heartlogv1.Heartbeat, len(keys)), digest: make([]bool, len(keys))}
+	perDay := fd.hbs
+	need := make([]int, len(keys)) // indexes of the days still to read
+	for i := range need {
+		need[i] = i
+	}
+	if digests {
+		fd.beats = make([][]stats.Beat, len(keys))
+		need = r.fromDigests(ctx, keys, fd.beats)
+		for i := range fd.digest {
+			fd.digest[i] = true
+		}
+		for _, i := range need {
+			fd.digest[i] = false
+		}
+	}
+	if len(need) == 0 {
+		return fd, nil
+	}
+	needKeys := make([]string, len(need))
+	for j, i := range need {
+		needKeys[j] = keys[i]
+	}
+	cached, err := r.cache.MGet(ctx, needKeys)
 	if err != nil {
 		// SSDB is a cache: without it, S3 still answers.
 		r.log.Warn().Err(err).Msg("cache unavailable; reading day files from S3")
-		cached = make([][]byte, len(keys))
+		cached = make([][]byte, len(needKeys))
 	}
-	perDay := make([][]*heartlogv1.Heartbeat, len(keys))
-	bad := decodeAll(cached, perDay)
+	decoded := make([][]*heartlogv1.Heartbeat, len(needKeys))
+	bad := decodeAll(cached, decoded, dayfile.Decode)
 	var missing []int
-	for i, data := range cached {
+	var writes []digest.File // cached day files without a digest
+	for j, data := range cached {
+		i := need[j]
 		switch {
 		case data == nil:
 			missing = append(missing, i)
-		case bad[i] != nil:
-			r.log.Error().Err(bad[i]).Str("key", keys[i]).Msg("cached day file unreadable; reading S3")
+		case bad[j] != nil:
+			r.log.Error().Err(bad[j]).Str("key", keys[i]).Msg("cached day file unreadable; reading S3")
 			missing = append(missing, i)
 		default:
+			perDay[i] = decoded[j]
 			daysRead.WithLabelValues("cache").Inc()
+			if digests {
+				writes = append(writes, digest.File{Key: keys[i], Data: data, Heartbeats: decoded[j], Decoded: true})
+			}
 		}
 	}
 	if len(missing) > 0 {
 		fetched, err := r.fromS3(ctx, keys, missing, perDay)
 		if err != nil {
-			return nil, err
+			return fileDays{}, err
 		}
-		r.fill(ctx, fetched)
+		writes = append(writes, fetched...)
 	}
-	return slices.Concat(perDay...), nil
+	r.fill(ctx, writes)
+	return fd, nil
 }
 
-// decodeAll decodes the files (nil ones are skipped) into out, one
-// goroutine per core: a year is 365 files of some 1,000 heartbeats, and
-// decoding is most of a warm read's time. It returns each file's error.
-func decodeAll(files [][]byte, out [][]*heartlogv1.Heartbeat) []error {
+// fromDigests MGETs the digests of the day files under keys and decodes
+// them into out; it returns the indexes of the days it could not read.
+func (r *Reader) fromDigests(ctx context.Context, keys []string, out [][]stats.Beat) []int {
+	dkeys := make([]string, len(keys))
+	for i, k := range keys {
+		dkeys[i] = digest.Key(k)
+	}
+	vals, err := r.cache.MGet(ctx, dkeys)
+	if err != nil {
+		r.log.Warn().Err(err).Msg("cache unavailable; reading day files from S3")
+		vals = make([][]byte, len(keys))
+	}
+	bad := decodeAll(vals, out, digest.Decode)
+	var need []int
+	for i, data := range vals {
+		switch {
+		case data == nil:
+			need = append(need, i)
+		case bad[i] != nil:
+			r.log.Error().Err(bad[i]).Str("key", dkeys[i]).Msg("cached day digest unreadable; reading the day file")
+			out[i] = nil
+			need = append(need, i)
+		default:
+			daysRead.WithLabelValues("digest").Inc()
+		}
+	}
+	return need
+}
+
+// decodeAll decodes the files (nil ones are skipped) into out with decode,
+// one goroutine per core: a year is 365 files of some 1,000 heartbeats,
+// and decoding is most of a warm read's time. It returns each file's
+// error.
+func decodeAll[T any](files [][]byte, out [][]T, decode func([]byte) ([]T, error)) []error {
 	errs := make([]error, len(files))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -218,7 +335,7 @@ func decodeAll(files [][]byte, out [][]*heartlogv1.Heartbeat) []error {
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < len(files); i = int(next.Add(1)) - 1 {
 				if files[i] != nil {
-					out[i], errs[i] = dayfile.Decode(files[i])
+					out[i], errs[i] = decode(files[i])
 				}
 			}
 		})
@@ -236,15 +353,12 @@ var emptyFile = sync.OnceValue(func() []byte {
 	return data
 })
 
-type fetchedFile struct {
-	key  string
-	data []byte
-}
-
 // fromS3 GETs keys[i] for each i of which and decodes it into out[i].
-func (r *Reader) fromS3(ctx context.Context, keys []string, which []int, out [][]*heartlogv1.Heartbeat) ([]fetchedFile, error) {
+// It returns the files read (an empty one for a key S3 has none of), for
+// the cache.
+func (r *Reader) fromS3(ctx context.Context, keys []string, which []int, out [][]*heartlogv1.Heartbeat) ([]digest.File, error) {
 	var mu sync.Mutex
-	var fetched []fetchedFile
+	var fetched []digest.File
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.parallel)
 	for _, i := range which {
@@ -259,7 +373,7 @@ func (r *Reader) fromS3(ctx context.Context, keys []string, which []int, out [][
 				daysRead.WithLabelValues("none").Inc()
 				out[i] = nil
 				mu.Lock()
-				fetched = append(fetched, fetchedFile{key: key, data: emptyFile()})
+				fetched = append(fetched, digest.File{Key: key, Data: emptyFile(), Decoded: true})
 				mu.Unlock()
 				return nil
 			}
@@ -271,7 +385,7 @@ func (r *Reader) fromS3(ctx context.Context, keys []string, which []int, out [][
 			}
 			daysRead.WithLabelValues("s3").Inc()
 			mu.Lock()
-			fetched = append(fetched, fetchedFile{key: key, data: data})
+			fetched = append(fetched, digest.File{Key: key, Data: data, Heartbeats: out[i], Decoded: true})
 			mu.Unlock()
 			return nil
 		})
@@ -279,19 +393,18 @@ func (r *Reader) fromS3(ctx context.Context, keys []string, which []int, out [][
 	return fetched, g.Wait()
 }
 
-// fill puts files read from S3 into SSDB. A failure only costs the next
-// reader another S3 GET. (SSDB has no SET NX, so a fill can race the cache
-// processor and put back an older file; the processor's next write for the
-// day, or the TTL, repairs it, and S3 stays the truth.)
-func (r *Reader) fill(ctx context.Context, files []fetchedFile) {
+// fill puts day files read from S3, or read from SSDB without a digest,
+// into SSDB with their digests (digest.Put: DEL digest, SETEX day file,
+// SETEX digest). A failure only costs the next reader another S3 GET or
+// day-file decode. (SSDB has no SET NX, so a fill can race the cache
+// processor and put back an older file and its digest; the processor's
+// next write for the day, or the TTL, repairs both, and S3 stays the
+// truth.)
+func (r *Reader) fill(ctx context.Context, files []digest.File) {
 	if len(files) == 0 {
 		return
 	}
-	m := make(map[string][]byte, len(files))
-	for _, f := range files {
-		m[f.key] = f.data
-	}
-	if err := r.cache.SetMany(ctx, m); err != nil {
+	if err := digest.Put(ctx, r.cache, files); err != nil {
 		r.log.Warn().Err(err).Int("files", len(files)).Msg("could not fill the cache")
 	}
 }

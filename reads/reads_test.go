@@ -7,13 +7,17 @@ import (
 	"testing"
 	"time"
 
+	"heartlog/cache"
 	"heartlog/heartbeat"
 	"heartlog/internal/heartlogtest"
 	"heartlog/objstore"
 	"heartlog/reads"
 	"heartlog/schema/dayfile"
+	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/stats"
 	"heartlog/streams"
+	"heartlog/users"
 )
 
 // states marks chosen days as dropped; the others are active.
@@ -114,8 +118,17 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 	if bucket.gets.Load() != 0 {
 		t.Fatalf("%d S3 GETs on a warm read, want none", bucket.gets.Load())
 	}
+	checkActivity(t, cold, stores.Cache, u, days, fromPG, keys)
+	if bucket.gets.Load() != 0 {
+		t.Fatalf("%d S3 GETs on warm activity reads, want none", bucket.gets.Load())
+	}
 	if err := stores.Cache.Delete(ctx, keys...); err != nil {
 		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if err := stores.Cache.Delete(ctx, digest.Key(k)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	fromS3, err := cold.Heartbeats(ctx, u, days)
 	if err != nil {
@@ -137,6 +150,11 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 	if err != nil || bucket.gets.Load() != int64(len(days)) || ids(again) != ids(fromPG) {
 		t.Fatalf("after the fill: %d S3 GETs (want %d), err %v", bucket.gets.Load(), len(days), err)
 	}
+	// The fill wrote the digests too.
+	checkActivity(t, cold, stores.Cache, u, days, fromPG, keys)
+	if bucket.gets.Load() != int64(len(days)) {
+		t.Fatalf("%d S3 GETs after activity reads of a filled cache, want %d", bucket.gets.Load(), len(days))
+	}
 
 	// A dropped day without heartbeats costs one S3 GET, then none: the
 	// cache holds an empty file for it.
@@ -153,4 +171,80 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 			t.Fatalf("read %d with an empty day: %d S3 GETs, want %d", round, n, want)
 		}
 	}
+}
+
+// view is what package stats reads of beats.
+func view(beats []stats.Beat) string {
+	out := ""
+	for _, b := range beats {
+		a := b.Attrs
+		out += fmt.Sprintf("%d|%s|%s|%s|%s|%s|%s|%s|%s|%s|%v|%v\n", b.Nanos, a.Entity, a.Type, a.Category, a.Project,
+			a.Branch, a.Language, a.Editor, a.OperatingSystem, a.Machine, a.Dependencies, b.IsWrite)
+	}
+	return out
+}
+
+// checkActivity checks, on a warm cache (keys are the days' day-file
+// keys), that Activity reads the days' digests, that they give what
+// Postgres gives (every field stats reads, and the same summaries); and
+// that a day whose digest is missing falls back to its day file, with
+// the same result, and gets its digest written back.
+func checkActivity(t *testing.T, r *reads.Reader, c *cache.Cache, u users.User, days []string, want []*heartlogv1.Heartbeat, keys []string) {
+	t.Helper()
+	ctx := context.Background()
+	dkeys := make([]string, len(keys))
+	for i, k := range keys {
+		dkeys[i] = digest.Key(k)
+	}
+	digests, err := c.MGet(ctx, dkeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range digests {
+		if d == nil {
+			t.Fatalf("no digest beside %s", keys[i])
+		}
+	}
+	summary := func(beats []stats.Beat) []stats.Day {
+		first, err := stats.ParseDate(days[len(days)-1][:4] + "-" + days[len(days)-1][4:6] + "-" + days[len(days)-1][6:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := stats.SummarizeBeats(beats, stats.Options{Start: first, End: first.AddDays(len(days) - 1), Timeout: 60})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	wantBeats := stats.Beats(want)
+	wantSummary := fmt.Sprint(summary(wantBeats))
+	read := func(what string) {
+		t.Helper()
+		got, err := r.Activity(ctx, u, days)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if view(got) != view(wantBeats) {
+			t.Fatalf("%s: activity differs from Postgres:\n%s\nwant\n%s", what, view(got), view(wantBeats))
+		}
+		if fmt.Sprint(summary(got)) != wantSummary {
+			t.Fatalf("%s: summaries differ from Postgres's", what)
+		}
+	}
+	read("from digests")
+
+	// A missing digest: the day file is read, and the digest written back.
+	if err := c.Delete(ctx, dkeys[0]); err != nil {
+		t.Fatal(err)
+	}
+	read("with a digest missing")
+	back, _, err := c.Get(ctx, dkeys[0])
+	if err != nil || string(back) != string(digests[0]) {
+		t.Fatalf("digest written back: %d bytes, %v; want the %d bytes of before", len(back), err, len(digests[0]))
+	}
+	// An unreadable digest is a missing one.
+	if err := c.Set(ctx, dkeys[0], []byte("not a digest")); err != nil {
+		t.Fatal(err)
+	}
+	read("with a digest corrupt")
 }

@@ -23,6 +23,7 @@ import (
 	pgsink "heartlog/processors/postgres"
 	"heartlog/reads"
 	"heartlog/schema/dayfile"
+	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/stats"
 	"heartlog/streams"
@@ -160,10 +161,12 @@ func storeDays(ctx context.Context, ds *dayStores, sink *pgsink.Sink, uds []user
 	batches := make([]*heartlogv1.Batch, len(uds))
 	values := make(map[string][]byte, len(uds))
 	keys := make([]string, len(uds))
+	files := make([]digest.File, len(uds)) // for the cache, with their digests
 	for i, ud := range uds {
 		batches[i] = &heartlogv1.Batch{Day: ud.day, Heartbeats: ud.hbs}
 		values[ud.key] = ud.data
 		keys[i] = ud.key
+		files[i] = digest.File{Key: ud.key, Data: ud.data, Heartbeats: ud.hbs, Decoded: true}
 	}
 	if err := sink.Commit(ctx, batches); err != nil {
 		return err
@@ -180,7 +183,7 @@ func storeDays(ctx context.Context, ds *dayStores, sink *pgsink.Sink, uds []user
 	if putErr != nil {
 		return putErr
 	}
-	return ds.cache.SetMany(ctx, values)
+	return digest.Put(ctx, ds.cache, files)
 }
 
 // newReadUsers creates n users, 8 at a time.
@@ -326,6 +329,13 @@ func (t *timedReader) Heartbeats(ctx context.Context, u users.User, days []strin
 	return hbs, err
 }
 
+func (t *timedReader) Activity(ctx context.Context, u users.User, days []string) ([]stats.Beat, error) {
+	start := time.Now()
+	beats, err := t.r.Activity(ctx, u, days)
+	t.last, t.heartbeats = time.Since(start), len(beats)
+	return beats, err
+}
+
 // readRun is one (state, range) measurement.
 type readRun struct {
 	total, fetch []time.Duration
@@ -422,7 +432,8 @@ func measureReads(ctx context.Context, srv http.Handler, tr *timedReader, bucket
 	var run readRun
 	var keys []string
 	for _, d := range stats.UTCDays(start, end, loc) {
-		keys = append(keys, dayfile.Key(rd.heavy.ObjectPrefix, rd.heavy.ID, d))
+		k := dayfile.Key(rd.heavy.ObjectPrefix, rd.heavy.ID, d)
+		keys = append(keys, k, digest.Key(k))
 	}
 	target := "/api/v1/users/current/summaries?start=" + start.String() + "&end=" + end.String()
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(rd.key))
@@ -490,7 +501,11 @@ func cleanupReads(ctx context.Context, ds *dayStores, rd *readData) {
 	ctx = context.WithoutCancel(ctx)
 	n, refused, reason, err := deleteKeys(ctx, ds.primaryCfg, rd.keys, false)
 	for i := 0; i < len(rd.keys) && err == nil; i += 1000 {
-		err = ds.cache.Delete(ctx, rd.keys[i:min(i+1000, len(rd.keys))]...)
+		var del []string
+		for _, k := range rd.keys[i:min(i+1000, len(rd.keys))] {
+			del = append(del, k, digest.Key(k))
+		}
+		err = ds.cache.Delete(ctx, del...)
 	}
 	fmt.Fprintf(os.Stderr, "bench: reads: cleanup: %d objects deleted, %d refused %s; error: %v\n", n, len(refused), reason, err)
 }

@@ -9,6 +9,7 @@ import (
 
 	"heartlog/cache"
 	"heartlog/objstore"
+	"heartlog/schema/digest"
 )
 
 // BucketStore keeps day files in an S3 bucket. Its tags are ETags, and its
@@ -33,9 +34,12 @@ func (s bucketStore) Write(ctx context.Context, key string, data []byte, tag str
 	return etag, err
 }
 
-// CacheStore keeps day files in SSDB, each with the cache's TTL. SSDB has
-// no conditional write, so it ignores tags: the cache relies on one writer
-// per user-day (pinned partition consumers) alone.
+// CacheStore keeps day files in SSDB, each with the cache's TTL, and beside
+// each its digest for the read path (package schema/digest): a Write is
+// digest.Put's one pipeline of DEL digest, SETEX day file, SETEX digest, so
+// that a digest is missing, never stale, whatever happens between them.
+// SSDB has no conditional write, so it ignores tags: the cache relies on
+// one writer per user-day (pinned partition consumers) alone.
 func CacheStore(c *cache.Cache) Store { return cacheStore{c} }
 
 type cacheStore struct{ c *cache.Cache }
@@ -52,7 +56,7 @@ func (s cacheStore) Read(ctx context.Context, key string) ([]byte, string, error
 }
 
 func (s cacheStore) Write(ctx context.Context, key string, data []byte, _ string) (string, error) {
-	return "", s.c.Set(ctx, key, data)
+	return "", digest.Put(ctx, s.c, []digest.File{{Key: key, Data: data}})
 }
 
 // DefaultAssumeNew is d, or 24 hours for zero: a file of the current UTC
