@@ -25,6 +25,14 @@ type Options struct {
 	BatchMessages int
 	// BatchBytes is the most message bytes committed at once (default 64 MiB).
 	BatchBytes int
+	// PullBytes is the most message bytes the consumer asks the server for
+	// at once (default 2 MiB; it must exceed the largest message, 1 MiB
+	// under nats.conf's max_payload). The partition consumers of a process share
+	// one connection, and the server cuts a client off as a slow consumer
+	// once more than its max_pending (64 MiB by default) waits to be sent
+	// to it; the messages are then redelivered only after AckWait, and
+	// batches split. Keep partitions × PullBytes well below max_pending.
+	PullBytes int
 	// Linger is how long Run waits for more messages once one has arrived
 	// (default 10ms): long enough to batch under load, short enough that
 	// a lone heartbeat is visible at once. A sink with costly writes (the
@@ -57,6 +65,9 @@ func (o *Options) setDefaults() {
 	if o.BatchBytes <= 0 {
 		o.BatchBytes = 64 << 20
 	}
+	if o.PullBytes <= 0 {
+		o.PullBytes = 2 << 20
+	}
 	if o.Linger <= 0 {
 		o.Linger = 10 * time.Millisecond
 	}
@@ -82,8 +93,8 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 	log := opts.Log.With().Str("processor", sink.Name()).Logger()
 	// The iterator's buffer is messages delivered but not yet in a batch:
 	// their AckWait runs while a long commit holds the loop, so it stays
-	// at one batch.
-	pull := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(opts.BatchMessages)}
+	// at one batch, and at PullBytes (see there).
+	pull := []jetstream.PullMessagesOpt{jetstream.PullMaxMessagesWithBytesLimit(opts.BatchMessages, opts.PullBytes)}
 	if opts.PriorityGroup != "" {
 		pull = append(pull, jetstream.PullPriorityGroup(opts.PriorityGroup))
 	}
