@@ -44,11 +44,7 @@ func micros(t float64) int64 { return int64(math.Round(t * 1e6)) }
 func Encode(hbs []*heartlogv1.Heartbeat) ([]byte, error) {
 	n := len(hbs)
 	d := &heartlogv1.DayDigest{
-		TimeDeltaMicros: make([]int64, n),
-		Entity:          make([]uint32, n), Type: make([]uint32, n), Category: make([]uint32, n),
-		Project: make([]uint32, n), Branch: make([]uint32, n), Language: make([]uint32, n),
-		Editor: make([]uint32, n), OperatingSystem: make([]uint32, n), Machine: make([]uint32, n),
-		IsWrite: make([]bool, n), Dependencies: make([]uint32, n),
+		TimeDeltaMicros: make([]int64, n), Attrs: make([]uint32, n), IsWrite: make([]bool, n),
 	}
 	ids := map[string]uint32{"": 0}
 	d.Strings = []string{""}
@@ -62,6 +58,7 @@ func Encode(hbs []*heartlogv1.Heartbeat) ([]byte, error) {
 		return id
 	}
 	lists := map[string]uint32{}
+	sets := map[[10]uint32]uint32{}
 	var listKey []byte
 	var prev int64
 	for i, hb := range hbs {
@@ -73,28 +70,36 @@ func Encode(hbs []*heartlogv1.Heartbeat) ([]byte, error) {
 			return nil, fmt.Errorf("%w: %v", ErrTime, hb.GetTime())
 		}
 		d.TimeDeltaMicros[i], prev = us-prev, us
-		d.Entity[i], d.Type[i], d.Category[i] = str(hb.GetEntity()), str(hb.GetType()), str(hb.GetCategory())
-		d.Project[i], d.Branch[i], d.Language[i] = str(hb.GetProject()), str(hb.GetBranch()), str(hb.GetLanguage())
-		d.Editor[i], d.OperatingSystem[i], d.Machine[i] = str(hb.GetEditor()), str(hb.GetOperatingSystem()), str(hb.GetMachine())
 		d.IsWrite[i] = hb.GetIsWrite()
-		deps := hb.GetDependencies()
-		if len(deps) == 0 {
-			continue
-		}
-		listKey = listKey[:0]
-		for _, dep := range deps {
-			listKey = binary.AppendUvarint(listKey, uint64(str(dep)))
-		}
-		k, ok := lists[string(listKey)]
-		if !ok {
+		var list uint32
+		if deps := hb.GetDependencies(); len(deps) > 0 {
+			listKey = listKey[:0]
 			for _, dep := range deps {
-				d.DependencyItems = append(d.DependencyItems, ids[dep])
+				listKey = binary.AppendUvarint(listKey, uint64(str(dep)))
 			}
-			d.DependencyListEnds = append(d.DependencyListEnds, uint32(len(d.DependencyItems)))
-			k = uint32(len(d.DependencyListEnds))
-			lists[string(listKey)] = k
+			var ok bool
+			if list, ok = lists[string(listKey)]; !ok {
+				for _, dep := range deps {
+					d.DependencyItems = append(d.DependencyItems, ids[dep])
+				}
+				d.DependencyListEnds = append(d.DependencyListEnds, uint32(len(d.DependencyItems)))
+				list = uint32(len(d.DependencyListEnds))
+				lists[string(listKey)] = list
+			}
 		}
-		d.Dependencies[i] = k
+		key := [10]uint32{str(hb.GetEntity()), str(hb.GetType()), str(hb.GetCategory()), str(hb.GetProject()),
+			str(hb.GetBranch()), str(hb.GetLanguage()), str(hb.GetEditor()), str(hb.GetOperatingSystem()),
+			str(hb.GetMachine()), list}
+		set, ok := sets[key]
+		if !ok {
+			set = uint32(len(d.Entity))
+			sets[key] = set
+			d.Entity, d.Type, d.Category = append(d.Entity, key[0]), append(d.Type, key[1]), append(d.Category, key[2])
+			d.Project, d.Branch, d.Language = append(d.Project, key[3]), append(d.Branch, key[4]), append(d.Language, key[5])
+			d.Editor, d.OperatingSystem = append(d.Editor, key[6]), append(d.OperatingSystem, key[7])
+			d.Machine, d.Dependencies = append(d.Machine, key[8]), append(d.Dependencies, key[9])
+		}
+		d.Attrs[i] = set
 	}
 	if n == 0 {
 		d.Strings = nil
@@ -103,14 +108,18 @@ func Encode(hbs []*heartlogv1.Heartbeat) ([]byte, error) {
 }
 
 // Decode returns the heartbeats of a digest as stats.Beats, in the
-// digest's order. Beats with the same attributes share one stats.Attrs;
-// the strings and dependency lists are allocated once per digest.
+// digest's order. Beats with the same attributes share one stats.Attrs
+// (all of them allocated in one block), and the strings and dependency
+// lists are allocated once per digest.
 func Decode(data []byte) ([]stats.Beat, error) {
 	var d heartlogv1.DayDigest
-	if err := proto.Unmarshal(data, &d); err != nil {
+	if err := unmarshal(data, &d); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	n := len(d.TimeDeltaMicros)
+	if len(d.Attrs) != n || len(d.IsWrite) != n {
+		return nil, fmt.Errorf("%w: %d times, %d attribute sets, %d is_write", ErrCorrupt, n, len(d.Attrs), len(d.IsWrite))
+	}
 	if n == 0 {
 		return nil, nil
 	}
@@ -118,11 +127,12 @@ func Decode(data []byte) ([]stats.Beat, error) {
 	if len(strs) == 0 {
 		strs = []string{""}
 	}
+	nsets := len(d.Entity)
 	cols := [...][]uint32{d.Entity, d.Type, d.Category, d.Project, d.Branch, d.Language,
 		d.Editor, d.OperatingSystem, d.Machine}
 	for c, col := range cols {
-		if len(col) != n {
-			return nil, fmt.Errorf("%w: column %d has %d entries for %d heartbeats", ErrCorrupt, c, len(col), n)
+		if len(col) != nsets {
+			return nil, fmt.Errorf("%w: set column %d has %d entries for %d sets", ErrCorrupt, c, len(col), nsets)
 		}
 		for _, id := range col {
 			if int(id) >= len(strs) {
@@ -130,41 +140,33 @@ func Decode(data []byte) ([]stats.Beat, error) {
 			}
 		}
 	}
-	if len(d.IsWrite) != n || len(d.Dependencies) != n {
-		return nil, fmt.Errorf("%w: is_write or dependencies do not have %d entries", ErrCorrupt, n)
+	if len(d.Dependencies) != nsets {
+		return nil, fmt.Errorf("%w: %d dependency lists for %d sets", ErrCorrupt, len(d.Dependencies), nsets)
 	}
 	lists, err := depLists(&d, strs)
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range d.Dependencies {
-		if int(k) >= len(lists) {
-			return nil, fmt.Errorf("%w: dependency list %d of %d", ErrCorrupt, k, len(lists)-1)
+	sets := make([]stats.Attrs, nsets)
+	for k := range sets {
+		if int(d.Dependencies[k]) >= len(lists) {
+			return nil, fmt.Errorf("%w: dependency list %d of %d", ErrCorrupt, d.Dependencies[k], len(lists)-1)
+		}
+		sets[k] = stats.Attrs{
+			Entity: strs[d.Entity[k]], Type: strs[d.Type[k]], Category: strs[d.Category[k]],
+			Project: strs[d.Project[k]], Branch: strs[d.Branch[k]], Language: strs[d.Language[k]],
+			Editor: strs[d.Editor[k]], OperatingSystem: strs[d.OperatingSystem[k]], Machine: strs[d.Machine[k]],
+			Dependencies: lists[d.Dependencies[k]],
 		}
 	}
 	out := make([]stats.Beat, n)
-	attrs := map[[10]uint32]*stats.Attrs{}
-	var (
-		key, prev [10]uint32
-		a         *stats.Attrs
-		us        int64
-	)
-	for i := range out {
-		key = [10]uint32{d.Entity[i], d.Type[i], d.Category[i], d.Project[i], d.Branch[i], d.Language[i],
-			d.Editor[i], d.OperatingSystem[i], d.Machine[i], d.Dependencies[i]}
-		if a == nil || key != prev {
-			if a = attrs[key]; a == nil {
-				a = &stats.Attrs{
-					Entity: strs[key[0]], Type: strs[key[1]], Category: strs[key[2]], Project: strs[key[3]],
-					Branch: strs[key[4]], Language: strs[key[5]], Editor: strs[key[6]],
-					OperatingSystem: strs[key[7]], Machine: strs[key[8]], Dependencies: lists[key[9]],
-				}
-				attrs[key] = a
-			}
-			prev = key
+	var us int64
+	for i, set := range d.Attrs {
+		if int(set) >= nsets {
+			return nil, fmt.Errorf("%w: attribute set %d of %d", ErrCorrupt, set, nsets)
 		}
 		us += d.TimeDeltaMicros[i]
-		out[i] = stats.Beat{Nanos: us * 1000, Attrs: a, IsWrite: d.IsWrite[i]}
+		out[i] = stats.Beat{Nanos: us * 1000, Attrs: &sets[set], IsWrite: d.IsWrite[i]}
 	}
 	return out, nil
 }

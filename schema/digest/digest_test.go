@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
 	"heartlog/schema/dayfile"
 	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
@@ -212,6 +215,36 @@ func BenchmarkEncode(b *testing.B) {
 	for b.Loop() {
 		if _, err := digest.Encode(hbs); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestUnmarshal checks the hand-written unmarshal against proto.Unmarshal:
+// on Encode's output, on unpacked repeated fields and unknown fields, and
+// on cut-off input.
+func TestUnmarshal(t *testing.T) {
+	data, err := digest.Encode(day(300))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Unpacked values of fields 3 and 2, and unknown fields 99 and 100.
+	extra := protowire.AppendTag(nil, 3, protowire.VarintType)
+	extra = protowire.AppendVarint(extra, 7)
+	extra = protowire.AppendTag(extra, 2, protowire.VarintType)
+	extra = protowire.AppendVarint(extra, protowire.EncodeZigZag(-5))
+	extra = protowire.AppendTag(extra, 99, protowire.BytesType)
+	extra = protowire.AppendBytes(extra, []byte("later"))
+	extra = protowire.AppendTag(extra, 100, protowire.Fixed64Type)
+	extra = protowire.AppendFixed64(extra, 1)
+	for i, in := range [][]byte{data, append(slices.Clone(data), extra...), data[:len(data)-3], data[:1]} {
+		var want heartlogv1.DayDigest
+		wantErr := proto.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(in, &want)
+		got, err := digest.Unmarshal(in)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("input %d: error %v, proto.Unmarshal's %v", i, err, wantErr)
+		}
+		if err == nil && !proto.Equal(got, &want) {
+			t.Fatalf("input %d: differs from proto.Unmarshal", i)
 		}
 	}
 }

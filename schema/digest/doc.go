@@ -18,15 +18,17 @@
 // dependencies and is_write (absent read as false). Not the id, the user
 // id, the line and cursor numbers, plugin, user agent nor extra: Decode's
 // heartbeats are for accounting only, and a route that returns heartbeats
-// reads the day file. Strings are stored once per day in a dictionary, and
-// each distinct dependency list once.
+// reads the day file. Per heartbeat the digest holds only the time, is_write
+// and the index of its attribute set; each distinct set (entity ..
+// dependencies) is stored once per day, each string once in a dictionary,
+// each dependency list once.
 //
 // Decode gives the form stats consumes directly, stats.Beat (time,
 // attributes, is_write; stats.SummarizeBeats, stats.DurationsOfBeats), not
-// heartbeats: it allocates each string and list once per day, one
-// stats.Attrs per distinct combination of attributes, and 24 bytes per
-// heartbeat, where a heartlogv1.Heartbeat is 376 bytes of pointers for
-// the garbage collector to scan (a year of them was 137 MB a request).
+// heartbeats: it allocates each string and list once per day, the
+// attribute sets in one block, and 24 bytes per heartbeat, where a
+// heartlogv1.Heartbeat is 376 bytes of pointers for the garbage collector
+// to scan (a year of them was 137 MB a request).
 //
 // Beats have no id: they keep the day file's (time, id) order, which is
 // what stats credits by, so a digest and its day file give the same

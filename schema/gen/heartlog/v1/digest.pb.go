@@ -26,10 +26,12 @@ const (
 // file (package schema/digest has the key, the encoding rules and the write
 // order). It is derived data: the day file stays the truth.
 //
-// Every column has one entry per heartbeat, in day-file order (time, id).
-// String columns hold indexes into strings, where each distinct string of
-// the day appears once and index 0 is always "" (strings itself may then be
-// empty).
+// Heartbeat columns (time_delta_micros, attrs, is_write) have one entry per
+// heartbeat, in day-file order (time, id). The attributes of a heartbeat
+// are an attribute set, each distinct set of the day stored once in the
+// set columns (entity .. dependencies, one entry per set). String columns
+// hold indexes into strings, where each distinct string of the day appears
+// once and index 0 is always "" (strings itself may then be empty).
 type DayDigest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The day's distinct strings; strings[0] is "" when present.
@@ -37,25 +39,28 @@ type DayDigest struct {
 	// Heartbeat time in microseconds since 1970 (time rounded to the
 	// microsecond, as stats counts it), each minus the previous heartbeat's
 	// (the first minus 0).
-	TimeDeltaMicros []int64  `protobuf:"zigzag64,2,rep,packed,name=time_delta_micros,json=timeDeltaMicros,proto3" json:"time_delta_micros,omitempty"`
-	Entity          []uint32 `protobuf:"varint,3,rep,packed,name=entity,proto3" json:"entity,omitempty"`
-	Type            []uint32 `protobuf:"varint,4,rep,packed,name=type,proto3" json:"type,omitempty"`
-	Category        []uint32 `protobuf:"varint,5,rep,packed,name=category,proto3" json:"category,omitempty"`
-	Project         []uint32 `protobuf:"varint,6,rep,packed,name=project,proto3" json:"project,omitempty"`
-	Branch          []uint32 `protobuf:"varint,7,rep,packed,name=branch,proto3" json:"branch,omitempty"`
-	Language        []uint32 `protobuf:"varint,8,rep,packed,name=language,proto3" json:"language,omitempty"`
-	Editor          []uint32 `protobuf:"varint,9,rep,packed,name=editor,proto3" json:"editor,omitempty"`
-	OperatingSystem []uint32 `protobuf:"varint,10,rep,packed,name=operating_system,json=operatingSystem,proto3" json:"operating_system,omitempty"`
-	Machine         []uint32 `protobuf:"varint,11,rep,packed,name=machine,proto3" json:"machine,omitempty"`
+	TimeDeltaMicros []int64 `protobuf:"zigzag64,2,rep,packed,name=time_delta_micros,json=timeDeltaMicros,proto3" json:"time_delta_micros,omitempty"`
+	// The heartbeat's attribute set: an index into the set columns.
+	Attrs []uint32 `protobuf:"varint,3,rep,packed,name=attrs,proto3" json:"attrs,omitempty"`
 	// is_write, an absent one as false.
-	IsWrite []bool `protobuf:"varint,12,rep,packed,name=is_write,json=isWrite,proto3" json:"is_write,omitempty"`
-	// The heartbeat's dependency list: 0 for none, else k for the list
+	IsWrite []bool `protobuf:"varint,4,rep,packed,name=is_write,json=isWrite,proto3" json:"is_write,omitempty"`
+	// Attribute sets.
+	Entity          []uint32 `protobuf:"varint,5,rep,packed,name=entity,proto3" json:"entity,omitempty"`
+	Type            []uint32 `protobuf:"varint,6,rep,packed,name=type,proto3" json:"type,omitempty"`
+	Category        []uint32 `protobuf:"varint,7,rep,packed,name=category,proto3" json:"category,omitempty"`
+	Project         []uint32 `protobuf:"varint,8,rep,packed,name=project,proto3" json:"project,omitempty"`
+	Branch          []uint32 `protobuf:"varint,9,rep,packed,name=branch,proto3" json:"branch,omitempty"`
+	Language        []uint32 `protobuf:"varint,10,rep,packed,name=language,proto3" json:"language,omitempty"`
+	Editor          []uint32 `protobuf:"varint,11,rep,packed,name=editor,proto3" json:"editor,omitempty"`
+	OperatingSystem []uint32 `protobuf:"varint,12,rep,packed,name=operating_system,json=operatingSystem,proto3" json:"operating_system,omitempty"`
+	Machine         []uint32 `protobuf:"varint,13,rep,packed,name=machine,proto3" json:"machine,omitempty"`
+	// The set's dependency list: 0 for none, else k for the list
 	// dependency_items[dependency_list_ends[k-2] : dependency_list_ends[k-1]]
 	// (from 0 for k = 1). Each distinct list is stored once.
-	Dependencies       []uint32 `protobuf:"varint,13,rep,packed,name=dependencies,proto3" json:"dependencies,omitempty"`
-	DependencyListEnds []uint32 `protobuf:"varint,14,rep,packed,name=dependency_list_ends,json=dependencyListEnds,proto3" json:"dependency_list_ends,omitempty"`
+	Dependencies       []uint32 `protobuf:"varint,14,rep,packed,name=dependencies,proto3" json:"dependencies,omitempty"`
+	DependencyListEnds []uint32 `protobuf:"varint,15,rep,packed,name=dependency_list_ends,json=dependencyListEnds,proto3" json:"dependency_list_ends,omitempty"`
 	// Indexes into strings.
-	DependencyItems []uint32 `protobuf:"varint,15,rep,packed,name=dependency_items,json=dependencyItems,proto3" json:"dependency_items,omitempty"`
+	DependencyItems []uint32 `protobuf:"varint,16,rep,packed,name=dependency_items,json=dependencyItems,proto3" json:"dependency_items,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -100,6 +105,20 @@ func (x *DayDigest) GetStrings() []string {
 func (x *DayDigest) GetTimeDeltaMicros() []int64 {
 	if x != nil {
 		return x.TimeDeltaMicros
+	}
+	return nil
+}
+
+func (x *DayDigest) GetAttrs() []uint32 {
+	if x != nil {
+		return x.Attrs
+	}
+	return nil
+}
+
+func (x *DayDigest) GetIsWrite() []bool {
+	if x != nil {
+		return x.IsWrite
 	}
 	return nil
 }
@@ -167,13 +186,6 @@ func (x *DayDigest) GetMachine() []uint32 {
 	return nil
 }
 
-func (x *DayDigest) GetIsWrite() []bool {
-	if x != nil {
-		return x.IsWrite
-	}
-	return nil
-}
-
 func (x *DayDigest) GetDependencies() []uint32 {
 	if x != nil {
 		return x.Dependencies
@@ -199,24 +211,25 @@ var File_heartlog_v1_digest_proto protoreflect.FileDescriptor
 
 const file_heartlog_v1_digest_proto_rawDesc = "" +
 	"\n" +
-	"\x18heartlog/v1/digest.proto\x12\vheartlog.v1\"\xe0\x03\n" +
+	"\x18heartlog/v1/digest.proto\x12\vheartlog.v1\"\xf6\x03\n" +
 	"\tDayDigest\x12\x18\n" +
 	"\astrings\x18\x01 \x03(\tR\astrings\x12*\n" +
-	"\x11time_delta_micros\x18\x02 \x03(\x12R\x0ftimeDeltaMicros\x12\x16\n" +
-	"\x06entity\x18\x03 \x03(\rR\x06entity\x12\x12\n" +
-	"\x04type\x18\x04 \x03(\rR\x04type\x12\x1a\n" +
-	"\bcategory\x18\x05 \x03(\rR\bcategory\x12\x18\n" +
-	"\aproject\x18\x06 \x03(\rR\aproject\x12\x16\n" +
-	"\x06branch\x18\a \x03(\rR\x06branch\x12\x1a\n" +
-	"\blanguage\x18\b \x03(\rR\blanguage\x12\x16\n" +
-	"\x06editor\x18\t \x03(\rR\x06editor\x12)\n" +
-	"\x10operating_system\x18\n" +
-	" \x03(\rR\x0foperatingSystem\x12\x18\n" +
-	"\amachine\x18\v \x03(\rR\amachine\x12\x19\n" +
-	"\bis_write\x18\f \x03(\bR\aisWrite\x12\"\n" +
-	"\fdependencies\x18\r \x03(\rR\fdependencies\x120\n" +
-	"\x14dependency_list_ends\x18\x0e \x03(\rR\x12dependencyListEnds\x12)\n" +
-	"\x10dependency_items\x18\x0f \x03(\rR\x0fdependencyItemsB,Z*heartlog/schema/gen/heartlog/v1;heartlogv1b\x06proto3"
+	"\x11time_delta_micros\x18\x02 \x03(\x12R\x0ftimeDeltaMicros\x12\x14\n" +
+	"\x05attrs\x18\x03 \x03(\rR\x05attrs\x12\x19\n" +
+	"\bis_write\x18\x04 \x03(\bR\aisWrite\x12\x16\n" +
+	"\x06entity\x18\x05 \x03(\rR\x06entity\x12\x12\n" +
+	"\x04type\x18\x06 \x03(\rR\x04type\x12\x1a\n" +
+	"\bcategory\x18\a \x03(\rR\bcategory\x12\x18\n" +
+	"\aproject\x18\b \x03(\rR\aproject\x12\x16\n" +
+	"\x06branch\x18\t \x03(\rR\x06branch\x12\x1a\n" +
+	"\blanguage\x18\n" +
+	" \x03(\rR\blanguage\x12\x16\n" +
+	"\x06editor\x18\v \x03(\rR\x06editor\x12)\n" +
+	"\x10operating_system\x18\f \x03(\rR\x0foperatingSystem\x12\x18\n" +
+	"\amachine\x18\r \x03(\rR\amachine\x12\"\n" +
+	"\fdependencies\x18\x0e \x03(\rR\fdependencies\x120\n" +
+	"\x14dependency_list_ends\x18\x0f \x03(\rR\x12dependencyListEnds\x12)\n" +
+	"\x10dependency_items\x18\x10 \x03(\rR\x0fdependencyItemsB,Z*heartlog/schema/gen/heartlog/v1;heartlogv1b\x06proto3"
 
 var (
 	file_heartlog_v1_digest_proto_rawDescOnce sync.Once
