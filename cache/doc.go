@@ -1,6 +1,9 @@
 // Package cache is the SSDB read cache of day files (DESIGN.md, "SSDB" and
 // "Day files"): one string key per user-day, `<prefix>/<user id>/<YYYY-MM-DD>.ndjson.gz`,
-// holding the gzipped NDJSON day file as opaque binary bytes. The cache
+// holding the gzipped NDJSON day file as opaque binary bytes, and beside it
+// the day's digest for accounting (`<…>/<YYYY-MM-DD>.digest.v1`, package
+// heartlog/schema/digest, which also says in which order the two are
+// written: Apply's ordered pipeline). The cache
 // processor writes day files into it as heartbeats arrive; reads of days whose
 // Postgres shard is gone take them from here (one MGET for all the days of a
 // range) and, on a miss, read S3 and fill the cache with SETEX.

@@ -75,5 +75,7 @@
 // ParseRange turns WakaTime's named ranges into local days; UTCDays lists the
 // UTC day shards the read path must fetch for them (the heartbeats up to
 // MaxTimeout on either side matter); Summarize, Durations and StatusBar do
-// the rest.
+// the rest. They work on Beats (a heartbeat's time, is_write and shared
+// attributes); SummarizeBeats and DurationsOfBeats take them as the read
+// path makes them from day digests, without building heartbeats.
 package stats
