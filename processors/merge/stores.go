@@ -38,6 +38,8 @@ func (s bucketStore) Write(ctx context.Context, key string, data []byte, tag str
 // each its digest for the read path (package schema/digest): a Write is
 // digest.Put's one pipeline of DEL digest, SETEX day file, SETEX digest, so
 // that a digest is missing, never stale, whatever happens between them.
+// The Store interface passes only bytes, so Write decodes the day file it
+// writes to digest it (about 2 ms of CPU per 1,000 heartbeats).
 // SSDB has no conditional write, so it ignores tags: the cache relies on
 // one writer per user-day (pinned partition consumers) alone.
 func CacheStore(c *cache.Cache) Store { return cacheStore{c} }
