@@ -18,9 +18,9 @@ import (
 type HeartbeatReader interface {
 	// Heartbeats returns whole heartbeats, for routes that return them.
 	Heartbeats(ctx context.Context, u users.User, days []string) ([]*heartlogv1.Heartbeat, error)
-	// Activity returns the heartbeats as stats.Beats, for accounting (read
+	// Activity returns the heartbeats as a stats.Activity, for accounting (read
 	// from day digests where the cache has them).
-	Activity(ctx context.Context, u users.User, days []string) ([]stats.Beat, error)
+	Activity(ctx context.Context, u users.User, days []string) (stats.Activity, error)
 }
 
 // maxRangeDays bounds one summaries request (a year and a bit): each day

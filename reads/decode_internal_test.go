@@ -3,6 +3,7 @@ package reads
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"heartlog/schema/dayfile"
 	"heartlog/schema/digest"
@@ -55,7 +56,7 @@ func BenchmarkDecodeYear(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	beats := make([][]stats.Beat, len(files))
+	beats := make([]stats.Activity, len(files))
 	b.Run("digest", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -66,4 +67,45 @@ func BenchmarkDecodeYear(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkSummarizeYear is the CPU of a warm 365-day summary after the
+// MGET: a year of digests decoded, joined and summarized. Its days are
+// like the reads benchmark's (ops/bench): the category drawn at random
+// for each heartbeat, so attribute sets change at almost every heartbeat.
+func BenchmarkSummarizeYear(b *testing.B) {
+	categories := []string{"coding", "debugging", "building", "code reviewing", "writing tests"}
+	digests := make([][]byte, 365)
+	for d := range digests {
+		hbs := make([]*heartlogv1.Heartbeat, 1000)
+		for i := range hbs {
+			n := d*1000 + i
+			hbs[i] = &heartlogv1.Heartbeat{
+				Entity: fmt.Sprintf("/home/dev/src/heartlog/internal/pkg%d/file%d.go", i/50%7, i/4%30),
+				Type:   "file", Category: categories[(n*7919)%97%len(categories)], Time: float64(1.7e9 + d*86400 + i*30),
+				Project: fmt.Sprintf("project%d", i/200), Branch: "main", Language: "Go", Editor: "VS Code",
+				OperatingSystem: "Linux", Machine: "workstation", Dependencies: []string{"fmt", "time"},
+			}
+		}
+		var err error
+		if digests[d], err = digest.Encode(hbs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	first := stats.DateOf(time.Unix(1.7e9, 0), time.UTC)
+	opts := stats.Options{Start: first, End: first.AddDays(364), OmitEntities: true}
+	b.ReportAllocs()
+	for b.Loop() {
+		fd := fileDays{hbs: make([][]*heartlogv1.Heartbeat, len(digests)), digests: make([]*digest.Day, len(digests)),
+			digest: make([]bool, len(digests))}
+		for i, err := range decodeAll(digests, fd.digests, digest.Parse) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			fd.digest[i] = true
+		}
+		if _, err := stats.SummarizeBeats(fd.activity(stats.Activity{}), opts); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

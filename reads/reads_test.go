@@ -174,10 +174,10 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 }
 
 // view is what package stats reads of beats.
-func view(beats []stats.Beat) string {
+func view(act stats.Activity) string {
 	out := ""
-	for _, b := range beats {
-		a := b.Attrs
+	for _, b := range act.Beats {
+		a := act.Attrs(b.Set)
 		out += fmt.Sprintf("%d|%s|%s|%s|%s|%s|%s|%s|%s|%s|%v|%v\n", b.Nanos, a.Entity, a.Type, a.Category, a.Project,
 			a.Branch, a.Language, a.Editor, a.OperatingSystem, a.Machine, a.Dependencies, b.IsWrite)
 	}
@@ -205,7 +205,7 @@ func checkActivity(t *testing.T, r *reads.Reader, c *cache.Cache, u users.User, 
 			t.Fatalf("no digest beside %s", keys[i])
 		}
 	}
-	summary := func(beats []stats.Beat) []stats.Day {
+	summary := func(beats stats.Activity) []stats.Day {
 		first, err := stats.ParseDate(days[len(days)-1][:4] + "-" + days[len(days)-1][4:6] + "-" + days[len(days)-1][6:])
 		if err != nil {
 			t.Fatal(err)
@@ -216,7 +216,7 @@ func checkActivity(t *testing.T, r *reads.Reader, c *cache.Cache, u users.User, 
 		}
 		return out
 	}
-	wantBeats := stats.Beats(want)
+	wantBeats := stats.ActivityOf(want)
 	wantSummary := fmt.Sprint(summary(wantBeats))
 	read := func(what string) {
 		t.Helper()

@@ -75,7 +75,9 @@
 // ParseRange turns WakaTime's named ranges into local days; UTCDays lists the
 // UTC day shards the read path must fetch for them (the heartbeats up to
 // MaxTimeout on either side matter); Summarize, Durations and StatusBar do
-// the rest. They work on Beats (a heartbeat's time, is_write and shared
-// attributes); SummarizeBeats and DurationsOfBeats take them as the read
+// the rest. They work on an Activity (Beats: a heartbeat's time, is_write
+// and the index of its attribute set; the sets as indexes into one table of
+// strings and one of dependency lists, none of it holding pointers but the
+// tables); SummarizeBeats and DurationsOfBeats take it as the read
 // path makes them from day digests, without building heartbeats.
 package stats

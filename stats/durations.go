@@ -43,11 +43,12 @@ type Duration struct {
 // grand total; otherwise they are returned whole. opts.Project keeps only
 // that project's durations; WritesOnly and Timeout act as in Summarize.
 func Durations(hbs []*heartlogv1.Heartbeat, opts Options) ([]Duration, error) {
-	return DurationsOfBeats(Beats(hbs), opts)
+	return DurationsOfBeats(ActivityOf(hbs), opts)
 }
 
-// DurationsOfBeats is Durations of heartbeats as Beats (see Beats).
-func DurationsOfBeats(beats []Beat, opts Options) ([]Duration, error) {
+// DurationsOfBeats is Durations of heartbeats as an Activity (see
+// ActivityOf).
+func DurationsOfBeats(act Activity, opts Options) ([]Duration, error) {
 	timeout, err := opts.timeout()
 	if err != nil {
 		return nil, err
@@ -93,18 +94,20 @@ func DurationsOfBeats(beats []Beat, opts Options) ([]Duration, error) {
 
 	var (
 		first      *Attrs // attributes of the open duration's first beat
+		firstSet   uint32
 		start, end int64
 		open       bool // the open duration's last gap was counted
 	)
-	walk(beats, opts.WritesOnly, timeout, func(hb *Beat, gap int64, joined bool) {
+	walk(act.Beats, opts.WritesOnly, timeout, func(hb *Beat, gap int64, joined bool) {
 		t := hb.Nanos
-		if first != nil && open && sameKey(first, hb.Attrs, slice) {
+		if first != nil && open && sameKey(&act, firstSet, hb.Set, slice) {
 			end = t + gap
 		} else {
 			if first != nil {
 				emit(first, start, end)
 			}
-			first, start, end = hb.Attrs, t, t+gap
+			a := act.Attrs(hb.Set)
+			first, firstSet, start, end = &a, hb.Set, t, t+gap
 		}
 		open = joined
 	})
@@ -131,30 +134,33 @@ func newDuration(a *Attrs, start, end int64, loc *time.Location) Duration {
 	}
 }
 
-func sameKey(a, b *Attrs, slice Dimension) bool {
+// sameKey reports whether sets a and b of act have the same key.
+func sameKey(act *Activity, a, b uint32, slice Dimension) bool {
 	if a == b {
 		return true
 	}
-	if a.Project != b.Project {
+	sa, sb := &act.Sets[a], &act.Sets[b]
+	eq := func(f int) bool { return act.Strings[sa.Names[f]] == act.Strings[sb.Names[f]] }
+	if !eq(FieldProject) {
 		return false
 	}
 	switch slice {
 	case ByEntity:
-		return a.Entity == b.Entity
+		return eq(FieldEntity)
 	case ByLanguage:
-		return a.Language == b.Language
+		return eq(FieldLanguage)
 	case ByDependencies:
-		return slices.Equal(a.Dependencies, b.Dependencies)
+		return slices.Equal(act.Lists[sa.Deps], act.Lists[sb.Deps])
 	case ByOS:
-		return a.OperatingSystem == b.OperatingSystem
+		return eq(FieldOS)
 	case ByEditor:
-		return a.Editor == b.Editor
+		return eq(FieldEditor)
 	case ByCategory:
-		return a.Category == b.Category
+		return eq(FieldCategory)
 	case ByMachine:
-		return a.Machine == b.Machine
+		return eq(FieldMachine)
 	case ByBranch:
-		return a.Branch == b.Branch
+		return eq(FieldBranch)
 	}
 	return true
 }

@@ -72,27 +72,30 @@ func ordinal(n int) string {
 	return "th"
 }
 
-// Breakdown dimensions of Totals, in accumulator order.
+// Breakdown dimensions of Totals, in accumulator order: a Set's Names
+// by Field, so that a set's name of dimension k is Names[k].
 const (
-	dimProject = iota
-	dimLanguage
-	dimEditor
-	dimOS
-	dimMachine
-	dimBranch
-	dimCategory
-	dimEntity
-	numSingle     // dimensions with one value per heartbeat
+	dimProject    = FieldProject
+	dimLanguage   = FieldLanguage
+	dimEditor     = FieldEditor
+	dimOS         = FieldOS
+	dimMachine    = FieldMachine
+	dimBranch     = FieldBranch
+	dimCategory   = FieldCategory
+	dimEntity     = FieldEntity
+	numSingle     = dimEntity + 1 // dimensions with one value per heartbeat
 	dimDependency = numSingle
 	numDims       = numSingle + 1
 )
 
 type dayAcc struct {
 	total time.Duration
+	sets  []entry // time per attribute set (id: the set's index)
 	by    [numDims][]entry
 }
 
-// entry is a name's time within one day, the name interned in a table.
+// entry is a name's (or an attribute set's) time within one day, the
+// name interned in a table.
 type entry struct {
 	id int32
 	d  time.Duration
@@ -109,108 +112,115 @@ type table struct {
 	slot  []int32
 }
 
-// summer accumulates credited time per day and dimension. Consecutive
-// heartbeats mostly share their attributes, so each dimension keeps a
-// running (day, name, amount) and only looks its name up when the name or
-// the day changes: a few string compares per heartbeat instead of nine map
-// updates.
+// summer accumulates credited time per day and attribute set first, then
+// spreads each set's total over its names (spread): attributes change at
+// almost every heartbeat, so the per-heartbeat work is one slice update,
+// and the name lookups are per set, not per heartbeat.
 type summer struct {
 	omitEntities bool
 	days         []dayAcc
 	tables       [numDims]table
-	run          [numSingle]struct {
-		day  int
-		name string
-		d    time.Duration
-		set  bool
-	}
-	deps struct {
-		day  int
-		list []string
-		d    time.Duration
-		set  bool
-	}
-	last struct { // the run of one Attrs
-		attrs *Attrs
-		day   int
-		d     time.Duration
-		set   bool
-	}
+	// where each set's entry sits in the day being filled, as in table
+	setStamp, setSlot []int32
 }
 
-func newSummer(n int) summer {
-	s := summer{days: make([]dayAcc, n)}
+func newSummer(n, sets int) summer {
+	s := summer{days: make([]dayAcc, n), setStamp: make([]int32, sets), setSlot: make([]int32, sets)}
 	for k := range s.tables {
 		s.tables[k].ids = make(map[string]int32)
 	}
 	return s
 }
 
-func (s *summer) credit(day int, a *Attrs, d time.Duration) {
-	s.days[day].total += d
-	// A run of beats sharing their Attrs (the usual case) adds up without
-	// a string compare.
-	if s.last.set && s.last.attrs == a && s.last.day == day {
-		s.last.d += d
+// credit adds d to set's time on day.
+func (s *summer) credit(day int, set uint32, d time.Duration) {
+	a := &s.days[day]
+	a.total += d
+	if s.setStamp[set] == int32(day+1) {
+		a.sets[s.setSlot[set]].d += d
 		return
 	}
-	s.flushLast()
-	s.last.attrs, s.last.day, s.last.d, s.last.set = a, day, d, true
+	s.setStamp[set], s.setSlot[set] = int32(day+1), int32(len(a.sets))
+	a.sets = append(a.sets, entry{int32(set), d})
 }
 
-// flushLast passes the run of one Attrs on to the dimensions' runs.
-func (s *summer) flushLast() {
-	if !s.last.set {
-		return
+// nameIDs gives the name ids of an Activity's strings and dependency
+// lists for spread, each looked up in its table once per request: a
+// string is stored once per day, where sets are many a day.
+type nameIDs struct {
+	s   *summer
+	act *Activity
+	// single[k][i] is 1 + the id of string i in dimension k, 0 until
+	// looked up.
+	single [numSingle][]int32
+	// lists[l] is the distinct non-empty dependencies of list l as
+	// deps[from:to], valid when done.
+	lists []struct {
+		from, to int32
+		done     bool
 	}
-	a, day, d := s.last.attrs, s.last.day, s.last.d
-	s.last.set = false
-	s.step(dimProject, day, a.Project, d)
-	s.step(dimLanguage, day, a.Language, d)
-	s.step(dimEditor, day, a.Editor, d)
-	s.step(dimOS, day, a.OperatingSystem, d)
-	s.step(dimMachine, day, a.Machine, d)
-	s.step(dimBranch, day, a.Branch, d)
-	s.step(dimCategory, day, a.Category, d)
-	if !s.omitEntities {
-		s.step(dimEntity, day, a.Entity, d)
-	}
-	deps := a.Dependencies
-	if s.deps.set && s.deps.day == day && slices.Equal(s.deps.list, deps) {
-		s.deps.d += d
-		return
-	}
-	s.flushDeps()
-	s.deps.day, s.deps.list, s.deps.d, s.deps.set = day, deps, d, true
+	deps []int32
 }
 
-func (s *summer) step(k, day int, name string, d time.Duration) {
-	r := &s.run[k]
-	if r.set && r.day == day && r.name == name {
-		r.d += d
-		return
+func newNameIDs(s *summer, act *Activity) *nameIDs {
+	n := &nameIDs{s: s, act: act}
+	for k := range n.single {
+		n.single[k] = make([]int32, len(act.Strings))
 	}
-	if r.set {
-		s.add(k, r.day, r.name, r.d)
-	}
-	r.day, r.name, r.d, r.set = day, name, d, true
+	n.lists = make([]struct {
+		from, to int32
+		done     bool
+	}, len(act.Lists))
+	return n
 }
 
-func (s *summer) flushDeps() {
-	if !s.deps.set {
-		return
+// name returns the id in dimension k of string str.
+func (n *nameIDs) name(k int, str uint32) int32 {
+	id := &n.single[k][str]
+	if *id == 0 {
+		*id = n.s.intern(k, n.act.Strings[str]) + 1
 	}
-	list := s.deps.list
-	for i, dep := range list {
-		if dep == "" || slices.Contains(list[:i], dep) {
-			continue
+	return *id - 1
+}
+
+// depIDs returns the ids of list l's distinct non-empty dependencies.
+func (n *nameIDs) depIDs(l uint32) []int32 {
+	e := &n.lists[l]
+	if !e.done {
+		list := n.act.Lists[l]
+		e.from = int32(len(n.deps))
+		for i, dep := range list {
+			if dep != "" && !slices.Contains(list[:i], dep) {
+				n.deps = append(n.deps, n.s.intern(dimDependency, dep))
+			}
 		}
-		s.add(dimDependency, s.deps.day, dep, s.deps.d)
+		e.to, e.done = int32(len(n.deps)), true
 	}
-	s.deps.set = false
+	return n.deps[e.from:e.to]
 }
 
-func (s *summer) add(k, day int, name string, d time.Duration) {
+// spread adds each day's per-set time to the set's names.
+func (s *summer) spread(act *Activity) {
+	n := newNameIDs(s, act)
+	singles := numSingle
+	if s.omitEntities {
+		singles = dimEntity
+	}
+	for day := range s.days {
+		for _, e := range s.days[day].sets {
+			set := &act.Sets[e.id]
+			for k := range singles {
+				s.addID(k, day, n.name(k, set.Names[k]), e.d)
+			}
+			for _, id := range n.depIDs(set.Deps) {
+				s.addID(dimDependency, day, id, e.d)
+			}
+		}
+	}
+}
+
+// intern returns name's id in dimension k's table ("" is UnknownName).
+func (s *summer) intern(k int, name string) int32 {
 	if name == "" {
 		name = UnknownName
 	}
@@ -223,6 +233,16 @@ func (s *summer) add(k, day int, name string, d time.Duration) {
 		t.stamp = append(t.stamp, 0)
 		t.slot = append(t.slot, 0)
 	}
+	return id
+}
+
+func (s *summer) add(k, day int, name string, d time.Duration) {
+	s.addID(k, day, s.intern(k, name), d)
+}
+
+// addID adds d to name id's time in dimension k on day.
+func (s *summer) addID(k, day int, id int32, d time.Duration) {
+	t := &s.tables[k]
 	es := &s.days[day].by[k]
 	if t.stamp[id] == int32(day+1) {
 		(*es)[t.slot[id]].d += d
@@ -230,17 +250,6 @@ func (s *summer) add(k, day int, name string, d time.Duration) {
 	}
 	t.stamp[id], t.slot[id] = int32(day+1), int32(len(*es))
 	*es = append(*es, entry{id, d})
-}
-
-func (s *summer) flush() {
-	s.flushLast()
-	for k := range numSingle {
-		if r := &s.run[k]; r.set {
-			s.add(k, r.day, r.name, r.d)
-			r.set = false
-		}
-	}
-	s.flushDeps()
 }
 
 // Summarize returns one Day for every local day from opts.Start to opts.End
@@ -251,12 +260,13 @@ func (s *summer) flush() {
 // MaxTimeout either side of the range, which is what fetching UTCDays
 // gives. Time credited outside the range is dropped.
 func Summarize(hbs []*heartlogv1.Heartbeat, opts Options) ([]Day, error) {
-	return SummarizeBeats(Beats(hbs), opts)
+	return SummarizeBeats(ActivityOf(hbs), opts)
 }
 
-// SummarizeBeats is Summarize of heartbeats as Beats (see Beats; the read
-// path makes them from day digests without building heartbeats).
-func SummarizeBeats(beats []Beat, opts Options) ([]Day, error) {
+// SummarizeBeats is Summarize of heartbeats as an Activity (see
+// ActivityOf; the read path makes it from day digests without building
+// heartbeats).
+func SummarizeBeats(act Activity, opts Options) ([]Day, error) {
 	timeout, err := opts.timeout()
 	if err != nil {
 		return nil, err
@@ -266,17 +276,17 @@ func SummarizeBeats(beats []Beat, opts Options) ([]Day, error) {
 		return nil, err
 	}
 	n := len(b) - 1
-	s := newSummer(n)
+	s := newSummer(n, len(act.Sets))
 	s.omitEntities = opts.OmitEntities
 	first, last := b[0], b[n]
 	cur := 0 // index of the day of the current beat, when in range
-	walk(beats, opts.WritesOnly, timeout, func(hb *Beat, gap int64, _ bool) {
+	walk(act.Beats, opts.WritesOnly, timeout, func(hb *Beat, gap int64, _ bool) {
 		t := hb.Nanos
 		end := t + gap
 		if t >= last || end < first || (end == first && t < first) {
 			return // credits nothing inside the range
 		}
-		if opts.Project != "" && hb.Attrs.Project != opts.Project {
+		if opts.Project != "" && act.Strings[act.Sets[hb.Set].Names[FieldProject]] != opts.Project {
 			return
 		}
 		from := t
@@ -291,14 +301,14 @@ func SummarizeBeats(beats []Beat, opts Options) ([]Day, error) {
 		// but a loop costs nothing and assumes neither.
 		for day := cur; day < n; day++ {
 			to := min(end, b[day+1])
-			s.credit(day, hb.Attrs, time.Duration(to-from))
+			s.credit(day, hb.Set, time.Duration(to-from))
 			if end <= b[day+1] {
 				break
 			}
 			from = b[day+1]
 		}
 	})
-	s.flush()
+	s.spread(&act)
 
 	loc := opts.location()
 	var p presenter
@@ -333,7 +343,7 @@ func (s *summer) totals(a *dayAcc, p *presenter) Totals {
 // summaries response's cumulative total): the same names summed across
 // days, percentages recomputed against the combined grand total.
 func Combine(days []Day) Totals {
-	s := newSummer(1)
+	s := newSummer(1, 0)
 	for i := range days {
 		t := &days[i].Totals
 		s.days[0].total += t.GrandTotal.Total

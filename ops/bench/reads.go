@@ -329,10 +329,10 @@ func (t *timedReader) Heartbeats(ctx context.Context, u users.User, days []strin
 	return hbs, err
 }
 
-func (t *timedReader) Activity(ctx context.Context, u users.User, days []string) ([]stats.Beat, error) {
+func (t *timedReader) Activity(ctx context.Context, u users.User, days []string) (stats.Activity, error) {
 	start := time.Now()
 	beats, err := t.r.Activity(ctx, u, days)
-	t.last, t.heartbeats = time.Since(start), len(beats)
+	t.last, t.heartbeats = time.Since(start), len(beats.Beats)
 	return beats, err
 }
 

@@ -107,13 +107,33 @@ func Encode(hbs []*heartlogv1.Heartbeat) ([]byte, error) {
 	return proto.MarshalOptions{Deterministic: true}.Marshal(d)
 }
 
-// Decode returns the heartbeats of a digest as stats.Beats, in the
-// digest's order. Beats with the same attributes share one stats.Attrs
-// (all of them allocated in one block), and the strings and dependency
-// lists are allocated once per digest.
-func Decode(data []byte) ([]stats.Beat, error) {
-	var d heartlogv1.DayDigest
-	if err := unmarshal(data, &d); err != nil {
+// Decode returns the heartbeats of a digest as a stats.Activity: its
+// Beats in the digest's order, its Sets, Strings and Lists the digest's
+// attribute sets, dictionary and dependency lists.
+func Decode(data []byte) (stats.Activity, error) {
+	d, err := Parse(data)
+	if err != nil {
+		return stats.Activity{}, err
+	}
+	act := stats.MakeActivity(d.Size())
+	d.DecodeInto(act, stats.Sizes{})
+	return act, nil
+}
+
+// Day is a digest parsed and checked, to be decoded with DecodeInto: a
+// reader of many days sizes one Activity for all of them from their Size
+// and decodes each day into its part, with no copy.
+type Day struct {
+	d     heartlogv1.DayDigest
+	strs  []string
+	lists [][]string
+}
+
+// Parse parses and checks a digest; its error wraps ErrCorrupt.
+func Parse(data []byte) (*Day, error) {
+	day := &Day{}
+	d := &day.d
+	if err := unmarshal(data, d); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	n := len(d.TimeDeltaMicros)
@@ -121,54 +141,87 @@ func Decode(data []byte) ([]stats.Beat, error) {
 		return nil, fmt.Errorf("%w: %d times, %d attribute sets, %d is_write", ErrCorrupt, n, len(d.Attrs), len(d.IsWrite))
 	}
 	if n == 0 {
-		return nil, nil
+		*d = heartlogv1.DayDigest{} // no sets either: an empty day
+		return day, nil
 	}
-	strs := d.Strings
-	if len(strs) == 0 {
-		strs = []string{""}
+	day.strs = d.Strings
+	if len(day.strs) == 0 {
+		day.strs = []string{""}
 	}
+	if err := day.checkSets(); err != nil {
+		return nil, err
+	}
+	var err error
+	if day.lists, err = depLists(d, day.strs); err != nil {
+		return nil, err
+	}
+	for k, list := range d.Dependencies {
+		if int(list) >= len(day.lists) {
+			return nil, fmt.Errorf("%w: dependency list %d of set %d, of %d", ErrCorrupt, list, k, len(day.lists)-1)
+		}
+	}
+	nsets := uint32(len(d.Entity))
+	for _, set := range d.Attrs {
+		if set >= nsets {
+			return nil, fmt.Errorf("%w: attribute set %d of %d", ErrCorrupt, set, nsets)
+		}
+	}
+	return day, nil
+}
+
+// checkSets checks that every set column has one entry per set, and the
+// string columns ids within the dictionary.
+func (day *Day) checkSets() error {
+	d := &day.d
 	nsets := len(d.Entity)
 	cols := [...][]uint32{d.Entity, d.Type, d.Category, d.Project, d.Branch, d.Language,
 		d.Editor, d.OperatingSystem, d.Machine}
 	for c, col := range cols {
 		if len(col) != nsets {
-			return nil, fmt.Errorf("%w: set column %d has %d entries for %d sets", ErrCorrupt, c, len(col), nsets)
+			return fmt.Errorf("%w: set column %d has %d entries for %d sets", ErrCorrupt, c, len(col), nsets)
 		}
 		for _, id := range col {
-			if int(id) >= len(strs) {
-				return nil, fmt.Errorf("%w: string %d of %d", ErrCorrupt, id, len(strs))
+			if int(id) >= len(day.strs) {
+				return fmt.Errorf("%w: string %d of %d", ErrCorrupt, id, len(day.strs))
 			}
 		}
 	}
 	if len(d.Dependencies) != nsets {
-		return nil, fmt.Errorf("%w: %d dependency lists for %d sets", ErrCorrupt, len(d.Dependencies), nsets)
+		return fmt.Errorf("%w: %d dependency lists for %d sets", ErrCorrupt, len(d.Dependencies), nsets)
 	}
-	lists, err := depLists(&d, strs)
-	if err != nil {
-		return nil, err
-	}
-	sets := make([]stats.Attrs, nsets)
-	for k := range sets {
-		if int(d.Dependencies[k]) >= len(lists) {
-			return nil, fmt.Errorf("%w: dependency list %d of %d", ErrCorrupt, d.Dependencies[k], len(lists)-1)
+	return nil
+}
+
+// Size returns the sizes of the day's Activity.
+func (day *Day) Size() stats.Sizes {
+	return stats.Sizes{Beats: len(day.d.Attrs), Sets: len(day.d.Entity), Strings: len(day.strs), Lists: len(day.lists)}
+}
+
+// DecodeInto writes the day's Activity into dst, a Part of a larger
+// Activity starting at at (of the sizes Size returns): its indexes point
+// into the larger one.
+func (day *Day) DecodeInto(dst stats.Activity, at stats.Sizes) {
+	d := &day.d
+	copy(dst.Strings, day.strs)
+	copy(dst.Lists, day.lists)
+	str, list := uint32(at.Strings), uint32(at.Lists)
+	for k := range dst.Sets {
+		set := &dst.Sets[k]
+		set.Names = [stats.NumFields]uint32{
+			stats.FieldProject: str + d.Project[k], stats.FieldLanguage: str + d.Language[k],
+			stats.FieldEditor: str + d.Editor[k], stats.FieldOS: str + d.OperatingSystem[k],
+			stats.FieldMachine: str + d.Machine[k], stats.FieldBranch: str + d.Branch[k],
+			stats.FieldCategory: str + d.Category[k], stats.FieldEntity: str + d.Entity[k],
+			stats.FieldType: str + d.Type[k],
 		}
-		sets[k] = stats.Attrs{
-			Entity: strs[d.Entity[k]], Type: strs[d.Type[k]], Category: strs[d.Category[k]],
-			Project: strs[d.Project[k]], Branch: strs[d.Branch[k]], Language: strs[d.Language[k]],
-			Editor: strs[d.Editor[k]], OperatingSystem: strs[d.OperatingSystem[k]], Machine: strs[d.Machine[k]],
-			Dependencies: lists[d.Dependencies[k]],
-		}
+		set.Deps = list + d.Dependencies[k]
 	}
-	out := make([]stats.Beat, n)
+	base := uint32(at.Sets)
 	var us int64
 	for i, set := range d.Attrs {
-		if int(set) >= nsets {
-			return nil, fmt.Errorf("%w: attribute set %d of %d", ErrCorrupt, set, nsets)
-		}
 		us += d.TimeDeltaMicros[i]
-		out[i] = stats.Beat{Nanos: us * 1000, Attrs: &sets[set], IsWrite: d.IsWrite[i]}
+		dst.Beats[i] = stats.Beat{Nanos: us * 1000, Set: base + set, IsWrite: d.IsWrite[i]}
 	}
-	return out, nil
 }
 
 // depLists returns the digest's dependency lists, list 0 being none.

@@ -65,8 +65,9 @@ func day(n int) []*heartlogv1.Heartbeat {
 }
 
 // view is what stats reads of beats.
-func view(b stats.Beat) string {
-	a := b.Attrs
+func view(act stats.Activity, i int) string {
+	b := act.Beats[i]
+	a := act.Attrs(b.Set)
 	return fmt.Sprintf("%d|%q|%q|%q|%q|%q|%q|%q|%q|%q|%q|%v", b.Nanos, a.Entity, a.Type, a.Category, a.Project,
 		a.Branch, a.Language, a.Editor, a.OperatingSystem, a.Machine, a.Dependencies, b.IsWrite)
 }
@@ -92,12 +93,12 @@ func TestRoundTripAgainstDayFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("day file %d bytes, digest %d bytes", len(file), len(data))
-	if len(fromDigest) != len(fromFile) {
-		t.Fatalf("%d heartbeats from the digest, %d from the day file", len(fromDigest), len(fromFile))
+	if len(fromDigest.Beats) != len(fromFile) {
+		t.Fatalf("%d heartbeats from the digest, %d from the day file", len(fromDigest.Beats), len(fromFile))
 	}
-	beats := stats.Beats(fromFile)
-	for i := range beats {
-		if a, b := view(beats[i]), view(fromDigest[i]); a != b {
+	beats := stats.ActivityOf(fromFile)
+	for i := range beats.Beats {
+		if a, b := view(beats, i), view(fromDigest, i); a != b {
 			t.Fatalf("heartbeat %d:\nday file %s\ndigest   %s", i, a, b)
 		}
 	}
@@ -145,9 +146,9 @@ func TestEmptyDay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hbs, err := digest.Decode(data)
-	if err != nil || len(hbs) != 0 {
-		t.Fatalf("empty day: %d heartbeats, %v", len(hbs), err)
+	act, err := digest.Decode(data)
+	if err != nil || len(act.Beats) != 0 {
+		t.Fatalf("empty day: %d heartbeats, %v", len(act.Beats), err)
 	}
 }
 
