@@ -38,15 +38,10 @@ type Options struct {
 }
 
 // New returns the backup sink. It checks once, with a probe object, whether
-// the bucket honours conditional writes (see merge.MemoFor).
+// the bucket honours conditional writes (see merge.NewOnBucket).
 func New(ctx context.Context, bucket objstore.Bucket, opts Options) *merge.Sink {
-	store := merge.BucketStore(bucket)
-	mo := merge.Options{
-		Name: streams.DurableBackup, Store: store, Quarantine: store,
-		Concurrency: opts.Concurrency, RequestsPerSecond: opts.RequestsPerSecond, Log: opts.Log,
-	}
-	if merge.ConditionalWrites(ctx, bucket, opts.Log) {
-		mo.MemoBytes, mo.AssumeNew = opts.MemoBytes, merge.DefaultAssumeNew(opts.AssumeNew)
-	}
-	return merge.New(mo)
+	return merge.NewOnBucket(ctx, bucket, merge.Options{
+		Name: streams.DurableBackup, Concurrency: opts.Concurrency, RequestsPerSecond: opts.RequestsPerSecond,
+		MemoBytes: opts.MemoBytes, AssumeNew: opts.AssumeNew, Log: opts.Log,
+	})
 }

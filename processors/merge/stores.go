@@ -61,14 +61,22 @@ func (s cacheStore) Write(ctx context.Context, key string, data []byte, _ string
 	return "", digest.Put(ctx, s.c, []digest.File{{Key: key, Data: data}})
 }
 
-// DefaultAssumeNew is d, or 24 hours for zero: a file of the current UTC
-// day that the memo does not hold is most often the day's first. Negative
-// turns AssumeNew off.
-func DefaultAssumeNew(d time.Duration) time.Duration {
-	if d == 0 {
-		return 24 * time.Hour
+// NewOnBucket returns a Sink whose Store is bucket, quarantining
+// unreadable files in it too. opts.MemoBytes and opts.AssumeNew (zero: 24
+// hours, as a file of the current UTC day that the memo does not hold is
+// most often the day's first; negative: off) are kept only if the bucket's
+// server enforces conditional writes, which both need; it checks that
+// once, with a probe object (see ConditionalWrites).
+func NewOnBucket(ctx context.Context, bucket objstore.Bucket, opts Options) *Sink {
+	store := BucketStore(bucket)
+	opts.Store, opts.Quarantine = store, store
+	switch {
+	case !ConditionalWrites(ctx, bucket, opts.Log):
+		opts.MemoBytes, opts.AssumeNew = 0, 0
+	case opts.AssumeNew == 0:
+		opts.AssumeNew = 24 * time.Hour
 	}
-	return max(d, 0)
+	return New(opts)
 }
 
 // ConditionalWrites reports whether b's server enforces conditional writes,

@@ -31,15 +31,10 @@ type Options struct {
 }
 
 // New returns the objects sink. It checks once, with a probe object,
-// whether the bucket honours conditional writes (see merge.MemoFor).
+// whether the bucket honours conditional writes (see merge.NewOnBucket).
 func New(ctx context.Context, bucket objstore.Bucket, opts Options) *merge.Sink {
-	store := merge.BucketStore(bucket)
-	mo := merge.Options{
-		Name: streams.DurableObjects, Store: store, Quarantine: store,
-		Concurrency: opts.Concurrency, Log: opts.Log,
-	}
-	if merge.ConditionalWrites(ctx, bucket, opts.Log) {
-		mo.MemoBytes, mo.AssumeNew = opts.MemoBytes, merge.DefaultAssumeNew(opts.AssumeNew)
-	}
-	return merge.New(mo)
+	return merge.NewOnBucket(ctx, bucket, merge.Options{
+		Name: streams.DurableObjects, Concurrency: opts.Concurrency,
+		MemoBytes: opts.MemoBytes, AssumeNew: opts.AssumeNew, Log: opts.Log,
+	})
 }
