@@ -144,6 +144,9 @@ func (s *Sink) noteFirstDays(ctx context.Context, batches []*heartlogv1.Batch) e
 		}
 		ids, days = append(ids, id), append(days, t)
 	}
+	if len(ids) == 0 {
+		return nil
+	}
 	_, err := s.pool.Exec(ctx, `UPDATE users u SET first_day = v.day
 		FROM unnest($1::uuid[], $2::date[]) AS v(id, day)
 		WHERE u.id = v.id AND (u.first_day IS NULL OR u.first_day > v.day)`, ids, days)
