@@ -209,12 +209,13 @@ func scanHeartbeat(row pgx.CollectableRow) (*heartlogv1.Heartbeat, error) {
 }
 
 // fileDays are days read from day files or digests, in the order asked:
-// day i is digests[i] when digest[i], else hbs[i].
+// day i is digests[i] when that is set, else hbs[i].
 type fileDays struct {
 	hbs     [][]*heartlogv1.Heartbeat
-	digests []*digest.Day
-	digest  []bool
+	digests []*digest.Day // nil, or nil where the day has no digest
 }
+
+func (fd fileDays) hasDigest(i int) bool { return fd.digests != nil && fd.digests[i] != nil }
 
 // activity returns the days followed by rest as one Activity, allocated
 // once at its size: each digest decodes straight into its part, in
@@ -224,7 +225,7 @@ func (fd fileDays) activity(rest stats.Activity) stats.Activity {
 	n := len(fd.hbs)
 	parts := make([]stats.Activity, n+1) // the day-file days, and rest
 	for i, hbs := range fd.hbs {
-		if !fd.digest[i] {
+		if !fd.hasDigest(i) {
 			parts[i] = stats.ActivityOf(hbs)
 		}
 	}
@@ -232,7 +233,7 @@ func (fd fileDays) activity(rest stats.Activity) stats.Activity {
 	at := make([]stats.Sizes, n+2) // where each part starts
 	for i := range parts {
 		size := parts[i].Size()
-		if i < n && fd.digest[i] {
+		if i < n && fd.hasDigest(i) {
 			size = fd.digests[i].Size()
 		}
 		at[i+1] = at[i].Add(size)
@@ -240,7 +241,7 @@ func (fd fileDays) activity(rest stats.Activity) stats.Activity {
 	out := stats.MakeActivity(at[n+1])
 	parallel(len(parts), func(i int) {
 		dst := out.Part(at[i], at[i+1])
-		if i < n && fd.digest[i] {
+		if i < n && fd.hasDigest(i) {
 			fd.digests[i].DecodeInto(dst, at[i])
 		} else {
 			parts[i].CopyTo(dst, at[i])
@@ -258,7 +259,7 @@ func (r *Reader) fromFiles(ctx context.Context, u users.User, days []string, dig
 	for i, d := range days {
 		keys[i] = dayfile.Key(u.ObjectPrefix, u.ID, d)
 	}
-	fd := fileDays{hbs: make([][]*heartlogv1.Heartbeat, len(keys)), digest: make([]bool, len(keys))}
+	fd := fileDays{hbs: make([][]*heartlogv1.Heartbeat, len(keys))}
 	perDay := fd.hbs
 	need := make([]int, len(keys)) // indexes of the days still to read
 	for i := range need {
@@ -267,12 +268,6 @@ func (r *Reader) fromFiles(ctx context.Context, u users.User, days []string, dig
 	if digests {
 		fd.digests = make([]*digest.Day, len(keys))
 		need = r.fromDigests(ctx, keys, fd.digests)
-		for i := range fd.digest {
-			fd.digest[i] = true
-		}
-		for _, i := range need {
-			fd.digest[i] = false
-		}
 	}
 	if len(need) == 0 {
 		return fd, nil
