@@ -151,11 +151,7 @@ func (ss *statsService) GetStats(ctx context.Context, req *connect.Request[heart
 		return nil, ss.readError(u, err)
 	}
 	name := req.Msg.GetRange()
-	now := ss.s.opts.Now()
-	o.Start, o.End, err = stats.ParseRange(name, now, o.Location)
-	if errors.Is(err, stats.ErrAllTime) {
-		o.Start, err = ss.s.allTimeStart(ctx, u, now, o.Location)
-	}
+	o.Start, o.End, err = ss.s.namedRange(ctx, u, name, o.Location)
 	var days []stats.Day
 	if err == nil {
 		days, err = ss.s.summarize(ctx, u, o)

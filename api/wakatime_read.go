@@ -249,11 +249,7 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request, u users.User) 
 	if name == "" {
 		name = "last_7_days"
 	}
-	now := s.opts.Now()
-	o.Start, o.End, err = stats.ParseRange(name, now, o.Location)
-	if errors.Is(err, stats.ErrAllTime) {
-		o.Start, err = s.allTimeStart(r.Context(), u, now, o.Location)
-	}
+	o.Start, o.End, err = s.namedRange(r.Context(), u, name, o.Location)
 	var days []stats.Day
 	if err == nil {
 		days, err = s.summarize(r.Context(), u, o)
@@ -283,6 +279,17 @@ func rangeTotals(days []stats.Day) (stats.Totals, time.Duration) {
 		return t, 0
 	}
 	return t, t.GrandTotal.Total / time.Duration(len(days))
+}
+
+// namedRange resolves a stats range name (last_7_days, all_time, 2026, ...)
+// for u; all_time runs from the user's first heartbeat (allTimeStart).
+func (s *Server) namedRange(ctx context.Context, u users.User, name string, loc *time.Location) (stats.Date, stats.Date, error) {
+	now := s.opts.Now()
+	start, end, err := stats.ParseRange(name, now, loc)
+	if errors.Is(err, stats.ErrAllTime) {
+		start, err = s.allTimeStart(ctx, u, now, loc)
+	}
+	return start, end, err
 }
 
 // allTimeStart is the local day of the user's first heartbeat (kept by the
