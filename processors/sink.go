@@ -19,6 +19,12 @@ import (
 //   - An error means nothing is acknowledged: the loop retries the same
 //     batches with backoff. A sink must therefore leave nothing half-visible
 //     on error that a retry would not complete.
+//   - Except for two kinds of error (errors.go): one matching ErrPermanent
+//     says some heartbeat in batches can never be stored, and the loop
+//     splits the batches to find it; a *Rejected says everything else is
+//     committed and names the heartbeats that never can be. Either way the
+//     loop parks those heartbeats in the dead-letter stream, with their
+//     reason, and goes on: one bad heartbeat never holds back the others.
 //   - One Run never calls Commit concurrently; several processes may each run
 //     a sink of the same kind, each on its own messages.
 type Sink interface {
