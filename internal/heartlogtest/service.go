@@ -35,6 +35,9 @@ type Options struct {
 	PostgresProxy bool
 	// NoProcessor leaves the Postgres processor stopped.
 	NoProcessor bool
+	// Wrap, if set, wraps the API handler on the test server (for example
+	// to count the request body bytes the API reads).
+	Wrap func(http.Handler) http.Handler
 }
 
 // Service is a whole heartlog: embedded JetStream, a fresh database, the
@@ -93,7 +96,11 @@ func Start(t testing.TB, opts Options) *Service {
 	if opts.API != nil {
 		opts.API(&apiOpts)
 	}
-	srv := httptest.NewUnstartedServer(api.New(s.Users, pub, apiOpts))
+	var h http.Handler = api.New(s.Users, pub, apiOpts)
+	if opts.Wrap != nil {
+		h = opts.Wrap(h)
+	}
+	srv := httptest.NewUnstartedServer(h)
 	srv.Config.Protocols = api.Protocols()
 	srv.Start()
 	s.URL = srv.URL
@@ -243,5 +250,6 @@ func Eventually(bound time.Duration, cond func() bool) bool {
 
 // Logger writes the service's log lines into the test's output.
 func Logger(t testing.TB) zerolog.Logger {
+	zerolog.DurationFieldFormat = zerolog.DurationFormatString // as heartlog logs them: "2s", not 2000
 	return zerolog.New(zerolog.ConsoleWriter{Out: zerolog.TestWriter{T: t, Frame: 6}, NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 }
