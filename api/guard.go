@@ -53,9 +53,28 @@ func (s *Server) guard(h http.Handler, maxBytes int64, opts ...connect.HandlerOp
 			_ = errW.Write(w, r, err)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBytes)
+		r.Body = &cappedBody{http.MaxBytesReader(w, r.Body, maxBytes), w, r.ProtoMajor == 1}
 		h.ServeHTTP(w, r.WithContext(withUser(r.Context(), u)))
 	})
+}
+
+// cappedBody closes an HTTP/1 connection whose body went over the cap.
+// http.MaxBytesReader does that itself only when handed the server's own
+// ResponseWriter, and here it gets the metrics' wrapper: the server would
+// then read the rest of the body as the next request.
+type cappedBody struct {
+	io.ReadCloser
+	w     http.ResponseWriter
+	http1 bool
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var tooBig *http.MaxBytesError
+	if b.http1 && errors.As(err, &tooBig) {
+		b.w.Header().Set("Connection", "close")
+	}
+	return n, err
 }
 
 // admit authenticates r, takes a token of the user's rate limit and checks

@@ -248,8 +248,11 @@ func Eventually(bound time.Duration, cond func() bool) bool {
 	}
 }
 
+// Durations print as heartlog logs them ("2s", not 2000): set once, before
+// any test logs, since zerolog reads the setting on every event.
+func init() { zerolog.DurationFieldFormat = zerolog.DurationFormatString }
+
 // Logger writes the service's log lines into the test's output.
 func Logger(t testing.TB) zerolog.Logger {
-	zerolog.DurationFieldFormat = zerolog.DurationFormatString // as heartlog logs them: "2s", not 2000
 	return zerolog.New(zerolog.ConsoleWriter{Out: zerolog.TestWriter{T: t, Frame: 6}, NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 }
