@@ -111,7 +111,7 @@ func command(pid string) string {
 	if err != nil || len(b) == 0 {
 		return "command unknown"
 	}
-	cmd := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+	cmd := strings.Join(strings.Fields(strings.ReplaceAll(string(b), "\x00", " ")), " ")
 	if len(cmd) > 80 {
 		cmd = cmd[:77] + "..."
 	}
