@@ -54,22 +54,23 @@ import (
 )
 
 type config struct {
-	rows       []row
-	keep       bool
-	verbose    bool
-	users      int
-	interval   time.Duration
-	bulk       int
-	kills      int
-	serveKills int
-	pgDown     time.Duration
-	redisDown  time.Duration
-	s3Down     time.Duration
-	settle     time.Duration
-	root       string
-	heartlog   string
-	tools      string
-	pgBin      string
+	rows         []row
+	keep         bool
+	verbose      bool
+	users        int
+	interval     time.Duration
+	bulk         int
+	kills        int
+	serveKills   int
+	pgDown       time.Duration
+	redisDown    time.Duration
+	s3Down       time.Duration
+	settle       time.Duration
+	poisonSettle time.Duration
+	root         string
+	heartlog     string
+	tools        string
+	pgBin        string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -91,6 +92,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.redisDown, "redis-down", 60*time.Second, "redis-down: how long Redis stays stopped")
 	fs.DurationVar(&c.s3Down, "s3-down", 60*time.Second, "s3-slowdown: how long S3 refuses 30% of requests")
 	fs.DurationVar(&c.settle, "settle", 60*time.Second, "how long a row waits at its end for the processors to catch up")
+	fs.DurationVar(&c.poisonSettle, "poison-settle", 30*time.Second, "poison: the deadline within which every other heartbeat must land")
 	fs.StringVar(&c.heartlog, "heartlog", "bin/heartlog", "the heartlog binary (make chaos builds it)")
 	fs.StringVar(&c.tools, "tools", ".tools/bin", "directory with versitygw and nats-server")
 	fs.StringVar(&c.pgBin, "pg-bin", "/usr/lib/postgresql/15/bin", "Postgres 15 binaries (initdb, postgres)")
@@ -126,7 +128,7 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-interval must be at least 10ms, -bulk 1-25")
 	case c.kills < 1 || c.kills > 100 || c.serveKills < 1 || c.serveKills > 100:
 		return c, errors.New("-kills and -serve-kills must be 1-100")
-	case c.pgDown <= 0 || c.redisDown <= 0 || c.s3Down <= 0 || c.settle <= 0:
+	case c.pgDown <= 0 || c.redisDown <= 0 || c.s3Down <= 0 || c.settle <= 0 || c.poisonSettle <= 0:
 		return c, errors.New("durations must be positive")
 	}
 	var err error
@@ -185,6 +187,9 @@ func run(ctx context.Context, cfg config) (bool, error) {
 		}
 		res := runRow(ctx, st, rw)
 		st.logf("[%s] %s", rw.name, res.summary())
+		for _, m := range res.t.missingSample {
+			st.logf("[%s] e.g. %s", rw.name, m)
+		}
 		results = append(results, res)
 	}
 	printTable(os.Stdout, results, time.Since(started))
@@ -242,6 +247,9 @@ func runRow(ctx context.Context, st *stack, rw row) (res result) {
 	res.t, err = st.count(cctx, l, r.skip, r.inPG)
 	if err != nil {
 		res.err = fmt.Errorf("count: %w", err)
+	}
+	if rw.name == "poison" {
+		res.notes = append(res.notes, fmt.Sprintf("other heartbeats held back from Postgres: %d", res.t.pg.lost()))
 	}
 	l.mu.Lock()
 	res.requests, res.outcomes = l.requests, l.outcomes

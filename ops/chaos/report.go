@@ -95,7 +95,6 @@ func printTable(w io.Writer, results []result, took time.Duration) {
 		if r.err != nil {
 			notes = append(notes, "error: "+r.err.Error())
 		}
-		notes = append(notes, r.t.missingSample...)
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | **%d** | **%d** | %s | %s |\n",
 			r.row.fault, r.t.acked, notOK, cell(r.t.pg), cell(r.t.s3), cell(r.t.cache), cell(r.t.backup),
 			r.lost(), r.dup(), r.took.Round(time.Second), esc(strings.Join(notes, "; ")))

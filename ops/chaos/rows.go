@@ -113,12 +113,14 @@ func runProcessKill(ctx context.Context, r *rowRun) error {
 		return err
 	}
 	r.stopLoad()
+	var parts []string
 	for i, p := range processorProcs {
 		if errs[i] != nil {
 			return errs[i]
 		}
-		r.note("%s: %d/%d kills with a batch in hand", p, mid[i], r.cfg.kills)
+		parts = append(parts, fmt.Sprintf("%s %d/%d", p, mid[i], r.cfg.kills))
 	}
+	r.note("kills with messages delivered to the new process and not acked: %s", strings.Join(parts, ", "))
 	return nil
 }
 
@@ -187,7 +189,7 @@ func runServeKill(ctx context.Context, r *rowRun) error {
 }
 
 // outage runs the load, stops a service for d, starts it again.
-func (r *rowRun) outage(ctx context.Context, what string, d time.Duration, stop, start func() error) error {
+func (r *rowRun) outage(ctx context.Context, what, note string, d time.Duration, stop, start func() error) error {
 	r.startLoad(ctx)
 	if err := r.hold(ctx, 5*time.Second, "warm-up"); err != nil {
 		return err
@@ -208,25 +210,25 @@ func (r *rowRun) outage(ctx context.Context, what string, d time.Duration, stop,
 		return err
 	}
 	r.stopLoad()
-	r.note("%s down %s", what, d)
+	r.note("%s %s", note, d)
 	return nil
 }
 
 func runPostgresDown(ctx context.Context, r *rowRun) error {
 	pg := r.st.pg
-	return r.outage(ctx, "postgres", r.cfg.pgDown,
+	return r.outage(ctx, "postgres", "stopped (fast shutdown) for", r.cfg.pgDown,
 		func() error { return pg.stop(syscall.SIGINT, 30*time.Second) }, r.st.startPG)
 }
 
 func runRedisDown(ctx context.Context, r *rowRun) error {
 	rd := r.st.redisd
-	return r.outage(ctx, "redis", r.cfg.redisDown,
+	return r.outage(ctx, "redis", "stopped (SIGTERM; append-only file on) for", r.cfg.redisDown,
 		func() error { return rd.stop(syscall.SIGTERM, 30*time.Second) }, r.st.startRedisd)
 }
 
 func runS3SlowDown(ctx context.Context, r *rowRun) error {
 	before := r.st.proxy.Stats()
-	err := r.outage(ctx, "S3 (30% SlowDown)", r.cfg.s3Down,
+	err := r.outage(ctx, "S3 (30% SlowDown)", "primary and backup buckets refused 30% for", r.cfg.s3Down,
 		func() error { r.st.proxy.SetSlowDownRate(0.3); return nil },
 		func() error { r.st.proxy.SetSlowDownRate(0); return nil })
 	after := r.st.proxy.Stats()
@@ -291,7 +293,10 @@ func runPoison(ctx context.Context, r *rowRun) error {
 		return fmt.Errorf("publish poison: %w", err)
 	}
 	r.skip[id] = true
+	r.note("one more published straight to the stream")
 	r.progress("poison published straight to the stream")
+	// Every other heartbeat must land within this deadline.
+	r.settle = r.cfg.poisonSettle
 	if err := r.hold(ctx, 15*time.Second, "load after the poison"); err != nil {
 		return err
 	}
@@ -416,6 +421,17 @@ func runJanitorKill(ctx context.Context, r *rowRun) error {
 	r.note("day %s: shard %s, partition table %s", old.Format(time.DateOnly), state, map[bool]string{true: "gone", false: "present"}[tables == 0])
 	if state == streams.ShardDropped {
 		r.inPG = func(d string) bool { return d != day }
+		defer func() {
+			n := 0
+			r.l.mu.Lock()
+			for _, a := range r.l.acked {
+				if a.day == day {
+					n++
+				}
+			}
+			r.l.mu.Unlock()
+			r.note("its %d heartbeats (some sent after the drop) belong in the day files only", n)
+		}()
 		// Late heartbeats of the dropped day: day files only.
 		r.l.oldDay.Store(old.Unix())
 		if err := r.hold(ctx, 5*time.Second, "late heartbeats for the dropped day"); err != nil {

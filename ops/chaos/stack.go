@@ -54,7 +54,6 @@ type stack struct {
 	pgPort, redisPort, s3Port, natsPort, httpPort int
 	pg, redisd, vgw, natsd                        *daemon
 	proxy                                         *faults.Proxy
-	admin                                         *pgx.Conn // to the "postgres" database
 
 	// Per row.
 	row     string
@@ -124,9 +123,6 @@ func (st *stack) close() {
 	if st.proxy != nil {
 		_ = st.proxy.Close()
 	}
-	if st.admin != nil {
-		_ = st.admin.Close(context.Background())
-	}
 	for _, d := range []*daemon{st.natsd, st.vgw, st.redisd} {
 		if d != nil {
 			_ = d.stop(syscall.SIGTERM, 15*time.Second)
@@ -183,12 +179,7 @@ func (st *stack) startPostgres(ctx context.Context) error {
 			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"},
 		logPath: filepath.Join(st.logs, "postgres.log"),
 	}
-	if err := st.startPG(); err != nil {
-		return err
-	}
-	var err error
-	st.admin, err = pgx.Connect(ctx, st.pgURL("postgres"))
-	return err
+	return st.startPG()
 }
 
 // startPG starts Postgres and waits until it accepts queries (it listens
@@ -359,6 +350,7 @@ func (st *stack) heartlogEnv(extra map[string]string) []string {
 		"HEARTLOG_OBJECTS_FLUSH_AGE": "2s", "HEARTLOG_CACHE_FLUSH_AGE": "2s", "HEARTLOG_BACKUP_FLUSH_AGE": "2s",
 		"HEARTLOG_SHARDS_INTERVAL": "1s",
 		"HEARTLOG_LOG_LEVEL":       "info",
+		"HEARTLOG_LOG_FORMAT":      "json",
 	}
 	for _, p := range []string{"HEARTLOG_S3_", "HEARTLOG_BACKUP_S3_"} {
 		set[p+"ENDPOINT"] = st.proxy.URL // faults are injected on both buckets
@@ -402,7 +394,14 @@ func (st *stack) beginRow(ctx context.Context, row string) error {
 		return err
 	}
 	st.dbName = "chaos_" + strings.ReplaceAll(row, "-", "_")
-	if _, err := st.admin.Exec(ctx, "CREATE DATABASE "+st.dbName); err != nil {
+	// A fresh connection: the row before may have restarted Postgres.
+	admin, err := pgx.Connect(ctx, st.pgURL("postgres"))
+	if err != nil {
+		return err
+	}
+	_, err = admin.Exec(ctx, "CREATE DATABASE "+st.dbName)
+	_ = admin.Close(ctx)
+	if err != nil {
 		return fmt.Errorf("create database: %w", err)
 	}
 	serve := st.heartlogProc("serve", []string{"serve"}, nil)
@@ -420,7 +419,6 @@ func (st *stack) beginRow(ctx context.Context, row string) error {
 		}
 	}
 	st.baseURL = fmt.Sprintf("http://127.0.0.1:%d", st.httpPort)
-	var err error
 	if st.pool, err = pgxpool.New(ctx, st.pgURL(st.dbName)); err != nil {
 		return err
 	}
