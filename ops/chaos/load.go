@@ -33,6 +33,7 @@ type load struct {
 	mu       sync.Mutex
 	acked    map[string]ack // heartbeat id -> where it belongs
 	outcomes map[string]int // per request: "201", "503", "transport error", ...
+	firstBad time.Time      // when the first request not answered 2xx was sent
 	requests int
 	items    int // heartbeats sent
 }
@@ -144,6 +145,9 @@ func (l *load) send(ctx context.Context, user, size int) {
 	l.requests++
 	l.items += size
 	l.outcomes[outcome]++
+	if outcome != "201" && outcome != "202" && l.firstBad.IsZero() {
+		l.firstBad = now
+	}
 	for _, it := range items {
 		l.acked[it.ID] = ack{user: user, day: utcDay(it.Time)}
 	}

@@ -120,7 +120,7 @@ func runProcessKill(ctx context.Context, r *rowRun) error {
 		}
 		parts = append(parts, fmt.Sprintf("%s %d/%d", p, mid[i], r.cfg.kills))
 	}
-	r.note("kills with messages delivered to the new process and not acked: %s", strings.Join(parts, ", "))
+	r.note("kills after the restarted process had received messages, with messages unacked: %s", strings.Join(parts, ", "))
 	return nil
 }
 
@@ -195,6 +195,7 @@ func (r *rowRun) outage(ctx context.Context, what, note string, d time.Duration,
 		return err
 	}
 	r.progress("%s: stopping", what)
+	faultAt := time.Now()
 	if err := stop(); err != nil {
 		return err
 	}
@@ -211,6 +212,9 @@ func (r *rowRun) outage(ctx context.Context, what, note string, d time.Duration,
 	}
 	r.stopLoad()
 	r.note("%s %s", note, d)
+	if first := r.l.firstBad; !first.IsZero() {
+		r.note("first answer not 2xx %s after the fault began", first.Sub(faultAt).Round(time.Second))
+	}
 	return nil
 }
 
@@ -421,16 +425,10 @@ func runJanitorKill(ctx context.Context, r *rowRun) error {
 	r.note("day %s: shard %s, partition table %s", old.Format(time.DateOnly), state, map[bool]string{true: "gone", false: "present"}[tables == 0])
 	if state == streams.ShardDropped {
 		r.inPG = func(d string) bool { return d != day }
+		before := r.dayAcked(day)
 		defer func() {
-			n := 0
-			r.l.mu.Lock()
-			for _, a := range r.l.acked {
-				if a.day == day {
-					n++
-				}
-			}
-			r.l.mu.Unlock()
-			r.note("its %d heartbeats (some sent after the drop) belong in the day files only", n)
+			n := r.dayAcked(day)
+			r.note("its %d heartbeats (%d sent after the drop) belong in the day files only", n, n-before)
 		}()
 		// Late heartbeats of the dropped day: day files only.
 		r.l.oldDay.Store(old.Unix())
@@ -441,6 +439,19 @@ func runJanitorKill(ctx context.Context, r *rowRun) error {
 	}
 	r.stopLoad()
 	return nil
+}
+
+// dayAcked counts the acknowledged heartbeats of a day.
+func (r *rowRun) dayAcked(day string) int {
+	r.l.mu.Lock()
+	defer r.l.mu.Unlock()
+	n := 0
+	for _, a := range r.l.acked {
+		if a.day == day {
+			n++
+		}
+	}
+	return n
 }
 
 // countIn counts the lines of a file that contain s.
