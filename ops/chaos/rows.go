@@ -34,7 +34,7 @@ var allRows = []row{
 	{"nats-restart", "NATS server restarted (SIGTERM, then kill -9)", runNATSRestart},
 	{"poison", "poison heartbeat (extra number out of Postgres' range)", runPoison},
 	{"corrupt-dayfile", "a corrupt day file in S3", runCorruptDayfile},
-	{"janitor-kill", "shard janitor killed after each of its steps", runJanitorKill},
+	{"janitor-kill", "shard janitor killed after each of its steps and inside DETACH ... CONCURRENTLY", runJanitorKill},
 }
 
 // rowRun is one row while it runs.
@@ -371,33 +371,42 @@ func runJanitorKill(ctx context.Context, r *rowRun) error {
 	}
 	logPath := ""
 	paused := 0
-	for _, step := range []string{"prove", "drain", "settle", "detach", "drop", "mark-dropped"} {
+	// "detach!" is a kill inside DETACH PARTITION ... CONCURRENTLY, the
+	// one step that can leave Postgres half-way (detach pending).
+	for _, step := range []string{"prove", "drain", "settle", "detach!", "detach", "drop", "mark-dropped"} {
+		pause := strings.TrimSuffix(step, "!")
 		j := st.heartlogProc("janitor", []string{"process"}, map[string]string{
-			"HEARTLOG_PROCESSORS": "", "HEARTLOG_DEBUG_JANITOR_PAUSE": step,
+			"HEARTLOG_PROCESSORS": "", "HEARTLOG_DEBUG_JANITOR_PAUSE": pause,
 		})
 		logPath = j.logPath
-		if err := j.start(); err != nil {
-			return err
-		}
-		deadline := time.Now().Add(60 * time.Second)
-		for countIn(logPath, "shard janitor paused") <= paused {
-			if time.Now().After(deadline) || !j.alive() {
-				return fmt.Errorf("janitor did not pause after %s within 60s; see %s", step, logPath)
+		if step == "detach!" {
+			if err := r.killInDetach(ctx, j, day); err != nil {
+				return err
 			}
-			if !sleepCtx(ctx, 100*time.Millisecond) {
-				return ctx.Err()
+		} else {
+			if err := j.start(); err != nil {
+				return err
 			}
-		}
-		paused++
-		if err := j.kill(); err != nil {
-			return err
+			deadline := time.Now().Add(60 * time.Second)
+			for countIn(logPath, "shard janitor paused") <= paused {
+				if time.Now().After(deadline) || !j.alive() {
+					return fmt.Errorf("janitor did not pause after %s within 60s; see %s", step, logPath)
+				}
+				if !sleepCtx(ctx, 100*time.Millisecond) {
+					return ctx.Err()
+				}
+			}
+			paused++
+			if err := j.kill(); err != nil {
+				return err
+			}
+			r.progress("janitor killed after %s", step)
 		}
 		// The dead janitor's lock would expire after its 30 s TTL; it is
 		// certainly dead, so expire it now.
 		if err := locks.Purge(ctx, shards.LockName); err != nil {
 			return fmt.Errorf("expire the janitor's lock: %w", err)
 		}
-		r.progress("janitor killed after %s", step)
 	}
 	j := st.heartlogProc("janitor", []string{"process"}, map[string]string{"HEARTLOG_PROCESSORS": ""})
 	if err := j.start(); err != nil {
@@ -438,6 +447,83 @@ func runJanitorKill(ctx context.Context, r *rowRun) error {
 		r.l.oldDay.Store(0)
 	}
 	r.stopLoad()
+	return nil
+}
+
+// killInDetach kills the janitor while its DETACH PARTITION ... CONCURRENTLY
+// waits: a transaction of the driver that has read the day through
+// heartbeats holds it in its second phase, after the partition is marked
+// detach pending. The dead janitor's backend would go on waiting (Postgres
+// notices a vanished client only when it next talks to it), so it is
+// cancelled, as a lost connection or a stop would; the partition stays
+// detach pending for the next janitor to FINALIZE.
+func (r *rowRun) killInDetach(ctx context.Context, j *daemon, day string) error {
+	st := r.st
+	conn, err := st.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	t, _ := time.Parse(heartbeat.DayLayout, day)
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM heartbeats WHERE day = $1`, t).Scan(&n); err != nil {
+		return fmt.Errorf("hold the detach: %w", err)
+	}
+	if err := j.start(); err != nil {
+		return err
+	}
+	var pid int
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := st.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+			WHERE query ILIKE '%DETACH PARTITION%CONCURRENTLY%' AND wait_event_type = 'Lock' LIMIT 1`).Scan(&pid)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || !j.alive() {
+			return fmt.Errorf("janitor did not reach DETACH ... CONCURRENTLY within 60s; see %s", j.logPath)
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	if err := j.kill(); err != nil {
+		return err
+	}
+	if _, err := st.pool.Exec(ctx, `SELECT pg_cancel_backend($1)`, pid); err != nil {
+		return err
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		return err
+	}
+	var pending bool
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		err := st.pool.QueryRow(ctx, `SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = $1::regclass`,
+			"heartbeats_"+day).Scan(&pending)
+		var busy bool
+		_ = st.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active')`, pid).Scan(&busy)
+		if err == nil && !busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the cancelled DETACH did not end within 30s: %v", err)
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	r.progress("janitor killed inside DETACH ... CONCURRENTLY (partition detach pending: %t)", pending)
+	if pending {
+		r.note("killed inside DETACH ... CONCURRENTLY: partition left detach pending")
+	} else {
+		r.note("killed inside DETACH ... CONCURRENTLY: partition NOT left detach pending (the kill came too late)")
+	}
 	return nil
 }
 
