@@ -18,9 +18,11 @@ PKG      ?= ./...
 TESTFLAGS ?=
 # Extra flags for `go run ./ops/bench`, and the duration for `make fuzz`.
 BENCHFLAGS ?=
+# Extra flags for `go run ./ops/chaos`, e.g. make chaos CHAOSFLAGS='-rows poison -v -keep'
+CHAOSFLAGS ?=
 FUZZTIME ?= 30s
 
-.PHONY: help build run stop status test fmt-check proto proto-check bench fuzz clean
+.PHONY: help build run stop status test fmt-check proto proto-check bench chaos fuzz clean
 
 help: ## List the targets (default)
 	@echo "Usage: make TARGET [PKG=./pkg/...] [TESTFLAGS='-run X -v'] [FUZZTIME=30s]"
@@ -81,6 +83,14 @@ bench: ## Run ./ops/bench against the local stack (tag bench), then stop what it
 	HEARTLOG_STACK_TAG=bench $(STACK) up; \
 	. var/env; \
 	$(GO) run ./ops/bench $(BENCHFLAGS)
+
+# The fault matrix starts a private stack of its own (temp dir, free ports) and never touches
+# the one under var/: it stops Postgres and Redis. Not part of `make test`.
+chaos: ## Run the fault matrix (ops/chaos) on a private stack, about 10 minutes; CHAOSFLAGS='-rows poison -v -keep'
+	$(STACK) install
+	$(GO) build -o .tools/bin/nats-server github.com/nats-io/nats-server/v2
+	$(MAKE) --no-print-directory build
+	$(GO) run ./ops/chaos $(CHAOSFLAGS)
 
 fuzz: ## Fuzz the WakaTime decoder for FUZZTIME (default 30s)
 	$(GO) test ./heartbeat -run '^$$' -fuzz FuzzDecodeWakaTime -fuzztime $(FUZZTIME)

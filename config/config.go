@@ -77,6 +77,7 @@ var Vars = []Var{
 	{"HEARTLOG_BACKUP_REQUESTS_PER_SECOND", "450", "backup processor: ceiling on its reads and writes together, below Spaces' ~500 requests/s per account (a single Space documents 240 requests/s and 150 writes/s: set about 140 for one Space)", false},
 	{"HEARTLOG_LOG_LEVEL", "info", "debug, info, warn or error", false},
 	{"HEARTLOG_LOG_FORMAT", "console", "console (for people) or json (for log shippers)", false},
+	{"HEARTLOG_DEBUG_JANITOR_PAUSE", "", "fault tests only (`make chaos`): the shard janitor waits, holding its lock, after this step of a day (prove, drain, settle, detach, drop, mark-dropped) to be killed there; empty: off", false},
 }
 
 // Bucket is one S3-compatible bucket.
@@ -130,6 +131,8 @@ type Config struct {
 	PostgresWriters  int
 	LogLevel         string
 	LogFormat        string
+	// DebugJanitorPause is a shards.Step name, or empty.
+	DebugJanitorPause string
 }
 
 // FromEnv reads every variable, falling back to its default. The error
@@ -164,6 +167,7 @@ func FromEnv() (Config, error) {
 		LogLevel:         r.str("HEARTLOG_LOG_LEVEL"),
 		LogFormat:        r.str("HEARTLOG_LOG_FORMAT"),
 	}
+	c.DebugJanitorPause = r.str("HEARTLOG_DEBUG_JANITOR_PAUSE")
 	c.S3 = r.bucket("HEARTLOG_S3_")
 	c.Backup = r.bucket("HEARTLOG_BACKUP_S3_")
 	c.CacheURL = r.str("HEARTLOG_CACHE_URL")

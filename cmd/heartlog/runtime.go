@@ -176,7 +176,15 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 	}
 	if !rt.noJanitor {
 		// Every instance runs one; the lock in NATS lets one work at a time.
-		j := shards.New(rt.js, rt.sc, rt.pool, shards.Options{Grace: rt.cfg.ShardsGrace, Interval: rt.cfg.ShardsInterval, Log: rt.log})
+		jo := shards.Options{Grace: rt.cfg.ShardsGrace, Interval: rt.cfg.ShardsInterval, Log: rt.log}
+		if rt.cfg.DebugJanitorPause != "" {
+			step, err := shards.ParseStep(rt.cfg.DebugJanitorPause)
+			if err != nil {
+				return fmt.Errorf("HEARTLOG_DEBUG_JANITOR_PAUSE: %w", err)
+			}
+			jo.AfterStep = shards.PauseAfter(ctx, step, rt.log)
+		}
+		j := shards.New(rt.js, rt.sc, rt.pool, jo)
 		g.Go(func() error { return j.Run(ctx) })
 	}
 	return g.Wait()
