@@ -351,6 +351,9 @@ func (st *stack) heartlogEnv(extra map[string]string) []string {
 		"HEARTLOG_SHARDS_INTERVAL": "1s",
 		"HEARTLOG_LOG_LEVEL":       "info",
 		"HEARTLOG_LOG_FORMAT":      "json",
+		// Several heartlog processes run side by side: none takes the
+		// default admin port (and a shared-stack one may hold it).
+		"HEARTLOG_ADMIN_ADDR": "",
 	}
 	for _, p := range []string{"HEARTLOG_S3_", "HEARTLOG_BACKUP_S3_"} {
 		set[p+"ENDPOINT"] = st.proxy.URL // faults are injected on both buckets
