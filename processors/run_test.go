@@ -139,7 +139,7 @@ func TestLongCommitIsNotRedelivered(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() {
-		done <- processors.Run(runCtx, cons, sink, processors.Options{BatchMessages: 100, Linger: 200 * time.Millisecond, ProgressEvery: 250 * time.Millisecond, Log: heartlogtest.Logger(t)})
+		done <- processors.Run(runCtx, cons, sink, processors.Options{BatchMessages: 100, Linger: 200 * time.Millisecond, ProgressEvery: 250 * time.Millisecond, Log: heartlogtest.Logger(t), DeadLetters: streams.NewDeadLetters(js, cfg)})
 	}()
 	ok := heartlogtest.Eventually(30*time.Second, func() bool {
 		info, err := cons.Info(ctx)
