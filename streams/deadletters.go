@@ -25,19 +25,16 @@ func DeadLetterSubject(processor string) string {
 }
 
 // DeadLetterStreamConfig is the HEARTBEATS_DLQ stream as Ensure declares
-// it: kept as long as the log itself, on disk, with the same replicas.
+// it: the main stream's storage, retention and replicas, so that an entry
+// lasts as long as the heartbeats it came from.
 func (c Config) DeadLetterStreamConfig() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        c.DeadLetterStream,
-		Description: "heartlog dead letters: heartbeats a sink can never store, one per message; see heartlog dlq",
-		Subjects:    []string{DeadLetterSubjectPrefix + ".>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      c.MaxAge,
-		Duplicates:  c.Duplicates,
-		Replicas:    c.Replicas,
-	}
+	sc := c.StreamConfig()
+	sc.Name = c.DeadLetterStream
+	sc.Description = "heartlog dead letters: heartbeats a sink can never store, one per message; see heartlog dlq"
+	sc.Subjects = []string{DeadLetterSubjectPrefix + ".>"}
+	// An undecodable message is parked whole, with headers on top.
+	sc.MaxMsgSize, sc.Metadata = -1, nil
+	return sc
 }
 
 // ReasonUndecodable is the reason of a parked message that is not a Batch.
@@ -57,11 +54,17 @@ const (
 	hdrDay       = "Heartlog-Day"
 	hdrHeartbeat = "Heartlog-Heartbeat"
 	hdrRetryOf   = "Heartlog-Retry-Of"
-	hdrFormat    = "Heartlog-Format" // batch or raw
+	hdrFormat    = "Heartlog-Format"    // batch or raw
+	hdrRawBytes  = "Heartlog-Raw-Bytes" // set when Raw was cut to maxRawBytes
 )
 
-// maxErrorBytes bounds the error text kept in a header.
-const maxErrorBytes = 1024
+// maxErrorBytes bounds the error text kept in a header; maxRawBytes the
+// undecodable message kept, so that an entry stays under nats.conf's 1 MB
+// max_payload.
+const (
+	maxErrorBytes = 1024
+	maxRawBytes   = 1<<20 - 16<<10
+)
 
 // DeadLetter is one parked entry.
 type DeadLetter struct {
@@ -157,6 +160,13 @@ func (d DeadLetter) message() (*nats.Msg, string, error) {
 		}
 	} else {
 		data = d.Raw
+		if len(data) > maxRawBytes {
+			// Headers on top of a message near the server's max_payload
+			// would be refused for ever, and hold the partition back. The
+			// whole message stays in HEARTBEATS at StreamSeq until MaxAge.
+			h.Set(hdrRawBytes, strconv.Itoa(len(data)))
+			data = data[:maxRawBytes]
+		}
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set(hdrFormat, "raw")
 		id += "/raw"
