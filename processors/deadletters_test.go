@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"heartlog/internal/heartlogtest"
 	"heartlog/processors"
@@ -132,9 +133,35 @@ func parkedEntities(t *testing.T, dead *streams.DeadLetters, processor string) m
 	return out
 }
 
+// parkedMetric reads heartlog_processor_parked_heartbeats_total as /metrics
+// shows it.
+func parkedMetric(t *testing.T, processor, reason string) float64 {
+	t.Helper()
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "heartlog_processor_parked_heartbeats_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["processor"] == processor && labels["reason"] == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
 func TestPermanentErrorsAreParkedAndTheRestCommitted(t *testing.T) {
 	js, cfg, pub := startStream(t)
 	ctx := context.Background()
+	poisonBefore, rejectBefore := parkedMetric(t, "picky", "test poison"), parkedMetric(t, "picky", "test reject")
 	const user = "6f1e2a3b-0000-4000-8000-0000000000aa"
 	good := publishMixed(t, pub, user)
 	dead := streams.NewDeadLetters(js, cfg)
@@ -167,6 +194,9 @@ func TestPermanentErrorsAreParkedAndTheRestCommitted(t *testing.T) {
 	want := map[string]string{"poison-1.go": "test poison", "poison-2.go": "test poison", "reject-1.go": "test reject"}
 	if got := parkedEntities(t, dead, "picky"); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("parked %v, want %v", got, want)
+	}
+	if p, r := parkedMetric(t, "picky", "test poison")-poisonBefore, parkedMetric(t, "picky", "test reject")-rejectBefore; p != 2 || r != 1 {
+		t.Fatalf("parked heartbeats metric grew by %v poison and %v reject, want 2 and 1", p, r)
 	}
 	entries, _ := dead.List(ctx, "picky")
 	for _, d := range entries {

@@ -147,7 +147,7 @@ func dlqRetryCmd() *cobra.Command {
 		Short: "Feed parked entries back to their sink, once the cause is fixed",
 		Long: `Feed parked entries back to the sink of the processor that parked them, with
 the processor's own code and its handling of errors: a store that is down is
-retried (stop with Ctrl-C; nothing is removed then), and a heartbeat the
+retried (stop with Ctrl-C: what is not stored yet stays), and a heartbeat the
 sink still refuses is parked again as a new entry (its retry_of names the
 old one) rather than lost. An entry is removed from the dead-letter stream
 only after its sink committed it or it was parked again. Sinks are
