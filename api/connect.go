@@ -20,12 +20,9 @@ type ingestService struct {
 
 func (is *ingestService) SendHeartbeats(ctx context.Context, req *connect.Request[heartlogv1.SendHeartbeatsRequest]) (*connect.Response[heartlogv1.SendHeartbeatsResponse], error) {
 	s := is.s
-	u, err := s.auth.user(ctx, keyFrom(req.Header(), nil))
+	u, err := userFrom(ctx)
 	if err != nil {
-		return nil, connectAuthError(err)
-	}
-	if ok, _ := s.limit.allow(u.ID); !ok {
-		return nil, connect.NewError(connect.CodeResourceExhausted, errors.New("rate limit exceeded; slow down"))
+		return nil, err
 	}
 	in := req.Msg.GetHeartbeats()
 	if len(in) > s.ingest.limits.MaxHeartbeats {
@@ -49,16 +46,10 @@ func (is *ingestService) SendHeartbeats(ctx context.Context, req *connect.Reques
 	return connect.NewResponse(out), nil
 }
 
-func connectAuthError(err error) error {
-	var ae *authError
-	if errors.As(err, &ae) {
-		return connect.NewError(connect.CodeUnauthenticated, err)
-	}
-	return connect.NewError(connect.CodeUnavailable, errors.New("user store unavailable"))
-}
-
+// connectHandler is the IngestService behind the guard: the request and
+// its decompressed message are both capped at MaxBodyBytes.
 func (s *Server) connectHandler() (string, http.Handler) {
-	return heartlogv1connect.NewIngestServiceHandler(&ingestService{s: s},
-		connect.WithReadMaxBytes(int(s.opts.MaxBodyBytes)),
-	)
+	opts := handlerOptions(s.opts.MaxBodyBytes)
+	path, h := heartlogv1connect.NewIngestServiceHandler(&ingestService{s: s}, opts...)
+	return path, s.guard(h, s.opts.MaxBodyBytes, opts...)
 }

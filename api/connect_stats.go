@@ -21,20 +21,11 @@ type statsService struct {
 	s *Server
 }
 
+// statsHandler is the StatsService behind the guard.
 func (s *Server) statsHandler() (string, http.Handler) {
-	return heartlogv1connect.NewStatsServiceHandler(&statsService{s: s}, connect.WithReadMaxBytes(64<<10))
-}
-
-// caller authenticates a Connect request and applies the rate limit.
-func (ss *statsService) caller(ctx context.Context, h http.Header) (users.User, error) {
-	u, err := ss.s.auth.user(ctx, keyFrom(h, nil))
-	if err != nil {
-		return users.User{}, connectAuthError(err)
-	}
-	if ok, _ := ss.s.limit.allow(u.ID); !ok {
-		return users.User{}, connect.NewError(connect.CodeResourceExhausted, errors.New("rate limit exceeded; slow down"))
-	}
-	return u, nil
+	opts := handlerOptions(statsMaxBytes)
+	path, h := heartlogv1connect.NewStatsServiceHandler(&statsService{s: s}, opts...)
+	return path, s.guard(h, statsMaxBytes, opts...)
 }
 
 func connectOptions(u users.User, o *heartlogv1.ReadOptions) (stats.Options, error) {
@@ -51,13 +42,13 @@ func (ss *statsService) readError(u users.User, err error) error {
 }
 
 func (ss *statsService) GetSummaries(ctx context.Context, req *connect.Request[heartlogv1.GetSummariesRequest]) (*connect.Response[heartlogv1.GetSummariesResponse], error) {
-	u, err := ss.caller(ctx, req.Header())
+	u, err := userFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
 	o, err := connectOptions(u, req.Msg.GetOptions())
 	if err == nil {
-		o.Start, o.End, err = parseDates(req.Msg.GetStart(), req.Msg.GetEnd())
+		o.Start, o.End, err = parseDates(req.Msg.GetStart(), req.Msg.GetEnd(), ss.s.opts.Now(), o.Location)
 	}
 	var days []stats.Day
 	if err == nil {
@@ -77,20 +68,8 @@ func (ss *statsService) GetSummaries(ctx context.Context, req *connect.Request[h
 	return connect.NewResponse(out), nil
 }
 
-func parseDates(start, end string) (stats.Date, stats.Date, error) {
-	s, err := stats.ParseDate(start)
-	if err != nil {
-		return stats.Date{}, stats.Date{}, badf("start must be YYYY-MM-DD, got %q", start)
-	}
-	e, err := stats.ParseDate(end)
-	if err != nil {
-		return stats.Date{}, stats.Date{}, badf("end must be YYYY-MM-DD, got %q", end)
-	}
-	return s, e, nil
-}
-
 func (ss *statsService) GetDurations(ctx context.Context, req *connect.Request[heartlogv1.GetDurationsRequest]) (*connect.Response[heartlogv1.GetDurationsResponse], error) {
-	u, err := ss.caller(ctx, req.Header())
+	u, err := userFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -98,9 +77,9 @@ func (ss *statsService) GetDurations(ctx context.Context, req *connect.Request[h
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}
-	day, err := stats.ParseDate(req.Msg.GetDate())
+	day, err := parseDay("date", req.Msg.GetDate(), ss.s.opts.Now(), o.Location)
 	if err != nil {
-		return nil, ss.readError(u, badf("date must be YYYY-MM-DD, got %q", req.Msg.GetDate()))
+		return nil, ss.readError(u, err)
 	}
 	o.Start, o.End, o.SliceBy = day, day, stats.Dimension(req.Msg.GetSliceBy())
 	beats, err := ss.s.opts.Reader.Activity(ctx, u, stats.UTCDays(day, day, o.Location))
@@ -124,7 +103,7 @@ func (ss *statsService) GetDurations(ctx context.Context, req *connect.Request[h
 }
 
 func (ss *statsService) GetStatusBar(ctx context.Context, req *connect.Request[heartlogv1.GetStatusBarRequest]) (*connect.Response[heartlogv1.GetStatusBarResponse], error) {
-	u, err := ss.caller(ctx, req.Header())
+	u, err := userFrom(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +121,7 @@ func (ss *statsService) GetStatusBar(ctx context.Context, req *connect.Request[h
 }
 
 func (ss *statsService) GetStats(ctx context.Context, req *connect.Request[heartlogv1.GetStatsRequest]) (*connect.Response[heartlogv1.GetStatsResponse], error) {
-	u, err := ss.caller(ctx, req.Header())
+	u, err := userFrom(ctx)
 	if err != nil {
 		return nil, err
 	}

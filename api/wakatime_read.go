@@ -165,20 +165,28 @@ func dateRange(r *http.Request, loc *time.Location, now time.Time) (stats.Date, 
 		if errors.Is(err, stats.ErrAllTime) {
 			return stats.Date{}, stats.Date{}, badf("all_time is not a summaries range; use /all_time_since_today or /stats/all_time")
 		}
+		if err == nil {
+			err = checkRange("range", name, start, end, now, loc)
+		}
 		return start, end, err
 	}
 	if q.Get("start") == "" || q.Get("end") == "" {
 		return stats.Date{}, stats.Date{}, badf("start and end (YYYY-MM-DD) are required, or range")
 	}
-	start, err := stats.ParseDate(q.Get("start"))
+	return parseDates(q.Get("start"), q.Get("end"), now, loc)
+}
+
+// parseDates reads the start and end parameters of a summaries read.
+func parseDates(start, end string, now time.Time, loc *time.Location) (stats.Date, stats.Date, error) {
+	s, err := parseDay("start", start, now, loc)
 	if err != nil {
-		return stats.Date{}, stats.Date{}, badf("start must be YYYY-MM-DD, got %q", q.Get("start"))
+		return stats.Date{}, stats.Date{}, err
 	}
-	end, err := stats.ParseDate(q.Get("end"))
+	e, err := parseDay("end", end, now, loc)
 	if err != nil {
-		return stats.Date{}, stats.Date{}, badf("end must be YYYY-MM-DD, got %q", q.Get("end"))
+		return stats.Date{}, stats.Date{}, err
 	}
-	return start, end, nil
+	return s, e, nil
 }
 
 func totalShape(d time.Duration) map[string]any {
@@ -209,9 +217,9 @@ func (s *Server) getDurations(w http.ResponseWriter, r *http.Request, u users.Us
 		return
 	}
 	q := r.URL.Query()
-	day, err := stats.ParseDate(q.Get("date"))
+	day, err := parseDay("date", q.Get("date"), s.opts.Now(), o.Location)
 	if err != nil {
-		s.readFailed(w, u, badf("date must be YYYY-MM-DD, got %q", q.Get("date")))
+		s.readFailed(w, u, err)
 		return
 	}
 	o.Start, o.End = day, day
@@ -286,8 +294,11 @@ func rangeTotals(days []stats.Day) (stats.Totals, time.Duration) {
 func (s *Server) namedRange(ctx context.Context, u users.User, name string, loc *time.Location) (stats.Date, stats.Date, error) {
 	now := s.opts.Now()
 	start, end, err := stats.ParseRange(name, now, loc)
-	if errors.Is(err, stats.ErrAllTime) {
+	switch {
+	case errors.Is(err, stats.ErrAllTime):
 		start, err = s.allTimeStart(ctx, u, now, loc)
+	case err == nil:
+		err = checkRange("range", name, start, end, now, loc)
 	}
 	return start, end, err
 }
@@ -344,9 +355,9 @@ func (s *Server) getHeartbeats(w http.ResponseWriter, r *http.Request, u users.U
 		s.readFailed(w, u, err)
 		return
 	}
-	day, err := stats.ParseDate(r.URL.Query().Get("date"))
+	day, err := parseDay("date", r.URL.Query().Get("date"), s.opts.Now(), o.Location)
 	if err != nil {
-		s.readFailed(w, u, badf("date must be YYYY-MM-DD, got %q", r.URL.Query().Get("date")))
+		s.readFailed(w, u, err)
 		return
 	}
 	hbs, err := s.opts.Reader.Heartbeats(r.Context(), u, stats.UTCDays(day, day, o.Location))

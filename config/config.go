@@ -22,7 +22,8 @@ type Var struct {
 
 // Vars is every setting heartlog reads, in the order the README lists them.
 var Vars = []Var{
-	{"HEARTLOG_HTTP_ADDR", "127.0.0.1:8080", "address the API (WakaTime routes, Connect services, /metrics, /livez, /readyz) listens on", false},
+	{"HEARTLOG_HTTP_ADDR", "127.0.0.1:8080", "address the API (WakaTime routes, Connect services, /livez, /readyz) listens on", false},
+	{"HEARTLOG_ADMIN_ADDR", "127.0.0.1:9090", "address of /metrics and /debug/pprof/ (serve, process and dev each); unauthenticated, so keep it private; empty disables it", false},
 	{"HEARTLOG_POSTGRES_URL", "postgres://heartlog@127.0.0.1:55432/heartlog?sslmode=disable", "Postgres connection URL (pgx syntax)", true},
 	{"HEARTLOG_NATS_URL", "nats://127.0.0.1:54222", "NATS server URL(s), comma-separated; `heartlog dev` serves it embedded", false},
 	{"HEARTLOG_NATS_CREDS", "", "NATS credentials file, if the server requires one", false},
@@ -104,6 +105,7 @@ type Config struct {
 	BackupRequestsPerSec float64
 
 	HTTPAddr         string
+	AdminAddr        string
 	PostgresURL      string
 	NATSURL          string
 	NATSCreds        string
@@ -136,6 +138,7 @@ func FromEnv() (Config, error) {
 	r := reader{}
 	c := Config{
 		HTTPAddr:         r.str("HEARTLOG_HTTP_ADDR"),
+		AdminAddr:        r.str("HEARTLOG_ADMIN_ADDR"),
 		PostgresURL:      r.str("HEARTLOG_POSTGRES_URL"),
 		NATSURL:          r.str("HEARTLOG_NATS_URL"),
 		NATSCreds:        r.str("HEARTLOG_NATS_CREDS"),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -18,16 +19,23 @@ import (
 	"heartlog/streams"
 )
 
-func newLogger(cfg config.Config) zerolog.Logger {
+func newLogger(cfg config.Config) zerolog.Logger { return newLoggerTo(cfg, os.Stderr) }
+
+// newLoggerTo is the process's logger, console or JSON. Every duration
+// field, .Dur included, prints as Go writes a duration ("2s", "6.4s") in
+// both formats: zerolog's default, a bare number of milliseconds
+// (flush_age=2000), leaves the reader to guess the unit.
+func newLoggerTo(cfg config.Config, w io.Writer) zerolog.Logger {
+	zerolog.DurationFieldFormat = zerolog.DurationFormatString
 	level, err := zerolog.ParseLevel(cfg.LogLevel)
 	if err != nil || cfg.LogLevel == "" {
 		level = zerolog.InfoLevel
 	}
 	var log zerolog.Logger
 	if cfg.LogFormat == "json" {
-		log = zerolog.New(os.Stderr)
+		log = zerolog.New(w)
 	} else {
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly})
+		log = zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly})
 	}
 	return log.Level(level).With().Timestamp().Logger()
 }

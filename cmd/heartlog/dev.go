@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"heartlog/admin"
 	"heartlog/config"
 	"heartlog/ops/devstack"
 	"heartlog/users"
@@ -56,14 +57,21 @@ func runDev(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	ns, err := devstack.StartNATS(devstack.NATSOptions{
-		ConfigFile: cfg.NATSConfig, StoreDir: cfg.NATSStoreDir, Host: host, Port: port,
-	})
+	nopts := devstack.NATSOptions{ConfigFile: cfg.NATSConfig, StoreDir: cfg.NATSStoreDir, Host: host, Port: port}
+	if err := checkDevPorts(nopts, cfg); err != nil {
+		return err
+	}
+	ns, err := devstack.StartNATS(nopts)
 	if err != nil {
 		return err
 	}
 	defer ns.Shutdown()
 	log.Info().Str("url", cfg.NATSURL).Str("store", cfg.NATSStoreDir).Msg("embedded NATS server running")
+	adm, err := admin.Listen(cfg.AdminAddr, log)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
 
 	rt, err := startRuntime(cmd.Context(), cfg, log, "dev")
 	if err != nil {
@@ -74,6 +82,20 @@ func runDev(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	return serveAndProcess(cmd, rt)
+}
+
+// checkDevPorts fails at once, naming each port that is taken and by what,
+// instead of letting the embedded NATS server wait 30 s for its port.
+func checkDevPorts(nopts devstack.NATSOptions, cfg config.Config) error {
+	addrs, err := nopts.Addrs()
+	if err != nil {
+		return err
+	}
+	addrs = append(addrs, devstack.Addr{Name: "API (HEARTLOG_HTTP_ADDR)", HostPort: cfg.HTTPAddr})
+	if cfg.AdminAddr != "" {
+		addrs = append(addrs, devstack.Addr{Name: "admin (HEARTLOG_ADMIN_ADDR)", HostPort: cfg.AdminAddr})
+	}
+	return devstack.CheckFree(addrs...)
 }
 
 // natsListen takes the embedded server's address from HEARTLOG_NATS_URL, so

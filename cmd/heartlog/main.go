@@ -35,8 +35,9 @@ func rootCmd() *cobra.Command {
 wakatime-cli) and serves coding time back to dashboards.
 
 Heartbeats are acknowledged only once NATS JetStream has stored them; stream
-processors then project them into day-partitioned Postgres (and, in later
-releases, S3 day files, an SSDB cache and versioned backups).
+processors then project them into day-partitioned Postgres (the recent days),
+day files in S3 (every day), an SSDB cache of those files and a versioned
+backup bucket.
 
 Every setting is a HEARTLOG_* environment variable; run "heartlog config"
 to list them with their defaults.`,

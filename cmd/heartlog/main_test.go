@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -45,9 +46,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// command runs the binary with env added; the admin listener is off
+// unless env sets HEARTLOG_ADMIN_ADDR (its default port would be shared by
+// every test and process on the machine).
 func command(env []string, args ...string) *exec.Cmd {
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), "HEARTLOG_ADMIN_ADDR="), env...)
 	return cmd
 }
 
@@ -155,9 +159,10 @@ func TestServeAndProcessBinaries(t *testing.T) {
 	n := heartlogtest.StartNATS(t)
 	pool, dbURL := heartlogtest.NewDatabase(t)
 	addr := freeAddr(t)
+	admins := map[string]string{"serve": freeAddr(t), "process": freeAddr(t)}
 	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_HTTP_ADDR=" + addr, "HEARTLOG_LOG_LEVEL=warn"}
 	for _, args := range [][]string{{"serve"}, {"process"}} {
-		proc := command(env, args...)
+		proc := command(append(env, "HEARTLOG_ADMIN_ADDR="+admins[args[0]]), args...)
 		proc.Stderr = os.Stderr
 		if err := proc.Start(); err != nil {
 			t.Fatal(err)
@@ -202,6 +207,15 @@ func TestServeAndProcessBinaries(t *testing.T) {
 	}) {
 		t.Fatalf("the fixture's %d heartbeats did not reach Postgres", len(want))
 	}
+	// Metrics are on each process's admin address, not the API's.
+	for name, metric := range map[string]string{"serve": "heartlog_api_requests_total", "process": "heartlog_processor_"} {
+		if body := get(t, "http://"+admins[name]+"/metrics"); !strings.Contains(body, metric) {
+			t.Errorf("heartlog %s: its admin /metrics has no %s", name, metric)
+		}
+	}
+	if got := status(t, base+"/metrics"); got != 404 {
+		t.Errorf("GET /metrics on the API address: %d, want 404", got)
+	}
 	n.Shutdown()
 	if !heartlogtest.Eventually(30*time.Second, func() bool { return status(t, base+"/readyz") == 503 }) {
 		t.Fatalf("/readyz still answers 200 with NATS down")
@@ -222,6 +236,39 @@ func status(t *testing.T, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+func get(t *testing.T, url string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// TestDevSaysAtOnceWhichPortIsTaken holds the NATS client port that `heartlog
+// dev` is told to use: it must fail naming the port and its owner, well
+// before the embedded server's 30 s wait for a port could run out.
+func TestDevSaysAtOnceWhichPortIsTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "dev")
+	cmd.Env = command([]string{
+		"HEARTLOG_NATS_URL=nats://" + ln.Addr().String(), "HEARTLOG_NATS_CONFIG=../../nats.conf",
+		"HEARTLOG_NATS_STORE_DIR=" + t.TempDir(), "HEARTLOG_HTTP_ADDR=" + freeAddr(t),
+	}).Env
+	out, err := cmd.CombinedOutput()
+	want := fmt.Sprintf("NATS client port (HEARTLOG_NATS_URL) %s is already in use by pid %d (", ln.Addr(), os.Getpid())
+	if ctx.Err() != nil || err == nil || !strings.Contains(string(out), want) {
+		t.Fatalf("heartlog dev with its NATS port taken: err %v (bound hit: %v), output:\n%s\nwant %q", err, ctx.Err() != nil, out, want)
+	}
 }
 
 func freeAddr(t *testing.T) string {

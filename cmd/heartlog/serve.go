@@ -3,6 +3,8 @@ package main
 import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+
+	"heartlog/admin"
 )
 
 func serveCmd() *cobra.Command {
@@ -10,8 +12,9 @@ func serveCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run the API: WakaTime-compatible routes and Connect services",
 		Long: `Run the HTTP API on HEARTLOG_HTTP_ADDR: the WakaTime routes under /api/v1
-and /api/compat/wakatime/v1, the Connect IngestService (Connect, gRPC and
-gRPC-Web), /livez, /readyz and /metrics.
+and /api/compat/wakatime/v1, the Connect IngestService and StatsService
+(Connect, gRPC and gRPC-Web), /livez and /readyz. /metrics and /debug/pprof/
+are on HEARTLOG_ADMIN_ADDR, never on the public address.
 
 Needs a reachable NATS (HEARTLOG_NATS_URL) and Postgres (HEARTLOG_POSTGRES_URL).
 Run as many instances as you like behind a load balancer.`,
@@ -21,6 +24,11 @@ Run as many instances as you like behind a load balancer.`,
 			if err != nil {
 				return err
 			}
+			adm, err := admin.Listen(cfg.AdminAddr, log)
+			if err != nil {
+				return err
+			}
+			defer adm.Close()
 			rt, err := startRuntime(cmd.Context(), cfg, log, "serve")
 			if err != nil {
 				return err
@@ -45,7 +53,9 @@ anything.
 It also runs the shard janitor (unless --no-janitor): every
 HEARTLOG_SHARDS_INTERVAL, the instance that gets the cluster-wide lock drops
 the Postgres day partitions that ended more than HEARTLOG_SHARDS_GRACE ago and
-that the objects and cache processors have all of.`,
+that the objects and cache processors have all of.
+
+Its metrics and /debug/pprof/ are on HEARTLOG_ADMIN_ADDR.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadConfig()
@@ -55,6 +65,11 @@ that the objects and cache processors have all of.`,
 			if len(only) > 0 {
 				cfg.Processors = only
 			}
+			adm, err := admin.Listen(cfg.AdminAddr, log)
+			if err != nil {
+				return err
+			}
+			defer adm.Close()
 			rt, err := startRuntime(cmd.Context(), cfg, log, "process")
 			if err != nil {
 				return err

@@ -35,6 +35,9 @@ type Options struct {
 	PostgresProxy bool
 	// NoProcessor leaves the Postgres processor stopped.
 	NoProcessor bool
+	// Wrap, if set, wraps the API handler on the test server (for example
+	// to count the request body bytes the API reads).
+	Wrap func(http.Handler) http.Handler
 }
 
 // Service is a whole heartlog: embedded JetStream, a fresh database, the
@@ -93,7 +96,11 @@ func Start(t testing.TB, opts Options) *Service {
 	if opts.API != nil {
 		opts.API(&apiOpts)
 	}
-	srv := httptest.NewUnstartedServer(api.New(s.Users, pub, apiOpts))
+	var h http.Handler = api.New(s.Users, pub, apiOpts)
+	if opts.Wrap != nil {
+		h = opts.Wrap(h)
+	}
+	srv := httptest.NewUnstartedServer(h)
 	srv.Config.Protocols = api.Protocols()
 	srv.Start()
 	s.URL = srv.URL
@@ -240,6 +247,10 @@ func Eventually(bound time.Duration, cond func() bool) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Durations print as heartlog logs them ("2s", not 2000): set once, before
+// any test logs, since zerolog reads the setting on every event.
+func init() { zerolog.DurationFieldFormat = zerolog.DurationFormatString }
 
 // Logger writes the service's log lines into the test's output.
 func Logger(t testing.TB) zerolog.Logger {
