@@ -101,6 +101,12 @@ func TestErrorClasses(t *testing.T) {
 			t.Errorf("%s: %v, want a permanent postgres 22003", tc.name, err)
 		}
 	}
+	// A time far past Postgres' last date (published straight to the log).
+	far := batchOf(t, user, at, 2)
+	far.Heartbeats[1].Time = 1e15
+	if err := sink.Commit(ctx, []*heartlogv1.Batch{far}); !errors.Is(err, processors.ErrPermanent) {
+		t.Errorf("a time in the year 31 million: %v, want permanent", err)
+	}
 	// A CHECK constraint the row breaks (23514) is permanent too.
 	if _, err := pool.Exec(ctx, "ALTER TABLE heartbeats ADD CONSTRAINT no_poison CHECK (entity <> 'f1.go')"); err != nil {
 		t.Fatal(err)

@@ -107,7 +107,7 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 	rows, days, rejected := s.rows(batches)
 	for day := range days {
 		if err := s.ensurePartition(ctx, day); err != nil {
-			return err
+			return s.classify(err) // a day Postgres' date cannot hold is 22008
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -310,7 +310,7 @@ func (s *Sink) ensurePartition(ctx context.Context, day string) error {
 	}
 	from, err := time.Parse(heartbeat.DayLayout, day)
 	if err != nil {
-		return fmt.Errorf("postgres: bad day %q: %w", day, err)
+		return processors.Permanent("postgres bad day", fmt.Errorf("postgres: bad day %q: %w", day, err))
 	}
 	to := from.AddDate(0, 0, 1)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
