@@ -303,6 +303,10 @@ func TestPostgresDownIngestStillAcknowledges(t *testing.T) {
 	}
 	svc.PostgresProxy.Restore(t)
 	svc.WaitCount(t, n, "SELECT count(*) FROM heartbeats WHERE user_id = $1", u.ID)
+	// Connection errors are transient: retried, never parked.
+	if parked, err := streams.NewDeadLetters(svc.JS, svc.Streams).List(context.Background(), ""); err != nil || len(parked) != 0 {
+		t.Fatalf("dead letters after an outage: %d (%v), want none", len(parked), err)
+	}
 }
 
 // h2cClient speaks HTTP/2 without TLS, as gRPC needs.

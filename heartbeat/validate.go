@@ -81,8 +81,13 @@ func (l Limits) Validate(hb *heartlogv1.Heartbeat, now time.Time) error {
 	if err := l.checkStrings(hb); err != nil {
 		return err
 	}
-	if len(hb.ExtraJson) > 0 && !isJSONObject(hb.ExtraJson) {
-		return fieldErr("extra_json", "must be a JSON object in valid UTF-8, without \\u0000 or unpaired surrogates")
+	if len(hb.ExtraJson) > 0 {
+		if !isJSONObject(hb.ExtraJson) {
+			return fieldErr("extra_json", "must be a JSON object in valid UTF-8, without \\u0000 or unpaired surrogates")
+		}
+		if err := checkExtra(hb.ExtraJson); err != nil {
+			return err
+		}
 	}
 	return nil
 }

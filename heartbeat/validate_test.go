@@ -118,6 +118,16 @@ func TestValidate(t *testing.T) {
 		{name: "extra JSON with lone low surrogate", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = []byte(`{"a":"x\udc00"}`) }, field: "extra_json"},
 		{name: "extra JSON with reversed surrogates", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = []byte(`{"a":"\ude00\ud83d"}`) }, field: "extra_json"},
 		{name: "extra JSON with surrogate pair", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = []byte(`{"a":"\ud83d\ude00"}`) }},
+		{name: "extra number overflowing numeric", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = []byte(`{"a":1,"x":1e200000}`) },
+			field: "x", msg: "x is a number out of range: at most 131072 digits before the decimal point and 16383 after, and within ±1.8e+308"},
+		{name: "extra number beyond float64", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = []byte(`{"x":{"y":[0,-1e400]}}`) }, field: "x.y[1]"},
+		{name: "extra number at float64's edge", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = []byte(`{"x":1.7976931348623157e308}`) }},
+		{name: "extra number with numeric's largest scale", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = []byte(`{"x":1e-16383,"y":0.5e-16382}`) }},
+		{name: "extra number over numeric's scale", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = []byte(`{"x":1e-16384}`) }, field: "x"},
+		{name: "extra zero over numeric's scale", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = []byte(`{"x":0e-20000}`) }, field: "x"},
+		{name: "extra number with a huge exponent", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = []byte(`{"x":0e99999999999}`) }, field: "x"},
+		{name: "extra nested 64 levels", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = nested(63) }},
+		{name: "extra nested 65 levels", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = nested(64) }, field: "x" + strings.Repeat("[0]", 63)},
 		{name: "extra JSON of 4 KiB", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = extraOfSize(4096) }},
 		{name: "extra JSON over 4 KiB", change: func(hb *heartlogv1.Heartbeat) { hb.ExtraJson = extraOfSize(4097) },
 			field: "heartbeat", msg: "heartbeat carries more than 4096 bytes of unknown fields"},
@@ -139,6 +149,11 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nested is {"x":[[...[1]...]]} with n arrays: n+1 levels deep.
+func nested(n int) []byte {
+	return []byte(`{"x":` + strings.Repeat("[", n) + "1" + strings.Repeat("]", n) + "}")
 }
 
 // extraOfSize is a JSON object of exactly n bytes (n >= 8).

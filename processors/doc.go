@@ -4,5 +4,7 @@
 //
 // The loop never acks a message before its sink has committed it, so a
 // processor killed at any point loses nothing; since sinks are idempotent,
-// the redelivery that follows duplicates nothing visible either.
+// the redelivery that follows duplicates nothing visible either. What a sink
+// can never store (errors.go) is parked in the dead-letter stream, durably,
+// before the ack; Run, Replay and RetryDeadLetters share that handling.
 package processors

@@ -35,15 +35,16 @@ var (
 		Name: "heartlog_processor_commit_errors_total",
 		Help: "Failed commit attempts (each is retried).",
 	}, []string{"processor"})
-	poisonTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "heartlog_processor_poison_messages_total",
-		Help: "Messages that did not decode and were terminated.",
-	}, []string{"processor"})
+	parkedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "heartlog_processor_parked_heartbeats_total",
+		Help: "Heartbeats parked in the dead-letter stream because the sink can never store them, by reason (an undecodable message counts once).",
+	}, []string{"processor", "reason"})
 )
 
 type metrics struct {
-	messages, heartbeats, errors, poison prometheus.Counter
-	batch, commit                        prometheus.Observer
+	processor                    string
+	messages, heartbeats, errors prometheus.Counter
+	batch, commit                prometheus.Observer
 }
 
 var (
@@ -61,12 +62,17 @@ func metricsFor(processor string) *metrics {
 		messages:   messagesTotal.WithLabelValues(processor),
 		heartbeats: heartbeatsTotal.WithLabelValues(processor),
 		errors:     commitErrors.WithLabelValues(processor),
-		poison:     poisonTotal.WithLabelValues(processor),
+		processor:  processor,
 		batch:      batchMessages.WithLabelValues(processor),
 		commit:     commitSeconds.WithLabelValues(processor),
 	}
 	metricsCache[processor] = m
 	return m
+}
+
+// parked counts heartbeats parked for reason, a short stable label.
+func (m *metrics) parked(reason string) prometheus.Counter {
+	return parkedTotal.WithLabelValues(m.processor, reason)
 }
 
 func (m *metrics) observeCommit(d time.Duration, err error) {

@@ -31,7 +31,7 @@ type ReplayOptions struct {
 	// and once at the end.
 	Progress      func(ReplayProgress)
 	ProgressEvery time.Duration
-	// Log receives failed commits (each is retried).
+	// Log receives failed commits (each is retried) and parked heartbeats.
 	Log zerolog.Logger
 }
 
@@ -66,7 +66,8 @@ var ErrNothingToReplay = errors.New("processors: nothing to replay in that range
 // Replay feeds part of the stream to sink through an ordered consumer: the
 // processors' durable consumers are not touched, so replaying into a live
 // system is safe (every sink is idempotent). It returns when the range is
-// done; a failed commit is retried until ctx ends.
+// done; a failed commit is retried until ctx ends, and what the sink can
+// never store is parked in the dead-letter stream, as Run does.
 func Replay(ctx context.Context, js jetstream.JetStream, cfg streams.Config, sink Sink, o ReplayOptions) error {
 	if o.BatchMessages <= 0 {
 		o.BatchMessages = 512
@@ -105,12 +106,13 @@ func Replay(ctx context.Context, js jetstream.JetStream, cfg streams.Config, sin
 	if err != nil {
 		return fmt.Errorf("processors: replay: %w", err)
 	}
-	r := replayer{sink: sink, o: o, last: last, total: last - first + 1, start: time.Now()}
+	st := newStorer(sink, streams.NewDeadLetters(js, cfg), o.Log.With().Str("processor", sink.Name()).Logger(), 100*time.Millisecond, 10*time.Second)
+	r := replayer{st: st, o: o, last: last, total: last - first + 1, start: time.Now()}
 	return r.run(ctx, cons)
 }
 
 type replayer struct {
-	sink        Sink
+	st          *storer
 	o           ReplayOptions
 	last, total uint64
 	start       time.Time
@@ -124,7 +126,7 @@ func (r *replayer) run(ctx context.Context, cons jetstream.Consumer) error {
 		if err != nil {
 			return fmt.Errorf("processors: replay: fetch: %w", err)
 		}
-		var batches []*heartlogv1.Batch
+		var items []item
 		done := false
 		n, seen := uint64(0), 0
 		for msg := range msgs.Messages() {
@@ -138,13 +140,13 @@ func (r *replayer) run(ctx context.Context, cons jetstream.Consumer) error {
 				break
 			}
 			n++
-			b, err := streams.DecodeBatch(msg.Data())
-			if err != nil {
-				return fmt.Errorf("processors: replay: message %d: %w", meta.Sequence.Stream, err)
+			it := itemOf(msg.Data(), msg.Subject(), meta.Sequence.Stream)
+			if it.batch != nil {
+				if it.batch = r.filter(it.batch); it.batch == nil {
+					continue
+				}
 			}
-			if b = r.filter(b); b != nil {
-				batches = append(batches, b)
-			}
+			items = append(items, it)
 			if meta.Sequence.Stream == r.last {
 				done = true
 			}
@@ -157,7 +159,7 @@ func (r *replayer) run(ctx context.Context, cons jetstream.Consumer) error {
 			// be outside the filter (a --user replay).
 			done = true
 		}
-		if err := r.commit(ctx, batches); err != nil {
+		if err := r.commit(ctx, items); err != nil {
 			return err
 		}
 		r.progress.Messages += n
@@ -189,25 +191,19 @@ func (r *replayer) filter(b *heartlogv1.Batch) *heartlogv1.Batch {
 	return b
 }
 
-func (r *replayer) commit(ctx context.Context, batches []*heartlogv1.Batch) error {
-	if len(batches) == 0 {
+// commit goes through the processors' own handling: transient errors are
+// retried, a heartbeat the sink can never store is parked, not looped on.
+func (r *replayer) commit(ctx context.Context, items []item) error {
+	if len(items) == 0 {
 		return nil
 	}
-	wait := 100 * time.Millisecond
-	for {
-		err := r.sink.Commit(ctx, batches)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("processors: replay stopped: %w", err)
-		}
-		r.o.Log.Warn().Err(err).Str("processor", r.sink.Name()).Dur("retry_in", wait).Msg("replay commit failed; retrying")
-		sleep(ctx, jitter(wait))
-		wait = min(2*wait, 10*time.Second)
+	if err := r.st.store(ctx, items); err != nil {
+		return fmt.Errorf("processors: replay stopped: %w", err)
 	}
-	for _, b := range batches {
-		r.progress.Heartbeats += uint64(len(b.Heartbeats))
+	for _, it := range items {
+		if it.batch != nil {
+			r.progress.Heartbeats += uint64(len(it.batch.Heartbeats))
+		}
 	}
 	return nil
 }

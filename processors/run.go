@@ -11,7 +11,6 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
-	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/streams"
 )
 
@@ -48,14 +47,17 @@ type Options struct {
 	// group: the server then delivers to one puller at a time, which is how
 	// several instances keep one writer per partition.
 	PriorityGroup string
-	// RetryMin and RetryMax bound the backoff between failed commits
-	// (defaults 100ms and 10s); each wait is jittered.
+	// RetryMin and RetryMax bound the backoff between failed commits and
+	// failed parkings (defaults 100ms and 10s); each wait is jittered.
 	RetryMin, RetryMax time.Duration
 	// StopTimeout is how long a stop waits for the commit in progress
 	// (default 30s). Past it, the batch is left unacked for redelivery.
 	StopTimeout time.Duration
 	// Log receives the processor's log lines.
 	Log zerolog.Logger
+	// DeadLetters is where heartbeats the sink can never store are parked
+	// (required by Run; RunPartitions makes one from its config).
+	DeadLetters *streams.DeadLetters
 }
 
 func (o *Options) setDefaults() {
@@ -86,7 +88,8 @@ func (o *Options) setDefaults() {
 }
 
 // Run feeds sink from the consumer until ctx is done, then finishes the
-// batch in hand and returns nil. It returns an error only when the consumer
+// batch in hand and returns nil. Transient commit errors are retried; what
+// the sink can never store is parked in Options.DeadLetters (see Sink). It returns an error only when the consumer
 // itself fails.
 func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) error {
 	opts.setDefaults()
@@ -103,7 +106,9 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 		return err
 	}
 	defer iter.Stop()
-	m := metricsFor(sink.Name())
+	if opts.DeadLetters == nil {
+		return errors.New("processors: Run needs Options.DeadLetters, where it parks what the sink can never store")
+	}
 	go watchLag(ctx, cons, sink.Name(), 10*time.Second)
 	log.Debug().Str("consumer", cons.CachedInfo().Name).Msg("processor started")
 	// Gathering and decoding the next batch overlaps the commit of the
@@ -115,12 +120,11 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 		for {
 			msgs, err := gather(ctx, iter, opts)
 			if len(msgs) > 0 {
-				if w := decode(msgs, log, m); len(w.batches) > 0 {
-					// Waiting behind a long commit must not let the
-					// server redeliver these messages elsewhere.
-					w.held = keepInProgress(ctx, w.msgs, opts.ProgressEvery)
-					pending <- w
-				}
+				w := decode(msgs)
+				// Waiting behind a long commit must not let the server
+				// redeliver these messages elsewhere.
+				w.held = keepInProgress(ctx, w.msgs, opts.ProgressEvery)
+				pending <- w
 			}
 			if ctx.Err() != nil {
 				return
@@ -131,8 +135,9 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 			}
 		}
 	}()
+	st := newStorer(sink, opts.DeadLetters, log, opts.RetryMin, opts.RetryMax)
 	for w := range pending {
-		commit(ctx, sink, w, opts, log, m)
+		commit(ctx, st, w, opts, log)
 	}
 	select {
 	case err := <-failed:
@@ -145,9 +150,9 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 
 // work is a decoded batch and the messages it came from.
 type work struct {
-	batches []*heartlogv1.Batch
-	msgs    []jetstream.Msg
-	held    func() // stops reporting msgs in progress while queued
+	items []item // one per message
+	msgs  []jetstream.Msg
+	held  func() // stops reporting msgs in progress while queued
 }
 
 // gather blocks for one message, then takes what else arrives until the
@@ -230,8 +235,7 @@ func inProgress(msgs []jetstream.Msg) {
 	}
 }
 
-func commit(ctx context.Context, sink Sink, w work, opts Options, log zerolog.Logger, m *metrics) {
-	batches, good := w.batches, w.msgs
+func commit(ctx context.Context, st *storer, w work, opts Options, log zerolog.Logger) {
 	// A stop must not cut a commit in half: it gets StopTimeout to finish.
 	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
@@ -242,56 +246,33 @@ func commit(ctx context.Context, sink Sink, w work, opts Options, log zerolog.Lo
 	// A commit may outlast the consumer's AckWait (a slow store, a large
 	// batch): keep reporting progress so the server does not redeliver the
 	// messages to another instance while this one is still writing them.
-	defer keepInProgress(work, good, opts.ProgressEvery)()
+	defer keepInProgress(work, w.msgs, opts.ProgressEvery)()
 	w.held()
-
-	wait := opts.RetryMin
-	for attempt := 1; ; attempt++ {
-		start := time.Now()
-		err := sink.Commit(work, batches)
-		m.observeCommit(time.Since(start), err)
-		if err == nil {
-			break
-		}
-		if work.Err() != nil {
-			log.Warn().Err(err).Int("messages", len(good)).Msg("stopped before the commit finished; messages stay unacked and will be redelivered")
-			return
-		}
-		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", wait).Int("messages", len(good)).Msg("commit failed; retrying")
-		sleep(work, jitter(wait))
-		wait = min(2*wait, opts.RetryMax)
+	if err := st.store(work, w.items); err != nil {
+		log.Warn().Err(err).Int("messages", len(w.msgs)).Msg("stopped before the commit finished; messages stay unacked and will be redelivered")
+		return
 	}
-	for _, msg := range good {
+	for _, msg := range w.msgs {
 		if err := msg.Ack(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			log.Warn().Err(err).Msg("ack failed; the message will be redelivered and skipped as a duplicate")
 		}
 	}
-	m.observeBatch(batches)
 }
 
-// decode turns messages into batches. A message that does not decode can
-// never succeed: it is terminated and logged with its sequence so an
-// operator can inspect it, rather than blocking the partition forever.
-func decode(msgs []jetstream.Msg, log zerolog.Logger, m *metrics) work {
-	batches := make([]*heartlogv1.Batch, 0, len(msgs))
-	good := make([]jetstream.Msg, 0, len(msgs))
-	for _, msg := range msgs {
-		b, err := streams.DecodeBatch(msg.Data())
-		if err != nil {
-			meta, _ := msg.Metadata()
-			ev := log.Error().Err(err).Str("subject", msg.Subject())
-			if meta != nil {
-				ev = ev.Uint64("stream_seq", meta.Sequence.Stream)
-			}
-			ev.Msg("undecodable message terminated")
-			m.poison.Inc()
-			_ = msg.Term()
-			continue
+// decode turns messages into items. A message that does not decode can
+// never succeed: it becomes an item of its raw bytes, which the commit
+// parks in the dead-letter stream, rather than blocking the partition
+// forever or being dropped without a trace.
+func decode(msgs []jetstream.Msg) work {
+	items := make([]item, len(msgs))
+	for i, msg := range msgs {
+		var seq uint64
+		if meta, err := msg.Metadata(); err == nil {
+			seq = meta.Sequence.Stream
 		}
-		batches = append(batches, b)
-		good = append(good, msg)
+		items[i] = itemOf(msg.Data(), msg.Subject(), seq)
 	}
-	return work{batches: batches, msgs: good}
+	return work{items: items, msgs: msgs}
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -320,6 +301,9 @@ func RunPartitions(ctx context.Context, js jetstream.JetStream, cfg streams.Conf
 		return err
 	}
 	opts.PriorityGroup = streams.PriorityGroup
+	if opts.DeadLetters == nil {
+		opts.DeadLetters = streams.NewDeadLetters(js, cfg)
+	}
 	if opts.ProgressEvery <= 0 {
 		opts.ProgressEvery = cfg.AckWait / 3
 	}

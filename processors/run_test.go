@@ -57,8 +57,10 @@ func TestRunRetriesThenAcks(t *testing.T) {
 	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
 	defer pub.Close()
 
-	// A message that is not a batch must not block the ones after it.
-	if _, err := js.Publish(ctx, streams.Subject("20261125", 0), []byte("not a protobuf batch \xff\xff")); err != nil {
+	// A message that is not a batch must not block the ones after it, nor
+	// vanish: it is parked as it was.
+	garbage := []byte("not a protobuf batch \xff\xff")
+	if _, err := js.Publish(ctx, streams.Subject("20261125", 0), garbage); err != nil {
 		t.Fatal(err)
 	}
 	const total = 300
@@ -73,11 +75,12 @@ func TestRunRetriesThenAcks(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &flakySink{failures: 3, committed: map[string]int{}}
+	dead := streams.NewDeadLetters(js, cfg)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() {
 		done <- processors.Run(runCtx, cons, sink, processors.Options{
-			BatchMessages: 50, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond, Log: heartlogtest.Logger(t),
+			BatchMessages: 50, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond, Log: heartlogtest.Logger(t), DeadLetters: dead,
 		})
 	}()
 	ok := heartlogtest.Eventually(30*time.Second, func() bool {
@@ -100,6 +103,16 @@ func TestRunRetriesThenAcks(t *testing.T) {
 	}
 	if info.AckFloor.Stream != info.Delivered.Stream {
 		t.Fatalf("ack floor %d behind delivered %d", info.AckFloor.Stream, info.Delivered.Stream)
+	}
+	// The failed commits were transient: retried, never parked. Only the
+	// undecodable message is in the dead-letter stream.
+	parked, err := dead.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parked) != 1 || parked[0].Reason != streams.ReasonUndecodable || string(parked[0].Raw) != string(garbage) ||
+		parked[0].StreamSeq != 1 || parked[0].Processor != "flaky" || parked[0].Subject != streams.Subject("20261125", 0) {
+		t.Fatalf("dead letters: %+v, want the undecodable message alone", parked)
 	}
 }
 
@@ -139,7 +152,7 @@ func TestLongCommitIsNotRedelivered(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() {
-		done <- processors.Run(runCtx, cons, sink, processors.Options{BatchMessages: 100, Linger: 200 * time.Millisecond, ProgressEvery: 250 * time.Millisecond, Log: heartlogtest.Logger(t)})
+		done <- processors.Run(runCtx, cons, sink, processors.Options{BatchMessages: 100, Linger: 200 * time.Millisecond, ProgressEvery: 250 * time.Millisecond, Log: heartlogtest.Logger(t), DeadLetters: streams.NewDeadLetters(js, cfg)})
 	}()
 	ok := heartlogtest.Eventually(30*time.Second, func() bool {
 		info, err := cons.Info(ctx)

@@ -14,6 +14,9 @@ import (
 type Config struct {
 	// Stream is the stream's name (default HEARTBEATS).
 	Stream string
+	// DeadLetterStream holds the heartbeats a sink can never store, parked
+	// by the processors (default HEARTBEATS_DLQ); see DeadLetters.
+	DeadLetterStream string
 	// Partitions is how many partitions users are hashed into (default 16).
 	// It is fixed for the life of a stream; Ensure refuses a change.
 	Partitions uint32
@@ -43,15 +46,16 @@ type Config struct {
 // DefaultConfig is the topology DESIGN.md describes, for one server.
 func DefaultConfig() Config {
 	return Config{
-		Stream:       "HEARTBEATS",
-		Partitions:   16,
-		Replicas:     1,
-		MaxAge:       8 * 7 * 24 * time.Hour,
-		Duplicates:   2 * time.Minute,
-		ShardsBucket: "shards",
-		LocksBucket:  "locks",
-		AckWait:      30 * time.Second,
-		PinnedTTL:    30 * time.Second,
+		Stream:           "HEARTBEATS",
+		DeadLetterStream: "HEARTBEATS_DLQ",
+		Partitions:       16,
+		Replicas:         1,
+		MaxAge:           8 * 7 * 24 * time.Hour,
+		Duplicates:       2 * time.Minute,
+		ShardsBucket:     "shards",
+		LocksBucket:      "locks",
+		AckWait:          30 * time.Second,
+		PinnedTTL:        30 * time.Second,
 	}
 }
 
@@ -84,6 +88,9 @@ func (c Config) StreamConfig() jetstream.StreamConfig {
 func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 	if err := ensureStream(ctx, js, c); err != nil {
 		return err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, c.DeadLetterStreamConfig()); err != nil {
+		return fmt.Errorf("streams: ensure stream %s: %w", c.DeadLetterStream, err)
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      c.ShardsBucket,

@@ -164,7 +164,7 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 				}
 				return err
 			}
-			opts := processors.Options{BatchMessages: rt.cfg.FetchBatch, Log: rt.log}
+			opts := processors.Options{BatchMessages: rt.cfg.FetchBatch, Log: rt.log, DeadLetters: streams.NewDeadLetters(rt.js, rt.sc)}
 			g.Go(func() error { return processors.Run(ctx, cons, sink, opts) })
 			rt.log.Info().Str("processor", name).Msg("processor starting")
 			continue

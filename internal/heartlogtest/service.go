@@ -146,7 +146,7 @@ func (s *Service) StartProcessor(t testing.TB) {
 	go func() {
 		defer close(done)
 		sink := pgsink.New(pool, view, Logger(t), pgsink.Options{})
-		opts := processors.Options{Log: Logger(t), RetryMax: 500 * time.Millisecond}
+		opts := processors.Options{Log: Logger(t), RetryMax: 500 * time.Millisecond, DeadLetters: streams.NewDeadLetters(s.JS, s.Streams)}
 		if err := processors.Run(ctx, cons, sink, opts); err != nil {
 			t.Errorf("processor: %v", err)
 		}

@@ -287,7 +287,7 @@ func (st *stack) startProcessor(ctx context.Context, batchMessages int) error {
 		}
 		p.sink = &countingSink{Sink: pgsink.New(p.pool, p.view, st.log, pgsink.Options{})}
 		go func() {
-			p.done <- processors.Run(lctx, cons, p.sink, processors.Options{BatchMessages: batchMessages, Log: st.log})
+			p.done <- processors.Run(lctx, cons, p.sink, processors.Options{BatchMessages: batchMessages, Log: st.log, DeadLetters: streams.NewDeadLetters(st.js, st.sc)})
 		}()
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"heartlog/heartbeat"
+	"heartlog/processors"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/streams"
 )
@@ -43,10 +45,6 @@ var (
 	duplicates = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "heartlog_postgres_duplicates_total",
 		Help: "Heartbeats already stored when they came again (redelivery, replay, client resend).",
-	})
-	badUserIDs = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "heartlog_postgres_bad_user_ids_total",
-		Help: "Heartbeats dropped because their user id is not a UUID (a corrupt message; see the log).",
 	})
 	rowsSkipped = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "heartlog_postgres_rows_skipped_shard_total",
@@ -106,21 +104,53 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 	if err := s.noteFirstDays(ctx, batches); err != nil {
 		return err
 	}
-	rows, days := s.rows(batches)
-	if len(rows) == 0 {
-		return nil
-	}
+	rows, days, rejected := s.rows(batches)
 	for day := range days {
 		if err := s.ensurePartition(ctx, day); err != nil {
-			return err
+			return s.classify(err) // a day Postgres' date cannot hold is 22008
 		}
 	}
-	parts := split(rows, s.opts.Writers)
 	g, gctx := errgroup.WithContext(ctx)
-	for _, part := range parts {
+	for _, part := range split(rows, s.opts.Writers) {
 		g.Go(func() error { return s.write(gctx, part) })
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return s.classify(err)
+	}
+	if len(rejected) > 0 {
+		return &processors.Rejected{Heartbeats: rejected}
+	}
+	return nil
+}
+
+// classify marks as permanent what retrying the same rows cannot fix: data
+// exceptions (class 22: a number numeric cannot hold, text encoding),
+// integrity constraint violations (class 23; the primary key's duplicates
+// never get here, write absorbs them with ON CONFLICT DO NOTHING, so a 23
+// is a NOT NULL or CHECK the row breaks) and program limits (class 54: a
+// jsonb nested too deep). Everything else is transient: connection errors,
+// timeouts, serialization failures and deadlocks (40001, 40P01), an
+// administrator's shutdown (57P0x), insufficient resources (53xxx), and
+// schema errors too, since a deploy fixes those for every row at once.
+func (s *Sink) classify(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err
+	}
+	switch {
+	case pgErr.Code == pgerrcode.CheckViolation && strings.HasPrefix(pgErr.Message, "no partition of relation"):
+		// The day's partition went away under this process (the janitor
+		// detached it): not the rows' fault. Look it up again on the retry,
+		// when the shard view says whether the day is still writable.
+		s.mu.Lock()
+		clear(s.known)
+		s.mu.Unlock()
+		return err
+	case pgerrcode.IsDataException(pgErr.Code), pgerrcode.IsIntegrityConstraintViolation(pgErr.Code),
+		pgerrcode.IsProgramLimitExceeded(pgErr.Code):
+		return processors.Permanent("postgres "+pgErr.Code, err)
+	}
+	return err
 }
 
 // noteFirstDays moves each user's first_day back to the earliest day in the
@@ -140,7 +170,7 @@ func (s *Sink) noteFirstDays(ctx context.Context, batches []*heartlogv1.Batch) e
 	for id, d := range first {
 		t, err := time.Parse(heartbeat.DayLayout, d)
 		if _, perr := uuid.Parse(id); err != nil || perr != nil {
-			continue // counted and logged by rows
+			continue // rejected by rows
 		}
 		ids, days = append(ids, id), append(days, t)
 	}
@@ -215,11 +245,13 @@ func (s *Sink) writeDeduplicated(ctx context.Context, rows [][]any) error {
 }
 
 // rows flattens the batches into COPY rows for writable days, without
-// duplicates, and returns the days they cover.
-func (s *Sink) rows(batches []*heartlogv1.Batch) ([][]any, map[string]time.Time) {
+// duplicates, and returns the days they cover and the heartbeats no retry
+// can store.
+func (s *Sink) rows(batches []*heartlogv1.Batch) ([][]any, map[string]time.Time, []processors.Rejection) {
 	days := map[string]time.Time{}
 	seen := map[string]bool{}
 	var rows [][]any
+	var rejected []processors.Rejection
 	for _, b := range batches {
 		if !s.shards.State(b.Day).Writable() {
 			rowsSkipped.Add(float64(len(b.Heartbeats)))
@@ -235,8 +267,7 @@ func (s *Sink) rows(batches []*heartlogv1.Batch) ([][]any, map[string]time.Time)
 			if err != nil {
 				// The API sets user ids from the users table; this is a
 				// corrupt message, and no retry can store it.
-				badUserIDs.Inc()
-				s.log.Error().Str("day", b.Day).Str("heartbeat", hb.Id).Msg("heartbeat with a user id that is not a UUID dropped")
+				rejected = append(rejected, processors.Rejection{Batch: b, Heartbeat: hb, Reason: "postgres bad user id", Err: err})
 				continue
 			}
 			day := heartbeat.TimeOf(hb).Truncate(24 * time.Hour)
@@ -244,7 +275,7 @@ func (s *Sink) rows(batches []*heartlogv1.Batch) ([][]any, map[string]time.Time)
 			rows = append(rows, row(day, pgtype.UUID{Bytes: user, Valid: true}, hb))
 		}
 	}
-	return rows, days
+	return rows, days, rejected
 }
 
 func row(day time.Time, user pgtype.UUID, hb *heartlogv1.Heartbeat) []any {
@@ -279,7 +310,7 @@ func (s *Sink) ensurePartition(ctx context.Context, day string) error {
 	}
 	from, err := time.Parse(heartbeat.DayLayout, day)
 	if err != nil {
-		return fmt.Errorf("postgres: bad day %q: %w", day, err)
+		return processors.Permanent("postgres bad day", fmt.Errorf("postgres: bad day %q: %w", day, err))
 	}
 	to := from.AddDate(0, 0, 1)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
