@@ -54,7 +54,9 @@ func connectAuthError(err error) error {
 	if errors.As(err, &ae) {
 		return connect.NewError(connect.CodeUnauthenticated, err)
 	}
-	return connect.NewError(connect.CodeUnavailable, errors.New("user store unavailable"))
+	ce := connect.NewError(connect.CodeUnavailable, errors.New("user store unavailable, retry later"))
+	ce.Meta().Set("Retry-After", retryAfterUnavailable)
+	return ce
 }
 
 func (s *Server) connectHandler() (string, http.Handler) {
