@@ -18,7 +18,9 @@ import (
 )
 
 // Postgres is a throwaway Postgres 15 cluster of one test: its own data
-// directory under t.TempDir(), its own loopback port, fsync off. Unlike
+// directory under t.TempDir(), its own loopback port, fsync off (but
+// synchronous commit on: a commit is written before it returns, so a
+// Stop, which kills the server, loses no committed transaction). Unlike
 // the shared server that HEARTLOG_POSTGRES_URL names, a test may stop it
 // (an outage) and start it again on the same port and data. It serves any
 // test that needs a Postgres of its own; NewDatabase makes databases in it
@@ -144,7 +146,7 @@ func (p *Postgres) Start(t testing.TB) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "+
-		"-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", p.Port)
+		"-c fsync=off -c full_page_writes=off -c max_connections=200", p.Port)
 	if err := p.pgCtl("-l", p.log, "-o", opts, "start"); err != nil {
 		t.Fatal(err)
 	}
