@@ -210,9 +210,6 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 		}
 		defer cleanup()
 		if name == streams.DurablePostgres {
-			if !rt.awaitReady(ctx, name) {
-				return nil
-			}
 			cons, err := streams.EnsureConsumer(ctx, rt.js, rt.sc, name)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -221,7 +218,12 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 				return err
 			}
 			opts := processors.Options{BatchMessages: rt.cfg.FetchBatch, Log: rt.log}
-			g.Go(func() error { return processors.Run(ctx, cons, sink, opts) })
+			g.Go(func() error {
+				if !rt.awaitReady(ctx, name) {
+					return nil
+				}
+				return processors.Run(ctx, cons, sink, opts)
+			})
 			rt.log.Info().Str("processor", name).Msg("processor starting")
 			continue
 		}
