@@ -39,6 +39,8 @@ type Options struct {
 	// Postgres, if set, holds the test's database instead of the shared
 	// server: a private cluster the test may stop.
 	Postgres *Postgres
+	// Directory configures the API's copy of the users bucket.
+	Directory users.DirectoryOptions
 }
 
 // Service is a whole heartlog: embedded JetStream, a fresh database, the
@@ -87,7 +89,7 @@ func Start(t testing.TB, opts Options) *Service {
 		t.Fatal(err)
 	}
 	s.Users = users.NewStore(s.Pool, mirror)
-	if s.Directory, err = users.WatchDirectory(ctx, s.JS, s.Streams.UsersBucket, users.DirectoryOptions{}); err != nil {
+	if s.Directory, err = users.WatchDirectory(ctx, s.JS, s.Streams.UsersBucket, opts.Directory); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Directory.Stop() })
