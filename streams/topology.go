@@ -32,6 +32,9 @@ type Config struct {
 	ShardsBucket string
 	// LocksBucket holds cluster-wide locks with a per-key TTL (default locks).
 	LocksBucket string
+	// UsersBucket holds the user records ingest authenticates from, keyed
+	// by API key hash (default users; see package users).
+	UsersBucket string
 	// AckWait is how long a processor's consumer waits for an ack before
 	// redelivering (default 30s). It is also how long the messages a killed
 	// processor held wait before another gets them; processors signal
@@ -54,6 +57,7 @@ func DefaultConfig() Config {
 		Duplicates:       2 * time.Minute,
 		ShardsBucket:     "shards",
 		LocksBucket:      "locks",
+		UsersBucket:      "users",
 		AckWait:          30 * time.Second,
 		PinnedTTL:        30 * time.Second,
 	}
@@ -109,6 +113,14 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 		LimitMarkerTTL: time.Minute,
 	}); err != nil {
 		return fmt.Errorf("streams: ensure KV bucket %s (per-key TTL needs nats-server 2.11+): %w", c.LocksBucket, err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      c.UsersBucket,
+		Description: "user records by API key hash, mirrored from Postgres: what ingest authenticates from",
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}); err != nil {
+		return fmt.Errorf("streams: ensure KV bucket %s: %w", c.UsersBucket, err)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"heartlog/api"
+	"heartlog/health"
 	"heartlog/processors"
 	pgsink "heartlog/processors/postgres"
 	"heartlog/reads"
@@ -38,6 +39,11 @@ type Options struct {
 	// Wrap, if set, wraps the API handler on the test server (for example
 	// to count the request body bytes the API reads).
 	Wrap func(http.Handler) http.Handler
+	// Postgres, if set, holds the test's database instead of the shared
+	// server: a private cluster the test may stop.
+	Postgres *Postgres
+	// Directory configures the API's copy of the users bucket.
+	Directory users.DirectoryOptions
 }
 
 // Service is a whole heartlog: embedded JetStream, a fresh database, the
@@ -50,7 +56,9 @@ type Service struct {
 	Pool    *pgxpool.Pool
 	DBURL   string
 	Users   *users.Store
-	URL     string
+	// Directory is the API's copy of the users bucket.
+	Directory *users.Directory
+	URL       string
 	// PostgresProxy is set with Options.PostgresProxy.
 	PostgresProxy *Proxy
 
@@ -74,8 +82,20 @@ func Start(t testing.TB, opts Options) *Service {
 	if err := streams.Ensure(ctx, s.JS, s.Streams); err != nil {
 		t.Fatal(err)
 	}
-	s.Pool, s.DBURL = NewDatabase(t)
-	s.Users = users.NewStore(s.Pool)
+	if opts.Postgres != nil {
+		s.Pool, s.DBURL = opts.Postgres.NewDatabase(t)
+	} else {
+		s.Pool, s.DBURL = NewDatabase(t)
+	}
+	mirror, err := users.OpenMirror(ctx, s.JS, s.Streams.UsersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Users = users.NewStore(s.Pool, mirror)
+	if s.Directory, err = users.WatchDirectory(ctx, s.JS, s.Streams.UsersBucket, opts.Directory); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Directory.Stop() })
 	if opts.PostgresProxy {
 		u, err := url.Parse(s.DBURL)
 		if err != nil {
@@ -92,11 +112,14 @@ func Start(t testing.TB, opts Options) *Service {
 	t.Cleanup(func() { _ = view.Stop() })
 	stores := OpenStores(t)
 	reader := reads.New(s.Pool, view, stores.Cache, stores.Primary, 16, Logger(t))
-	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader}
+	checks := health.Deps{NATS: s.NC, JetStream: s.JS, Stream: s.Streams.Stream, UsersBucket: s.Streams.UsersBucket,
+		Postgres: s.Pool, Cache: stores.Cache, S3: stores.Primary}.Checks()
+	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader,
+		Health: health.New(checks, health.Options{Log: Logger(t)})}
 	if opts.API != nil {
 		opts.API(&apiOpts)
 	}
-	var h http.Handler = api.New(s.Users, pub, apiOpts)
+	var h http.Handler = api.New(users.Accounts{Keys: s.Directory, Store: s.Users}, pub, apiOpts)
 	if opts.Wrap != nil {
 		h = opts.Wrap(h)
 	}
