@@ -3,6 +3,7 @@ package processors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -56,6 +57,10 @@ type Options struct {
 	StopTimeout time.Duration
 	// Log receives the processor's log lines.
 	Log zerolog.Logger
+	// Stream is the consumer's stream; with it, the lag watcher also
+	// tracks the age of the oldest unprocessed message against the
+	// stream's MaxAge (RunPartitions sets it).
+	Stream jetstream.Stream
 }
 
 func (o *Options) setDefaults() {
@@ -104,7 +109,7 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 	}
 	defer iter.Stop()
 	m := metricsFor(sink.Name())
-	go watchLag(ctx, cons, sink.Name(), 10*time.Second)
+	go watchLag(ctx, cons, opts.Stream, sink.Name(), log, 10*time.Second)
 	log.Debug().Str("consumer", cons.CachedInfo().Name).Msg("processor started")
 	// Gathering and decoding the next batch overlaps the commit of the
 	// current one; at most one decoded batch waits.
@@ -320,6 +325,14 @@ func RunPartitions(ctx context.Context, js jetstream.JetStream, cfg streams.Conf
 		return err
 	}
 	opts.PriorityGroup = streams.PriorityGroup
+	if opts.Stream == nil {
+		if opts.Stream, err = js.Stream(ctx, cfg.Stream); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("processors: look up stream %s: %w", cfg.Stream, err)
+		}
+	}
 	if opts.ProgressEvery <= 0 {
 		opts.ProgressEvery = cfg.AckWait / 3
 	}

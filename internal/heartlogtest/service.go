@@ -90,6 +90,10 @@ func Start(t testing.TB, opts Options) *Service {
 	stores := OpenStores(t)
 	reader := reads.New(s.Pool, view, stores.Cache, stores.Primary, 16, Logger(t))
 	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader}
+	// Tests that are not about the work limits must not meet them.
+	apiOpts.HeartbeatRate, apiOpts.HeartbeatBurst = 1e9, 1<<30
+	apiOpts.ByteRate, apiOpts.ByteBurst = 1e12, 1<<40
+	apiOpts.MaxDaysPerRequest, apiOpts.MaxDayHeartbeats, apiOpts.MaxDayBytes = 1<<20, 1<<30, 1<<40
 	if opts.API != nil {
 		opts.API(&apiOpts)
 	}
