@@ -35,6 +35,10 @@ type Options struct {
 	PostgresProxy bool
 	// NoProcessor leaves the Postgres processor stopped.
 	NoProcessor bool
+	// ShardsGrace is HEARTLOG_SHARDS_GRACE for the Postgres processor and
+	// the reader: days past it get no partition and are read from the day
+	// files. Zero: every day gets a partition (most tests use fixed dates).
+	ShardsGrace time.Duration
 }
 
 // Service is a whole heartlog: embedded JetStream, a fresh database, the
@@ -88,7 +92,7 @@ func Start(t testing.TB, opts Options) *Service {
 	}
 	t.Cleanup(func() { _ = view.Stop() })
 	stores := OpenStores(t)
-	reader := reads.New(s.Pool, view, stores.Cache, stores.Primary, 16, Logger(t))
+	reader := reads.New(s.Pool, view, stores.Cache, stores.Primary, 16, Logger(t)).WithShardsGrace(opts.ShardsGrace)
 	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader}
 	// Tests that are not about the work limits must not meet them.
 	apiOpts.HeartbeatRate, apiOpts.HeartbeatBurst = 1e9, 1<<30
@@ -142,7 +146,7 @@ func (s *Service) StartProcessor(t testing.TB) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sink := pgsink.New(pool, view, Logger(t), pgsink.Options{})
+		sink := pgsink.New(pool, view, Logger(t), pgsink.Options{Grace: s.opts.ShardsGrace})
 		opts := processors.Options{Log: Logger(t), RetryMax: 500 * time.Millisecond}
 		if err := processors.Run(ctx, cons, sink, opts); err != nil {
 			t.Errorf("processor: %v", err)
