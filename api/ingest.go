@@ -129,7 +129,7 @@ func (in *ingestor) ingest(ctx context.Context, u users.User, items []heartbeat.
 		// every day is a write per sink, and in Postgres a partition.
 		if day := heartbeat.Day(items[i].Heartbeat); !days[day] {
 			if len(days) >= in.maxDays {
-				items[i].Err = &retryLater{msg: fmt.Sprintf("time: this request already carries heartbeats of %d UTC days, the most one request may (HEARTLOG_MAX_DAYS_PER_REQUEST); send this one again in another request", in.maxDays)}
+				items[i].Err = &retryLater{msg: fmt.Sprintf("time falls on a UTC day beyond the %d UTC days one request may carry (HEARTLOG_MAX_DAYS_PER_REQUEST); send it again in another request", in.maxDays)}
 				continue
 			}
 			days[day] = true

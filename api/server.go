@@ -43,7 +43,7 @@ type Options struct {
 	// MaxDayHeartbeats and MaxDayBytes cap one user-day (defaults 100,000
 	// heartbeats and 64 MiB of day-file JSON); heartbeats past a cap are
 	// answered 400 each. DayCounterIDs bounds the heartbeat ids this
-	// instance remembers to count them (default 4,000,000, about 50 MiB).
+	// instance remembers to count them (default 4,000,000, some 64 MiB).
 	MaxDayHeartbeats int
 	MaxDayBytes      int64
 	DayCounterIDs    int

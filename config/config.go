@@ -30,7 +30,7 @@ var Vars = []Var{
 	{"HEARTLOG_NATS_STORE_DIR", "var/nats", "JetStream store directory of the embedded server (overrides nats.conf)", false},
 	{"HEARTLOG_STREAM_REPLICAS", "1", "replicas of the stream and KV buckets: 1 on one server, 3 in a cluster", false},
 	{"HEARTLOG_STREAM_MAX_AGE", "1344h", "how long the stream keeps heartbeats (8 weeks)", false},
-	{"HEARTLOG_STREAM_MAX_BYTES", "17179869184", "most bytes the stream holds (16 GiB; the server reserves it against nats.conf's max_file_store, 20G); past 95% ingest answers 503 with Retry-After, and JetStream itself refuses writes at the limit rather than drop unprocessed ones", false},
+	{"HEARTLOG_STREAM_MAX_BYTES", "17179869184", "most bytes the stream holds (16 GiB; 0: unbounded; the server reserves it against nats.conf's max_file_store, 20G); past 95% ingest answers 503 with Retry-After, and JetStream itself refuses writes at the limit rather than drop unprocessed ones", false},
 	{"HEARTLOG_STREAM_DUPLICATES", "2m", "window in which JetStream drops a repeated message id", false},
 	{"HEARTLOG_PARTITIONS", "16", "user partitions; fixed for the life of a stream", false},
 	{"HEARTLOG_PUBLISH_LINGER", "500us", "group commit: how long a flush waits for more requests", false},
