@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,10 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"heartlog/api"
 	"heartlog/heartbeat"
 	"heartlog/internal/heartlogtest"
 	"heartlog/schema/dayfile"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/schema/gen/heartlog/v1/heartlogv1connect"
 	"heartlog/streams"
 )
 
@@ -403,4 +408,45 @@ func TestDaysPastGraceGoToDayFilesOnly(t *testing.T) {
 	if !heartlogtest.Eventually(20*time.Second, func() bool { got = total(old); return got == want }) {
 		t.Fatalf("the old day's total from the day files is %v s, want %v", got, want)
 	}
+}
+
+func TestConnectIngestMeetsTheSameLimits(t *testing.T) {
+	svc := heartlogtest.Start(t, heartlogtest.Options{API: productionLimits(func(o *api.Options) {
+		o.HeartbeatRate, o.HeartbeatBurst, o.MaxDaysPerRequest = 1, 1000, 2
+	})})
+	u, key := svc.CreateUser(t, "alice", "")
+	client := heartlogv1connect.NewIngestServiceClient(h2cClient(), svc.URL)
+	send := func(hbs []*heartlogv1.Heartbeat) (*connect.Response[heartlogv1.SendHeartbeatsResponse], error) {
+		req := connect.NewRequest(&heartlogv1.SendHeartbeatsRequest{Heartbeats: hbs})
+		req.Header().Set("Authorization", "Bearer "+key)
+		return client.SendHeartbeats(context.Background(), req)
+	}
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	hbs := make([]*heartlogv1.Heartbeat, 1000)
+	for i := range hbs {
+		at := today.AddDate(0, 0, -1-i%3).Add(time.Duration(i) * time.Second)
+		hbs[i] = &heartlogv1.Heartbeat{Entity: fmt.Sprintf("c%d.go", i), Type: "file", Time: float64(at.Unix())}
+	}
+	resp, err := send(hbs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := 0
+	for i, r := range resp.Msg.Results {
+		switch {
+		case i%3 < 2 && r.Id == "":
+			t.Errorf("heartbeat %d: %v, want stored", i, r)
+		case i%3 == 2 && !strings.Contains(r.Error, "HEARTLOG_MAX_DAYS_PER_REQUEST"):
+			t.Errorf("heartbeat %d of a third day: %v, want the distinct-days cap named", i, r)
+		case r.Id != "":
+			stored++
+		}
+	}
+	// The burst of 1000 is spent: the next request is refused whole.
+	_, err = send(hbs[:10])
+	var cerr *connect.Error
+	if !errors.As(err, &cerr) || cerr.Code() != connect.CodeResourceExhausted || cerr.Meta().Get("Retry-After") == "" {
+		t.Fatalf("second request: %v, want ResourceExhausted with Retry-After", err)
+	}
+	svc.WaitCount(t, stored, "SELECT count(*) FROM heartbeats WHERE user_id = $1", u.ID)
 }
