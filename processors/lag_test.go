@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"heartlog/internal/heartlogtest"
@@ -47,24 +46,7 @@ func (s *syncBuffer) String() string {
 }
 
 func gauge(t *testing.T, name, processor string) float64 {
-	t.Helper()
-	families, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "processor" && l.GetValue() == processor {
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return -1
+	return heartlogtest.MetricValue(t, name, map[string]string{"processor": processor})
 }
 
 func TestLaggingSinkWarnsBeforeMaxAge(t *testing.T) {
