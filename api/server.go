@@ -27,6 +27,29 @@ type Options struct {
 	// RateBurst above it (default 100); over it is 429.
 	RateLimit float64
 	RateBurst int
+	// HeartbeatRate is heartbeats per second per user at ingest (default
+	// 20), with HeartbeatBurst above it (default 2000; never below
+	// Limits.MaxHeartbeats). ByteRate and ByteBurst are the same in request
+	// body bytes (defaults 64 KiB/s and 8 MiB; the burst never below
+	// MaxBodyBytes). Over either, the whole request is 429 with
+	// Retry-After: wakatime-cli then requeues all of it.
+	HeartbeatRate  float64
+	HeartbeatBurst int
+	ByteRate       float64
+	ByteBurst      int
+	// MaxDaysPerRequest is how many distinct UTC days one request may
+	// carry (default 31); heartbeats of further days are answered 429 each.
+	MaxDaysPerRequest int
+	// MaxDayHeartbeats and MaxDayBytes cap one user-day (defaults 100,000
+	// heartbeats and 64 MiB of day-file JSON); heartbeats past a cap are
+	// answered 400 each. DayCounterIDs bounds the heartbeat ids this
+	// instance remembers to count them (default 4,000,000, some 64 MiB).
+	MaxDayHeartbeats int
+	MaxDayBytes      int64
+	DayCounterIDs    int
+	// Capacity says when the log is nearly full; ingest then answers 503
+	// with Retry-After. Nil: never.
+	Capacity Capacity
 	// Reader serves the read routes (summaries, status bar, durations,
 	// stats); without it they are not registered.
 	Reader HeartbeatReader
@@ -51,8 +74,40 @@ func (o *Options) setDefaults() {
 	if o.RateBurst <= 0 {
 		o.RateBurst = 100
 	}
+	o.setWorkDefaults()
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+}
+
+func (o *Options) setWorkDefaults() {
+	if o.HeartbeatRate <= 0 {
+		o.HeartbeatRate = 20
+	}
+	if o.HeartbeatBurst <= 0 {
+		o.HeartbeatBurst = 2000
+	}
+	// A request of MaxHeartbeats must fit an idle bucket, or it could
+	// never pass; likewise for bytes.
+	o.HeartbeatBurst = max(o.HeartbeatBurst, o.Limits.MaxHeartbeats)
+	if o.ByteRate <= 0 {
+		o.ByteRate = 64 << 10
+	}
+	if o.ByteBurst <= 0 {
+		o.ByteBurst = 8 << 20
+	}
+	o.ByteBurst = max(o.ByteBurst, int(o.MaxBodyBytes))
+	if o.MaxDaysPerRequest <= 0 {
+		o.MaxDaysPerRequest = 31
+	}
+	if o.MaxDayHeartbeats <= 0 {
+		o.MaxDayHeartbeats = 100_000
+	}
+	if o.MaxDayBytes <= 0 {
+		o.MaxDayBytes = 64 << 20
+	}
+	if o.DayCounterIDs <= 0 {
+		o.DayCounterIDs = 4_000_000
 	}
 }
 
@@ -78,7 +133,7 @@ func New(u UserLookup, pub Publisher, opts Options) *Server {
 		users:  u,
 		auth:   newAuthenticator(u),
 		limit:  newLimiter(opts.RateLimit, opts.RateBurst),
-		ingest: &ingestor{limits: opts.Limits, pub: pub, now: opts.Now},
+		ingest: newIngestor(pub, opts),
 		log:    opts.Log,
 		mux:    http.NewServeMux(),
 

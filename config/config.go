@@ -31,6 +31,7 @@ var Vars = []Var{
 	{"HEARTLOG_NATS_STORE_DIR", "var/nats", "JetStream store directory of the embedded server (overrides nats.conf)", false},
 	{"HEARTLOG_STREAM_REPLICAS", "1", "replicas of the stream and KV buckets: 1 on one server, 3 in a cluster", false},
 	{"HEARTLOG_STREAM_MAX_AGE", "1344h", "how long the stream keeps heartbeats (8 weeks)", false},
+	{"HEARTLOG_STREAM_MAX_BYTES", "17179869184", "most bytes the stream holds (16 GiB; 0: unbounded; the server reserves it against nats.conf's max_file_store, 20G); past 95% ingest answers 503 with Retry-After, and JetStream itself refuses writes at the limit rather than drop unprocessed ones", false},
 	{"HEARTLOG_STREAM_DUPLICATES", "2m", "window in which JetStream drops a repeated message id", false},
 	{"HEARTLOG_PARTITIONS", "16", "user partitions; fixed for the life of a stream", false},
 	{"HEARTLOG_PUBLISH_LINGER", "500us", "group commit: how long a flush waits for more requests", false},
@@ -39,6 +40,13 @@ var Vars = []Var{
 	{"HEARTLOG_MAX_HEARTBEATS", "1000", "most heartbeats in one request", false},
 	{"HEARTLOG_RATE_LIMIT", "10", "requests per second allowed per user (token bucket); over it gets 429", false},
 	{"HEARTLOG_RATE_BURST", "100", "burst of requests allowed per user above the rate", false},
+	{"HEARTLOG_HEARTBEAT_RATE", "20", "heartbeats per second allowed per user at ingest (token bucket; a busy developer sends one every few seconds); over it the request gets 429 with Retry-After", false},
+	{"HEARTLOG_HEARTBEAT_BURST", "2000", "burst of heartbeats allowed per user above the rate (an offline-queue sync sends up to 1000 at once); never below HEARTLOG_MAX_HEARTBEATS", false},
+	{"HEARTLOG_BYTE_RATE", "65536", "request body bytes per second allowed per user at ingest; over it gets 429 with Retry-After", false},
+	{"HEARTLOG_BYTE_BURST", "8388608", "burst of request body bytes allowed per user above the rate; never below HEARTLOG_MAX_BODY_BYTES", false},
+	{"HEARTLOG_MAX_DAYS_PER_REQUEST", "31", "most distinct UTC days one request may carry; heartbeats of further days get a 429 each (wakatime-cli sends them again)", false},
+	{"HEARTLOG_DAY_MAX_HEARTBEATS", "100000", "most heartbeats one user-day may hold; past it each heartbeat gets a 400 (counted per serve instance, in memory)", false},
+	{"HEARTLOG_DAY_MAX_BYTES", "67108864", "most bytes of day-file JSON one user-day may hold (64 MiB, well below the day-file decoder's 256 MiB); past it each heartbeat gets a 400", false},
 	{"HEARTLOG_PROCESSORS", "postgres,objects,cache,backup", "processors `heartlog process` and `heartlog dev` run, comma-separated", false},
 	{"HEARTLOG_POSTGRES_WRITERS", "2", "connections the Postgres processor writes one batch over in parallel", false},
 	{"HEARTLOG_ACK_WAIT", "30s", "how long a processor's message may stay unacked before JetStream redelivers it", false},
@@ -96,6 +104,15 @@ type Flush struct {
 	MemoBytes int64
 }
 
+// Work is the per-user ingest budget and the caps on what a request and a
+// user-day may carry.
+type Work struct {
+	HeartbeatRate, ByteRate                      float64
+	HeartbeatBurst, ByteBurst, MaxDaysPerRequest int
+	DayMaxHeartbeats                             int
+	DayMaxBytes                                  int64
+}
+
 // Config is the parsed settings.
 type Config struct {
 	S3, Backup           Bucket
@@ -123,6 +140,8 @@ type Config struct {
 	RateLimit        float64
 	RateBurst        int
 	Processors       []string
+	StreamMaxBytes   int64
+	Work             Work
 	FetchBatch       int
 	AckWait          time.Duration
 	PinnedTTL        time.Duration
@@ -168,6 +187,16 @@ func FromEnv() (Config, error) {
 		LogFormat:        r.str("HEARTLOG_LOG_FORMAT"),
 	}
 	c.DebugJanitorPause = r.str("HEARTLOG_DEBUG_JANITOR_PAUSE")
+	c.StreamMaxBytes = int64(r.int("HEARTLOG_STREAM_MAX_BYTES", 0, 1<<50))
+	c.Work = Work{
+		HeartbeatRate:     r.float("HEARTLOG_HEARTBEAT_RATE"),
+		HeartbeatBurst:    r.int("HEARTLOG_HEARTBEAT_BURST", 1, 1<<30),
+		ByteRate:          r.float("HEARTLOG_BYTE_RATE"),
+		ByteBurst:         r.int("HEARTLOG_BYTE_BURST", 1, 1<<40),
+		MaxDaysPerRequest: r.int("HEARTLOG_MAX_DAYS_PER_REQUEST", 1, 100000),
+		DayMaxHeartbeats:  r.int("HEARTLOG_DAY_MAX_HEARTBEATS", 1, 1<<30),
+		DayMaxBytes:       int64(r.int("HEARTLOG_DAY_MAX_BYTES", 1024, 1<<40)),
+	}
 	c.S3 = r.bucket("HEARTLOG_S3_")
 	c.Backup = r.bucket("HEARTLOG_BACKUP_S3_")
 	c.CacheURL = r.str("HEARTLOG_CACHE_URL")

@@ -25,6 +25,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -37,6 +38,7 @@ import (
 
 	"heartlog/cache"
 	"heartlog/objstore"
+	pgsink "heartlog/processors/postgres"
 	"heartlog/schema/dayfile"
 	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
@@ -59,6 +61,11 @@ type Reader struct {
 	primary  objstore.Bucket
 	parallel int
 	log      zerolog.Logger
+
+	grace time.Duration
+	now   func() time.Time
+	mu    sync.Mutex
+	cold  map[string]bool // days past grace found without a partition
 }
 
 // New returns a Reader; parallel bounds S3 GETs per call (default 16).
@@ -66,7 +73,21 @@ func New(pool *pgxpool.Pool, shards ShardStates, c *cache.Cache, primary objstor
 	if parallel <= 0 {
 		parallel = 16
 	}
-	return &Reader{pool: pool, shards: shards, cache: c, primary: primary, parallel: parallel, log: log}
+	return &Reader{pool: pool, shards: shards, cache: c, primary: primary, parallel: parallel, log: log,
+		now: time.Now, cold: map[string]bool{}}
+}
+
+// WithShardsGrace makes the reader serve a day past the shard grace period
+// (HEARTLOG_SHARDS_GRACE) from the day files when it has no Postgres
+// partition: the Postgres processor creates none for such a day (see
+// processors/postgres), so an active shard state says nothing there. A
+// past-grace day whose partition still exists (the janitor has not dropped
+// it yet) is read from Postgres as before. Zero (the default): every day
+// with an active shard is read from Postgres. It returns r; call it before
+// the first read.
+func (r *Reader) WithShardsGrace(grace time.Duration) *Reader {
+	r.grace = grace
+	return r
 }
 
 var daysRead = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -113,12 +134,29 @@ func (r *Reader) Activity(ctx context.Context, u users.User, days []string) (sta
 // read reads the hot days from Postgres and the others from the files
 // (with digests: from their digests where SSDB has them), at once.
 func (r *Reader) read(ctx context.Context, u users.User, days []string, digests bool) ([]*heartlogv1.Heartbeat, fileDays, error) {
-	var hot, cold []string
+	var hot, cold, unsure []string
+	now := r.now()
 	for _, d := range days {
-		if r.shards.State(d).Writable() {
-			hot = append(hot, d)
-		} else {
+		switch {
+		case !r.shards.State(d).Writable():
 			cold = append(cold, d)
+		case !streams.PastGrace(d, r.grace, now):
+			hot = append(hot, d)
+		default:
+			unsure = append(unsure, d)
+		}
+	}
+	if len(unsure) > 0 {
+		withPartition, err := r.partitioned(ctx, unsure)
+		if err != nil {
+			return nil, fileDays{}, err
+		}
+		for _, d := range unsure {
+			if withPartition[d] {
+				hot = append(hot, d)
+			} else {
+				cold = append(cold, d)
+			}
 		}
 	}
 	var rows []*heartlogv1.Heartbeat
@@ -146,6 +184,36 @@ func (r *Reader) read(ctx context.Context, u users.User, days []string, digests 
 		return nil, fileDays{}, err
 	}
 	return rows, files, nil
+}
+
+// partitioned tells which of the days (past grace, shard active) still have
+// a Postgres partition. A day found without one is remembered: no partition
+// is created for a day past grace. One that has one is asked again next
+// time, since the janitor may drop it.
+func (r *Reader) partitioned(ctx context.Context, days []string) (map[string]bool, error) {
+	var ask []string
+	r.mu.Lock()
+	for _, d := range days {
+		if !r.cold[d] {
+			ask = append(ask, d)
+		}
+	}
+	r.mu.Unlock()
+	if len(ask) == 0 {
+		return map[string]bool{}, nil
+	}
+	have, err := pgsink.Partitioned(ctx, r.pool, ask)
+	if err != nil {
+		return nil, fmt.Errorf("reads: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range ask {
+		if !have[d] {
+			r.cold[d] = true
+		}
+	}
+	return have, nil
 }
 
 // compareHeartbeats orders by (time, id), the day-file order.

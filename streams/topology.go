@@ -25,6 +25,13 @@ type Config struct {
 	// MaxAge is how long the stream keeps messages (default 8 weeks): longer
 	// than any Postgres shard lives, since S3 is the archive past it.
 	MaxAge time.Duration
+	// MaxBytes bounds the stream's size (0, the default here: unbounded;
+	// HEARTLOG_STREAM_MAX_BYTES sets it, 16 GiB by default).
+	// Past it JetStream refuses new writes (DiscardNew) rather than drop
+	// old messages that a sink may not have processed; ingest answers 503
+	// before that (see WatchFill). The server reserves MaxBytes against its
+	// max_file_store (20G in nats.conf) when the stream is created.
+	MaxBytes int64
 	// Duplicates is the window in which a repeated Nats-Msg-Id is dropped
 	// (default 2 minutes). A first line only: the sinks are the real dedup.
 	Duplicates time.Duration
@@ -71,6 +78,12 @@ var ErrPartitionsChanged = errors.New("streams: partition count differs from the
 const partitionsKey = "heartlog.partitions"
 
 // StreamConfig is the HEARTBEATS stream as Ensure declares it.
+//
+// Discard is DiscardNew: a full stream refuses writes (the client is told
+// to retry) instead of deleting the oldest messages, which a lagging sink
+// may still need; MaxAge expiry happens either way. Updating a stream made
+// with DiscardOld deletes nothing, and a MaxBytes below the stream's size
+// under DiscardNew deletes nothing either: writes wait for room.
 func (c Config) StreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        c.Stream,
@@ -78,13 +91,21 @@ func (c Config) StreamConfig() jetstream.StreamConfig {
 		Subjects:    []string{SubjectPrefix + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
+		Discard:     jetstream.DiscardNew,
 		MaxAge:      c.MaxAge,
+		MaxBytes:    c.maxBytes(),
 		Duplicates:  c.Duplicates,
 		Replicas:    c.Replicas,
 		MaxMsgSize:  1 << 20,
 		Metadata:    map[string]string{partitionsKey: strconv.FormatUint(uint64(c.Partitions), 10)},
 	}
+}
+
+func (c Config) maxBytes() int64 {
+	if c.MaxBytes <= 0 {
+		return -1
+	}
+	return c.MaxBytes
 }
 
 // Ensure creates or updates the stream and the KV buckets. It is safe to

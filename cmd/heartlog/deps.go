@@ -53,6 +53,7 @@ func streamConfig(cfg config.Config) streams.Config {
 	sc.Partitions = cfg.Partitions
 	sc.Replicas = cfg.StreamReplicas
 	sc.MaxAge = cfg.StreamMaxAge
+	sc.MaxBytes = cfg.StreamMaxBytes
 	sc.Duplicates = cfg.StreamDuplicates
 	sc.AckWait = cfg.AckWait
 	sc.PinnedTTL = cfg.PinnedTTL

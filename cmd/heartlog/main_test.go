@@ -112,7 +112,9 @@ func TestProcessorKilledMidBatch(t *testing.T) {
 		}
 		return c
 	}
-	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_FETCH_BATCH=16", "HEARTLOG_ACK_WAIT=2s", "HEARTLOG_LOG_LEVEL=warn"}
+	// The backlog's days are fixed, so past the default shard grace: a
+	// grace of ten years keeps them going to Postgres.
+	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_FETCH_BATCH=16", "HEARTLOG_ACK_WAIT=2s", "HEARTLOG_LOG_LEVEL=warn", "HEARTLOG_SHARDS_GRACE=87600h"}
 	kills := 0
 	for last := 0; kills < 3; {
 		proc := command(env, "process", "--only", "postgres")
@@ -161,7 +163,9 @@ func TestServeAndProcessBinaries(t *testing.T) {
 	pool, dbURL := heartlogtest.NewDatabase(t)
 	addr := freeAddr(t)
 	admins := map[string]string{"serve": freeAddr(t), "process": freeAddr(t)}
-	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_HTTP_ADDR=" + addr, "HEARTLOG_LOG_LEVEL=warn"}
+	// The fixture's times are fixed, so past the default shard grace: a
+	// grace of ten years keeps its day going to Postgres.
+	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_HTTP_ADDR=" + addr, "HEARTLOG_LOG_LEVEL=warn", "HEARTLOG_SHARDS_GRACE=87600h"}
 	startHeartlog(t, append(env, "HEARTLOG_ADMIN_ADDR="+admins["serve"]), "serve")
 	startHeartlog(t, append(env, "HEARTLOG_ADMIN_ADDR="+admins["process"]), "process")
 	base := "http://" + addr

@@ -162,6 +162,12 @@ func (rt *runtime) serve(ctx context.Context) error {
 		Health:       health.New(deps.Checks(), health.Options{Log: rt.log}),
 		Reader:       reader,
 		Log:          rt.log,
+
+		HeartbeatRate: rt.cfg.Work.HeartbeatRate, HeartbeatBurst: rt.cfg.Work.HeartbeatBurst,
+		ByteRate: rt.cfg.Work.ByteRate, ByteBurst: rt.cfg.Work.ByteBurst,
+		MaxDaysPerRequest: rt.cfg.Work.MaxDaysPerRequest,
+		MaxDayHeartbeats:  rt.cfg.Work.DayMaxHeartbeats, MaxDayBytes: rt.cfg.Work.DayMaxBytes,
+		Capacity: streams.WatchFill(ctx, rt.js, rt.sc, streams.FillOptions{Log: rt.log}),
 	})
 	ln, err := net.Listen("tcp", rt.cfg.HTTPAddr)
 	if err != nil {
@@ -218,6 +224,9 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 				return err
 			}
 			opts := processors.Options{BatchMessages: rt.cfg.FetchBatch, Log: rt.log, DeadLetters: streams.NewDeadLetters(rt.js, rt.sc)}
+			if opts.Stream, err = rt.js.Stream(ctx, rt.sc.Stream); err != nil {
+				return err
+			}
 			g.Go(func() error {
 				if !rt.awaitReady(ctx, name) {
 					return nil
@@ -288,7 +297,7 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		if err != nil {
 			return nil, nil, err
 		}
-		return pgsink.New(rt.pool, view, rt.log, pgsink.Options{Writers: rt.cfg.PostgresWriters}), func() { _ = view.Stop() }, nil
+		return pgsink.New(rt.pool, view, rt.log, pgsink.Options{Writers: rt.cfg.PostgresWriters, Grace: rt.cfg.ShardsGrace}), func() { _ = view.Stop() }, nil
 	case streams.DurableObjects:
 		primary, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", name)
 		if err != nil {
@@ -381,5 +390,5 @@ func (rt *runtime) reader(ctx context.Context) (*reads.Reader, health.Deps, func
 		_ = c.Close()
 	}
 	deps.Cache, deps.S3 = c, primary
-	return reads.New(rt.pool, view, c, primary, 16, rt.log), deps, stop, nil
+	return reads.New(rt.pool, view, c, primary, 16, rt.log).WithShardsGrace(rt.cfg.ShardsGrace), deps, stop, nil
 }

@@ -44,6 +44,10 @@ type Options struct {
 	Postgres *Postgres
 	// Directory configures the API's copy of the users bucket.
 	Directory users.DirectoryOptions
+	// ShardsGrace is HEARTLOG_SHARDS_GRACE for the Postgres processor and
+	// the reader: days past it get no partition and are read from the day
+	// files. Zero: every day gets a partition (most tests use fixed dates).
+	ShardsGrace time.Duration
 }
 
 // Service is a whole heartlog: embedded JetStream, a fresh database, the
@@ -111,11 +115,15 @@ func Start(t testing.TB, opts Options) *Service {
 	}
 	t.Cleanup(func() { _ = view.Stop() })
 	stores := OpenStores(t)
-	reader := reads.New(s.Pool, view, stores.Cache, stores.Primary, 16, Logger(t))
+	reader := reads.New(s.Pool, view, stores.Cache, stores.Primary, 16, Logger(t)).WithShardsGrace(opts.ShardsGrace)
 	checks := health.Deps{NATS: s.NC, JetStream: s.JS, Stream: s.Streams.Stream, UsersBucket: s.Streams.UsersBucket,
 		Postgres: s.Pool, Cache: stores.Cache, S3: stores.Primary}.Checks()
 	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader,
 		Health: health.New(checks, health.Options{Log: Logger(t)})}
+	// Tests that are not about the work limits must not meet them.
+	apiOpts.HeartbeatRate, apiOpts.HeartbeatBurst = 1e9, 1<<30
+	apiOpts.ByteRate, apiOpts.ByteBurst = 1e12, 1<<40
+	apiOpts.MaxDaysPerRequest, apiOpts.MaxDayHeartbeats, apiOpts.MaxDayBytes = 1<<20, 1<<30, 1<<40
 	if opts.API != nil {
 		opts.API(&apiOpts)
 	}
@@ -168,7 +176,7 @@ func (s *Service) StartProcessor(t testing.TB) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sink := pgsink.New(pool, view, Logger(t), pgsink.Options{})
+		sink := pgsink.New(pool, view, Logger(t), pgsink.Options{Grace: s.opts.ShardsGrace})
 		opts := processors.Options{Log: Logger(t), RetryMax: 500 * time.Millisecond, DeadLetters: streams.NewDeadLetters(s.JS, s.Streams)}
 		if err := processors.Run(ctx, cons, sink, opts); err != nil {
 			t.Errorf("processor: %v", err)

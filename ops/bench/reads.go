@@ -365,7 +365,7 @@ func runReads(ctx context.Context, st *stack, cfg config) ([]result, error) {
 	defer view.Stop()
 	bucket := newTimedBucket(ds.primary)
 	tr := &timedReader{r: reads.New(st.pool, view, ds.cache, bucket, 0, zerolog.Nop())}
-	srv := api.New(st.accounts(), st.pub, api.Options{Reader: tr, RateLimit: 1e9, RateBurst: 1e9, Log: st.log})
+	srv := api.New(st.accounts(), st.pub, api.Options{Reader: tr, RateLimit: 1e9, RateBurst: 1e9, HeartbeatRate: 1e9, HeartbeatBurst: 1e9, ByteRate: 1e12, ByteBurst: 1 << 40, MaxDaysPerRequest: 1 << 20, MaxDayHeartbeats: 1 << 30, MaxDayBytes: 1 << 40, Log: st.log})
 	loc, _ := time.LoadLocation(cfg.readsTimezone)
 	end := stats.DateOf(now, loc).AddDays(-1)
 

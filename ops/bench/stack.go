@@ -136,7 +136,7 @@ func startStack(ctx context.Context, cfg config) (*stack, error) {
 		st.pub = streams.NewPublisher(st.nc, st.js, st.sc, st.publisherOptions())
 	})
 	st.closers = append(st.closers, func() error { st.pub.Close(); return nil })
-	srv := api.New(st.accounts(), st.pub, api.Options{Log: st.log, RateLimit: 1e9, RateBurst: 1e9})
+	srv := api.New(st.accounts(), st.pub, api.Options{Log: st.log, RateLimit: 1e9, RateBurst: 1e9, HeartbeatRate: 1e9, HeartbeatBurst: 1e9, ByteRate: 1e12, ByteBurst: 1 << 40, MaxDaysPerRequest: 1 << 20, MaxDayHeartbeats: 1 << 30, MaxDayBytes: 1 << 40})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return st, err
