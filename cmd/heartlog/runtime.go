@@ -26,6 +26,7 @@ import (
 	"heartlog/processors/objects"
 	pgsink "heartlog/processors/postgres"
 	"heartlog/reads"
+	"heartlog/schema/dayfile"
 	"heartlog/shards"
 	"heartlog/streams"
 	"heartlog/users"
@@ -42,6 +43,8 @@ type runtime struct {
 	pool *pgxpool.Pool
 	// noJanitor keeps process from running the shard janitor.
 	noJanitor bool
+	// replay makes the cache sink a standby beside the live processor.
+	replay bool
 }
 
 func startRuntime(ctx context.Context, cfg config.Config, log zerolog.Logger, name string) (*runtime, error) {
@@ -207,7 +210,8 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 			return nil, nil, err
 		}
 		return objects.New(ctx, primary, objects.Options{
-			Concurrency: rt.cfg.Objects.Concurrency, MemoBytes: rt.cfg.Objects.MemoBytes, Log: rt.log,
+			Concurrency: rt.cfg.Objects.Concurrency, MemoBytes: rt.cfg.Objects.MemoBytes,
+			Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Log: rt.log,
 		}), nothing, nil
 	case streams.DurableBackup:
 		b, err := rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", name)
@@ -217,7 +221,7 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		rt.checkSpacesLimits()
 		return backup.New(ctx, b, backup.Options{
 			Concurrency: rt.cfg.BackupFlush.Concurrency, RequestsPerSecond: rt.cfg.BackupRequestsPerSec,
-			MemoBytes: rt.cfg.BackupFlush.MemoBytes, Log: rt.log,
+			MemoBytes: rt.cfg.BackupFlush.MemoBytes, Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Log: rt.log,
 		}), nothing, nil
 	case streams.DurableCache:
 		primary, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", name)
@@ -228,9 +232,16 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		if err != nil {
 			return nil, nil, fmt.Errorf("HEARTLOG_CACHE_URL: %w", err)
 		}
-		return cachesink.New(c, primary, rt.cfg.Cache.Concurrency, rt.log), func() { _ = c.Close() }, nil
+		return cachesink.New(c, primary, cachesink.Options{
+			Concurrency: rt.cfg.Cache.Concurrency, MemoBytes: rt.cfg.Cache.MemoBytes,
+			Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Standby: rt.replay, Log: rt.log,
+		}), func() { _ = c.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("unknown processor %q (HEARTLOG_PROCESSORS); this release has: %v", name, processorNames)
+}
+
+func (rt *runtime) dayFileLimits() dayfile.Limits {
+	return dayfile.Limits{MaxBytes: rt.cfg.DayFileMaxBytes, MaxHeartbeats: rt.cfg.DayFileMaxHeartbeats}
 }
 
 // Spaces' documented limits per Space (bucket): 240 requests/s in all, 150

@@ -722,7 +722,7 @@ func runDayfilesDrain(ctx context.Context, st *stack, cfg config) ([]result, err
 			touched["primary"] = true
 		case streams.DurableCache:
 			spec.bucket = newTimedBucket(objstore.Instrument(ds.primary, name)) // the seed
-			spec.sink = cachesink.New(ds.cache, spec.bucket, cfg.dfConcurrency, st.log)
+			spec.sink = cachesink.New(ds.cache, spec.bucket, cachesink.Options{Concurrency: cfg.dfConcurrency, MemoBytes: 256 << 20, Log: st.log})
 			touched["cache"] = true
 		case streams.DurableBackup:
 			spec.bucket = newTimedBucket(objstore.Instrument(ds.backup, name))

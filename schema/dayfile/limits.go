@@ -62,6 +62,18 @@ type Refusal struct {
 	Err       error
 }
 
+// Merged is what Limits.Merge returns.
+type Merged struct {
+	// Heartbeats and Changed are as Merge returns them.
+	Heartbeats []*heartlogv1.Heartbeat
+	Changed    bool
+	// Size is the uncompressed size of Heartbeats as a file, counted from
+	// the size given for existing.
+	Size int
+	// Refused are the heartbeats of incoming left out, in (time, id) order.
+	Refused []Refusal
+}
+
 // Merge is the package's Merge within l: existing is a file's heartbeats
 // and size its uncompressed size (what Decode returned; 0 for a new file).
 // The heartbeats of incoming that existing lacks are taken in (time, id)
@@ -76,8 +88,9 @@ type Refusal struct {
 // would have kept anyway; what is refused is a contiguous tail, so a
 // replay of the same heartbeats is refused the same tail, and the sinks
 // park it rather than lose it.
-func (l Limits) Merge(existing []*heartlogv1.Heartbeat, size int, incoming []*heartlogv1.Heartbeat) (merged []*heartlogv1.Heartbeat, changed bool, refused []Refusal) {
+func (l Limits) Merge(existing []*heartlogv1.Heartbeat, size int, incoming []*heartlogv1.Heartbeat) Merged {
 	l = l.withDefaults()
+	var refused []Refusal
 	fresh := newHeartbeats(existing, incoming)
 	count := len(existing)
 	var line []byte
@@ -104,8 +117,8 @@ func (l Limits) Merge(existing []*heartlogv1.Heartbeat, size int, incoming []*he
 		size += len(line)
 		accepted = append(accepted, hb)
 	}
-	merged, changed = Merge(existing, accepted)
-	return merged, changed, refused
+	merged, changed := Merge(existing, accepted)
+	return Merged{Heartbeats: merged, Changed: changed, Size: size, Refused: refused}
 }
 
 // newHeartbeats returns the heartbeats of incoming whose ids existing

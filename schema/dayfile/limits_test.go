@@ -23,7 +23,8 @@ func TestLimitsMergeFillsInOrderAndRefusesTheTail(t *testing.T) {
 	limits := dayfile.Limits{MaxHeartbeats: 15, MaxBytes: 1 << 30}
 	incoming := append([]*heartlogv1.Heartbeat{}, day[10:]...)
 	incoming = append(incoming, day[3]) // already in the file: not refused, not added twice
-	merged, changed, refused := limits.Merge(existing, size, incoming)
+	m := limits.Merge(existing, size, incoming)
+	merged, changed, refused := m.Heartbeats, m.Changed, m.Refused
 	if !changed || len(merged) != 15 || len(refused) != 15 {
 		t.Fatalf("changed %v, %d merged, %d refused; want 15 and 15", changed, len(merged), len(refused))
 	}
@@ -42,7 +43,8 @@ func TestLimitsMergeFillsInOrderAndRefusesTheTail(t *testing.T) {
 	}
 
 	// The byte limit: a file already at its size takes nothing new.
-	merged, changed, refused = dayfile.Limits{MaxBytes: size}.Merge(existing, size, day[10:12])
+	m = dayfile.Limits{MaxBytes: size}.Merge(existing, size, day[10:12])
+	merged, changed, refused = m.Heartbeats, m.Changed, m.Refused
 	if changed || len(merged) != 10 || len(refused) != 2 {
 		t.Fatalf("at the byte limit: changed %v, %d merged, %d refused", changed, len(merged), len(refused))
 	}
@@ -51,7 +53,8 @@ func TestLimitsMergeFillsInOrderAndRefusesTheTail(t *testing.T) {
 func TestLimitsMergeRefusesWhatCannotBeEncoded(t *testing.T) {
 	day := realisticDay(3, 9)
 	bad := &heartlogv1.Heartbeat{Id: "nan", Time: math.NaN()}
-	merged, _, refused := dayfile.DefaultLimits.Merge(nil, 0, append(day, bad))
+	m := dayfile.DefaultLimits.Merge(nil, 0, append(day, bad))
+	merged, refused := m.Heartbeats, m.Refused
 	if len(merged) != 3 || len(refused) != 1 || !errors.Is(refused[0].Err, dayfile.ErrInvalid) {
 		t.Fatalf("%d merged, refused %+v", len(merged), refused)
 	}
