@@ -295,7 +295,7 @@ func (r *Reader) fromFiles(ctx context.Context, u users.User, days []string, dig
 	bad := decodeAll(cached, decoded, dayfile.Decode)
 	var missing []int
 	fillable := map[int]fillGen{} // by index of days: what a fill may write over
-	var writes []fill               // cached day files without a digest
+	var writes []fill             // cached day files without a digest
 	for j, data := range cached {
 		i := need[j]
 		switch {
