@@ -1,0 +1,302 @@
+package merge_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"heartlog/heartbeat"
+	"heartlog/internal/heartlogtest"
+	"heartlog/objstore"
+	"heartlog/processors"
+	cachesink "heartlog/processors/cache"
+	"heartlog/processors/merge"
+	"heartlog/processors/objects"
+	"heartlog/schema/dayfile"
+	"heartlog/schema/digest"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+)
+
+// userDay is one user-day of a fresh user, for tests that call a sink's
+// Commit directly.
+type userDay struct {
+	user, prefix, day string
+	start             time.Time
+}
+
+func newUserDay(t *testing.T) userDay {
+	t.Helper()
+	start := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -3)
+	return userDay{user: uuid.NewString(), prefix: uuid.NewString()[:8], day: start.Format(heartbeat.DayLayout), start: start}
+}
+
+func (d userDay) key() string { return dayfile.Key(d.prefix, d.user, d.day) }
+
+// beats are heartbeats from..to-1 of the day, one a minute.
+func (d userDay) beats(t *testing.T, from, to int) []*heartlogv1.Heartbeat {
+	t.Helper()
+	var out []*heartlogv1.Heartbeat
+	for i := from; i < to; i++ {
+		out = append(out, heartlogtest.Heartbeat(t, d.user, fmt.Sprintf("/src/f%d.go", i), d.start.Add(time.Duration(9*60+i)*time.Minute)))
+	}
+	return out
+}
+
+func (d userDay) batch(hbs []*heartlogv1.Heartbeat) []*heartlogv1.Batch {
+	return []*heartlogv1.Batch{{Day: d.day, ObjectPrefixes: map[string]string{d.user: d.prefix}, Heartbeats: hbs}}
+}
+
+func encode(t *testing.T, hbs ...[]*heartlogv1.Heartbeat) []byte {
+	t.Helper()
+	var all []*heartlogv1.Heartbeat
+	for _, h := range hbs {
+		all = append(all, h...)
+	}
+	merged, _ := dayfile.Merge(nil, all)
+	data, err := dayfile.Encode(merged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func rejectedOf(t *testing.T, err error) *processors.Rejected {
+	t.Helper()
+	var rej *processors.Rejected
+	if !errors.As(err, &rej) {
+		t.Fatalf("Commit: %v, want a *processors.Rejected", err)
+	}
+	return rej
+}
+
+func noQuarantine(t *testing.T, b objstore.Bucket, key string) {
+	t.Helper()
+	q, err := objstore.ListAll(context.Background(), b, "quarantine/"+key)
+	if err != nil || len(q) != 0 {
+		t.Fatalf("quarantined %v (%v): a file over its limits is not corrupt", q, err)
+	}
+}
+
+// TestFileAtItsLimitKeepsItsContent: a user-day at its limit and more
+// heartbeats: the file keeps everything it had, byte for byte, plus the
+// earliest new heartbeats that fit; the rest come back in a *Rejected for
+// the loop to park; nothing is quarantined, and a retry changes nothing.
+func TestFileAtItsLimitKeepsItsContent(t *testing.T) {
+	ctx := context.Background()
+	st := heartlogtest.OpenStores(t)
+	sink := objects.New(ctx, st.Primary, objects.Options{Limits: dayfile.Limits{MaxHeartbeats: 5}, MemoBytes: 1 << 20, Log: heartlogtest.Logger(t)})
+	d := newUserDay(t)
+	first := d.beats(t, 0, 3)
+	if err := sink.Commit(ctx, d.batch(first)); err != nil {
+		t.Fatal(err)
+	}
+	more := d.beats(t, 3, 7) // two fit, two do not
+	for round := range 2 {   // the retry the loop would make gets the same answer
+		rej := rejectedOf(t, sink.Commit(ctx, d.batch(more)))
+		if len(rej.Heartbeats) != 2 {
+			t.Fatalf("round %d: %d rejected, want 2", round, len(rej.Heartbeats))
+		}
+		for i, r := range rej.Heartbeats {
+			if r.Reason != "day file too large" || !errors.Is(r.Err, dayfile.ErrTooLarge) || r.Heartbeat != more[2+i] || r.Batch == nil || r.Batch.Day != d.day {
+				t.Fatalf("rejection %d: %+v, want heartbeat %s (the latest) as too large, with its batch", i, r, more[2+i].Id)
+			}
+		}
+		data, _, err := st.Primary.Get(ctx, d.key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := encode(t, first, more[:2]); !bytes.Equal(data, want) {
+			t.Fatalf("round %d: the file is not its three heartbeats plus the two that fit", round)
+		}
+		noQuarantine(t, st.Primary, d.key())
+	}
+}
+
+// TestFileOverItsLimitIsLeftAsItIs: a file already over the limits (an
+// older version wrote it, or the limits were lowered) is neither
+// overwritten nor quarantined; the new heartbeats are rejected; the cache
+// drops the day rather than hold part of it.
+func TestFileOverItsLimitIsLeftAsItIs(t *testing.T) {
+	ctx := context.Background()
+	st := heartlogtest.OpenStores(t)
+	log := heartlogtest.Logger(t)
+	d := newUserDay(t)
+	big := encode(t, d.beats(t, 0, 8))
+	etag, err := st.Primary.Put(ctx, d.key(), big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits := dayfile.Limits{MaxHeartbeats: 5}
+	sink := objects.New(ctx, st.Primary, objects.Options{Limits: limits, Log: log})
+	late := d.beats(t, 8, 9)
+	rej := rejectedOf(t, sink.Commit(ctx, d.batch(late)))
+	if len(rej.Heartbeats) != 1 || rej.Heartbeats[0].Heartbeat != late[0] || rej.Heartbeats[0].Reason != "day file too large" {
+		t.Fatalf("rejected %+v, want the late heartbeat as too large", rej.Heartbeats)
+	}
+	data, now, err := st.Primary.Get(ctx, d.key())
+	if err != nil || now != etag || !bytes.Equal(data, big) {
+		t.Fatalf("the file over its limits was rewritten (ETag %s -> %s, %v)", etag, now, err)
+	}
+	noQuarantine(t, st.Primary, d.key())
+
+	// The cache: an entry that S3 cannot give whole is dropped, not
+	// rejected (the objects processor parks what S3 cannot hold).
+	if err := st.Cache.Set(ctx, d.key(), big); err != nil {
+		t.Fatal(err)
+	}
+	cs := cachesink.New(st.Cache, st.Primary, cachesink.Options{Limits: limits, Log: log})
+	if err := cs.Commit(ctx, d.batch(late)); err != nil {
+		t.Fatalf("cache commit: %v", err)
+	}
+	if _, ok, err := st.Cache.Get(ctx, d.key()); ok || err != nil {
+		t.Fatalf("cache still holds the day (%v) it cannot keep whole", err)
+	}
+}
+
+// TestCorruptCacheEntryIsReseededFromS3: garbage in SSDB is never taken
+// as an empty day: the next cache commit starts from the S3 file.
+func TestCorruptCacheEntryIsReseededFromS3(t *testing.T) {
+	ctx := context.Background()
+	st := heartlogtest.OpenStores(t)
+	log := heartlogtest.Logger(t)
+	d := newUserDay(t)
+	old, late := d.beats(t, 0, 20), d.beats(t, 20, 21)
+	obj := objects.New(ctx, st.Primary, objects.Options{Log: log})
+	for _, b := range [][]*heartlogv1.Heartbeat{old, late} {
+		if err := obj.Commit(ctx, d.batch(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Cache.Set(ctx, d.key(), []byte("\x1f\x8b\x08\x00garbage")); err != nil {
+		t.Fatal(err)
+	}
+	cs := cachesink.New(st.Cache, st.Primary, cachesink.Options{Log: log})
+	if err := cs.Commit(ctx, d.batch(late)); err != nil {
+		t.Fatal(err)
+	}
+	inS3, _, err := st.Primary.Get(ctx, d.key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached, ok, err := st.Cache.Get(ctx, d.key())
+	if err != nil || !ok || !bytes.Equal(cached, inS3) {
+		t.Fatalf("cached entry (%d bytes, %v) is not S3's file (%d bytes)", len(cached), err, len(inS3))
+	}
+	if dg, ok, _ := st.Cache.Get(ctx, digest.Key(d.key())); !ok {
+		t.Fatal("no digest written with the re-seeded file")
+	} else if act, err := digest.Decode(dg); err != nil || len(act.Beats) != 21 {
+		t.Fatalf("digest has %d beats (%v), want 21", len(act.Beats), err)
+	}
+}
+
+// pausedStore runs pause once, between a read and the write after it.
+type pausedStore struct {
+	merge.Store
+	pause func()
+}
+
+func (p *pausedStore) Read(ctx context.Context, key string) ([]byte, string, error) {
+	data, tag, err := p.Store.Read(ctx, key)
+	if p.pause != nil {
+		pause := p.pause
+		p.pause = nil
+		pause()
+	}
+	return data, tag, err
+}
+
+func (p *pausedStore) Drop(ctx context.Context, key string) error {
+	return p.Store.(merge.Dropper).Drop(ctx, key)
+}
+
+// TestReplayRacingTheCacheProcessorLosesNothing forces the interleaving
+// that lost updates: a replay into the cache reads a user-day, the live
+// cache processor writes new heartbeats to it (the objects processor has
+// not written them to S3 yet), then the replay writes. The replay must
+// not overwrite them, whichever way it resolves the race.
+func TestReplayRacingTheCacheProcessorLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	st := heartlogtest.OpenStores(t)
+	log := heartlogtest.Logger(t)
+	d := newUserDay(t)
+	// old is everywhere; replayed is in S3 but not yet in the cache (what
+	// a replay is for); fresh reaches the cache processor first.
+	old, replayed, fresh := d.beats(t, 0, 5), d.beats(t, 5, 6), d.beats(t, 6, 8)
+	obj := objects.New(ctx, st.Primary, objects.Options{Log: log})
+	live := cachesink.New(st.Cache, st.Primary, cachesink.Options{MemoBytes: 1 << 20, Log: log})
+	for _, sink := range []*merge.Sink{obj, live} {
+		if err := sink.Commit(ctx, d.batch(old)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := obj.Commit(ctx, d.batch(replayed)); err != nil {
+		t.Fatal(err)
+	}
+	paused := &pausedStore{Store: merge.CacheStore(st.Cache)}
+	paused.pause = func() {
+		if err := live.Commit(ctx, d.batch(fresh)); err != nil {
+			t.Errorf("live commit: %v", err)
+		}
+	}
+	replay := merge.New(merge.Options{Name: "cache-replay-test", Store: paused, Seed: merge.BucketStore(st.Primary), Standby: true, Log: log})
+	if err := replay.Commit(ctx, d.batch(replayed)); err != nil {
+		t.Fatal(err)
+	}
+	if paused.pause != nil {
+		t.Fatal("the replay never read the cache: the race was not forced")
+	}
+	want := encode(t, old, replayed, fresh)
+	cached, ok, err := st.Cache.Get(ctx, d.key())
+	if err != nil || !ok || !bytes.Equal(cached, want) {
+		t.Fatalf("after the race the cache holds %d bytes (present %v, %v), want the %d bytes of all 8 heartbeats", len(cached), ok, err, len(want))
+	}
+	// Once S3 has the new heartbeats, the two are the same file.
+	if err := obj.Commit(ctx, d.batch(fresh)); err != nil {
+		t.Fatal(err)
+	}
+	if inS3, _, _ := st.Primary.Get(ctx, d.key()); !bytes.Equal(inS3, want) {
+		t.Fatal("S3 does not hold the 8 heartbeats")
+	}
+}
+
+// TestStaleCacheEntryIsMergedWithS3: an entry that is not the cache
+// processor's own last write (here an older S3 copy put back by someone)
+// is never the base of a merge: the commit starts from S3 as well (here
+// without a memo, as after a restart).
+func TestStaleCacheEntryIsMergedWithS3(t *testing.T) {
+	ctx := context.Background()
+	st := heartlogtest.OpenStores(t)
+	log := heartlogtest.Logger(t)
+	d := newUserDay(t)
+	a, b, c := d.beats(t, 0, 3), d.beats(t, 3, 6), d.beats(t, 6, 7)
+	obj := objects.New(ctx, st.Primary, objects.Options{Log: log})
+	live := cachesink.New(st.Cache, st.Primary, cachesink.Options{Log: log})
+	for _, hbs := range [][]*heartlogv1.Heartbeat{a, b} {
+		if err := obj.Commit(ctx, d.batch(hbs)); err != nil {
+			t.Fatal(err)
+		}
+		if err := live.Commit(ctx, d.batch(hbs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An older version (only a) written back behind the processor's back,
+	// as a blind fill of an old S3 read would.
+	if err := digest.Put(ctx, st.Cache, []digest.File{{Key: d.key(), Data: encode(t, a)}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sink := range []*merge.Sink{obj, live} {
+		if err := sink.Commit(ctx, d.batch(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inS3, _, _ := st.Primary.Get(ctx, d.key())
+	cached, _, _ := st.Cache.Get(ctx, d.key())
+	if want := encode(t, a, b, c); !bytes.Equal(inS3, want) || !bytes.Equal(cached, want) {
+		t.Fatalf("S3 equal %v, cache equal %v to all 7 heartbeats", bytes.Equal(inS3, want), bytes.Equal(cached, want))
+	}
+}
