@@ -264,6 +264,54 @@ func TestReplayRacingTheCacheProcessorLosesNothing(t *testing.T) {
 	}
 }
 
+// TestReplayOverlappingTheCacheProcessorDropsTheDay puts the live cache
+// processor's write between a replay's check of the generation and its
+// write, the one window the check cannot close: the replay's write lands on
+// top of heartbeats only the live processor has. The replay must notice and
+// drop the day (readers then go to S3, and no fill puts an older copy
+// back), and the live processor's next commit must restore all of it.
+func TestReplayOverlappingTheCacheProcessorDropsTheDay(t *testing.T) {
+	ctx := context.Background()
+	st := heartlogtest.OpenStores(t)
+	log := heartlogtest.Logger(t)
+	d := newUserDay(t)
+	old, replayed, fresh, next := d.beats(t, 0, 5), d.beats(t, 5, 6), d.beats(t, 6, 8), d.beats(t, 8, 9)
+	obj := objects.New(ctx, st.Primary, objects.Options{Log: log})
+	live := cachesink.New(st.Cache, st.Primary, cachesink.Options{MemoBytes: 1 << 20, Log: log})
+	for _, sink := range []*merge.Sink{obj, live} {
+		if err := sink.Commit(ctx, d.batch(old)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := obj.Commit(ctx, d.batch(replayed)); err != nil {
+		t.Fatal(err)
+	}
+	raced := false
+	store := merge.CacheStoreBeforeWrite(st.Cache, func() {
+		raced = true
+		if err := live.Commit(ctx, d.batch(fresh)); err != nil {
+			t.Errorf("live commit: %v", err)
+		}
+	})
+	replay := merge.New(merge.Options{Name: "cache-replay-test", Store: store, Seed: merge.BucketStore(st.Primary), Standby: true, Log: log})
+	if err := replay.Commit(ctx, d.batch(replayed)); err != nil {
+		t.Fatal(err)
+	}
+	if !raced {
+		t.Fatal("the replay never wrote: the race was not forced")
+	}
+	if cached, ok, err := st.Cache.Get(ctx, d.key()); err != nil || ok {
+		t.Fatalf("after the overlap the cache holds %d bytes (%v); want the day dropped", len(cached), err)
+	}
+	if err := live.Commit(ctx, d.batch(next)); err != nil {
+		t.Fatal(err)
+	}
+	want := encode(t, old, replayed, fresh, next)
+	if cached, ok, err := st.Cache.Get(ctx, d.key()); err != nil || !ok || !bytes.Equal(cached, want) {
+		t.Fatalf("the next live commit left %d bytes (present %v, %v), want all 9 heartbeats", len(cached), ok, err)
+	}
+}
+
 // TestStaleCacheEntryIsMergedWithS3: an entry that is not the cache
 // processor's own last write (here an older S3 copy put back by someone)
 // is never the base of a merge: the commit starts from S3 as well (here

@@ -318,11 +318,6 @@ func (s *Sink) mergeOne(ctx context.Context, d userDay) ([]dayfile.Refusal, erro
 		assumeNew = false
 		s.metrics.conflicts.Inc()
 		s.memo.forget(d.key)
-		if errors.Is(err, ErrOverlapped) && s.opts.Standby {
-			// What overlapped may be the live writer's, whose heartbeats
-			// this sink cannot know: readers go to S3 until its next write.
-			return nil, s.drop(ctx, d.key, "a replay's write overlapped another")
-		}
 	}
 	return nil, err
 }
@@ -392,9 +387,15 @@ func (s *Sink) tryMerge(ctx context.Context, d userDay, carry []*heartlogv1.Hear
 	}
 	start := time.Now()
 	tag, err := s.opts.Store.Write(ctx, d.key, data, cur.tag)
+	if errors.Is(err, ErrOverlapped) && s.opts.Standby && s.onTop(ctx, d.key, data) {
+		// The write that overlapped this one is under it, and may be the
+		// live writer's, whose heartbeats this sink cannot know: readers
+		// go to S3 until its next write.
+		return refused, nil, s.drop(ctx, d.key, "a replay's write overlapped another")
+	}
 	if err != nil {
 		if s.opts.Seed != nil {
-			carry = merged
+			carry = merged // merged again into whatever is on top now
 		}
 		return refused, carry, fmt.Errorf("%s: write %s: %w", s.opts.Name, d.key, err)
 	}
@@ -403,6 +404,12 @@ func (s *Sink) tryMerge(ctx context.Context, d userDay, carry []*heartlogv1.Hear
 	s.metrics.fileBytes.Observe(float64(len(data)))
 	s.memo.put(d.key, data, tag)
 	return refused, nil, nil
+}
+
+// onTop reports whether Store holds data under key, or cannot say.
+func (s *Sink) onTop(ctx context.Context, key string, data []byte) bool {
+	now, _, err := s.opts.Store.Read(ctx, key)
+	return err != nil && !errors.Is(err, ErrNotFound) || bytes.Equal(now, data)
 }
 
 // overLimit rejects all of d: its file is over the limits already and is

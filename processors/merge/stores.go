@@ -56,9 +56,12 @@ func (s bucketStore) Write(ctx context.Context, key string, data []byte, tag str
 // either side), or, as a standby (a replay), drops the file. Every writer
 // of the cache (this store, the read path's fills, digest.Drop) counts the
 // generation up, so an unchanged generation means no write at all.
-func CacheStore(c *cache.Cache) Store { return cacheStore{c} }
+func CacheStore(c *cache.Cache) Store { return cacheStore{c: c} }
 
-type cacheStore struct{ c *cache.Cache }
+type cacheStore struct {
+	c           *cache.Cache
+	beforeWrite func() // tests: runs between the check and the write
+}
 
 func (s cacheStore) Read(ctx context.Context, key string) ([]byte, string, error) {
 	vals, err := s.c.MGet(ctx, []string{key, digest.GenKey(key)})
@@ -94,6 +97,9 @@ func (s cacheStore) Write(ctx context.Context, key string, data []byte, tag stri
 	}
 	if genTag(now) != tag {
 		return "", ErrConflict
+	}
+	if s.beforeWrite != nil {
+		s.beforeWrite()
 	}
 	gens, err := digest.Write(ctx, s.c, []digest.File{{Key: key, Data: data}})
 	if err != nil {
