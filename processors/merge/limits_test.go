@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -346,5 +347,101 @@ func TestStaleCacheEntryIsMergedWithS3(t *testing.T) {
 	cached, _, _ := st.Cache.Get(ctx, d.key())
 	if want := encode(t, a, b, c); !bytes.Equal(inS3, want) || !bytes.Equal(cached, want) {
 		t.Fatalf("S3 equal %v, cache equal %v to all 7 heartbeats", bytes.Equal(inS3, want), bytes.Equal(cached, want))
+	}
+}
+
+// TestReplayCacheOnALiveSystemLeavesTheCacheEqualToS3 runs what `heartlog
+// replay cache` runs (a standby cache sink over the stream) several times
+// while the live processors write new heartbeats to the same user-days:
+// afterwards every cached file is byte for byte the S3 file.
+func TestReplayCacheOnALiveSystemLeavesTheCacheEqualToS3(t *testing.T) {
+	w := newWorld(t, 3)
+	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
+	for i := range w.users {
+		w.send(t, i, day(0, 1), day(1, 3), day(2, 4))
+	}
+	w.waitFiles(t, w.expected(t))
+	ctx := context.Background()
+	standby := cachesink.New(w.stores.Cache, w.stores.Primary, cachesink.Options{Standby: true, Log: heartlogtest.Logger(t)})
+	done := make(chan error, 1)
+	go func() {
+		for range 3 {
+			if err := processors.Replay(ctx, w.svc.JS, w.svc.Streams, standby, processors.ReplayOptions{BatchMessages: 1}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for round := range 12 {
+		for i := range w.users {
+			at := day(round%3, 6).Add(time.Duration(round) * time.Minute)
+			w.send(t, i, at, at.Add(30*time.Second))
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	w.waitFiles(t, w.expected(t))
+}
+
+// inFlight is a Store that counts the writes in progress at once; each
+// write waits a little for company, so that merges that may overlap do.
+type inFlight struct {
+	merge.Store
+	mu       sync.Mutex
+	now, max int
+	arrived  chan struct{}
+}
+
+func (s *inFlight) Write(ctx context.Context, key string, data []byte, tag string) (string, error) {
+	s.mu.Lock()
+	s.now++
+	s.max = max(s.max, s.now)
+	s.mu.Unlock()
+	select {
+	case s.arrived <- struct{}{}:
+	case <-s.arrived:
+	case <-time.After(200 * time.Millisecond):
+	}
+	defer func() {
+		s.mu.Lock()
+		s.now--
+		s.mu.Unlock()
+	}()
+	return s.Store.Write(ctx, key, data, tag)
+}
+
+// TestMergesAreBoundedByBytes: with a budget smaller than any file, the
+// merges of one commit run one at a time even where Concurrency allows
+// eight, and each still completes (a file larger than the budget goes
+// alone); with the default budget they overlap.
+func TestMergesAreBoundedByBytes(t *testing.T) {
+	ctx := context.Background()
+	st := heartlogtest.OpenStores(t)
+	for _, tc := range []struct {
+		budget int64
+		alone  bool
+	}{{1, true}, {0, false}} {
+		store := &inFlight{Store: merge.BucketStore(st.Primary), arrived: make(chan struct{})}
+		sink := merge.New(merge.Options{Name: "bytes-test", Store: store, MergeBytes: tc.budget, Concurrency: 8, Log: heartlogtest.Logger(t)})
+		var batches []*heartlogv1.Batch
+		var days []userDay
+		for range 8 {
+			d := newUserDay(t)
+			days = append(days, d)
+			batches = append(batches, d.batch(d.beats(t, 0, 3))...)
+		}
+		if err := sink.Commit(ctx, batches); err != nil {
+			t.Fatal(err)
+		}
+		if alone := store.max == 1; alone != tc.alone {
+			t.Fatalf("budget %d: at most %d merges at once", tc.budget, store.max)
+		}
+		for _, d := range days {
+			if data, _, err := st.Primary.Get(ctx, d.key()); err != nil || !bytes.Equal(data, encode(t, d.beats(t, 0, 3))) {
+				t.Fatalf("budget %d: %s not written (%v)", tc.budget, d.key(), err)
+			}
+		}
 	}
 }
