@@ -3,66 +3,19 @@ package reads_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"testing"
-	"time"
 
-	"github.com/google/uuid"
-
-	"heartlog/heartbeat"
 	"heartlog/internal/heartlogtest"
 	cachesink "heartlog/processors/cache"
 	"heartlog/reads"
-	"heartlog/schema/dayfile"
 	"heartlog/schema/digest"
-	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/streams"
-	"heartlog/users"
 )
 
-// coldDay is a fresh user and one of its days whose shard is dropped, so
-// that it is read from SSDB and S3.
-type coldDay struct {
-	u     users.User
-	day   string
-	start time.Time
-}
-
-func newColdDay() coldDay {
-	start := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -5)
-	return coldDay{u: users.User{ID: uuid.NewString(), ObjectPrefix: uuid.NewString()[:8]}, day: start.Format(heartbeat.DayLayout), start: start}
-}
-
-func (c coldDay) key() string { return dayfile.Key(c.u.ObjectPrefix, c.u.ID, c.day) }
-
-func (c coldDay) beats(t *testing.T, from, to int) []*heartlogv1.Heartbeat {
-	var out []*heartlogv1.Heartbeat
-	for i := from; i < to; i++ {
-		out = append(out, heartlogtest.Heartbeat(t, c.u.ID, fmt.Sprintf("/src/f%d.go", i), c.start.Add(time.Duration(600+i)*time.Minute)))
-	}
-	return out
-}
-
-func (c coldDay) batch(hbs []*heartlogv1.Heartbeat) []*heartlogv1.Batch {
-	return []*heartlogv1.Batch{{Day: c.day, ObjectPrefixes: map[string]string{c.u.ID: c.u.ObjectPrefix}, Heartbeats: hbs}}
-}
-
-func encodeDay(t *testing.T, hbs ...[]*heartlogv1.Heartbeat) []byte {
-	t.Helper()
-	var all []*heartlogv1.Heartbeat
-	for _, h := range hbs {
-		all = append(all, h...)
-	}
-	merged, _ := dayfile.Merge(nil, all)
-	data, err := dayfile.Encode(merged)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
-func (c coldDay) reader(t *testing.T, st heartlogtest.Stores) *reads.Reader {
-	return reads.New(nil, states{c.day: streams.ShardDropped}, st.Cache, st.Primary, 4, heartlogtest.Logger(t))
+// reader reads d's day as a day whose shard is dropped, so that it comes
+// from SSDB and S3.
+func reader(t *testing.T, st heartlogtest.Stores, d heartlogtest.UserDay) *reads.Reader {
+	return reads.New(nil, states{d.Day: streams.ShardDropped}, st.Cache, st.Primary, 4, heartlogtest.Logger(t))
 }
 
 // TestCorruptCachedDayIsReadFromS3AndRefilled: a cached day file that does
@@ -71,29 +24,29 @@ func (c coldDay) reader(t *testing.T, st heartlogtest.Stores) *reads.Reader {
 func TestCorruptCachedDayIsReadFromS3AndRefilled(t *testing.T) {
 	ctx := context.Background()
 	st := heartlogtest.OpenStores(t)
-	c := newColdDay()
-	hbs := c.beats(t, 0, 12)
-	inS3 := encodeDay(t, hbs)
-	if _, err := st.Primary.Put(ctx, c.key(), inS3); err != nil {
+	c := heartlogtest.NewUserDay(5)
+	hbs := c.Beats(t, 0, 12)
+	inS3 := heartlogtest.DayFile(t, hbs)
+	if _, err := st.Primary.Put(ctx, c.Key(), inS3); err != nil {
 		t.Fatal(err)
 	}
-	r := c.reader(t, st)
+	r := reader(t, st, c)
 	for _, accounting := range []bool{false, true} {
-		if err := st.Cache.Set(ctx, c.key(), []byte("\x1f\x8b\x08\x00not a day file")); err != nil {
+		if err := st.Cache.Set(ctx, c.Key(), []byte("\x1f\x8b\x08\x00not a day file")); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Cache.Delete(ctx, digest.Key(c.key())); err != nil {
+		if err := st.Cache.Delete(ctx, digest.Key(c.Key())); err != nil {
 			t.Fatal(err)
 		}
 		var got int
 		if accounting {
-			act, err := r.Activity(ctx, c.u, []string{c.day})
+			act, err := r.Activity(ctx, c.User, []string{c.Day})
 			if err != nil {
 				t.Fatal(err)
 			}
 			got = len(act.Beats)
 		} else {
-			read, err := r.Heartbeats(ctx, c.u, []string{c.day})
+			read, err := r.Heartbeats(ctx, c.User, []string{c.Day})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,11 +58,11 @@ func TestCorruptCachedDayIsReadFromS3AndRefilled(t *testing.T) {
 		if got != len(hbs) {
 			t.Fatalf("accounting %v: %d heartbeats read, S3 has %d", accounting, got, len(hbs))
 		}
-		cached, ok, err := st.Cache.Get(ctx, c.key())
+		cached, ok, err := st.Cache.Get(ctx, c.Key())
 		if err != nil || !ok || !bytes.Equal(cached, inS3) {
 			t.Fatalf("accounting %v: the corrupt entry was not replaced by S3's file (present %v, %v)", accounting, ok, err)
 		}
-		if dg, ok, _ := st.Cache.Get(ctx, digest.Key(c.key())); !ok {
+		if dg, ok, _ := st.Cache.Get(ctx, digest.Key(c.Key())); !ok {
 			t.Fatalf("accounting %v: no digest beside the refilled file", accounting)
 		} else if act, err := digest.Decode(dg); err != nil || len(act.Beats) != len(hbs) {
 			t.Fatalf("accounting %v: digest of %d beats (%v)", accounting, len(act.Beats), err)
@@ -127,48 +80,48 @@ func TestFillRacingACacheCommitLeavesNoStaleEntry(t *testing.T) {
 		t.Run(step, func(t *testing.T) {
 			ctx := context.Background()
 			st := heartlogtest.OpenStores(t)
-			c := newColdDay()
-			a, b, more := c.beats(t, 0, 4), c.beats(t, 4, 6), c.beats(t, 6, 7)
-			stale := encodeDay(t, a)
-			if _, err := st.Primary.Put(ctx, c.key(), stale); err != nil {
+			c := heartlogtest.NewUserDay(5)
+			a, b, more := c.Beats(t, 0, 4), c.Beats(t, 4, 6), c.Beats(t, 6, 7)
+			stale := heartlogtest.DayFile(t, a)
+			if _, err := st.Primary.Put(ctx, c.Key(), stale); err != nil {
 				t.Fatal(err)
 			}
 			live := cachesink.New(st.Cache, st.Primary, cachesink.Options{MemoBytes: 1 << 20, Log: heartlogtest.Logger(t)})
-			r := c.reader(t, st)
+			r := reader(t, st, c)
 			raced := false
 			reads.SetBeforeFill(r, func(s string) {
 				if s == step && !raced {
 					raced = true
-					if err := live.Commit(ctx, c.batch(b)); err != nil {
+					if err := live.Commit(ctx, c.Batch(b)); err != nil {
 						t.Errorf("cache commit: %v", err)
 					}
 				}
 			})
-			if _, err := r.Heartbeats(ctx, c.u, []string{c.day}); err != nil {
+			if _, err := r.Heartbeats(ctx, c.User, []string{c.Day}); err != nil {
 				t.Fatal(err)
 			}
 			if !raced {
 				t.Fatal("the fill never reached the step: the race was not forced")
 			}
-			cached, ok, err := st.Cache.Get(ctx, c.key())
+			cached, ok, err := st.Cache.Get(ctx, c.Key())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ok && !bytes.Equal(cached, encodeDay(t, a, b)) {
+			if ok && !bytes.Equal(cached, heartlogtest.DayFile(t, a, b)) {
 				t.Fatalf("the cache holds %d bytes, not the cache processor's write (stale fill: %v)", len(cached), bytes.Equal(cached, stale))
 			}
 			// A later read fills nothing stale either.
-			if _, err := r.Heartbeats(ctx, c.u, []string{c.day}); err != nil {
+			if _, err := r.Heartbeats(ctx, c.User, []string{c.Day}); err != nil {
 				t.Fatal(err)
 			}
-			if cached, ok, _ := st.Cache.Get(ctx, c.key()); ok && bytes.Equal(cached, stale) {
+			if cached, ok, _ := st.Cache.Get(ctx, c.Key()); ok && bytes.Equal(cached, stale) {
 				t.Fatal("a later read filled the older S3 copy")
 			}
-			if err := live.Commit(ctx, c.batch(more)); err != nil {
+			if err := live.Commit(ctx, c.Batch(more)); err != nil {
 				t.Fatal(err)
 			}
-			cached, ok, err = st.Cache.Get(ctx, c.key())
-			if err != nil || !ok || !bytes.Equal(cached, encodeDay(t, a, b, more)) {
+			cached, ok, err = st.Cache.Get(ctx, c.Key())
+			if err != nil || !ok || !bytes.Equal(cached, heartlogtest.DayFile(t, a, b, more)) {
 				t.Fatalf("after the next commit the cache holds %d bytes (present %v, %v), want all 7 heartbeats", len(cached), ok, err)
 			}
 		})

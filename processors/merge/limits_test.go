@@ -4,14 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
-	"heartlog/heartbeat"
 	"heartlog/internal/heartlogtest"
 	"heartlog/objstore"
 	"heartlog/processors"
@@ -23,47 +19,14 @@ import (
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 )
 
-// userDay is one user-day of a fresh user, for tests that call a sink's
-// Commit directly.
-type userDay struct {
-	user, prefix, day string
-	start             time.Time
-}
-
-func newUserDay(t *testing.T) userDay {
+// commitAll commits hbs of d to each sink.
+func commitAll(t *testing.T, d heartlogtest.UserDay, hbs []*heartlogv1.Heartbeat, sinks ...*merge.Sink) {
 	t.Helper()
-	start := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -3)
-	return userDay{user: uuid.NewString(), prefix: uuid.NewString()[:8], day: start.Format(heartbeat.DayLayout), start: start}
-}
-
-func (d userDay) key() string { return dayfile.Key(d.prefix, d.user, d.day) }
-
-// beats are heartbeats from..to-1 of the day, one a minute.
-func (d userDay) beats(t *testing.T, from, to int) []*heartlogv1.Heartbeat {
-	t.Helper()
-	var out []*heartlogv1.Heartbeat
-	for i := from; i < to; i++ {
-		out = append(out, heartlogtest.Heartbeat(t, d.user, fmt.Sprintf("/src/f%d.go", i), d.start.Add(time.Duration(9*60+i)*time.Minute)))
+	for _, sink := range sinks {
+		if err := sink.Commit(context.Background(), d.Batch(hbs)); err != nil {
+			t.Fatalf("%s: %v", sink.Name(), err)
+		}
 	}
-	return out
-}
-
-func (d userDay) batch(hbs []*heartlogv1.Heartbeat) []*heartlogv1.Batch {
-	return []*heartlogv1.Batch{{Day: d.day, ObjectPrefixes: map[string]string{d.user: d.prefix}, Heartbeats: hbs}}
-}
-
-func encode(t *testing.T, hbs ...[]*heartlogv1.Heartbeat) []byte {
-	t.Helper()
-	var all []*heartlogv1.Heartbeat
-	for _, h := range hbs {
-		all = append(all, h...)
-	}
-	merged, _ := dayfile.Merge(nil, all)
-	data, err := dayfile.Encode(merged)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
 }
 
 func rejectedOf(t *testing.T, err error) *processors.Rejected {
@@ -91,30 +54,30 @@ func TestFileAtItsLimitKeepsItsContent(t *testing.T) {
 	ctx := context.Background()
 	st := heartlogtest.OpenStores(t)
 	sink := objects.New(ctx, st.Primary, objects.Options{Limits: dayfile.Limits{MaxHeartbeats: 5}, MemoBytes: 1 << 20, Log: heartlogtest.Logger(t)})
-	d := newUserDay(t)
-	first := d.beats(t, 0, 3)
-	if err := sink.Commit(ctx, d.batch(first)); err != nil {
+	d := heartlogtest.NewUserDay(3)
+	first := d.Beats(t, 0, 3)
+	if err := sink.Commit(ctx, d.Batch(first)); err != nil {
 		t.Fatal(err)
 	}
-	more := d.beats(t, 3, 7) // two fit, two do not
+	more := d.Beats(t, 3, 7) // two fit, two do not
 	for round := range 2 {   // the retry the loop would make gets the same answer
-		rej := rejectedOf(t, sink.Commit(ctx, d.batch(more)))
+		rej := rejectedOf(t, sink.Commit(ctx, d.Batch(more)))
 		if len(rej.Heartbeats) != 2 {
 			t.Fatalf("round %d: %d rejected, want 2", round, len(rej.Heartbeats))
 		}
 		for i, r := range rej.Heartbeats {
-			if r.Reason != "day file too large" || !errors.Is(r.Err, dayfile.ErrTooLarge) || r.Heartbeat != more[2+i] || r.Batch == nil || r.Batch.Day != d.day {
+			if r.Reason != "day file too large" || !errors.Is(r.Err, dayfile.ErrTooLarge) || r.Heartbeat != more[2+i] || r.Batch == nil || r.Batch.Day != d.Day {
 				t.Fatalf("rejection %d: %+v, want heartbeat %s (the latest) as too large, with its batch", i, r, more[2+i].Id)
 			}
 		}
-		data, _, err := st.Primary.Get(ctx, d.key())
+		data, _, err := st.Primary.Get(ctx, d.Key())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := encode(t, first, more[:2]); !bytes.Equal(data, want) {
+		if want := heartlogtest.DayFile(t, first, more[:2]); !bytes.Equal(data, want) {
 			t.Fatalf("round %d: the file is not its three heartbeats plus the two that fit", round)
 		}
-		noQuarantine(t, st.Primary, d.key())
+		noQuarantine(t, st.Primary, d.Key())
 	}
 }
 
@@ -126,35 +89,35 @@ func TestFileOverItsLimitIsLeftAsItIs(t *testing.T) {
 	ctx := context.Background()
 	st := heartlogtest.OpenStores(t)
 	log := heartlogtest.Logger(t)
-	d := newUserDay(t)
-	big := encode(t, d.beats(t, 0, 8))
-	etag, err := st.Primary.Put(ctx, d.key(), big)
+	d := heartlogtest.NewUserDay(3)
+	big := heartlogtest.DayFile(t, d.Beats(t, 0, 8))
+	etag, err := st.Primary.Put(ctx, d.Key(), big)
 	if err != nil {
 		t.Fatal(err)
 	}
 	limits := dayfile.Limits{MaxHeartbeats: 5}
 	sink := objects.New(ctx, st.Primary, objects.Options{Limits: limits, Log: log})
-	late := d.beats(t, 8, 9)
-	rej := rejectedOf(t, sink.Commit(ctx, d.batch(late)))
+	late := d.Beats(t, 8, 9)
+	rej := rejectedOf(t, sink.Commit(ctx, d.Batch(late)))
 	if len(rej.Heartbeats) != 1 || rej.Heartbeats[0].Heartbeat != late[0] || rej.Heartbeats[0].Reason != "day file too large" {
 		t.Fatalf("rejected %+v, want the late heartbeat as too large", rej.Heartbeats)
 	}
-	data, now, err := st.Primary.Get(ctx, d.key())
+	data, now, err := st.Primary.Get(ctx, d.Key())
 	if err != nil || now != etag || !bytes.Equal(data, big) {
 		t.Fatalf("the file over its limits was rewritten (ETag %s -> %s, %v)", etag, now, err)
 	}
-	noQuarantine(t, st.Primary, d.key())
+	noQuarantine(t, st.Primary, d.Key())
 
 	// The cache: an entry that S3 cannot give whole is dropped, not
 	// rejected (the objects processor parks what S3 cannot hold).
-	if err := st.Cache.Set(ctx, d.key(), big); err != nil {
+	if err := st.Cache.Set(ctx, d.Key(), big); err != nil {
 		t.Fatal(err)
 	}
 	cs := cachesink.New(st.Cache, st.Primary, cachesink.Options{Limits: limits, Log: log})
-	if err := cs.Commit(ctx, d.batch(late)); err != nil {
+	if err := cs.Commit(ctx, d.Batch(late)); err != nil {
 		t.Fatalf("cache commit: %v", err)
 	}
-	if _, ok, err := st.Cache.Get(ctx, d.key()); ok || err != nil {
+	if _, ok, err := st.Cache.Get(ctx, d.Key()); ok || err != nil {
 		t.Fatalf("cache still holds the day (%v) it cannot keep whole", err)
 	}
 }
@@ -165,30 +128,27 @@ func TestCorruptCacheEntryIsReseededFromS3(t *testing.T) {
 	ctx := context.Background()
 	st := heartlogtest.OpenStores(t)
 	log := heartlogtest.Logger(t)
-	d := newUserDay(t)
-	old, late := d.beats(t, 0, 20), d.beats(t, 20, 21)
+	d := heartlogtest.NewUserDay(3)
+	old, late := d.Beats(t, 0, 20), d.Beats(t, 20, 21)
 	obj := objects.New(ctx, st.Primary, objects.Options{Log: log})
-	for _, b := range [][]*heartlogv1.Heartbeat{old, late} {
-		if err := obj.Commit(ctx, d.batch(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := st.Cache.Set(ctx, d.key(), []byte("\x1f\x8b\x08\x00garbage")); err != nil {
+	commitAll(t, d, old, obj)
+	commitAll(t, d, late, obj)
+	if err := st.Cache.Set(ctx, d.Key(), []byte("\x1f\x8b\x08\x00garbage")); err != nil {
 		t.Fatal(err)
 	}
 	cs := cachesink.New(st.Cache, st.Primary, cachesink.Options{Log: log})
-	if err := cs.Commit(ctx, d.batch(late)); err != nil {
+	if err := cs.Commit(ctx, d.Batch(late)); err != nil {
 		t.Fatal(err)
 	}
-	inS3, _, err := st.Primary.Get(ctx, d.key())
+	inS3, _, err := st.Primary.Get(ctx, d.Key())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cached, ok, err := st.Cache.Get(ctx, d.key())
+	cached, ok, err := st.Cache.Get(ctx, d.Key())
 	if err != nil || !ok || !bytes.Equal(cached, inS3) {
 		t.Fatalf("cached entry (%d bytes, %v) is not S3's file (%d bytes)", len(cached), err, len(inS3))
 	}
-	if dg, ok, _ := st.Cache.Get(ctx, digest.Key(d.key())); !ok {
+	if dg, ok, _ := st.Cache.Get(ctx, digest.Key(d.Key())); !ok {
 		t.Fatal("no digest written with the re-seeded file")
 	} else if act, err := digest.Decode(dg); err != nil || len(act.Beats) != 21 {
 		t.Fatalf("digest has %d beats (%v), want 21", len(act.Beats), err)
@@ -224,43 +184,37 @@ func TestReplayRacingTheCacheProcessorLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	st := heartlogtest.OpenStores(t)
 	log := heartlogtest.Logger(t)
-	d := newUserDay(t)
+	d := heartlogtest.NewUserDay(3)
 	// old is everywhere; replayed is in S3 but not yet in the cache (what
 	// a replay is for); fresh reaches the cache processor first.
-	old, replayed, fresh := d.beats(t, 0, 5), d.beats(t, 5, 6), d.beats(t, 6, 8)
+	old, replayed, fresh := d.Beats(t, 0, 5), d.Beats(t, 5, 6), d.Beats(t, 6, 8)
 	obj := objects.New(ctx, st.Primary, objects.Options{Log: log})
 	live := cachesink.New(st.Cache, st.Primary, cachesink.Options{MemoBytes: 1 << 20, Log: log})
-	for _, sink := range []*merge.Sink{obj, live} {
-		if err := sink.Commit(ctx, d.batch(old)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := obj.Commit(ctx, d.batch(replayed)); err != nil {
-		t.Fatal(err)
-	}
+	commitAll(t, d, old, obj, live)
+	commitAll(t, d, replayed, obj)
 	paused := &pausedStore{Store: merge.CacheStore(st.Cache)}
 	paused.pause = func() {
-		if err := live.Commit(ctx, d.batch(fresh)); err != nil {
+		if err := live.Commit(ctx, d.Batch(fresh)); err != nil {
 			t.Errorf("live commit: %v", err)
 		}
 	}
 	replay := merge.New(merge.Options{Name: "cache-replay-test", Store: paused, Seed: merge.BucketStore(st.Primary), Standby: true, Log: log})
-	if err := replay.Commit(ctx, d.batch(replayed)); err != nil {
+	if err := replay.Commit(ctx, d.Batch(replayed)); err != nil {
 		t.Fatal(err)
 	}
 	if paused.pause != nil {
 		t.Fatal("the replay never read the cache: the race was not forced")
 	}
-	want := encode(t, old, replayed, fresh)
-	cached, ok, err := st.Cache.Get(ctx, d.key())
+	want := heartlogtest.DayFile(t, old, replayed, fresh)
+	cached, ok, err := st.Cache.Get(ctx, d.Key())
 	if err != nil || !ok || !bytes.Equal(cached, want) {
 		t.Fatalf("after the race the cache holds %d bytes (present %v, %v), want the %d bytes of all 8 heartbeats", len(cached), ok, err, len(want))
 	}
 	// Once S3 has the new heartbeats, the two are the same file.
-	if err := obj.Commit(ctx, d.batch(fresh)); err != nil {
+	if err := obj.Commit(ctx, d.Batch(fresh)); err != nil {
 		t.Fatal(err)
 	}
-	if inS3, _, _ := st.Primary.Get(ctx, d.key()); !bytes.Equal(inS3, want) {
+	if inS3, _, _ := st.Primary.Get(ctx, d.Key()); !bytes.Equal(inS3, want) {
 		t.Fatal("S3 does not hold the 8 heartbeats")
 	}
 }
@@ -275,40 +229,34 @@ func TestReplayOverlappingTheCacheProcessorDropsTheDay(t *testing.T) {
 	ctx := context.Background()
 	st := heartlogtest.OpenStores(t)
 	log := heartlogtest.Logger(t)
-	d := newUserDay(t)
-	old, replayed, fresh, next := d.beats(t, 0, 5), d.beats(t, 5, 6), d.beats(t, 6, 8), d.beats(t, 8, 9)
+	d := heartlogtest.NewUserDay(3)
+	old, replayed, fresh, next := d.Beats(t, 0, 5), d.Beats(t, 5, 6), d.Beats(t, 6, 8), d.Beats(t, 8, 9)
 	obj := objects.New(ctx, st.Primary, objects.Options{Log: log})
 	live := cachesink.New(st.Cache, st.Primary, cachesink.Options{MemoBytes: 1 << 20, Log: log})
-	for _, sink := range []*merge.Sink{obj, live} {
-		if err := sink.Commit(ctx, d.batch(old)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := obj.Commit(ctx, d.batch(replayed)); err != nil {
-		t.Fatal(err)
-	}
+	commitAll(t, d, old, obj, live)
+	commitAll(t, d, replayed, obj)
 	raced := false
 	store := merge.CacheStoreBeforeWrite(st.Cache, func() {
 		raced = true
-		if err := live.Commit(ctx, d.batch(fresh)); err != nil {
+		if err := live.Commit(ctx, d.Batch(fresh)); err != nil {
 			t.Errorf("live commit: %v", err)
 		}
 	})
 	replay := merge.New(merge.Options{Name: "cache-replay-test", Store: store, Seed: merge.BucketStore(st.Primary), Standby: true, Log: log})
-	if err := replay.Commit(ctx, d.batch(replayed)); err != nil {
+	if err := replay.Commit(ctx, d.Batch(replayed)); err != nil {
 		t.Fatal(err)
 	}
 	if !raced {
 		t.Fatal("the replay never wrote: the race was not forced")
 	}
-	if cached, ok, err := st.Cache.Get(ctx, d.key()); err != nil || ok {
+	if cached, ok, err := st.Cache.Get(ctx, d.Key()); err != nil || ok {
 		t.Fatalf("after the overlap the cache holds %d bytes (%v); want the day dropped", len(cached), err)
 	}
-	if err := live.Commit(ctx, d.batch(next)); err != nil {
+	if err := live.Commit(ctx, d.Batch(next)); err != nil {
 		t.Fatal(err)
 	}
-	want := encode(t, old, replayed, fresh, next)
-	if cached, ok, err := st.Cache.Get(ctx, d.key()); err != nil || !ok || !bytes.Equal(cached, want) {
+	want := heartlogtest.DayFile(t, old, replayed, fresh, next)
+	if cached, ok, err := st.Cache.Get(ctx, d.Key()); err != nil || !ok || !bytes.Equal(cached, want) {
 		t.Fatalf("the next live commit left %d bytes (present %v, %v), want all 9 heartbeats", len(cached), ok, err)
 	}
 }
@@ -321,31 +269,21 @@ func TestStaleCacheEntryIsMergedWithS3(t *testing.T) {
 	ctx := context.Background()
 	st := heartlogtest.OpenStores(t)
 	log := heartlogtest.Logger(t)
-	d := newUserDay(t)
-	a, b, c := d.beats(t, 0, 3), d.beats(t, 3, 6), d.beats(t, 6, 7)
+	d := heartlogtest.NewUserDay(3)
+	a, b, c := d.Beats(t, 0, 3), d.Beats(t, 3, 6), d.Beats(t, 6, 7)
 	obj := objects.New(ctx, st.Primary, objects.Options{Log: log})
 	live := cachesink.New(st.Cache, st.Primary, cachesink.Options{Log: log})
-	for _, hbs := range [][]*heartlogv1.Heartbeat{a, b} {
-		if err := obj.Commit(ctx, d.batch(hbs)); err != nil {
-			t.Fatal(err)
-		}
-		if err := live.Commit(ctx, d.batch(hbs)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	commitAll(t, d, a, obj, live)
+	commitAll(t, d, b, obj, live)
 	// An older version (only a) written back behind the processor's back,
 	// as a blind fill of an old S3 read would.
-	if err := digest.Put(ctx, st.Cache, []digest.File{{Key: d.key(), Data: encode(t, a)}}); err != nil {
+	if err := digest.Put(ctx, st.Cache, []digest.File{{Key: d.Key(), Data: heartlogtest.DayFile(t, a)}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, sink := range []*merge.Sink{obj, live} {
-		if err := sink.Commit(ctx, d.batch(c)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	inS3, _, _ := st.Primary.Get(ctx, d.key())
-	cached, _, _ := st.Cache.Get(ctx, d.key())
-	if want := encode(t, a, b, c); !bytes.Equal(inS3, want) || !bytes.Equal(cached, want) {
+	commitAll(t, d, c, obj, live)
+	inS3, _, _ := st.Primary.Get(ctx, d.Key())
+	cached, _, _ := st.Cache.Get(ctx, d.Key())
+	if want := heartlogtest.DayFile(t, a, b, c); !bytes.Equal(inS3, want) || !bytes.Equal(cached, want) {
 		t.Fatalf("S3 equal %v, cache equal %v to all 7 heartbeats", bytes.Equal(inS3, want), bytes.Equal(cached, want))
 	}
 }
@@ -426,11 +364,11 @@ func TestMergesAreBoundedByBytes(t *testing.T) {
 		store := &inFlight{Store: merge.BucketStore(st.Primary), arrived: make(chan struct{})}
 		sink := merge.New(merge.Options{Name: "bytes-test", Store: store, MergeBytes: tc.budget, Concurrency: 8, Log: heartlogtest.Logger(t)})
 		var batches []*heartlogv1.Batch
-		var days []userDay
+		var days []heartlogtest.UserDay
 		for range 8 {
-			d := newUserDay(t)
+			d := heartlogtest.NewUserDay(3)
 			days = append(days, d)
-			batches = append(batches, d.batch(d.beats(t, 0, 3))...)
+			batches = append(batches, d.Batch(d.Beats(t, 0, 3))...)
 		}
 		if err := sink.Commit(ctx, batches); err != nil {
 			t.Fatal(err)
@@ -439,8 +377,8 @@ func TestMergesAreBoundedByBytes(t *testing.T) {
 			t.Fatalf("budget %d: at most %d merges at once", tc.budget, store.max)
 		}
 		for _, d := range days {
-			if data, _, err := st.Primary.Get(ctx, d.key()); err != nil || !bytes.Equal(data, encode(t, d.beats(t, 0, 3))) {
-				t.Fatalf("budget %d: %s not written (%v)", tc.budget, d.key(), err)
+			if data, _, err := st.Primary.Get(ctx, d.Key()); err != nil || !bytes.Equal(data, heartlogtest.DayFile(t, d.Beats(t, 0, 3))) {
+				t.Fatalf("budget %d: %s not written (%v)", tc.budget, d.Key(), err)
 			}
 		}
 	}
