@@ -209,9 +209,15 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		if err != nil {
 			return nil, nil, err
 		}
+		// A corrupt day file is rebuilt from its backup copy too.
+		backupCopy, err := rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", name)
+		if err != nil {
+			rt.log.Warn().Err(err).Msg("no backup bucket: a corrupt day file is rebuilt from the heartbeats at hand alone")
+			backupCopy = nil
+		}
 		return objects.New(ctx, primary, objects.Options{
 			Concurrency: rt.cfg.Objects.Concurrency, MemoBytes: rt.cfg.Objects.MemoBytes,
-			Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Log: rt.log,
+			Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Backup: backupCopy, Log: rt.log,
 		}), nothing, nil
 	case streams.DurableBackup:
 		b, err := rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", name)

@@ -11,6 +11,7 @@ import (
 	"heartlog/internal/heartlogtest"
 	"heartlog/objstore"
 	"heartlog/processors"
+	"heartlog/processors/backup"
 	cachesink "heartlog/processors/cache"
 	"heartlog/processors/merge"
 	"heartlog/processors/objects"
@@ -153,6 +154,35 @@ func TestCorruptCacheEntryIsReseededFromS3(t *testing.T) {
 	} else if act, err := digest.Decode(dg); err != nil || len(act.Beats) != 21 {
 		t.Fatalf("digest has %d beats (%v), want 21", len(act.Beats), err)
 	}
+}
+
+// TestCorruptFileIsRebuiltFromTheBackup: a day file in S3 that does not
+// decode is quarantined and rebuilt from its backup copy and the
+// heartbeats at hand, not from these alone.
+func TestCorruptFileIsRebuiltFromTheBackup(t *testing.T) {
+	ctx := context.Background()
+	st := heartlogtest.OpenStores(t)
+	log := heartlogtest.Logger(t)
+	d := heartlogtest.NewUserDay(3)
+	old, late := d.Beats(t, 0, 10), d.Beats(t, 10, 11)
+	commitAll(t, d, old, backup.New(ctx, st.Backup, backup.Options{Log: log}))
+	garbage := []byte("\x1f\x8b\x08\x00garbage")
+	if _, err := st.Primary.Put(ctx, d.Key(), garbage); err != nil {
+		t.Fatal(err)
+	}
+	commitAll(t, d, late, objects.New(ctx, st.Primary, objects.Options{Backup: st.Backup, Log: log}))
+	data, _, err := st.Primary.Get(ctx, d.Key())
+	if err != nil || !bytes.Equal(data, heartlogtest.DayFile(t, old, late)) {
+		t.Fatalf("the rebuilt file is not the backup's ten heartbeats and the late one (%v)", err)
+	}
+	q, err := objstore.ListAll(ctx, st.Primary, "quarantine/"+d.Key())
+	if err != nil || len(q) != 1 {
+		t.Fatalf("quarantined %v (%v), want the corrupt file once", q, err)
+	}
+	if kept, _, _ := st.Primary.Get(ctx, q[0]); !bytes.Equal(kept, garbage) {
+		t.Fatal("the quarantined copy is not the corrupt file")
+	}
+	_ = st.Primary.Delete(ctx, q[0])
 }
 
 // pausedStore runs pause once, between a read and the write after it.

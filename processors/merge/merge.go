@@ -119,6 +119,12 @@ type Options struct {
 	// Quarantine, if set, receives an unreadable file under
 	// "quarantine/<key>.<unix time>" before it is replaced.
 	Quarantine Store
+	// Fallback, if set, is read when Store's file is unreadable, and its
+	// file is the base of the rebuild instead of nothing: the objects
+	// processor's is the backup bucket, a copy built independently from
+	// the stream, so a corrupt S3 file loses at most what the backup had
+	// not yet written.
+	Fallback Store
 	// Limits bound each day file (default dayfile.DefaultLimits).
 	Limits dayfile.Limits
 	// MergeBytes bounds the (estimated uncompressed) size of the files
@@ -577,10 +583,14 @@ func (s *Sink) decode(ctx context.Context, key string, raw rawFile) (file, error
 			return file{}, err
 		}
 		s.memo.forget(key)
+		base, size, ferr := s.fallback(ctx, key)
+		if ferr != nil {
+			return file{}, ferr // before the quarantine: the retry does it once
+		}
 		if err := s.quarantine(ctx, key, raw.data, err); err != nil {
 			return file{}, err
 		}
-		cur.rebuilt = true
+		cur.heartbeats, cur.size, cur.rebuilt = base, size, true
 		return cur, nil
 	}
 	// Derived: the union of the truth and of Store's file where readable.
@@ -610,6 +620,28 @@ func (s *Sink) decode(ctx context.Context, key string, raw rawFile) (file, error
 	return cur, nil
 }
 
+// fallback returns the Fallback's file, the base of a corrupt file's
+// rebuild; none if there is no Fallback, it has no file, or its file is
+// unreadable too.
+func (s *Sink) fallback(ctx context.Context, key string) ([]*heartlogv1.Heartbeat, int, error) {
+	if s.opts.Fallback == nil {
+		return nil, 0, nil
+	}
+	data, _, err := s.opts.Fallback.Read(ctx, key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, 0, nil
+	case err != nil:
+		return nil, 0, fmt.Errorf("%s: read the fallback of corrupt %s: %w", s.opts.Name, key, err)
+	}
+	hbs, size, err := s.opts.Limits.Decode(data)
+	if err != nil {
+		s.opts.Log.Error().Err(err).Str("processor", s.opts.Name).Str("key", key).Msg("the fallback of a corrupt day file is unreadable too")
+		return nil, 0, nil
+	}
+	return hbs, size, nil
+}
+
 // quarantine keeps an unreadable file where an operator can look at it.
 func (s *Sink) quarantine(ctx context.Context, key string, data []byte, cause error) error {
 	s.metrics.corrupt.Inc()
@@ -622,7 +654,7 @@ func (s *Sink) quarantine(ctx context.Context, key string, data []byte, cause er
 		}
 		ev = ev.Str("quarantined_as", qkey)
 	}
-	ev.Msg("day file unreadable; rebuilding it from the heartbeats at hand (its copy is kept; replay, or restore it from the backup bucket, to bring back older ones)")
+	ev.Bool("from_fallback", s.opts.Fallback != nil).Msg("day file unreadable; rebuilding it from the fallback (the backup), if any, and the heartbeats at hand (its copy is kept; replay to bring back what neither had)")
 	return nil
 }
 
