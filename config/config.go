@@ -77,12 +77,16 @@ var Vars = []Var{
 	{"HEARTLOG_CACHE_FLUSH_MESSAGES", "2048", "cache processor: messages that trigger a flush", false},
 	{"HEARTLOG_CACHE_FLUSH_BYTES", "33554432", "cache processor: message bytes that trigger a flush", false},
 	{"HEARTLOG_CACHE_CONCURRENCY", "64", "cache processor: day files merged at once", false},
+	{"HEARTLOG_CACHE_MEMO_BYTES", "268435456", "cache processor: memory of the day files it wrote last, so that their next change is merged without reading SSDB and S3 (0: off; every merge then reads both)", false},
 	{"HEARTLOG_BACKUP_FLUSH_AGE", "5m", "backup processor: longest a heartbeat waits before its backup is written (Spaces writes take ~2 s)", false},
 	{"HEARTLOG_BACKUP_FLUSH_MESSAGES", "20000", "backup processor: messages that trigger a flush", false},
 	{"HEARTLOG_BACKUP_FLUSH_BYTES", "268435456", "backup processor: message bytes that trigger a flush", false},
 	{"HEARTLOG_BACKUP_CONCURRENCY", "1024", "backup processor: writes in flight (2 s each: ~1000 needed to reach 450/s)", false},
 	{"HEARTLOG_BACKUP_MEMO_BYTES", "268435456", "backup processor: memory of the day files it wrote last, so that most changes cost one request, not two (needs conditional writes; 0: off)", false},
 	{"HEARTLOG_BACKUP_REQUESTS_PER_SECOND", "450", "backup processor: ceiling on its reads and writes together, below Spaces' ~500 requests/s per account (a single Space documents 240 requests/s and 150 writes/s: set about 140 for one Space)", false},
+	{"HEARTLOG_DAYFILE_MAX_BYTES", "268435456", "largest day file (uncompressed bytes) the objects, cache and backup processors write; heartbeats past it are rejected (parked), the file is kept as it is", false},
+	{"HEARTLOG_DAYFILE_MAX_HEARTBEATS", "400000", "most heartbeats in one day file; past it, as HEARTLOG_DAYFILE_MAX_BYTES", false},
+	{"HEARTLOG_DAYFILE_MERGE_BYTES", "268435456", "each day-file processor: uncompressed bytes of day files merged at once (a larger file is merged alone)", false},
 	{"HEARTLOG_LOG_LEVEL", "info", "debug, info, warn or error", false},
 	{"HEARTLOG_LOG_FORMAT", "console", "console (for people) or json (for log shippers)", false},
 	{"HEARTLOG_DEBUG_JANITOR_PAUSE", "", "fault tests only (`make chaos`): the shard janitor waits, holding its lock, after this step of a day (prove, drain, settle, detach, drop, mark-dropped) to be killed there; empty: off", false},
@@ -99,8 +103,7 @@ type Bucket struct {
 type Flush struct {
 	Messages, Bytes, Concurrency int
 	Age                          time.Duration
-	// MemoBytes is the sink's memory of files it wrote (0 where the
-	// processor has none: the cache).
+	// MemoBytes is the sink's memory of files it wrote.
 	MemoBytes int64
 }
 
@@ -121,6 +124,10 @@ type Config struct {
 	Objects, Cache       Flush
 	BackupFlush          Flush
 	BackupRequestsPerSec float64
+	// DayFileMaxBytes and DayFileMaxHeartbeats bound each day file;
+	// MergeBytes bounds what each day-file processor merges at once.
+	DayFileMaxBytes, DayFileMaxHeartbeats int
+	MergeBytes                            int64
 
 	HTTPAddr         string
 	AdminAddr        string
@@ -207,6 +214,10 @@ func FromEnv() (Config, error) {
 	c.BackupRequestsPerSec = r.float("HEARTLOG_BACKUP_REQUESTS_PER_SECOND")
 	c.Objects.MemoBytes = int64(r.int("HEARTLOG_OBJECTS_MEMO_BYTES", 0, 1<<40))
 	c.BackupFlush.MemoBytes = int64(r.int("HEARTLOG_BACKUP_MEMO_BYTES", 0, 1<<40))
+	c.Cache.MemoBytes = int64(r.int("HEARTLOG_CACHE_MEMO_BYTES", 0, 1<<40))
+	c.DayFileMaxBytes = r.int("HEARTLOG_DAYFILE_MAX_BYTES", 1024, 1<<32)
+	c.DayFileMaxHeartbeats = r.int("HEARTLOG_DAYFILE_MAX_HEARTBEATS", 1, 1<<30)
+	c.MergeBytes = int64(r.int("HEARTLOG_DAYFILE_MERGE_BYTES", 1<<20, 1<<40))
 	return c, r.err
 }
 

@@ -27,6 +27,7 @@ import (
 	"heartlog/processors/objects"
 	pgsink "heartlog/processors/postgres"
 	"heartlog/reads"
+	"heartlog/schema/dayfile"
 	"heartlog/shards"
 	"heartlog/streams"
 	"heartlog/users"
@@ -50,6 +51,8 @@ type runtime struct {
 	pgReady chan struct{}
 	// noJanitor keeps process from running the shard janitor.
 	noJanitor bool
+	// replay makes the cache sink a standby beside the live processor.
+	replay bool
 }
 
 // postgresOptional are the commands that start without Postgres: ingest
@@ -303,8 +306,15 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		if err != nil {
 			return nil, nil, err
 		}
+		// A corrupt day file is rebuilt from its backup copy too.
+		backupCopy, err := rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", name)
+		if err != nil {
+			rt.log.Warn().Err(err).Msg("no backup bucket: a corrupt day file is rebuilt from the heartbeats at hand alone")
+			backupCopy = nil
+		}
 		return objects.New(ctx, primary, objects.Options{
-			Concurrency: rt.cfg.Objects.Concurrency, MemoBytes: rt.cfg.Objects.MemoBytes, Log: rt.log,
+			Concurrency: rt.cfg.Objects.Concurrency, MemoBytes: rt.cfg.Objects.MemoBytes,
+			Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Backup: backupCopy, Log: rt.log,
 		}), nothing, nil
 	case streams.DurableBackup:
 		b, err := rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", name)
@@ -314,7 +324,7 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		rt.checkSpacesLimits()
 		return backup.New(ctx, b, backup.Options{
 			Concurrency: rt.cfg.BackupFlush.Concurrency, RequestsPerSecond: rt.cfg.BackupRequestsPerSec,
-			MemoBytes: rt.cfg.BackupFlush.MemoBytes, Log: rt.log,
+			MemoBytes: rt.cfg.BackupFlush.MemoBytes, Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Log: rt.log,
 		}), nothing, nil
 	case streams.DurableCache:
 		primary, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", name)
@@ -325,9 +335,16 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		if err != nil {
 			return nil, nil, fmt.Errorf("HEARTLOG_CACHE_URL: %w", err)
 		}
-		return cachesink.New(c, primary, rt.cfg.Cache.Concurrency, rt.log), func() { _ = c.Close() }, nil
+		return cachesink.New(c, primary, cachesink.Options{
+			Concurrency: rt.cfg.Cache.Concurrency, MemoBytes: rt.cfg.Cache.MemoBytes,
+			Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Standby: rt.replay, Log: rt.log,
+		}), func() { _ = c.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("unknown processor %q (HEARTLOG_PROCESSORS); this release has: %v", name, processorNames)
+}
+
+func (rt *runtime) dayFileLimits() dayfile.Limits {
+	return dayfile.Limits{MaxBytes: rt.cfg.DayFileMaxBytes, MaxHeartbeats: rt.cfg.DayFileMaxHeartbeats}
 }
 
 // Spaces' documented limits per Space (bucket): 240 requests/s in all, 150

@@ -433,7 +433,7 @@ func measureReads(ctx context.Context, srv http.Handler, tr *timedReader, bucket
 	var keys []string
 	for _, d := range stats.UTCDays(start, end, loc) {
 		k := dayfile.Key(rd.heavy.ObjectPrefix, rd.heavy.ID, d)
-		keys = append(keys, k, digest.Key(k))
+		keys = append(keys, k, digest.Key(k), digest.GenKey(k)) // a wipe: a day with a generation left is not filled
 	}
 	target := "/api/v1/users/current/summaries?start=" + start.String() + "&end=" + end.String()
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(rd.key))
@@ -503,7 +503,7 @@ func cleanupReads(ctx context.Context, ds *dayStores, rd *readData) {
 	for i := 0; i < len(rd.keys) && err == nil; i += 1000 {
 		var del []string
 		for _, k := range rd.keys[i:min(i+1000, len(rd.keys))] {
-			del = append(del, k, digest.Key(k))
+			del = append(del, k, digest.Key(k), digest.GenKey(k))
 		}
 		err = ds.cache.Delete(ctx, del...)
 	}
