@@ -70,8 +70,10 @@ func TestLaggingSinkWarnsBeforeMaxAge(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		opts := processors.Options{Stream: stream, Log: zerolog.New(&logs), RetryMax: time.Second, StopTimeout: time.Second}
-		_ = processors.Run(ctx, cons, downSink{}, opts)
+		opts := processors.Options{Stream: stream, DeadLetters: streams.NewDeadLetters(svc.JS, svc.Streams), Log: zerolog.New(&logs), RetryMax: time.Second, StopTimeout: time.Second}
+		if err := processors.Run(ctx, cons, downSink{}, opts); err != nil {
+			t.Errorf("processor: %v", err)
+		}
 	}()
 	defer func() { cancel(); <-done }()
 
