@@ -355,9 +355,15 @@ func runCorruptDayfile(ctx context.Context, r *rowRun) error {
 	return nil
 }
 
+// janitorGrace is the shard grace of the janitor row's janitors.
+const janitorGrace = "1m"
+
 func runJanitorKill(ctx context.Context, r *rowRun) error {
 	st := r.st
-	old := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -4)
+	// Yesterday: inside the processors' shard grace (48 h), so its heartbeats
+	// get a Postgres partition (a day past grace gets none); the janitors of
+	// the row run with a grace of a minute, so to them it is due.
+	old := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
 	day := old.Format(heartbeat.DayLayout)
 	r.l.oldDay.Store(old.Unix())
 	r.startLoad(ctx)
@@ -376,7 +382,7 @@ func runJanitorKill(ctx context.Context, r *rowRun) error {
 	for _, step := range []string{"prove", "drain", "settle", "detach!", "detach", "drop", "mark-dropped"} {
 		pause := strings.TrimSuffix(step, "!")
 		j := st.heartlogProc("janitor", []string{"process"}, map[string]string{
-			"HEARTLOG_PROCESSORS": "", "HEARTLOG_DEBUG_JANITOR_PAUSE": pause,
+			"HEARTLOG_PROCESSORS": "", "HEARTLOG_DEBUG_JANITOR_PAUSE": pause, "HEARTLOG_SHARDS_GRACE": janitorGrace,
 		})
 		logPath = j.logPath
 		if step == "detach!" {
@@ -408,7 +414,7 @@ func runJanitorKill(ctx context.Context, r *rowRun) error {
 			return fmt.Errorf("expire the janitor's lock: %w", err)
 		}
 	}
-	j := st.heartlogProc("janitor", []string{"process"}, map[string]string{"HEARTLOG_PROCESSORS": ""})
+	j := st.heartlogProc("janitor", []string{"process"}, map[string]string{"HEARTLOG_PROCESSORS": "", "HEARTLOG_SHARDS_GRACE": janitorGrace})
 	if err := j.start(); err != nil {
 		return err
 	}
