@@ -355,6 +355,11 @@ func runCorruptDayfile(ctx context.Context, r *rowRun) error {
 	return nil
 }
 
+// janitorGrace makes the janitor row's old day (4 days ago) eligible; the
+// rest of the stack runs with a longer grace, so that the processors gave
+// the day a partition (they create none past the grace).
+const janitorGrace = "48h"
+
 func runJanitorKill(ctx context.Context, r *rowRun) error {
 	st := r.st
 	old := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -4)
@@ -376,7 +381,7 @@ func runJanitorKill(ctx context.Context, r *rowRun) error {
 	for _, step := range []string{"prove", "drain", "settle", "detach!", "detach", "drop", "mark-dropped"} {
 		pause := strings.TrimSuffix(step, "!")
 		j := st.heartlogProc("janitor", []string{"process"}, map[string]string{
-			"HEARTLOG_PROCESSORS": "", "HEARTLOG_DEBUG_JANITOR_PAUSE": pause,
+			"HEARTLOG_PROCESSORS": "", "HEARTLOG_DEBUG_JANITOR_PAUSE": pause, "HEARTLOG_SHARDS_GRACE": janitorGrace,
 		})
 		logPath = j.logPath
 		if step == "detach!" {
@@ -408,7 +413,7 @@ func runJanitorKill(ctx context.Context, r *rowRun) error {
 			return fmt.Errorf("expire the janitor's lock: %w", err)
 		}
 	}
-	j := st.heartlogProc("janitor", []string{"process"}, map[string]string{"HEARTLOG_PROCESSORS": ""})
+	j := st.heartlogProc("janitor", []string{"process"}, map[string]string{"HEARTLOG_PROCESSORS": "", "HEARTLOG_SHARDS_GRACE": janitorGrace})
 	if err := j.start(); err != nil {
 		return err
 	}
