@@ -353,7 +353,7 @@ func (st *stack) heartlogEnv(extra map[string]string) []string {
 		// The janitor row's old day (4 days ago) must get a partition, which
 		// no day past the grace does; that row's janitor runs with 48h.
 		"HEARTLOG_SHARDS_GRACE": "168h",
-		"HEARTLOG_CACHE_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", st.redisPort),
+		"HEARTLOG_CACHE_URL":    fmt.Sprintf("redis://127.0.0.1:%d/0", st.redisPort),
 		// As `heartlog dev`: a day file, cache entry and backup version within seconds.
 		"HEARTLOG_OBJECTS_FLUSH_AGE": "2s", "HEARTLOG_CACHE_FLUSH_AGE": "2s", "HEARTLOG_BACKUP_FLUSH_AGE": "2s",
 		"HEARTLOG_SHARDS_INTERVAL": "1s",
