@@ -347,9 +347,6 @@ func (st *stack) heartlogEnv(extra map[string]string) []string {
 		"HEARTLOG_RATE_LIMIT": "1000", "HEARTLOG_RATE_BURST": "1000",
 		"HEARTLOG_HEARTBEAT_RATE": "100000", "HEARTLOG_HEARTBEAT_BURST": "100000",
 		"HEARTLOG_BYTE_RATE": "1073741824", "HEARTLOG_BYTE_BURST": "1073741824",
-		// The server reserves the stream's MaxBytes against max_file_store
-		// (4G here): the default 16 GiB would not be created.
-		"HEARTLOG_STREAM_MAX_BYTES": "1073741824",
 		// The janitor row's old day (4 days ago) must get a partition, which
 		// no day past the grace does; that row's janitor runs with 48h.
 		"HEARTLOG_SHARDS_GRACE": "168h",
