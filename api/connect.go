@@ -11,6 +11,7 @@ import (
 	"heartlog/heartbeat"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/schema/gen/heartlog/v1/heartlogv1connect"
+	"heartlog/users"
 )
 
 // ingestService implements heartlog.v1.IngestService.
@@ -34,7 +35,7 @@ func (is *ingestService) SendHeartbeats(ctx context.Context, req *connect.Reques
 		items[i] = heartbeat.Decoded{Heartbeat: hb}
 	}
 	if err := s.ingest.ingest(ctx, u, items, int64(proto.Size(req.Msg)), req.Header().Get("User-Agent"), req.Msg.GetMachine()); err != nil {
-		return nil, connectIngestError(err)
+		return nil, s.connectIngestError(u, len(items), err)
 	}
 	out := &heartlogv1.SendHeartbeatsResponse{Results: make([]*heartlogv1.HeartbeatResult, len(items))}
 	for i, it := range items {
@@ -48,11 +49,14 @@ func (is *ingestService) SendHeartbeats(ctx context.Context, req *connect.Reques
 }
 
 // connectIngestError maps a failed ingest to the code a Connect client
-// retries on, with Retry-After where a limit says when.
-func connectIngestError(err error) error {
+// retries on, with Retry-After, as store does for REST.
+func (s *Server) connectIngestError(u users.User, n int, err error) error {
 	var ref *refusal
 	if !errors.As(err, &ref) {
-		return connect.NewError(connect.CodeUnavailable, errors.New("heartbeats not stored: the log is unavailable, retry later"))
+		s.logNotStored(u, n, err)
+		cerr := connect.NewError(connect.CodeUnavailable, errors.New(msgNotStored))
+		cerr.Meta().Set("Retry-After", retryAfterLogDown)
+		return cerr
 	}
 	code := connect.CodeUnavailable
 	if ref.code == http.StatusTooManyRequests {

@@ -109,7 +109,7 @@ func (s *Server) connectAuthError(err error) error {
 	if errors.As(err, &ae) {
 		return connect.NewError(connect.CodeUnauthenticated, err)
 	}
-	s.log.Error().Err(err).Msg("user store unavailable")
+	s.unavailableLog.Error().Err(err).Msg("user store unavailable")
 	ce := connect.NewError(connect.CodeUnavailable, errors.New("user store unavailable, retry later"))
 	ce.Meta().Set("Retry-After", retryAfterUnavailable)
 	return ce

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -281,8 +282,17 @@ func TestNATSDownAnswers503(t *testing.T) {
 	_, key := svc.CreateUser(t, "alice", "")
 	svc.NATS.Shutdown()
 	resp, b := svc.Post(t, bulk, key, []byte("["+hbJSON("lost.go", now())+"]"))
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "not stored") {
-		t.Fatalf("with NATS down: %d %s, want 503", resp.StatusCode, b)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "not stored") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("with NATS down: %d %s (Retry-After %q), want 503 with Retry-After", resp.StatusCode, b, resp.Header.Get("Retry-After"))
+	}
+	// Connect says the same, with the Retry-After a client backs off by.
+	client := heartlogv1connect.NewIngestServiceClient(h2cClient(), svc.URL)
+	req := connect.NewRequest(&heartlogv1.SendHeartbeatsRequest{Heartbeats: []*heartlogv1.Heartbeat{{Entity: "/lost.go", Type: "file", Time: float64(time.Now().Unix())}}})
+	req.Header().Set("Authorization", "Bearer "+key)
+	_, err := client.SendHeartbeats(context.Background(), req)
+	var cerr *connect.Error
+	if !errors.As(err, &cerr) || cerr.Code() != connect.CodeUnavailable || cerr.Meta().Get("Retry-After") == "" {
+		t.Fatalf("Connect with NATS down: %v, want unavailable with Retry-After", err)
 	}
 }
 

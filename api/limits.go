@@ -141,10 +141,16 @@ func (c *dayCounter) day(key string) *userDay {
 	return ud
 }
 
-// evict forgets the least recently used user-days while more ids than
-// maxIDs are remembered, keeping at least the most recent one.
+// dayCostIDs is what one remembered user-day costs beside its ids, in ids
+// (some 16 bytes each): its map, list element and key are some 300 bytes.
+// Counting it keeps the bound in memory when user-days hold one id each (a
+// year of history, one heartbeat a day) or none (given back by release).
+const dayCostIDs = 20
+
+// evict forgets the least recently used user-days while they cost more
+// than maxIDs, keeping at least the most recent one.
 func (c *dayCounter) evict() {
-	for c.ids > c.maxIDs && c.lru.Len() > 1 {
+	for c.ids+c.lru.Len()*dayCostIDs > c.maxIDs && c.lru.Len() > 1 {
 		el := c.lru.Back()
 		ud := el.Value.(*userDay)
 		c.lru.Remove(el)

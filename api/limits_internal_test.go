@@ -74,3 +74,19 @@ func TestDayCounterBoundsBytesAndMemory(t *testing.T) {
 		t.Fatalf("%d ids in %d user-days remembered, want at most 10", c.ids, len(c.days))
 	}
 }
+
+// The bound holds when user-days are many and small: one id each, or none
+// once a failed publish gave them back (a NATS outage, clients retrying).
+func TestDayCounterBoundsManySmallUserDays(t *testing.T) {
+	c := newDayCounter(1000, 1<<20, 1000)
+	day := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	for i := range 10000 {
+		a := c.admit(fmt.Sprintf("user%d", i), dayBeats(day, "z"), []int{1}, make([]error, 1))
+		if i%2 == 0 {
+			c.release(a)
+		}
+	}
+	if c.ids+len(c.days)*dayCostIDs > 1000 || len(c.days) > 1000/dayCostIDs {
+		t.Fatalf("%d ids in %d user-days remembered under a bound of 1000 ids", c.ids, len(c.days))
+	}
+}

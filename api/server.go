@@ -42,8 +42,9 @@ type Options struct {
 	MaxDaysPerRequest int
 	// MaxDayHeartbeats and MaxDayBytes cap one user-day (defaults 100,000
 	// heartbeats and 64 MiB of day-file JSON); heartbeats past a cap are
-	// answered 400 each. DayCounterIDs bounds the heartbeat ids this
-	// instance remembers to count them (default 4,000,000, some 64 MiB).
+	// answered 400 each. DayCounterIDs bounds the memory this instance
+	// counts them in, in heartbeat ids remembered, each user-day costing 20
+	// ids more (default 4,000,000, some 64 MiB).
 	MaxDayHeartbeats int
 	MaxDayBytes      int64
 	DayCounterIDs    int

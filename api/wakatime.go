@@ -114,12 +114,24 @@ func (s *Server) store(w http.ResponseWriter, r *http.Request, u users.User, ite
 		return false
 	}
 	if err != nil {
-		s.log.Warn().Err(err).Str("user_id", u.ID).Int("heartbeats", len(items)).Msg("log did not store heartbeats; answered 503")
-		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "heartbeats not stored: the log is unavailable, retry later")
+		s.logNotStored(u, len(items), err)
+		w.Header().Set("Retry-After", retryAfterLogDown)
+		writeError(w, http.StatusServiceUnavailable, msgNotStored)
 		return false
 	}
 	return true
+}
+
+// msgNotStored is the answer to a request the log did not store; the
+// error itself goes to the log only. retryAfterLogDown is its Retry-After:
+// the publisher reconnects to NATS within seconds.
+const (
+	msgNotStored      = "heartbeats not stored: the log is unavailable, retry later"
+	retryAfterLogDown = "5"
+)
+
+func (s *Server) logNotStored(u users.User, n int, err error) {
+	s.log.Warn().Err(err).Str("user_id", u.ID).Int("heartbeats", n).Msg("log did not store heartbeats; answered 503")
 }
 
 // retryAfter renders a wait as whole seconds for Retry-After, rounded up.

@@ -129,6 +129,10 @@ func (c *Checker) Report(ctx context.Context) Report {
 	if !c.at.IsZero() && time.Since(c.at) < c.opts.ReuseFor {
 		return c.last
 	}
+	// The report is shared by every caller for ReuseFor: a caller who hangs
+	// up (or a client that cancels /readyz at once) must not make it say
+	// unreachable, or anyone could take the instance out of a load balancer.
+	ctx = context.WithoutCancel(ctx)
 	errs := make([]error, len(c.checks))
 	var wg sync.WaitGroup
 	for i, ch := range c.checks {

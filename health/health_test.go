@@ -67,3 +67,17 @@ func TestReportSaysWhatWorksAndLogsOnlyChanges(t *testing.T) {
 		t.Fatalf("nats down: %+v", r)
 	}
 }
+
+// The report is cached and shared: a caller that has already gone away
+// must not turn it into "unreachable" for the load balancer's next probe.
+func TestReportIsNotSpoiledByACallerWhoHungUp(t *testing.T) {
+	checks := []health.Check{{Name: "nats", Needed: []health.Capability{health.Ingest},
+		Probe: func(ctx context.Context) error { return ctx.Err() }}}
+	c := health.New(checks, health.Options{ReuseFor: time.Hour, Log: zerolog.Nop()})
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	c.Report(gone)
+	if r := c.Report(context.Background()); !r.IngestOK() || r.Checks["nats"] != health.OK {
+		t.Fatalf("after a cancelled caller: %+v", r)
+	}
+}

@@ -94,9 +94,12 @@ func (o *Options) setDefaults() {
 
 // Run feeds sink from the consumer until ctx is done, then finishes the
 // batch in hand and returns nil. Transient commit errors are retried; what
-// the sink can never store is parked in Options.DeadLetters (see Sink). It returns an error only when the consumer
-// itself fails.
+// the sink can never store is parked in Options.DeadLetters (see Sink). It
+// returns an error only when the consumer itself fails.
 func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) error {
+	if opts.DeadLetters == nil {
+		return errors.New("processors: Run needs Options.DeadLetters, where it parks what the sink can never store")
+	}
 	opts.setDefaults()
 	log := opts.Log.With().Str("processor", sink.Name()).Logger()
 	// The iterator's buffer is messages delivered but not yet in a batch:
@@ -111,9 +114,6 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 		return err
 	}
 	defer iter.Stop()
-	if opts.DeadLetters == nil {
-		return errors.New("processors: Run needs Options.DeadLetters, where it parks what the sink can never store")
-	}
 	go watchLag(ctx, cons, opts.Stream, sink.Name(), log, 10*time.Second)
 	log.Debug().Str("consumer", cons.CachedInfo().Name).Msg("processor started")
 	// Gathering and decoding the next batch overlaps the commit of the

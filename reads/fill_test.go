@@ -127,3 +127,43 @@ func TestFillRacingACacheCommitLeavesNoStaleEntry(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentReadsOfAMissingDayLeaveItCached: two requests of one
+// instance that read the same uncached day at once (a dashboard's parallel
+// calls) must not race their fills into a drop, which would leave the day
+// uncacheable (read from S3 every time) until the TTL.
+func TestConcurrentReadsOfAMissingDayLeaveItCached(t *testing.T) {
+	ctx := context.Background()
+	st := heartlogtest.OpenStores(t)
+	c := heartlogtest.NewUserDay(5)
+	inS3 := heartlogtest.DayFile(t, c.Beats(t, 0, 6))
+	if _, err := st.Primary.Put(ctx, c.Key(), inS3); err != nil {
+		t.Fatal(err)
+	}
+	r := reader(t, st, c)
+	first := true
+	reads.SetBeforeFill(r, func(s string) {
+		if s != "write" || !first {
+			return
+		}
+		first = false
+		// The second request reads (and would fill) while the first is
+		// about to write.
+		if _, err := r.Heartbeats(ctx, c.User, []string{c.Day}); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := r.Heartbeats(ctx, c.User, []string{c.Day}); err != nil {
+		t.Fatal(err)
+	}
+	if first {
+		t.Fatal("the fill never reached its write: the race was not forced")
+	}
+	// A third read fills the day if the first two did not leave it cached.
+	if _, err := r.Heartbeats(ctx, c.User, []string{c.Day}); err != nil {
+		t.Fatal(err)
+	}
+	if cached, ok, err := st.Cache.Get(ctx, c.Key()); err != nil || !ok || !bytes.Equal(cached, inS3) {
+		t.Fatalf("after concurrent reads the day is not cached (present %v, %v): every read goes to S3", ok, err)
+	}
+}

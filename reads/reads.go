@@ -68,6 +68,9 @@ type Reader struct {
 	log      zerolog.Logger
 	// beforeFill, if set, is called at each step of a fill (tests).
 	beforeFill func(step string)
+	// filling holds the keys this Reader is filling now (see claimFills).
+	fillMu  sync.Mutex
+	filling map[string]bool
 
 	grace time.Duration
 	now   func() time.Time
@@ -81,7 +84,7 @@ func New(pool *pgxpool.Pool, shards ShardStates, c *cache.Cache, primary objstor
 		parallel = 16
 	}
 	return &Reader{pool: pool, shards: shards, cache: c, primary: primary, parallel: parallel, log: log,
-		now: time.Now, cold: map[string]bool{}}
+		now: time.Now, cold: map[string]bool{}, filling: map[string]bool{}}
 }
 
 // WithShardsGrace makes the reader serve a day past the shard grace period
@@ -554,6 +557,8 @@ type fill struct {
 // unreachable between two commands), and the day gets no later heartbeat
 // before the TTL.
 func (r *Reader) fill(ctx context.Context, files []fill) {
+	files, release := r.claimFills(files)
+	defer release()
 	if len(files) == 0 {
 		return
 	}
@@ -597,6 +602,32 @@ func (r *Reader) fill(ctx context.Context, files []fill) {
 		fillRaces.Inc()
 		if _, err := digest.Drop(ctx, r.cache, f.Key); err != nil {
 			r.log.Warn().Err(err).Str("key", f.Key).Msg("a cache fill raced another write and could not be undone")
+		}
+	}
+}
+
+// claimFills keeps the files whose key no other fill of this Reader is
+// writing, and marks them as being filled until release. Two requests that
+// read the same missing days at once (a dashboard's parallel calls) would
+// otherwise both fill them: the second write counts the generation past
+// what it read, the day is dropped as raced, and the generation the drop
+// leaves stops every later fill of it until the cache processor writes the
+// day again or the TTL ends, so every read of it goes to S3. A skipped fill
+// costs nothing: the caller has its data, and the other fill writes it.
+func (r *Reader) claimFills(files []fill) (kept []fill, release func()) {
+	r.fillMu.Lock()
+	defer r.fillMu.Unlock()
+	for _, f := range files {
+		if !r.filling[f.Key] {
+			r.filling[f.Key] = true
+			kept = append(kept, f)
+		}
+	}
+	return kept, func() {
+		r.fillMu.Lock()
+		defer r.fillMu.Unlock()
+		for _, f := range kept {
+			delete(r.filling, f.Key)
 		}
 	}
 }

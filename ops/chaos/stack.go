@@ -345,6 +345,8 @@ func (st *stack) heartlogEnv(extra map[string]string) []string {
 		"HEARTLOG_PINNED_TTL": "3s",
 		// Every user sends well under this; the suite is not about limits.
 		"HEARTLOG_RATE_LIMIT": "1000", "HEARTLOG_RATE_BURST": "1000",
+		"HEARTLOG_HEARTBEAT_RATE": "100000", "HEARTLOG_HEARTBEAT_BURST": "100000",
+		"HEARTLOG_BYTE_RATE": "1073741824", "HEARTLOG_BYTE_BURST": "1073741824",
 		"HEARTLOG_CACHE_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", st.redisPort),
 		// As `heartlog dev`: a day file, cache entry and backup version within seconds.
 		"HEARTLOG_OBJECTS_FLUSH_AGE": "2s", "HEARTLOG_CACHE_FLUSH_AGE": "2s", "HEARTLOG_BACKUP_FLUSH_AGE": "2s",

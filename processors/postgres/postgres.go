@@ -162,9 +162,12 @@ func (s *Sink) classify(err error) error {
 		return err
 	}
 	switch {
-	case pgErr.Code == pgerrcode.CheckViolation && strings.HasPrefix(pgErr.Message, "no partition of relation"):
+	case pgErr.Code == pgerrcode.CheckViolation && (pgErr.ConstraintName == "" || strings.HasPrefix(pgErr.Message, "no partition of relation")):
 		// The day's partition went away under this process (the janitor
-		// detached it): not the rows' fault. Look it up again on the retry,
+		// detached it): not the rows' fault. Postgres names no constraint
+		// for that 23514, and words its message in the server's
+		// lc_messages, so the constraint decides; a CHECK the row breaks
+		// names one. Look it up again on the retry,
 		// when the shard view says whether the day is still writable.
 		s.mu.Lock()
 		clear(s.known)
