@@ -79,6 +79,9 @@ func (v *ShardView) follow() {
 }
 
 func (v *ShardView) apply(e jetstream.KeyValueEntry) {
+	if !isDayKey(e.Key()) {
+		return // a day's lifecycle or compaction key (days.go)
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
