@@ -75,6 +75,10 @@ var Vars = []Var{
 	{"HEARTLOG_BACKUP_CONCURRENCY", "1024", "backup processor: writes in flight (2 s each: ~1000 needed to reach 450/s)", false},
 	{"HEARTLOG_BACKUP_MEMO_BYTES", "268435456", "backup processor: memory of the day files it wrote last, so that most changes cost one request, not two (needs conditional writes; 0: off)", false},
 	{"HEARTLOG_BACKUP_REQUESTS_PER_SECOND", "450", "backup processor: ceiling on its reads and writes together, below Spaces' ~500 requests/s per account (a single Space documents 240 requests/s and 150 writes/s: set about 140 for one Space)", false},
+	{"HEARTLOG_DAY_CLOSE_DELAY", "1h", "a UTC day is due to close (its day files written once, by compaction) this long after it ends; `heartlog days list` marks the days past it", false},
+	{"HEARTLOG_COMPACTION_MEMORY_BYTES", "67108864", "compaction: heartbeats of one partition-day held in memory before sorted runs spill to HEARTLOG_COMPACTION_DIR (bytes, counted generously)", false},
+	{"HEARTLOG_COMPACTION_PARTITIONS", "4", "compaction: partitions of a day compacted at once", false},
+	{"HEARTLOG_COMPACTION_DIR", "", "compaction: directory of the spilled runs; empty: the system's temporary directory ($TMPDIR)", false},
 	{"HEARTLOG_LOG_LEVEL", "info", "debug, info, warn or error", false},
 	{"HEARTLOG_LOG_FORMAT", "console", "console (for people) or json (for log shippers)", false},
 	{"HEARTLOG_DEBUG_JANITOR_PAUSE", "", "fault tests only (`make chaos`): the shard janitor waits, holding its lock, after this step of a day (prove, drain, settle, detach, drop, mark-dropped) to be killed there; empty: off", false},
@@ -133,6 +137,11 @@ type Config struct {
 	LogFormat        string
 	// DebugJanitorPause is a shards.Step name, or empty.
 	DebugJanitorPause string
+	// The day lifecycle and its compaction.
+	DayCloseDelay         time.Duration
+	CompactionMemoryBytes int64
+	CompactionPartitions  int
+	CompactionDir         string
 }
 
 // FromEnv reads every variable, falling back to its default. The error
@@ -178,6 +187,10 @@ func FromEnv() (Config, error) {
 	c.BackupRequestsPerSec = r.float("HEARTLOG_BACKUP_REQUESTS_PER_SECOND")
 	c.Objects.MemoBytes = int64(r.int("HEARTLOG_OBJECTS_MEMO_BYTES", 0, 1<<40))
 	c.BackupFlush.MemoBytes = int64(r.int("HEARTLOG_BACKUP_MEMO_BYTES", 0, 1<<40))
+	c.DayCloseDelay = r.duration("HEARTLOG_DAY_CLOSE_DELAY")
+	c.CompactionMemoryBytes = int64(r.int("HEARTLOG_COMPACTION_MEMORY_BYTES", 64<<10, 1<<40))
+	c.CompactionPartitions = r.int("HEARTLOG_COMPACTION_PARTITIONS", 1, 1024)
+	c.CompactionDir = r.str("HEARTLOG_COMPACTION_DIR")
 	return c, r.err
 }
 
