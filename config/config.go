@@ -76,7 +76,7 @@ var Vars = []Var{
 	{"HEARTLOG_BACKUP_MEMO_BYTES", "268435456", "backup processor: memory of the day files it wrote last, so that most changes cost one request, not two (needs conditional writes; 0: off)", false},
 	{"HEARTLOG_BACKUP_REQUESTS_PER_SECOND", "450", "backup processor: ceiling on its reads and writes together, below Spaces' ~500 requests/s per account (a single Space documents 240 requests/s and 150 writes/s: set about 140 for one Space)", false},
 	{"HEARTLOG_DAY_CLOSE_DELAY", "1h", "a UTC day is due to close (its day files written once, by compaction) this long after it ends; `heartlog days list` marks the days past it", false},
-	{"HEARTLOG_COMPACTION_MEMORY_BYTES", "67108864", "compaction: heartbeats of one partition-day held in memory before sorted runs spill to HEARTLOG_COMPACTION_DIR (bytes, counted generously)", false},
+	{"HEARTLOG_COMPACTION_MEMORY_BYTES", "33554432", "compaction: heartbeats of one partition-day held in memory before sorted runs spill to HEARTLOG_COMPACTION_DIR (bytes, counted generously)", false},
 	{"HEARTLOG_COMPACTION_PARTITIONS", "4", "compaction: partitions of a day compacted at once", false},
 	{"HEARTLOG_COMPACTION_DIR", "", "compaction: directory of the spilled runs; empty: the system's temporary directory ($TMPDIR)", false},
 	{"HEARTLOG_LOG_LEVEL", "info", "debug, info, warn or error", false},

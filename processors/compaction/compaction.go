@@ -29,9 +29,11 @@ var ErrDayNotOver = errors.New("compaction: the day has not ended yet")
 type Options struct {
 	// MemoryBytes is how much of a partition-day's heartbeats one
 	// compaction holds in memory before it spills a sorted run to TempDir
-	// (default 64 MiB, counted generously: protobuf size plus 512 bytes a
-	// heartbeat). The process's heap peaks near Partitions times this,
-	// plus the groups in flight.
+	// (default 32 MiB, counted generously: protobuf size plus 512 bytes a
+	// heartbeat). The live heap peaks near Partitions times this plus the
+	// groups in flight, and the Go collector lets the heap grow to about
+	// twice the live heap: with the defaults, some 256 MiB however large
+	// the day.
 	MemoryBytes int64
 	// TempDir holds the runs (default os.TempDir()); each compaction makes
 	// a directory of its own there and removes it when it ends.
@@ -72,7 +74,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.MemoryBytes <= 0 {
-		o.MemoryBytes = 64 << 20
+		o.MemoryBytes = 32 << 20
 	}
 	if o.TempDir == "" {
 		o.TempDir = os.TempDir()
