@@ -56,6 +56,7 @@ func (c *Compactor) CloseDay(ctx context.Context, day string, sinks ...processor
 		case <-t.C:
 		}
 	}
+	began := time.Now()
 	var (
 		g    errgroup.Group
 		mu   sync.Mutex
@@ -85,6 +86,13 @@ func (c *Compactor) CloseDay(ctx context.Context, day string, sinks ...processor
 	if ctx.Err() != nil {
 		errs = append(errs, ctx.Err())
 	}
+	hbs, uds := 0, 0
+	for _, r := range out {
+		hbs, uds = hbs+r.Heartbeats, uds+r.UserDays
+	}
+	c.opts.Log.Info().Str("day", shards.DisplayDay(day)).Int("partitions", len(out)).Int("failed", len(errs)).
+		Int("heartbeats", hbs).Int("user_days", uds).Str("took", time.Since(began).Round(time.Millisecond).String()).
+		Msg("day compacted")
 	return out, errors.Join(errs...)
 }
 
