@@ -30,10 +30,12 @@ type Options struct {
 	// MemoryBytes is how much of a partition-day's heartbeats one
 	// compaction holds in memory before it spills a sorted run to TempDir
 	// (default 32 MiB, counted generously: protobuf size plus 512 bytes a
-	// heartbeat). The live heap peaks near Partitions times this plus the
-	// groups in flight, and the Go collector lets the heap grow to about
-	// twice the live heap: with the defaults, some 256 MiB however large
-	// the day.
+	// heartbeat): while it reads, its sort buffer; while it writes, the
+	// groups its sinks' passes hold (see GroupHeartbeats), or the sorted
+	// heartbeats they share when nothing spilled. The live heap peaks near
+	// Partitions times this, and the Go collector lets the heap grow to
+	// about twice the live heap: with the defaults some 256 MiB, however
+	// large the day.
 	MemoryBytes int64
 	// TempDir holds the runs (default os.TempDir()); each compaction makes
 	// a directory of its own there and removes it when it ends.
@@ -43,7 +45,10 @@ type Options struct {
 	Partitions int
 	// GroupUsers is how many user-days one Commit takes (default 256), and
 	// GroupHeartbeats how many heartbeats past which a group is committed
-	// early (default 100,000). A user-day is never split across commits.
+	// early (default: what keeps the groups of every sink's pass of a
+	// partition within MemoryBytes together, about 16,000 heartbeats a
+	// sink with the defaults). A user-day is never split across commits,
+	// so one larger than that is committed alone.
 	GroupUsers, GroupHeartbeats int
 	// Settle is how long after a day is marked closed CloseDay waits
 	// before the first bound is taken (default 5s): the time the late-path
@@ -84,9 +89,6 @@ func (o *Options) defaults() {
 	}
 	if o.GroupUsers <= 0 {
 		o.GroupUsers = 256
-	}
-	if o.GroupHeartbeats <= 0 {
-		o.GroupHeartbeats = 100_000
 	}
 	if o.Settle <= 0 {
 		o.Settle = 5 * time.Second
@@ -199,7 +201,12 @@ func (c *Compactor) Compact(ctx context.Context, day string, partition uint32, s
 		res.Took = time.Since(start)
 		return res, nil
 	}
-	p := &pass{c: c, kv: kv, day: day, partition: partition, subject: streams.Subject(day, partition)}
+	p := &pass{c: c, kv: kv, day: day, partition: partition, subject: streams.Subject(day, partition),
+		groupHeartbeats: c.opts.GroupHeartbeats}
+	if p.groupHeartbeats <= 0 {
+		// The sinks' passes run at once, each holding one group.
+		p.groupHeartbeats = max(1, int(c.opts.MemoryBytes/(entryOverhead+256))/len(todo))
+	}
 	defer p.cleanup()
 	if err := p.read(held); err != nil {
 		return res, lockCause(held, err)
@@ -269,6 +276,8 @@ type pass struct {
 	day       string
 	partition uint32
 	subject   string
+
+	groupHeartbeats int
 
 	bound    uint64
 	messages int
@@ -383,7 +392,7 @@ func (p *pass) commit(ctx context.Context, sink processors.Sink) (streams.Compac
 	}
 	defer it.Close()
 	rec := streams.Compaction{Seq: p.bound, Messages: p.messages}
-	g := grouper{day: p.day, partition: p.partition, users: o.GroupUsers, heartbeats: o.GroupHeartbeats}
+	g := grouper{day: p.day, partition: p.partition, users: o.GroupUsers, heartbeats: p.groupHeartbeats}
 	reported := time.Now()
 	flush := func(group []*heartlogv1.Batch) error {
 		if err := cm.Commit(ctx, group); err != nil {
