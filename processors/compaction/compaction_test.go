@@ -425,3 +425,74 @@ func TestCompactionWaitsForThePartitionLock(t *testing.T) {
 		t.Fatalf("compacting a partition another holds: %v", err)
 	}
 }
+
+// TestUndecodableMessageIsParkedPerSink: a message of the day that does
+// not decode is parked in the dead-letter stream once for each sink, as
+// the processors park it, and the rest of the partition is compacted.
+func TestUndecodableMessageIsParkedPerSink(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cleanup(t)
+	w.publish(t, 5, 2)
+	ctx := context.Background()
+	if _, err := w.js.Publish(ctx, streams.Subject(w.day, 0), []byte("\xff not a batch")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.compactor(t, compaction.Options{}).CloseDay(ctx, w.day, w.sinks(t)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.check(t)
+	dead := streams.NewDeadLetters(w.js, w.sc)
+	for _, name := range []string{streams.DurableObjects, streams.DurableCache, streams.DurableBackup} {
+		entries, err := dead.List(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 1 || entries[0].Reason != streams.ReasonUndecodable || entries[0].Subject != streams.Subject(w.day, 0) {
+			t.Fatalf("%s parked %+v, want the one undecodable message", name, entries)
+		}
+		if s := res[0].Sinks[name]; s.Parked != 1 || s.UserDays != 5 || s.Files != 5 {
+			t.Fatalf("%s record: %+v", name, s)
+		}
+	}
+}
+
+// TestLateMessageIsLeftToTheLatePath: once a partition is recorded, a
+// message of the day published after it is past the record's bound, and
+// closing the day again neither reads it nor moves the bound: it is the
+// late path's.
+func TestLateMessageIsLeftToTheLatePath(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cleanup(t)
+	w.publish(t, 3, 2)
+	c := w.compactor(t, compaction.Options{})
+	ctx := context.Background()
+	first, err := c.CloseDay(ctx, w.day, w.sinks(t)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := map[string][]byte{}
+	for k, v := range w.want {
+		before[k] = v
+	}
+	w.publish(t, 4, 3) // user 3 is new, users 0-2 get a heartbeat more
+	stream, err := w.js.Stream(ctx, w.sc.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, err := stream.GetLastMsgForSubject(ctx, streams.Subject(w.day, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.CloseDay(ctx, w.day, w.sinks(t)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range second[0].Sinks {
+		if !s.Skipped || s.Seq != first[0].Seq || s.Seq >= late.Sequence {
+			t.Fatalf("%s after a late message at seq %d: %+v (first bound %d)", name, late.Sequence, s, first[0].Seq)
+		}
+	}
+	w.want = before
+	w.check(t) // the files the first close wrote, unchanged
+}
