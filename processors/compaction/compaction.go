@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/errgroup"
 
 	"heartlog/processors"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
@@ -182,24 +182,10 @@ func (c *Compactor) Compact(ctx context.Context, day string, partition uint32, s
 		return res, err
 	}
 	defer done()
-	var todo []processors.Sink
-	for _, s := range sinks {
-		rec, ok, err := streams.GetCompaction(held, kv, day, partition, s.Name())
-		if err != nil {
-			return res, err
-		}
-		if ok {
-			res.Sinks[s.Name()] = SinkResult{Compaction: rec, Skipped: true}
-			continue
-		}
-		todo = append(todo, s)
-	}
-	if len(todo) == 0 {
-		for _, r := range res.Sinks {
-			res.Seq, res.Messages, res.Heartbeats, res.UserDays = r.Seq, r.Messages, r.Heartbeats, r.UserDays
-		}
+	todo, err := pending(held, kv, &res, sinks)
+	if err != nil || len(todo) == 0 {
 		res.Took = time.Since(start)
-		return res, nil
+		return res, err
 	}
 	p := &pass{c: c, kv: kv, day: day, partition: partition, subject: streams.Subject(day, partition),
 		groupHeartbeats: c.opts.GroupHeartbeats}
@@ -212,27 +198,28 @@ func (c *Compactor) Compact(ctx context.Context, day string, partition uint32, s
 		return res, lockCause(held, err)
 	}
 	res.Seq, res.Messages, res.Runs = p.bound, p.messages, p.sort.Runs()
-	var (
-		g       errgroup.Group
-		results = make([]SinkResult, len(todo))
-	)
-	for i, s := range todo {
-		g.Go(func() error {
-			r, err := p.commit(held, s)
-			results[i] = SinkResult{Compaction: r}
-			return err
-		})
-	}
-	err = g.Wait()
-	for i, s := range todo {
-		if results[i].At.IsZero() {
-			continue // not recorded: stopped or failed
-		}
-		res.Sinks[s.Name()] = results[i]
-		res.Heartbeats, res.UserDays = results[i].Heartbeats, results[i].UserDays
-	}
+	err = p.commitAll(held, todo, &res)
 	res.Took = time.Since(start)
 	return res, lockCause(held, err)
+}
+
+// pending returns the sinks without a record of res's (day, partition),
+// and files the records of the others into res as skipped.
+func pending(ctx context.Context, kv jetstream.KeyValue, res *Result, sinks []processors.Sink) ([]processors.Sink, error) {
+	var todo []processors.Sink
+	for _, s := range sinks {
+		rec, ok, err := streams.GetCompaction(ctx, kv, res.Day, res.Partition, s.Name())
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			todo = append(todo, s)
+			continue
+		}
+		res.Sinks[s.Name()] = SinkResult{Compaction: rec, Skipped: true}
+		res.Seq, res.Messages, res.Heartbeats, res.UserDays = rec.Seq, rec.Messages, rec.Heartbeats, rec.UserDays
+	}
+	return todo, nil
 }
 
 // lock takes (day, partition)'s lock and keeps it renewed; the returned
@@ -372,6 +359,29 @@ func (p *pass) cleanup() {
 	}
 }
 
+// commitAll runs every sink's pass at once and files the records made
+// into res; it returns every pass's failure.
+func (p *pass) commitAll(ctx context.Context, sinks []processors.Sink, res *Result) error {
+	var (
+		wg   sync.WaitGroup
+		recs = make([]streams.Compaction, len(sinks))
+		errs = make([]error, len(sinks))
+	)
+	for i, s := range sinks {
+		wg.Go(func() { recs[i], errs[i] = p.commit(ctx, s) })
+	}
+	wg.Wait()
+	for i, s := range sinks {
+		if errs[i] != nil {
+			errs[i] = fmt.Errorf("%s: %w", s.Name(), errs[i])
+			continue
+		}
+		res.Sinks[s.Name()] = SinkResult{Compaction: recs[i]}
+		res.Heartbeats, res.UserDays = recs[i].Heartbeats, recs[i].UserDays
+	}
+	return errors.Join(errs...)
+}
+
 // commit walks the sorted heartbeats once for sink, committing groups of
 // whole user-days, and records the sink's compaction when all are in.
 func (p *pass) commit(ctx context.Context, sink processors.Sink) (streams.Compaction, error) {
@@ -430,7 +440,11 @@ func (p *pass) commit(ctx context.Context, sink processors.Sink) (streams.Compac
 	}
 	rec.Heartbeats, rec.Files, rec.Parked = g.total, int(files.Load()), cm.Parked()
 	rec.At, rec.Took, rec.By = time.Now().UTC(), time.Since(start).Round(time.Millisecond).String(), o.Owner
-	if _, err := streams.PutCompaction(ctx, p.kv, p.day, p.partition, sink.Name(), rec); err != nil {
+	// Everything up to the bound is in the sink: a stop now must not lose
+	// that (a record is true whoever holds the lock).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := streams.PutCompaction(rctx, p.kv, p.day, p.partition, sink.Name(), rec); err != nil {
 		return streams.Compaction{}, fmt.Errorf("compaction: record %s: %w", streams.CompactionKey(p.day, p.partition, sink.Name()), err)
 	}
 	log.Info().Uint64("seq", rec.Seq).Int("messages", rec.Messages).Int("heartbeats", rec.Heartbeats).
