@@ -161,6 +161,8 @@ func LockName(day string, partition uint32) string {
 // When another compactor holds the partition's lock it returns an error
 // matching shards.ErrHeld. When ctx ends it returns ctx's error, with the
 // sinks that finished recorded and the others left for the next run.
+// A record's Files counts the writes of stores that Sinks built; a sink
+// built otherwise records 0.
 func (c *Compactor) Compact(ctx context.Context, day string, partition uint32, sinks ...processors.Sink) (Result, error) {
 	day, err := shards.ParseDay(day)
 	if err != nil {
