@@ -6,15 +6,15 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
-	"time"
 
 	"heartlog/users"
 )
 
-// UserLookup finds users. *users.Store implements it.
+// UserLookup finds users; users.Accounts implements it.
 type UserLookup interface {
-	// ByKey finds the owner of an API key (cached for KeyCacheTTL).
+	// ByKey finds the owner of an API key: users.ErrNotFound if none,
+	// another error if it cannot tell. It must not need Postgres: ingest
+	// depends on NATS alone (DESIGN.md invariant 7).
 	ByKey(ctx context.Context, hash users.KeyHash) (users.User, error)
 	// ByID reads a user afresh: all_time needs a first day newer than
 	// the cached user's.
@@ -56,28 +56,15 @@ func keyFrom(h http.Header, query func(string) string) string {
 	return ""
 }
 
-// authenticator resolves API keys to users, with a short cache so that the
-// hot ingest path does not ask Postgres on every request. Only key hashes
-// are kept in memory.
+// authenticator resolves API keys to users. Its lookup is local
+// (users.Directory keeps the users bucket in memory), so it needs no cache
+// of its own, and a revoked key stops working as soon as the bucket says.
+// Only key hashes are kept in memory.
 type authenticator struct {
 	users UserLookup
-	ttl   time.Duration
-
-	mu    sync.Mutex
-	cache map[users.KeyHash]cached
 }
 
-type cached struct {
-	user    users.User
-	found   bool
-	expires time.Time
-}
-
-const maxCachedKeys = 100_000
-
-func newAuthenticator(u UserLookup, ttl time.Duration) *authenticator {
-	return &authenticator{users: u, ttl: ttl, cache: map[users.KeyHash]cached{}}
-}
+func newAuthenticator(u UserLookup) *authenticator { return &authenticator{users: u} }
 
 // user returns the key's owner or an *authError; other errors mean the
 // user store is unreachable.
@@ -89,33 +76,13 @@ func (a *authenticator) user(ctx context.Context, key string) (users.User, error
 	if err != nil {
 		return users.User{}, errBadKey
 	}
-	now := time.Now()
-	a.mu.Lock()
-	c, ok := a.cache[hash]
-	a.mu.Unlock()
-	if ok && now.Before(c.expires) {
-		if !c.found {
-			return users.User{}, errUnknownKey
-		}
-		return c.user, nil
-	}
 	u, err := a.users.ByKey(ctx, hash)
-	found := err == nil
-	if err != nil && !errors.Is(err, users.ErrNotFound) {
-		return users.User{}, err
-	}
-	ttl := a.ttl
-	if !found {
-		ttl = min(ttl, 5*time.Second) // a key created a moment later must work soon
-	}
-	a.mu.Lock()
-	if len(a.cache) >= maxCachedKeys {
-		clear(a.cache)
-	}
-	a.cache[hash] = cached{user: u, found: found, expires: now.Add(ttl)}
-	a.mu.Unlock()
-	if !found {
+	if errors.Is(err, users.ErrNotFound) {
 		return users.User{}, errUnknownKey
 	}
-	return u, nil
+	return u, err
 }
+
+// retryAfterUnavailable is the Retry-After of a 503 when the user store is
+// unreachable: NATS reconnects within a second or two.
+const retryAfterUnavailable = "2"

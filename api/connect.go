@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"heartlog/heartbeat"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
@@ -32,8 +33,8 @@ func (is *ingestService) SendHeartbeats(ctx context.Context, req *connect.Reques
 	for i, hb := range in {
 		items[i] = heartbeat.Decoded{Heartbeat: hb}
 	}
-	if err := s.ingest.ingest(ctx, u, items, req.Header().Get("User-Agent"), req.Msg.GetMachine()); err != nil {
-		return nil, connect.NewError(connect.CodeUnavailable, errors.New("heartbeats not stored: the log is unavailable, retry later"))
+	if err := s.ingest.ingest(ctx, u, items, int64(proto.Size(req.Msg)), req.Header().Get("User-Agent"), req.Msg.GetMachine()); err != nil {
+		return nil, connectIngestError(err)
 	}
 	out := &heartlogv1.SendHeartbeatsResponse{Results: make([]*heartlogv1.HeartbeatResult, len(items))}
 	for i, it := range items {
@@ -44,6 +45,22 @@ func (is *ingestService) SendHeartbeats(ctx context.Context, req *connect.Reques
 		}
 	}
 	return connect.NewResponse(out), nil
+}
+
+// connectIngestError maps a failed ingest to the code a Connect client
+// retries on, with Retry-After where a limit says when.
+func connectIngestError(err error) error {
+	var ref *refusal
+	if !errors.As(err, &ref) {
+		return connect.NewError(connect.CodeUnavailable, errors.New("heartbeats not stored: the log is unavailable, retry later"))
+	}
+	code := connect.CodeUnavailable
+	if ref.code == http.StatusTooManyRequests {
+		code = connect.CodeResourceExhausted
+	}
+	cerr := connect.NewError(code, errors.New(ref.msg))
+	cerr.Meta().Set("Retry-After", retryAfter(ref.retryAfter))
+	return cerr
 }
 
 // connectHandler is the IngestService behind the guard: the request and

@@ -110,7 +110,9 @@ func (s *Server) connectAuthError(err error) error {
 		return connect.NewError(connect.CodeUnauthenticated, err)
 	}
 	s.log.Error().Err(err).Msg("user store unavailable")
-	return connect.NewError(connect.CodeUnavailable, errors.New("user store unavailable, retry later"))
+	ce := connect.NewError(connect.CodeUnavailable, errors.New("user store unavailable, retry later"))
+	ce.Meta().Set("Retry-After", retryAfterUnavailable)
+	return ce
 }
 
 // handlerOptions are the handler options of both Connect services: the

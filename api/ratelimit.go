@@ -28,8 +28,27 @@ func newLimiter(perSecond float64, burst int) *limiter {
 }
 
 // allow takes a token for the user, or says how long until one is free.
-func (l *limiter) allow(user string) (bool, time.Duration) {
+func (l *limiter) allow(user string) (bool, time.Duration) { return l.allowN(user, 1) }
+
+// allowN takes n tokens for the user at once, or none and says how long
+// until n are free. n above the burst can never be allowed: the wait is
+// then how long the whole burst takes to refill.
+func (l *limiter) allowN(user string, n int) (bool, time.Duration) {
 	now := time.Now()
+	r := l.reserve(user, n, now)
+	if d := r.DelayFrom(now); d > 0 || !r.OK() {
+		r.CancelAt(now)
+		if !r.OK() {
+			d = time.Duration(float64(l.burst) / float64(l.rate) * float64(time.Second))
+		}
+		return false, d
+	}
+	return true, 0
+}
+
+// reserve reserves n tokens for the user; the caller cancels the
+// reservation if it does not go ahead.
+func (l *limiter) reserve(user string, n int, now time.Time) *rate.Reservation {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if now.Sub(l.swept) > time.Minute {
@@ -41,12 +60,7 @@ func (l *limiter) allow(user string) (bool, time.Duration) {
 		l.buckets[user] = b
 	}
 	b.seen = now
-	r := b.l.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d
-	}
-	return true, 0
+	return b.l.ReserveN(now, n)
 }
 
 // sweep drops buckets idle long enough to have refilled completely.

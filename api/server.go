@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"heartlog/health"
 	"heartlog/heartbeat"
 	"heartlog/users"
 )
@@ -27,14 +27,34 @@ type Options struct {
 	// RateBurst above it (default 100); over it is 429.
 	RateLimit float64
 	RateBurst int
-	// KeyCacheTTL is how long a resolved API key is trusted (default 1m).
-	KeyCacheTTL time.Duration
+	// HeartbeatRate is heartbeats per second per user at ingest (default
+	// 20), with HeartbeatBurst above it (default 2000; never below
+	// Limits.MaxHeartbeats). ByteRate and ByteBurst are the same in request
+	// body bytes (defaults 64 KiB/s and 8 MiB; the burst never below
+	// MaxBodyBytes). Over either, the whole request is 429 with
+	// Retry-After: wakatime-cli then requeues all of it.
+	HeartbeatRate  float64
+	HeartbeatBurst int
+	ByteRate       float64
+	ByteBurst      int
+	// MaxDaysPerRequest is how many distinct UTC days one request may
+	// carry (default 31); heartbeats of further days are answered 429 each.
+	MaxDaysPerRequest int
+	// MaxDayHeartbeats and MaxDayBytes cap one user-day (defaults 100,000
+	// heartbeats and 64 MiB of day-file JSON); heartbeats past a cap are
+	// answered 400 each. DayCounterIDs bounds the heartbeat ids this
+	// instance remembers to count them (default 4,000,000, some 64 MiB).
+	MaxDayHeartbeats int
+	MaxDayBytes      int64
+	DayCounterIDs    int
+	// Capacity says when the log is nearly full; ingest then answers 503
+	// with Retry-After. Nil: never.
+	Capacity Capacity
 	// Reader serves the read routes (summaries, status bar, durations,
 	// stats); without it they are not registered.
 	Reader HeartbeatReader
-	// Ready reports whether the service's dependencies are reachable; nil
-	// means always ready.
-	Ready func(ctx context.Context) error
+	// Health answers /readyz; nil means always ready.
+	Health *health.Checker
 	// Log receives request errors.
 	Log zerolog.Logger
 	// Now is the clock (default time.Now); tests set it.
@@ -54,11 +74,40 @@ func (o *Options) setDefaults() {
 	if o.RateBurst <= 0 {
 		o.RateBurst = 100
 	}
-	if o.KeyCacheTTL <= 0 {
-		o.KeyCacheTTL = time.Minute
-	}
+	o.setWorkDefaults()
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+}
+
+func (o *Options) setWorkDefaults() {
+	if o.HeartbeatRate <= 0 {
+		o.HeartbeatRate = 20
+	}
+	if o.HeartbeatBurst <= 0 {
+		o.HeartbeatBurst = 2000
+	}
+	// A request of MaxHeartbeats must fit an idle bucket, or it could
+	// never pass; likewise for bytes.
+	o.HeartbeatBurst = max(o.HeartbeatBurst, o.Limits.MaxHeartbeats)
+	if o.ByteRate <= 0 {
+		o.ByteRate = 64 << 10
+	}
+	if o.ByteBurst <= 0 {
+		o.ByteBurst = 8 << 20
+	}
+	o.ByteBurst = max(o.ByteBurst, int(o.MaxBodyBytes))
+	if o.MaxDaysPerRequest <= 0 {
+		o.MaxDaysPerRequest = 31
+	}
+	if o.MaxDayHeartbeats <= 0 {
+		o.MaxDayHeartbeats = 100_000
+	}
+	if o.MaxDayBytes <= 0 {
+		o.MaxDayBytes = 64 << 20
+	}
+	if o.DayCounterIDs <= 0 {
+		o.DayCounterIDs = 4_000_000
 	}
 }
 
@@ -70,7 +119,10 @@ type Server struct {
 	limit  *limiter
 	ingest *ingestor
 	log    zerolog.Logger
-	mux    *http.ServeMux
+	// unavailableLog is log, sampled: an outage fails every request, and
+	// one line in a while says as much as one per request.
+	unavailableLog zerolog.Logger
+	mux            *http.ServeMux
 }
 
 // New builds the API on a user store and the log's publisher.
@@ -79,11 +131,13 @@ func New(u UserLookup, pub Publisher, opts Options) *Server {
 	s := &Server{
 		opts:   opts,
 		users:  u,
-		auth:   newAuthenticator(u, opts.KeyCacheTTL),
+		auth:   newAuthenticator(u),
 		limit:  newLimiter(opts.RateLimit, opts.RateBurst),
-		ingest: &ingestor{limits: opts.Limits, pub: pub, now: opts.Now},
+		ingest: newIngestor(pub, opts),
 		log:    opts.Log,
 		mux:    http.NewServeMux(),
+
+		unavailableLog: opts.Log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second}),
 	}
 	s.routes()
 	return s
@@ -118,16 +172,22 @@ func (s *Server) routes() {
 	})
 }
 
+// readyz reports each dependency and the capabilities they serve. It is
+// 200 while ingest works, even if reads are degraded: a load balancer must
+// not take an ingest node out for a Postgres outage, which every node
+// shares and which ingest does not need. 503 when ingest is down.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if s.opts.Ready != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := s.opts.Ready(ctx); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
-			return
-		}
+	if s.opts.Health == nil {
+		writeJSON(w, http.StatusOK, health.Report{Status: health.OK, Ingest: health.OK, Reads: health.OK, Checks: map[string]string{}})
+		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	rep := s.opts.Health.Report(r.Context())
+	code := http.StatusOK
+	if !rep.IngestOK() {
+		w.Header().Set("Retry-After", retryAfterUnavailable)
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, rep)
 }
 
 // userHandler serves a route on behalf of an authenticated user.
@@ -146,7 +206,8 @@ func (s *Server) user(route string, h userHandler) http.Handler {
 			writeError(w, http.StatusUnauthorized, ae.msg)
 			return
 		case err != nil:
-			s.log.Error().Err(err).Msg("user store unavailable")
+			s.unavailableLog.Error().Err(err).Msg("user store unavailable")
+			w.Header().Set("Retry-After", retryAfterUnavailable)
 			writeError(w, http.StatusServiceUnavailable, "user store unavailable, retry later")
 			return
 		}

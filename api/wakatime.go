@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
+	"time"
 
 	"heartlog/heartbeat"
 	"heartlog/users"
@@ -29,7 +31,11 @@ type dataBody struct {
 }
 
 func itemBody(d heartbeat.Decoded) (any, int) {
-	if d.Err != nil {
+	var later *retryLater
+	switch {
+	case errors.As(d.Err, &later):
+		return errorBody{Error: d.Err.Error()}, http.StatusTooManyRequests
+	case d.Err != nil:
 		return errorBody{Error: d.Err.Error()}, http.StatusBadRequest
 	}
 	hb := d.Heartbeat
@@ -63,7 +69,7 @@ func (s *Server) postBulk(w http.ResponseWriter, r *http.Request, u users.User) 
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if !s.store(w, r, u, items) {
+	if !s.store(w, r, u, items, len(body)) {
 		return
 	}
 	out := responses{Responses: make([][2]any, len(items))}
@@ -86,24 +92,37 @@ func (s *Server) postOne(w http.ResponseWriter, r *http.Request, u users.User) {
 		return
 	}
 	items := []heartbeat.Decoded{item}
-	if !s.store(w, r, u, items) {
+	if !s.store(w, r, u, items, len(body)) {
 		return
 	}
 	b, code := itemBody(items[0])
 	writeJSON(w, code, b)
 }
 
-// store publishes the items, answering 503 itself when the log is down.
-func (s *Server) store(w http.ResponseWriter, r *http.Request, u users.User, items []heartbeat.Decoded) bool {
+// store publishes the items, answering 429 or 503 itself when a limit
+// refuses the request or the log is down.
+func (s *Server) store(w http.ResponseWriter, r *http.Request, u users.User, items []heartbeat.Decoded, size int) bool {
 	machine, err := url.QueryUnescape(r.Header.Get("X-Machine-Name"))
 	if err != nil {
 		machine = r.Header.Get("X-Machine-Name")
 	}
-	if err := s.ingest.ingest(r.Context(), u, items, r.Header.Get("User-Agent"), machine); err != nil {
+	err = s.ingest.ingest(r.Context(), u, items, int64(size), r.Header.Get("User-Agent"), machine)
+	var ref *refusal
+	if errors.As(err, &ref) {
+		w.Header().Set("Retry-After", retryAfter(ref.retryAfter))
+		writeError(w, ref.code, ref.msg)
+		return false
+	}
+	if err != nil {
 		s.log.Warn().Err(err).Str("user_id", u.ID).Int("heartbeats", len(items)).Msg("log did not store heartbeats; answered 503")
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "heartbeats not stored: the log is unavailable, retry later")
 		return false
 	}
 	return true
+}
+
+// retryAfter renders a wait as whole seconds for Retry-After, rounded up.
+func retryAfter(d time.Duration) string {
+	return strconv.Itoa(int((d + time.Second - 1) / time.Second))
 }

@@ -193,12 +193,14 @@ func (c *Cache) SetMany(ctx context.Context, values map[string][]byte) error {
 	return nil
 }
 
-// Op is one command of Apply: SETEX Key Value with the cache's TTL, or,
-// when Delete is set, DEL Key.
+// Op is one command of Apply: SETEX Key Value with the cache's TTL; when
+// Delete is set, DEL Key; when Incr is set, INCR Key followed by EXPIRE Key
+// with the cache's TTL (a counter that lives as long as what it counts).
 type Op struct {
 	Key    string
 	Value  []byte
 	Delete bool
+	Incr   bool
 }
 
 // Apply sends ops in one pipeline, in the order given; the server runs
@@ -208,20 +210,32 @@ type Op struct {
 // that every prefix leaves an acceptable state (see package
 // heartlog/schema/digest).
 func (c *Cache) Apply(ctx context.Context, ops []Op) error {
+	_, err := c.Exec(ctx, ops)
+	return err
+}
+
+// Exec is Apply that also returns, in order, the value each Incr op
+// counted up to.
+func (c *Cache) Exec(ctx context.Context, ops []Op) ([]int64, error) {
 	if len(ops) == 0 {
-		return nil
+		return nil, nil
 	}
 	for _, op := range ops {
 		if err := checkKey(op.Key); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	start := time.Now()
+	var incrs []*redis.IntCmd
 	cmds, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, op := range ops {
-			if op.Delete {
+			switch {
+			case op.Incr:
+				incrs = append(incrs, p.Incr(ctx, op.Key))
+				p.Expire(ctx, op.Key, c.ttl)
+			case op.Delete:
 				p.Del(ctx, op.Key)
-			} else {
+			default:
 				p.SetEx(ctx, op.Key, op.Value, c.ttl)
 			}
 		}
@@ -229,16 +243,20 @@ func (c *Cache) Apply(ctx context.Context, ops []Op) error {
 	})
 	observe(cmdPipeline, start, err)
 	ok := 0
-	for i, cmd := range cmds {
-		if cmd.Err() == nil && !ops[i].Delete {
+	for _, cmd := range cmds {
+		if cmd.Err() == nil && cmd.Name() == "setex" {
 			ok++
 		}
 	}
 	setsTotal.Add(float64(ok))
 	if err != nil {
-		return fmt.Errorf("cache: pipeline of %d commands: %w", len(ops), err)
+		return nil, fmt.Errorf("cache: pipeline of %d commands: %w", len(ops), err)
 	}
-	return nil
+	counts := make([]int64, len(incrs))
+	for i, cmd := range incrs {
+		counts[i] = cmd.Val()
+	}
+	return counts, nil
 }
 
 // Delete removes keys (DEL); keys that do not exist are not an error.

@@ -695,3 +695,27 @@ func TestApplyInOrder(t *testing.T) {
 		t.Error("Apply with an empty key: no error")
 	}
 }
+
+// TestExecCountsUp checks that an Incr op is INCR then EXPIRE with the
+// cache's TTL (a counter lives as long as what it counts), in the order
+// given, and that Exec returns what each counted up to.
+func TestExecCountsUp(t *testing.T) {
+	rec := newRecorder(t)
+	c := newCache(t, cache.Config{URL: rec.url(), TTL: 90 * time.Second})
+	ks := newKeyspace(t)
+	ctx := ctxT(t)
+	file, gen := ks.key("2026-04-01.ndjson.gz"), ks.key("2026-04-01.gen")
+	for want := int64(1); want <= 2; want++ {
+		counts, err := c.Exec(ctx, []cache.Op{{Key: file, Value: []byte("file")}, {Key: gen, Incr: true}})
+		if err != nil || len(counts) != 1 || counts[0] != want {
+			t.Fatalf("Exec: %v, %v; want [%d]", counts, err, want)
+		}
+	}
+	if got, err := rawClient(t).TTL(ctx, gen).Result(); err != nil || got > 90*time.Second || got < 85*time.Second {
+		t.Fatalf("TTL of the counter = %s (%v); want about 90s", got, err)
+	}
+	want := []string{"setex", "incr", "expire", "setex", "incr", "expire"}
+	if got := rec.names(); !slices.Equal(got, want) {
+		t.Fatalf("commands on the wire = %v; want %v", got, want)
+	}
+}

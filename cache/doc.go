@@ -3,7 +3,9 @@
 // holding the gzipped NDJSON day file as opaque binary bytes, and beside it
 // the day's digest for accounting (`<…>/<YYYY-MM-DD>.digest.v1`, package
 // heartlog/schema/digest, which also says in which order the two are
-// written: Apply's ordered pipeline). The cache
+// written: Apply's ordered pipeline), and the day's generation
+// (`<…>/<YYYY-MM-DD>.gen`, an INCR counter that every write counts up, so
+// that writers that race see it without MULTI or SET NX). The cache
 // processor writes day files into it as heartbeats arrive; reads of days whose
 // Postgres shard is gone take them from here (one MGET for all the days of a
 // range) and, on a miss, read S3 and fill the cache with SETEX.

@@ -31,6 +31,7 @@ var Vars = []Var{
 	{"HEARTLOG_NATS_STORE_DIR", "var/nats", "JetStream store directory of the embedded server (overrides nats.conf)", false},
 	{"HEARTLOG_STREAM_REPLICAS", "1", "replicas of the stream and KV buckets: 1 on one server, 3 in a cluster", false},
 	{"HEARTLOG_STREAM_MAX_AGE", "1344h", "how long the stream keeps heartbeats (8 weeks)", false},
+	{"HEARTLOG_STREAM_MAX_BYTES", "17179869184", "most bytes the stream holds (16 GiB; 0: unbounded; the server reserves it against nats.conf's max_file_store, 20G); past 95% ingest answers 503 with Retry-After, and JetStream itself refuses writes at the limit rather than drop unprocessed ones", false},
 	{"HEARTLOG_STREAM_DUPLICATES", "2m", "window in which JetStream drops a repeated message id", false},
 	{"HEARTLOG_PARTITIONS", "16", "user partitions; fixed for the life of a stream", false},
 	{"HEARTLOG_PUBLISH_LINGER", "500us", "group commit: how long a flush waits for more requests", false},
@@ -39,6 +40,13 @@ var Vars = []Var{
 	{"HEARTLOG_MAX_HEARTBEATS", "1000", "most heartbeats in one request", false},
 	{"HEARTLOG_RATE_LIMIT", "10", "requests per second allowed per user (token bucket); over it gets 429", false},
 	{"HEARTLOG_RATE_BURST", "100", "burst of requests allowed per user above the rate", false},
+	{"HEARTLOG_HEARTBEAT_RATE", "20", "heartbeats per second allowed per user at ingest (token bucket; a busy developer sends one every few seconds); over it the request gets 429 with Retry-After", false},
+	{"HEARTLOG_HEARTBEAT_BURST", "2000", "burst of heartbeats allowed per user above the rate (an offline-queue sync sends up to 1000 at once); never below HEARTLOG_MAX_HEARTBEATS", false},
+	{"HEARTLOG_BYTE_RATE", "65536", "request body bytes per second allowed per user at ingest; over it gets 429 with Retry-After", false},
+	{"HEARTLOG_BYTE_BURST", "8388608", "burst of request body bytes allowed per user above the rate; never below HEARTLOG_MAX_BODY_BYTES", false},
+	{"HEARTLOG_MAX_DAYS_PER_REQUEST", "31", "most distinct UTC days one request may carry; heartbeats of further days get a 429 each (wakatime-cli sends them again)", false},
+	{"HEARTLOG_DAY_MAX_HEARTBEATS", "100000", "most heartbeats one user-day may hold; past it each heartbeat gets a 400 (counted per serve instance, in memory)", false},
+	{"HEARTLOG_DAY_MAX_BYTES", "67108864", "most bytes of day-file JSON one user-day may hold (64 MiB, well below the day-file decoder's 256 MiB); past it each heartbeat gets a 400", false},
 	{"HEARTLOG_PROCESSORS", "postgres,objects,cache,backup", "processors `heartlog process` and `heartlog dev` run, comma-separated", false},
 	{"HEARTLOG_POSTGRES_WRITERS", "2", "connections the Postgres processor writes one batch over in parallel", false},
 	{"HEARTLOG_ACK_WAIT", "30s", "how long a processor's message may stay unacked before JetStream redelivers it", false},
@@ -69,12 +77,16 @@ var Vars = []Var{
 	{"HEARTLOG_CACHE_FLUSH_MESSAGES", "2048", "cache processor: messages that trigger a flush", false},
 	{"HEARTLOG_CACHE_FLUSH_BYTES", "33554432", "cache processor: message bytes that trigger a flush", false},
 	{"HEARTLOG_CACHE_CONCURRENCY", "64", "cache processor: day files merged at once", false},
+	{"HEARTLOG_CACHE_MEMO_BYTES", "268435456", "cache processor: memory of the day files it wrote last, so that their next change is merged without reading SSDB and S3 (0: off; every merge then reads both)", false},
 	{"HEARTLOG_BACKUP_FLUSH_AGE", "5m", "backup processor: longest a heartbeat waits before its backup is written (Spaces writes take ~2 s)", false},
 	{"HEARTLOG_BACKUP_FLUSH_MESSAGES", "20000", "backup processor: messages that trigger a flush", false},
 	{"HEARTLOG_BACKUP_FLUSH_BYTES", "268435456", "backup processor: message bytes that trigger a flush", false},
 	{"HEARTLOG_BACKUP_CONCURRENCY", "1024", "backup processor: writes in flight (2 s each: ~1000 needed to reach 450/s)", false},
 	{"HEARTLOG_BACKUP_MEMO_BYTES", "268435456", "backup processor: memory of the day files it wrote last, so that most changes cost one request, not two (needs conditional writes; 0: off)", false},
 	{"HEARTLOG_BACKUP_REQUESTS_PER_SECOND", "450", "backup processor: ceiling on its reads and writes together, below Spaces' ~500 requests/s per account (a single Space documents 240 requests/s and 150 writes/s: set about 140 for one Space)", false},
+	{"HEARTLOG_DAYFILE_MAX_BYTES", "268435456", "largest day file (uncompressed bytes) the objects, cache and backup processors write; heartbeats past it are rejected (parked), the file is kept as it is", false},
+	{"HEARTLOG_DAYFILE_MAX_HEARTBEATS", "400000", "most heartbeats in one day file; past it, as HEARTLOG_DAYFILE_MAX_BYTES", false},
+	{"HEARTLOG_DAYFILE_MERGE_BYTES", "268435456", "each day-file processor: uncompressed bytes of day files merged at once (a larger file is merged alone)", false},
 	{"HEARTLOG_DAY_CLOSE_DELAY", "1h", "a UTC day is due to close (its day files written once, by compaction) this long after it ends; `heartlog days list` marks the days past it", false},
 	{"HEARTLOG_COMPACTION_MEMORY_BYTES", "33554432", "compaction: heartbeats of one partition-day held in memory before sorted runs spill to HEARTLOG_COMPACTION_DIR (bytes, counted generously)", false},
 	{"HEARTLOG_COMPACTION_PARTITIONS", "4", "compaction: partitions of a day compacted at once", false},
@@ -95,9 +107,17 @@ type Bucket struct {
 type Flush struct {
 	Messages, Bytes, Concurrency int
 	Age                          time.Duration
-	// MemoBytes is the sink's memory of files it wrote (0 where the
-	// processor has none: the cache).
+	// MemoBytes is the sink's memory of files it wrote.
 	MemoBytes int64
+}
+
+// Work is the per-user ingest budget and the caps on what a request and a
+// user-day may carry.
+type Work struct {
+	HeartbeatRate, ByteRate                      float64
+	HeartbeatBurst, ByteBurst, MaxDaysPerRequest int
+	DayMaxHeartbeats                             int
+	DayMaxBytes                                  int64
 }
 
 // Config is the parsed settings.
@@ -108,6 +128,10 @@ type Config struct {
 	Objects, Cache       Flush
 	BackupFlush          Flush
 	BackupRequestsPerSec float64
+	// DayFileMaxBytes and DayFileMaxHeartbeats bound each day file;
+	// MergeBytes bounds what each day-file processor merges at once.
+	DayFileMaxBytes, DayFileMaxHeartbeats int
+	MergeBytes                            int64
 
 	HTTPAddr         string
 	AdminAddr        string
@@ -127,6 +151,8 @@ type Config struct {
 	RateLimit        float64
 	RateBurst        int
 	Processors       []string
+	StreamMaxBytes   int64
+	Work             Work
 	FetchBatch       int
 	AckWait          time.Duration
 	PinnedTTL        time.Duration
@@ -177,6 +203,16 @@ func FromEnv() (Config, error) {
 		LogFormat:        r.str("HEARTLOG_LOG_FORMAT"),
 	}
 	c.DebugJanitorPause = r.str("HEARTLOG_DEBUG_JANITOR_PAUSE")
+	c.StreamMaxBytes = int64(r.int("HEARTLOG_STREAM_MAX_BYTES", 0, 1<<50))
+	c.Work = Work{
+		HeartbeatRate:     r.float("HEARTLOG_HEARTBEAT_RATE"),
+		HeartbeatBurst:    r.int("HEARTLOG_HEARTBEAT_BURST", 1, 1<<30),
+		ByteRate:          r.float("HEARTLOG_BYTE_RATE"),
+		ByteBurst:         r.int("HEARTLOG_BYTE_BURST", 1, 1<<40),
+		MaxDaysPerRequest: r.int("HEARTLOG_MAX_DAYS_PER_REQUEST", 1, 100000),
+		DayMaxHeartbeats:  r.int("HEARTLOG_DAY_MAX_HEARTBEATS", 1, 1<<30),
+		DayMaxBytes:       int64(r.int("HEARTLOG_DAY_MAX_BYTES", 1024, 1<<40)),
+	}
 	c.S3 = r.bucket("HEARTLOG_S3_")
 	c.Backup = r.bucket("HEARTLOG_BACKUP_S3_")
 	c.CacheURL = r.str("HEARTLOG_CACHE_URL")
@@ -187,6 +223,10 @@ func FromEnv() (Config, error) {
 	c.BackupRequestsPerSec = r.float("HEARTLOG_BACKUP_REQUESTS_PER_SECOND")
 	c.Objects.MemoBytes = int64(r.int("HEARTLOG_OBJECTS_MEMO_BYTES", 0, 1<<40))
 	c.BackupFlush.MemoBytes = int64(r.int("HEARTLOG_BACKUP_MEMO_BYTES", 0, 1<<40))
+	c.Cache.MemoBytes = int64(r.int("HEARTLOG_CACHE_MEMO_BYTES", 0, 1<<40))
+	c.DayFileMaxBytes = r.int("HEARTLOG_DAYFILE_MAX_BYTES", 1024, 1<<32)
+	c.DayFileMaxHeartbeats = r.int("HEARTLOG_DAYFILE_MAX_HEARTBEATS", 1, 1<<30)
+	c.MergeBytes = int64(r.int("HEARTLOG_DAYFILE_MERGE_BYTES", 1<<20, 1<<40))
 	c.DayCloseDelay = r.duration("HEARTLOG_DAY_CLOSE_DELAY")
 	c.CompactionMemoryBytes = int64(r.int("HEARTLOG_COMPACTION_MEMORY_BYTES", 64<<10, 1<<40))
 	c.CompactionPartitions = r.int("HEARTLOG_COMPACTION_PARTITIONS", 1, 1024)

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/rs/zerolog"
 
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 )
@@ -103,17 +104,43 @@ var (
 	}, []string{"processor", "consumer"})
 )
 
-// watchLag publishes the consumer's lag every interval until ctx is done.
-func watchLag(ctx context.Context, cons jetstream.Consumer, processor string, every time.Duration) {
+var (
+	oldestAge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "heartlog_processor_oldest_unprocessed_seconds",
+		Help: "Age of the oldest message the processor has not committed yet (0 when caught up).",
+	}, []string{"processor", "consumer"})
+	oldestAgeRatio = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "heartlog_processor_oldest_unprocessed_max_age_ratio",
+		Help: "Age of the oldest unprocessed message over the stream's MaxAge: past 1 it is deleted before the processor gets to it (warning logged past 0.5, error past 0.75).",
+	}, []string{"processor", "consumer"})
+)
+
+// Thresholds of the oldest unprocessed message's age over MaxAge.
+const (
+	lagWarnRatio  = 0.5
+	lagErrorRatio = 0.75
+	// lagLogEvery bounds the lag lines while a consumer stays behind.
+	lagLogEvery = 10 * time.Minute
+)
+
+// watchLag publishes the consumer's lag every interval until ctx is done,
+// and, given the stream, how old its oldest unprocessed message is against
+// the stream's MaxAge: a sink that falls that far behind loses messages to
+// age, so it is logged well before (warn past half of MaxAge, error past
+// three quarters).
+func watchLag(ctx context.Context, cons jetstream.Consumer, stream jetstream.Stream, processor string, log zerolog.Logger, every time.Duration) {
 	name := cons.CachedInfo().Name
 	pending := pendingMessages.WithLabelValues(processor, name)
 	ackPending := ackPendingMessages.WithLabelValues(processor, name)
+	age := ageWatch{stream: stream, age: oldestAge.WithLabelValues(processor, name),
+		ratio: oldestAgeRatio.WithLabelValues(processor, name), log: log.With().Str("consumer", name).Logger()}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		if info, err := cons.Info(ctx); err == nil {
 			pending.Set(float64(info.NumPending))
 			ackPending.Set(float64(info.NumAckPending))
+			age.observe(ctx, info)
 		}
 		select {
 		case <-ctx.Done():
@@ -121,4 +148,60 @@ func watchLag(ctx context.Context, cons jetstream.Consumer, processor string, ev
 		case <-t.C:
 		}
 	}
+}
+
+// ageWatch tracks one consumer's oldest unprocessed message.
+type ageWatch struct {
+	stream     jetstream.Stream
+	age, ratio prometheus.Gauge
+	log        zerolog.Logger
+	level      int // 0 fine, 1 warned, 2 errored
+	logged     time.Time
+}
+
+// observe asks for the first message after the ack floor that the
+// consumer's filter takes (one direct get), when anything is unprocessed.
+func (a *ageWatch) observe(ctx context.Context, info *jetstream.ConsumerInfo) {
+	if a.stream == nil {
+		return
+	}
+	maxAge := a.stream.CachedInfo().Config.MaxAge
+	var age time.Duration
+	if info.NumPending+uint64(info.NumAckPending) > 0 {
+		opts := []jetstream.GetMsgOpt{}
+		if f := info.Config.FilterSubject; f != "" {
+			opts = append(opts, jetstream.WithGetMsgSubject(f))
+		}
+		msg, err := a.stream.GetMsg(ctx, info.AckFloor.Stream+1, opts...)
+		if err != nil {
+			return // deleted meanwhile, or NATS away: next time
+		}
+		age = max(time.Since(msg.Time), 0)
+	}
+	a.age.Set(age.Seconds())
+	if maxAge <= 0 {
+		return
+	}
+	r := float64(age) / float64(maxAge)
+	a.ratio.Set(r)
+	level := 0
+	switch {
+	case r >= lagErrorRatio:
+		level = 2
+	case r >= lagWarnRatio:
+		level = 1
+	}
+	if level == a.level && (level == 0 || time.Since(a.logged) < lagLogEvery) {
+		return
+	}
+	a.level, a.logged = level, time.Now()
+	ev := a.log.Info()
+	msg := "processor caught up with the stream's MaxAge again"
+	switch level {
+	case 1:
+		ev, msg = a.log.Warn(), "processor is behind: its oldest unprocessed message is past half the stream's MaxAge; past MaxAge it is deleted unprocessed"
+	case 2:
+		ev, msg = a.log.Error(), "processor is far behind: its oldest unprocessed message is past three quarters of the stream's MaxAge; past MaxAge it is deleted unprocessed"
+	}
+	ev.Str("oldest_unprocessed_age", age.Round(time.Second).String()).Str("max_age", maxAge.String()).Msg(msg)
 }

@@ -3,6 +3,7 @@ package processors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -58,6 +59,10 @@ type Options struct {
 	// DeadLetters is where heartbeats the sink can never store are parked
 	// (required by Run; RunPartitions makes one from its config).
 	DeadLetters *streams.DeadLetters
+	// Stream is the consumer's stream; with it, the lag watcher also
+	// tracks the age of the oldest unprocessed message against the
+	// stream's MaxAge (RunPartitions sets it).
+	Stream jetstream.Stream
 }
 
 func (o *Options) setDefaults() {
@@ -109,7 +114,7 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 	if opts.DeadLetters == nil {
 		return errors.New("processors: Run needs Options.DeadLetters, where it parks what the sink can never store")
 	}
-	go watchLag(ctx, cons, sink.Name(), 10*time.Second)
+	go watchLag(ctx, cons, opts.Stream, sink.Name(), log, 10*time.Second)
 	log.Debug().Str("consumer", cons.CachedInfo().Name).Msg("processor started")
 	// Gathering and decoding the next batch overlaps the commit of the
 	// current one; at most one decoded batch waits.
@@ -303,6 +308,14 @@ func RunPartitions(ctx context.Context, js jetstream.JetStream, cfg streams.Conf
 	opts.PriorityGroup = streams.PriorityGroup
 	if opts.DeadLetters == nil {
 		opts.DeadLetters = streams.NewDeadLetters(js, cfg)
+	}
+	if opts.Stream == nil {
+		if opts.Stream, err = js.Stream(ctx, cfg.Stream); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("processors: look up stream %s: %w", cfg.Stream, err)
+		}
 	}
 	if opts.ProgressEvery <= 0 {
 		opts.ProgressEvery = cfg.AckWait / 3

@@ -4,7 +4,10 @@
 // projector's lag); any other day from SSDB, with one MGET for all of them;
 // a day SSDB lacks from S3 (bounded parallel GETs), which then fills SSDB
 // (with an empty day file for a day S3 has no file of, so that a warm read
-// asks S3 nothing even across days without heartbeats).
+// asks S3 nothing even across days without heartbeats). A cached day file
+// that does not decode is read from S3 and replaced. Fills never write over
+// what the cache processor may have written meanwhile (see fill), so a
+// reader never sees less than S3 had.
 //
 // Activity, for accounting, reads SSDB days from their digests (package
 // schema/digest) where the cache has them, with one MGET of the digests
@@ -17,14 +20,17 @@
 package reads
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -37,6 +43,7 @@ import (
 
 	"heartlog/cache"
 	"heartlog/objstore"
+	pgsink "heartlog/processors/postgres"
 	"heartlog/schema/dayfile"
 	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
@@ -59,6 +66,13 @@ type Reader struct {
 	primary  objstore.Bucket
 	parallel int
 	log      zerolog.Logger
+	// beforeFill, if set, is called at each step of a fill (tests).
+	beforeFill func(step string)
+
+	grace time.Duration
+	now   func() time.Time
+	mu    sync.Mutex
+	cold  map[string]bool // days past grace found without a partition
 }
 
 // New returns a Reader; parallel bounds S3 GETs per call (default 16).
@@ -66,7 +80,21 @@ func New(pool *pgxpool.Pool, shards ShardStates, c *cache.Cache, primary objstor
 	if parallel <= 0 {
 		parallel = 16
 	}
-	return &Reader{pool: pool, shards: shards, cache: c, primary: primary, parallel: parallel, log: log}
+	return &Reader{pool: pool, shards: shards, cache: c, primary: primary, parallel: parallel, log: log,
+		now: time.Now, cold: map[string]bool{}}
+}
+
+// WithShardsGrace makes the reader serve a day past the shard grace period
+// (HEARTLOG_SHARDS_GRACE) from the day files when it has no Postgres
+// partition: the Postgres processor creates none for such a day (see
+// processors/postgres), so an active shard state says nothing there. A
+// past-grace day whose partition still exists (the janitor has not dropped
+// it yet) is read from Postgres as before. Zero (the default): every day
+// with an active shard is read from Postgres. It returns r; call it before
+// the first read.
+func (r *Reader) WithShardsGrace(grace time.Duration) *Reader {
+	r.grace = grace
+	return r
 }
 
 var daysRead = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -113,12 +141,29 @@ func (r *Reader) Activity(ctx context.Context, u users.User, days []string) (sta
 // read reads the hot days from Postgres and the others from the files
 // (with digests: from their digests where SSDB has them), at once.
 func (r *Reader) read(ctx context.Context, u users.User, days []string, digests bool) ([]*heartlogv1.Heartbeat, fileDays, error) {
-	var hot, cold []string
+	var hot, cold, unsure []string
+	now := r.now()
 	for _, d := range days {
-		if r.shards.State(d).Writable() {
-			hot = append(hot, d)
-		} else {
+		switch {
+		case !r.shards.State(d).Writable():
 			cold = append(cold, d)
+		case !streams.PastGrace(d, r.grace, now):
+			hot = append(hot, d)
+		default:
+			unsure = append(unsure, d)
+		}
+	}
+	if len(unsure) > 0 {
+		withPartition, err := r.partitioned(ctx, unsure)
+		if err != nil {
+			return nil, fileDays{}, err
+		}
+		for _, d := range unsure {
+			if withPartition[d] {
+				hot = append(hot, d)
+			} else {
+				cold = append(cold, d)
+			}
 		}
 	}
 	var rows []*heartlogv1.Heartbeat
@@ -146,6 +191,36 @@ func (r *Reader) read(ctx context.Context, u users.User, days []string, digests 
 		return nil, fileDays{}, err
 	}
 	return rows, files, nil
+}
+
+// partitioned tells which of the days (past grace, shard active) still have
+// a Postgres partition. A day found without one is remembered: no partition
+// is created for a day past grace. One that has one is asked again next
+// time, since the janitor may drop it.
+func (r *Reader) partitioned(ctx context.Context, days []string) (map[string]bool, error) {
+	var ask []string
+	r.mu.Lock()
+	for _, d := range days {
+		if !r.cold[d] {
+			ask = append(ask, d)
+		}
+	}
+	r.mu.Unlock()
+	if len(ask) == 0 {
+		return map[string]bool{}, nil
+	}
+	have, err := pgsink.Partitioned(ctx, r.pool, ask)
+	if err != nil {
+		return nil, fmt.Errorf("reads: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range ask {
+		if !have[d] {
+			r.cold[d] = true
+		}
+	}
+	return have, nil
 }
 
 // compareHeartbeats orders by (time, id), the day-file order.
@@ -272,33 +347,40 @@ func (r *Reader) fromFiles(ctx context.Context, u users.User, days []string, dig
 	if len(need) == 0 {
 		return fd, nil
 	}
-	needKeys := make([]string, len(need))
+	// One MGET of the day files and their generations (see fill).
+	needKeys := make([]string, 2*len(need))
 	for j, i := range need {
-		needKeys[j] = keys[i]
+		needKeys[j], needKeys[len(need)+j] = keys[i], digest.GenKey(keys[i])
 	}
-	cached, err := r.cache.MGet(ctx, needKeys)
+	vals, err := r.cache.MGet(ctx, needKeys)
 	if err != nil {
 		// SSDB is a cache: without it, S3 still answers.
 		r.log.Warn().Err(err).Msg("cache unavailable; reading day files from S3")
-		cached = make([][]byte, len(needKeys))
+		vals = make([][]byte, len(needKeys))
 	}
-	decoded := make([][]*heartlogv1.Heartbeat, len(needKeys))
+	cached, gens := vals[:len(need)], vals[len(need):]
+	decoded := make([][]*heartlogv1.Heartbeat, len(need))
 	bad := decodeAll(cached, decoded, dayfile.Decode)
 	var missing []int
-	var writes []digest.File // cached day files without a digest
+	fillable := map[int]fillGen{} // by index of days: what a fill may write over
+	var writes []fill             // cached day files without a digest
 	for j, data := range cached {
 		i := need[j]
 		switch {
 		case data == nil:
 			missing = append(missing, i)
+			if gens[j] == nil && err == nil {
+				fillable[i] = fillGen{gen: nil}
+			}
 		case bad[j] != nil:
 			r.log.Error().Err(bad[j]).Str("key", keys[i]).Msg("cached day file unreadable; reading S3")
 			missing = append(missing, i)
+			fillable[i] = fillGen{gen: gens[j]}
 		default:
 			perDay[i] = decoded[j]
 			daysRead.WithLabelValues("cache").Inc()
 			if digests {
-				writes = append(writes, digest.File{Key: keys[i], Data: data, Heartbeats: decoded[j], Decoded: true})
+				writes = append(writes, fill{File: digest.File{Key: keys[i], Data: data, Heartbeats: decoded[j], Decoded: true}, gen: gens[j]})
 			}
 		}
 	}
@@ -307,11 +389,19 @@ func (r *Reader) fromFiles(ctx context.Context, u users.User, days []string, dig
 		if err != nil {
 			return fileDays{}, err
 		}
-		writes = append(writes, fetched...)
+		for _, f := range fetched {
+			if g, ok := fillable[f.index]; ok {
+				writes = append(writes, fill{File: f.File, gen: g.gen})
+			}
+		}
 	}
 	r.fill(ctx, writes)
 	return fd, nil
 }
+
+// fillGen is the generation a fill read with the entry it may replace
+// (nil: none).
+type fillGen struct{ gen []byte }
 
 // fromDigests MGETs the digests of the day files under keys and parses
 // them into out; it returns the indexes of the days it could not read.
@@ -379,12 +469,18 @@ var emptyFile = sync.OnceValue(func() []byte {
 	return data
 })
 
+// fetched is a day file read from S3 for days[index].
+type fetched struct {
+	digest.File
+	index int
+}
+
 // fromS3 GETs keys[i] for each i of which and decodes it into out[i].
 // It returns the files read (an empty one for a key S3 has none of), for
 // the cache.
-func (r *Reader) fromS3(ctx context.Context, keys []string, which []int, out [][]*heartlogv1.Heartbeat) ([]digest.File, error) {
+func (r *Reader) fromS3(ctx context.Context, keys []string, which []int, out [][]*heartlogv1.Heartbeat) ([]fetched, error) {
 	var mu sync.Mutex
-	var fetched []digest.File
+	var files []fetched
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.parallel)
 	for _, i := range which {
@@ -399,7 +495,7 @@ func (r *Reader) fromS3(ctx context.Context, keys []string, which []int, out [][
 				daysRead.WithLabelValues("none").Inc()
 				out[i] = nil
 				mu.Lock()
-				fetched = append(fetched, digest.File{Key: key, Data: emptyFile(), Decoded: true})
+				files = append(files, fetched{digest.File{Key: key, Data: emptyFile(), Decoded: true}, i})
 				mu.Unlock()
 				return nil
 			}
@@ -411,26 +507,107 @@ func (r *Reader) fromS3(ctx context.Context, keys []string, which []int, out [][
 			}
 			daysRead.WithLabelValues("s3").Inc()
 			mu.Lock()
-			fetched = append(fetched, digest.File{Key: key, Data: data, Heartbeats: out[i], Decoded: true})
+			files = append(files, fetched{digest.File{Key: key, Data: data, Heartbeats: out[i], Decoded: true}, i})
 			mu.Unlock()
 			return nil
 		})
 	}
-	return fetched, g.Wait()
+	return files, g.Wait()
+}
+
+// fill is a day file to put into the cache, and the generation read with
+// what it replaces (nil: none).
+type fill struct {
+	digest.File
+	gen []byte
 }
 
 // fill puts day files read from S3, or read from SSDB without a digest,
-// into SSDB with their digests (digest.Put: DEL digest, SETEX day file,
-// SETEX digest). A failure only costs the next reader another S3 GET or
-// day-file decode. (SSDB has no SET NX, so a fill can race the cache
-// processor and put back an older file and its digest; the processor's
-// next write for the day, or the TTL, repairs both, and S3 stays the
-// truth.)
-func (r *Reader) fill(ctx context.Context, files []digest.File) {
+// into SSDB with their digests (digest.Write: DEL digest, SETEX day file,
+// SETEX digest, INCR generation). A failure only costs the next reader
+// another S3 GET or day-file decode.
+//
+// SSDB has no SET NX, so a fill cannot be conditional; instead it never
+// writes over what the cache processor may have written since it read:
+//
+//   - it fills a missing entry only if the day has no generation (no writer
+//     touched it within the TTL; a day dropped on purpose, which keeps its
+//     generation, is read from S3 until the cache processor writes it
+//     again), and replaces a present entry only if it was unreadable or is
+//     written back byte for byte with its digest;
+//   - just before writing, it checks that each day's generation is still
+//     the one read with the entry (else that day is not filled);
+//   - its INCR must then count up to exactly that generation plus one. If
+//     not, another write came between the check and the fill, and the fill
+//     may have overwritten it with an older S3 version: the entry is
+//     dropped (digest.Drop), so that readers go to S3 and the cache
+//     processor's next merge starts from S3 and its own memory of what it
+//     wrote (package processors/cache).
+//
+// What remains: a drop may remove an entry newer than the fill (readers
+// then go to S3, which is never less than S3); and the cache processor
+// merges into an entry only if it is exactly its own last write, so an
+// older fill that slipped in is merged with S3 at the next commit of the
+// day. A fill can therefore leave the cache behind S3 only in one case: it
+// overwrote the cache processor's write of heartbeats that the objects
+// processor had not yet written to S3, the drop then failed (SSDB
+// unreachable between two commands), and the day gets no later heartbeat
+// before the TTL.
+func (r *Reader) fill(ctx context.Context, files []fill) {
 	if len(files) == 0 {
 		return
 	}
-	if err := digest.Put(ctx, r.cache, files); err != nil {
+	if r.beforeFill != nil {
+		r.beforeFill("check")
+	}
+	gkeys := make([]string, len(files))
+	for i, f := range files {
+		gkeys[i] = digest.GenKey(f.Key)
+	}
+	now, err := r.cache.MGet(ctx, gkeys)
+	if err != nil {
 		r.log.Warn().Err(err).Int("files", len(files)).Msg("could not fill the cache")
+		return
+	}
+	kept := files[:0:0]
+	for i, f := range files {
+		if bytes.Equal(now[i], f.gen) {
+			kept = append(kept, f)
+		}
+	}
+	if len(kept) == 0 {
+		return
+	}
+	if r.beforeFill != nil {
+		r.beforeFill("write")
+	}
+	out := make([]digest.File, len(kept))
+	for i, f := range kept {
+		out[i] = f.File
+	}
+	counted, err := digest.Write(ctx, r.cache, out)
+	if counted == nil {
+		r.log.Warn().Err(err).Int("files", len(kept)).Msg("could not fill the cache")
+		return
+	}
+	for i, f := range kept {
+		if counted[i] == genValue(f.gen)+1 {
+			continue
+		}
+		fillRaces.Inc()
+		if _, err := digest.Drop(ctx, r.cache, f.Key); err != nil {
+			r.log.Warn().Err(err).Str("key", f.Key).Msg("a cache fill raced another write and could not be undone")
+		}
 	}
 }
+
+// genValue is a generation's value, 0 for none.
+func genValue(v []byte) int64 {
+	n, _ := strconv.ParseInt(string(v), 10, 64)
+	return n
+}
+
+var fillRaces = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "heartlog_read_fill_races_total",
+	Help: "Cache fills by the read path that raced another write of the same day and were dropped (reads then go to S3).",
+})

@@ -200,11 +200,7 @@ func (j *Janitor) partitionName(day string) string { return pgsink.PartitionName
 
 // eligible reports whether the whole UTC day ended Grace ago or more.
 func (j *Janitor) eligible(day string) bool {
-	t, err := time.Parse(heartbeat.DayLayout, day)
-	if err != nil {
-		return false
-	}
-	return !t.AddDate(0, 0, 1).Add(j.opts.Grace).After(j.opts.Now())
+	return streams.PastGrace(day, j.opts.Grace, j.opts.Now())
 }
 
 // List returns every day that has a partition table or a key in the

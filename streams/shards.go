@@ -126,3 +126,19 @@ func PutShard(ctx context.Context, kv jetstream.KeyValue, day string, s Shard, r
 	}
 	return kv.Update(ctx, day, data, revision)
 }
+
+// PastGrace reports whether the UTC day (YYYYMMDD) ended grace or more
+// before now: the shard janitor may drop such a day's partition, and the
+// Postgres processor creates none for it (its heartbeats go to the day
+// files alone). A zero grace means no day is past it. A day that does not
+// parse is not past grace.
+func PastGrace(day string, grace time.Duration, now time.Time) bool {
+	if grace <= 0 {
+		return false
+	}
+	t, err := time.Parse("20060102", day)
+	if err != nil {
+		return false
+	}
+	return !t.AddDate(0, 0, 1).Add(grace).After(now)
+}

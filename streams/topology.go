@@ -25,6 +25,13 @@ type Config struct {
 	// MaxAge is how long the stream keeps messages (default 8 weeks): longer
 	// than any Postgres shard lives, since S3 is the archive past it.
 	MaxAge time.Duration
+	// MaxBytes bounds the stream's size (0, the default here: unbounded;
+	// HEARTLOG_STREAM_MAX_BYTES sets it, 16 GiB by default).
+	// Past it JetStream refuses new writes (DiscardNew) rather than drop
+	// old messages that a sink may not have processed; ingest answers 503
+	// before that (see WatchFill). The server reserves MaxBytes against its
+	// max_file_store (20G in nats.conf) when the stream is created.
+	MaxBytes int64
 	// Duplicates is the window in which a repeated Nats-Msg-Id is dropped
 	// (default 2 minutes). A first line only: the sinks are the real dedup.
 	Duplicates time.Duration
@@ -32,6 +39,9 @@ type Config struct {
 	ShardsBucket string
 	// LocksBucket holds cluster-wide locks with a per-key TTL (default locks).
 	LocksBucket string
+	// UsersBucket holds the user records ingest authenticates from, keyed
+	// by API key hash (default users; see package users).
+	UsersBucket string
 	// AckWait is how long a processor's consumer waits for an ack before
 	// redelivering (default 30s). It is also how long the messages a killed
 	// processor held wait before another gets them; processors signal
@@ -54,6 +64,7 @@ func DefaultConfig() Config {
 		Duplicates:       2 * time.Minute,
 		ShardsBucket:     "shards",
 		LocksBucket:      "locks",
+		UsersBucket:      "users",
 		AckWait:          30 * time.Second,
 		PinnedTTL:        30 * time.Second,
 	}
@@ -67,6 +78,12 @@ var ErrPartitionsChanged = errors.New("streams: partition count differs from the
 const partitionsKey = "heartlog.partitions"
 
 // StreamConfig is the HEARTBEATS stream as Ensure declares it.
+//
+// Discard is DiscardNew: a full stream refuses writes (the client is told
+// to retry) instead of deleting the oldest messages, which a lagging sink
+// may still need; MaxAge expiry happens either way. Updating a stream made
+// with DiscardOld deletes nothing, and a MaxBytes below the stream's size
+// under DiscardNew deletes nothing either: writes wait for room.
 func (c Config) StreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        c.Stream,
@@ -74,13 +91,21 @@ func (c Config) StreamConfig() jetstream.StreamConfig {
 		Subjects:    []string{SubjectPrefix + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
+		Discard:     jetstream.DiscardNew,
 		MaxAge:      c.MaxAge,
+		MaxBytes:    c.maxBytes(),
 		Duplicates:  c.Duplicates,
 		Replicas:    c.Replicas,
 		MaxMsgSize:  1 << 20,
 		Metadata:    map[string]string{partitionsKey: strconv.FormatUint(uint64(c.Partitions), 10)},
 	}
+}
+
+func (c Config) maxBytes() int64 {
+	if c.MaxBytes <= 0 {
+		return -1
+	}
+	return c.MaxBytes
 }
 
 // Ensure creates or updates the stream and the KV buckets. It is safe to
@@ -109,6 +134,14 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 		LimitMarkerTTL: time.Minute,
 	}); err != nil {
 		return fmt.Errorf("streams: ensure KV bucket %s (per-key TTL needs nats-server 2.11+): %w", c.LocksBucket, err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      c.UsersBucket,
+		Description: "user records by API key hash, mirrored from Postgres: what ingest authenticates from",
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}); err != nil {
+		return fmt.Errorf("streams: ensure KV bucket %s: %w", c.UsersBucket, err)
 	}
 	return nil
 }

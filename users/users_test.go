@@ -43,7 +43,7 @@ func TestHashKeyAcceptsOnlyUUIDv4(t *testing.T) {
 
 func TestStoreKeepsOnlyTheHash(t *testing.T) {
 	pool, _ := heartlogtest.NewDatabase(t)
-	store := users.NewStore(pool)
+	store, dir, _ := mirrored(t, pool)
 	ctx := context.Background()
 	u, key, err := store.Create(ctx, users.NewUser{Name: "alice", TimeZone: "Europe/Berlin"})
 	if err != nil {
@@ -58,7 +58,7 @@ func TestStoreKeepsOnlyTheHash(t *testing.T) {
 		t.Fatal("the API key is stored in clear")
 	}
 	hash, _ := users.HashKey(key)
-	got, err := store.ByKey(ctx, hash)
+	got, err := dir.ByKey(ctx, hash)
 	if err != nil || got.ID != u.ID || got.TimeZone != "Europe/Berlin" || got.ObjectPrefix == "" {
 		t.Fatalf("ByKey = %+v, %v", got, err)
 	}
@@ -69,7 +69,7 @@ func TestStoreKeepsOnlyTheHash(t *testing.T) {
 		t.Fatal("unknown time zone accepted")
 	}
 	other, _ := users.HashKey(users.NewKey())
-	if _, err := store.ByKey(ctx, other); !errors.Is(err, users.ErrNotFound) {
+	if _, err := dir.ByKey(ctx, other); !errors.Is(err, users.ErrNotFound) {
 		t.Fatalf("unknown key: %v, want ErrNotFound", err)
 	}
 }

@@ -82,6 +82,7 @@ func compactor(cmd *cobra.Command, withSinks bool) (*dayTools, error) {
 	t.sinks = compaction.Sinks(compaction.Stores{Primary: primary, Cache: cache, Backup: backup}, compaction.SinkOptions{
 		Concurrency: cfg.Objects.Concurrency, BackupConcurrency: cfg.BackupFlush.Concurrency,
 		BackupRequestsPerSecond: cfg.BackupRequestsPerSec, Log: log,
+		Limits: rt.dayFileLimits(), MergeBytes: cfg.MergeBytes,
 	})
 	t.close = func() { _ = cache.Close(); rt.close() }
 	return t, nil

@@ -53,6 +53,7 @@ func streamConfig(cfg config.Config) streams.Config {
 	sc.Partitions = cfg.Partitions
 	sc.Replicas = cfg.StreamReplicas
 	sc.MaxAge = cfg.StreamMaxAge
+	sc.MaxBytes = cfg.StreamMaxBytes
 	sc.Duplicates = cfg.StreamDuplicates
 	sc.AckWait = cfg.AckWait
 	sc.PinnedTTL = cfg.PinnedTTL
@@ -90,30 +91,43 @@ func connectNATS(cfg config.Config, name string, log zerolog.Logger) (*nats.Conn
 
 // openPostgres connects and applies pending migrations.
 func openPostgres(ctx context.Context, cfg config.Config, log zerolog.Logger) (*pgxpool.Pool, error) {
+	pool, err := newPool(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrate(ctx, pool, log); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+
+// newPool makes a pool without connecting: pgxpool connects on first use,
+// so serve can start while Postgres is down.
+func newPool(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(cfg.PostgresURL)
 	if err != nil {
 		return nil, errors.New("HEARTLOG_POSTGRES_URL is not a valid Postgres URL")
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return nil, err
-	}
+	return pgxpool.NewWithConfig(ctx, pc)
+}
+
+// migrate checks that Postgres answers and applies pending migrations.
+func migrate(ctx context.Context, pool *pgxpool.Pool, log zerolog.Logger) error {
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to Postgres at %s:%d/%s (HEARTLOG_POSTGRES_URL): %w",
-			pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database, err)
+		pc := pool.Config().ConnConfig
+		return fmt.Errorf("connect to Postgres at %s:%d/%s (HEARTLOG_POSTGRES_URL): %w", pc.Host, pc.Port, pc.Database, err)
 	}
 	applied, err := migrations.Apply(ctx, pool)
 	if err != nil {
-		pool.Close()
-		return nil, err
+		return err
 	}
 	if len(applied) > 0 {
 		log.Info().Strs("migrations", applied).Msg("database migrated")
 	}
-	return pool, nil
+	return nil
 }
 
 // redactURL drops credentials from a URL list for log lines.

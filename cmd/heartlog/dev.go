@@ -79,7 +79,8 @@ func runDev(cmd *cobra.Command, _ []string) error {
 	}
 	defer rt.close()
 	if err := printDemoUser(cmd.Context(), rt, cfg); err != nil {
-		return err
+		// Not fatal: ingest needs no Postgres, and an existing key works.
+		log.Warn().Err(err).Msg("no demo user banner")
 	}
 	return serveAndProcess(cmd, rt)
 }
@@ -120,7 +121,7 @@ func demoKeyFile(cfg config.Config) string {
 }
 
 func printDemoUser(ctx context.Context, rt *runtime, cfg config.Config) error {
-	key, err := demoKey(ctx, users.NewStore(rt.pool), demoKeyFile(cfg))
+	key, err := demoKey(ctx, users.Accounts{Keys: rt.dir, Store: rt.users}, demoKeyFile(cfg))
 	if err != nil {
 		return fmt.Errorf("demo user: %w", err)
 	}
@@ -150,8 +151,9 @@ func printDemoUser(ctx context.Context, rt *runtime, cfg config.Config) error {
 }
 
 // demoKey returns the saved demo key, creating the user (with the saved
-// key, if the database was reset but the file kept) when it is missing.
-func demoKey(ctx context.Context, store *users.Store, path string) (string, error) {
+// key, if the database was reset but the file kept) when it is missing. A
+// saved key the users bucket knows needs no Postgres.
+func demoKey(ctx context.Context, a users.Accounts, path string) (string, error) {
 	saved, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", err
@@ -162,13 +164,13 @@ func demoKey(ctx context.Context, store *users.Store, path string) (string, erro
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", path, err)
 		}
-		if _, err := store.ByKey(ctx, hash); err == nil {
+		if _, err := a.ByKey(ctx, hash); err == nil {
 			return key, nil
 		} else if !errors.Is(err, users.ErrNotFound) {
 			return "", err
 		}
 	}
-	_, key, err = store.Create(ctx, users.NewUser{Name: "demo", TimeZone: "UTC", APIKey: key})
+	_, key, err = a.Store.Create(ctx, users.NewUser{Name: "demo", TimeZone: "UTC", APIKey: key})
 	if err != nil {
 		return "", err
 	}

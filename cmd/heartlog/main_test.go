@@ -57,8 +57,9 @@ func command(env []string, args ...string) *exec.Cmd {
 
 func TestUsersCreatePrintsOnlyTheKey(t *testing.T) {
 	_, dbURL := heartlogtest.NewDatabase(t)
+	n := heartlogtest.StartNATS(t)
 	var stdout, stderr bytes.Buffer
-	cmd := command([]string{"HEARTLOG_POSTGRES_URL=" + dbURL}, "users", "create", "--name", "alice", "--timezone", "Europe/Berlin")
+	cmd := command([]string{"HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_NATS_URL=" + n.URL}, "users", "create", "--name", "alice", "--timezone", "Europe/Berlin")
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("users create: %v\n%s", err, stderr.String())
@@ -66,7 +67,7 @@ func TestUsersCreatePrintsOnlyTheKey(t *testing.T) {
 	if !regexp.MustCompile(`^waka_[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n$`).Match(stdout.Bytes()) {
 		t.Fatalf("stdout %q: want the API key alone", stdout.String())
 	}
-	bad := command([]string{"HEARTLOG_POSTGRES_URL=" + dbURL}, "users", "create", "--name", "bob", "--timezone", "Mars/Olympus")
+	bad := command([]string{"HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_NATS_URL=" + n.URL}, "users", "create", "--name", "bob", "--timezone", "Mars/Olympus")
 	out, err := bad.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `unknown time zone "Mars/Olympus"`) {
 		t.Fatalf("bad time zone: err %v, output %s", err, out)
@@ -111,7 +112,9 @@ func TestProcessorKilledMidBatch(t *testing.T) {
 		}
 		return c
 	}
-	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_FETCH_BATCH=16", "HEARTLOG_ACK_WAIT=2s", "HEARTLOG_LOG_LEVEL=warn"}
+	// The backlog's days are fixed, so past the default shard grace: a
+	// grace of ten years keeps them going to Postgres.
+	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_FETCH_BATCH=16", "HEARTLOG_ACK_WAIT=2s", "HEARTLOG_LOG_LEVEL=warn", "HEARTLOG_SHARDS_GRACE=87600h"}
 	kills := 0
 	for last := 0; kills < 3; {
 		proc := command(env, "process", "--only", "postgres")
@@ -160,25 +163,16 @@ func TestServeAndProcessBinaries(t *testing.T) {
 	pool, dbURL := heartlogtest.NewDatabase(t)
 	addr := freeAddr(t)
 	admins := map[string]string{"serve": freeAddr(t), "process": freeAddr(t)}
-	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_HTTP_ADDR=" + addr, "HEARTLOG_LOG_LEVEL=warn"}
-	for _, args := range [][]string{{"serve"}, {"process"}} {
-		proc := command(append(env, "HEARTLOG_ADMIN_ADDR="+admins[args[0]]), args...)
-		proc.Stderr = os.Stderr
-		if err := proc.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = proc.Process.Signal(syscall.SIGTERM)
-			if err := proc.Wait(); err != nil {
-				t.Errorf("heartlog %s did not stop cleanly on SIGTERM: %v", args[0], err)
-			}
-		})
-	}
+	// The fixture's times are fixed, so past the default shard grace: a
+	// grace of ten years keeps its day going to Postgres.
+	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_HTTP_ADDR=" + addr, "HEARTLOG_LOG_LEVEL=warn", "HEARTLOG_SHARDS_GRACE=87600h"}
+	startHeartlog(t, append(env, "HEARTLOG_ADMIN_ADDR="+admins["serve"]), "serve")
+	startHeartlog(t, append(env, "HEARTLOG_ADMIN_ADDR="+admins["process"]), "process")
 	base := "http://" + addr
 	if !heartlogtest.Eventually(30*time.Second, func() bool { return status(t, base+"/readyz") == 200 }) {
 		t.Fatalf("/readyz never became 200")
 	}
-	create := command([]string{"HEARTLOG_POSTGRES_URL=" + dbURL}, "users", "create", "--name", "fixture", "--api-key", "00000000-0000-4000-8000-000000000001")
+	create := command(env, "users", "create", "--name", "fixture", "--api-key", "00000000-0000-4000-8000-000000000001")
 	if out, err := create.CombinedOutput(); err != nil {
 		t.Fatalf("users create: %v %s", err, out)
 	}

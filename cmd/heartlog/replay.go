@@ -50,6 +50,7 @@ Examples:
 				return err
 			}
 			defer rt.close()
+			rt.replay = true
 			sink, cleanup, err := rt.sink(cmd.Context(), args[0])
 			if err != nil {
 				return err

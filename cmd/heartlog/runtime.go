@@ -18,6 +18,7 @@ import (
 	"heartlog/api"
 	ssdb "heartlog/cache"
 	"heartlog/config"
+	"heartlog/health"
 	"heartlog/heartbeat"
 	"heartlog/objstore"
 	"heartlog/processors"
@@ -26,13 +27,14 @@ import (
 	"heartlog/processors/objects"
 	pgsink "heartlog/processors/postgres"
 	"heartlog/reads"
+	"heartlog/schema/dayfile"
 	"heartlog/shards"
 	"heartlog/streams"
 	"heartlog/users"
 )
 
 // runtime is one process's connections: NATS with the topology ensured,
-// and Postgres with the migrations applied.
+// the users bucket, and Postgres with the migrations applied.
 type runtime struct {
 	cfg  config.Config
 	log  zerolog.Logger
@@ -40,12 +42,26 @@ type runtime struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	pool *pgxpool.Pool
+	// users writes to Postgres and the users bucket; dir is the bucket's
+	// local copy that the API authenticates from.
+	users *users.Store
+	dir   *users.Directory
+	// pgReady is closed once Postgres is migrated and the users bucket
+	// synced from it; under serve and dev that may be after the start.
+	pgReady chan struct{}
 	// noJanitor keeps process from running the shard janitor.
 	noJanitor bool
+	// replay makes the cache sink a standby beside the live processor.
+	replay bool
 }
 
+// postgresOptional are the commands that start without Postgres: ingest
+// needs NATS alone (DESIGN.md invariant 7), and only reads of hot days
+// wait for Postgres. process and the tools need it at start.
+var postgresOptional = map[string]bool{"serve": true, "dev": true}
+
 func startRuntime(ctx context.Context, cfg config.Config, log zerolog.Logger, name string) (*runtime, error) {
-	rt := &runtime{cfg: cfg, log: log, sc: streamConfig(cfg)}
+	rt := &runtime{cfg: cfg, log: log, sc: streamConfig(cfg), pgReady: make(chan struct{})}
 	var err error
 	if rt.nc, rt.js, err = connectNATS(cfg, name, log); err != nil {
 		return nil, err
@@ -56,35 +72,75 @@ func startRuntime(ctx context.Context, cfg config.Config, log zerolog.Logger, na
 		rt.close()
 		return nil, err
 	}
-	if rt.pool, err = openPostgres(ctx, cfg, log); err != nil {
+	mirror, err := users.OpenMirror(ensureCtx, rt.js, rt.sc.UsersBucket)
+	if err == nil {
+		rt.dir, err = users.WatchDirectory(ensureCtx, rt.js, rt.sc.UsersBucket, users.DirectoryOptions{})
+	}
+	if err == nil {
+		rt.pool, err = newPool(ctx, cfg)
+	}
+	if err != nil {
 		rt.close()
 		return nil, err
+	}
+	rt.users = users.NewStore(rt.pool, mirror)
+	if err := rt.preparePostgres(ctx); err != nil {
+		if !postgresOptional[name] {
+			rt.close()
+			return nil, err
+		}
+		log.Warn().Err(err).Msg("Postgres is unreachable: ingest goes on (the log keeps every heartbeat); " +
+			"reads of hot days fail, and migrations and the users sync wait, until it is back")
+		go rt.awaitPostgres(ctx)
 	}
 	return rt, nil
 }
 
+// preparePostgres migrates, then makes the users bucket equal to the users
+// table (a bucket lost or created after the users converges here).
+func (rt *runtime) preparePostgres(ctx context.Context) error {
+	if err := migrate(ctx, rt.pool, rt.log); err != nil {
+		return err
+	}
+	synced, err := rt.users.Sync(ctx)
+	if err != nil {
+		return err
+	}
+	rt.log.Info().Int("written", synced.Written).Int("deleted", synced.Deleted).Int("unchanged", synced.Unchanged).
+		Msg("users bucket synced from Postgres")
+	close(rt.pgReady)
+	return nil
+}
+
+// awaitPostgres retries preparePostgres until it succeeds or ctx ends.
+func (rt *runtime) awaitPostgres(ctx context.Context) {
+	wait := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		err := rt.preparePostgres(ctx)
+		if err == nil {
+			rt.log.Info().Msg("Postgres is back: migrated, users bucket synced")
+			return
+		}
+		wait = min(2*wait, 30*time.Second)
+		rt.log.Debug().Err(err).Str("retry_in", wait.String()).Msg("Postgres still unreachable")
+	}
+}
+
 func (rt *runtime) close() {
+	if rt.dir != nil {
+		_ = rt.dir.Stop()
+	}
 	if rt.pool != nil {
 		rt.pool.Close()
 	}
 	if rt.nc != nil {
 		_ = rt.nc.Drain()
 	}
-}
-
-// ready is the /readyz check: NATS connected, the stream reachable,
-// Postgres answering.
-func (rt *runtime) ready(ctx context.Context) error {
-	if st := rt.nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("NATS is %s", st)
-	}
-	if _, err := rt.js.Stream(ctx, rt.sc.Stream); err != nil {
-		return fmt.Errorf("stream %s: %w", rt.sc.Stream, err)
-	}
-	if err := rt.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	return nil
 }
 
 // serve runs the API until ctx is done, then drains requests in flight.
@@ -96,19 +152,25 @@ func (rt *runtime) serve(ctx context.Context) error {
 	defer pub.Close()
 	limits := heartbeat.DefaultLimits
 	limits.MaxHeartbeats = rt.cfg.MaxHeartbeats
-	reader, stop, err := rt.reader(ctx)
+	reader, deps, stop, err := rt.reader(ctx)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	srv := api.New(users.NewStore(rt.pool), pub, api.Options{
+	srv := api.New(users.Accounts{Keys: rt.dir, Store: rt.users}, pub, api.Options{
 		MaxBodyBytes: rt.cfg.MaxBodyBytes,
 		Limits:       limits,
 		RateLimit:    rt.cfg.RateLimit,
 		RateBurst:    rt.cfg.RateBurst,
-		Ready:        rt.ready,
+		Health:       health.New(deps.Checks(), health.Options{Log: rt.log}),
 		Reader:       reader,
 		Log:          rt.log,
+
+		HeartbeatRate: rt.cfg.Work.HeartbeatRate, HeartbeatBurst: rt.cfg.Work.HeartbeatBurst,
+		ByteRate: rt.cfg.Work.ByteRate, ByteBurst: rt.cfg.Work.ByteBurst,
+		MaxDaysPerRequest: rt.cfg.Work.MaxDaysPerRequest,
+		MaxDayHeartbeats:  rt.cfg.Work.DayMaxHeartbeats, MaxDayBytes: rt.cfg.Work.DayMaxBytes,
+		Capacity: streams.WatchFill(ctx, rt.js, rt.sc, streams.FillOptions{Log: rt.log}),
 	})
 	ln, err := net.Listen("tcp", rt.cfg.HTTPAddr)
 	if err != nil {
@@ -165,7 +227,15 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 				return err
 			}
 			opts := processors.Options{BatchMessages: rt.cfg.FetchBatch, Log: rt.log, DeadLetters: streams.NewDeadLetters(rt.js, rt.sc)}
-			g.Go(func() error { return processors.Run(ctx, cons, sink, opts) })
+			if opts.Stream, err = rt.js.Stream(ctx, rt.sc.Stream); err != nil {
+				return err
+			}
+			g.Go(func() error {
+				if !rt.awaitReady(ctx, name) {
+					return nil
+				}
+				return processors.Run(ctx, cons, sink, opts)
+			})
 			rt.log.Info().Str("processor", name).Msg("processor starting")
 			continue
 		}
@@ -185,9 +255,31 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 			jo.AfterStep = shards.PauseAfter(ctx, step, rt.log)
 		}
 		j := shards.New(rt.js, rt.sc, rt.pool, jo)
-		g.Go(func() error { return j.Run(ctx) })
+		g.Go(func() error {
+			if !rt.awaitReady(ctx, "shard janitor") {
+				return nil
+			}
+			return j.Run(ctx)
+		})
 	}
 	return g.Wait()
+}
+
+// awaitReady waits until Postgres is migrated (at once, except under dev
+// started without it); false if ctx ended first.
+func (rt *runtime) awaitReady(ctx context.Context, what string) bool {
+	select {
+	case <-rt.pgReady:
+		return true
+	default:
+	}
+	rt.log.Warn().Str("waiting", what).Msg("waits for Postgres to come back")
+	select {
+	case <-rt.pgReady:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func (rt *runtime) flush(name string) config.Flush {
@@ -208,14 +300,21 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		if err != nil {
 			return nil, nil, err
 		}
-		return pgsink.New(rt.pool, view, rt.log, pgsink.Options{Writers: rt.cfg.PostgresWriters}), func() { _ = view.Stop() }, nil
+		return pgsink.New(rt.pool, view, rt.log, pgsink.Options{Writers: rt.cfg.PostgresWriters, Grace: rt.cfg.ShardsGrace}), func() { _ = view.Stop() }, nil
 	case streams.DurableObjects:
 		primary, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", name)
 		if err != nil {
 			return nil, nil, err
 		}
+		// A corrupt day file is rebuilt from its backup copy too.
+		backupCopy, err := rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", name)
+		if err != nil {
+			rt.log.Warn().Err(err).Msg("no backup bucket: a corrupt day file is rebuilt from the heartbeats at hand alone")
+			backupCopy = nil
+		}
 		return objects.New(ctx, primary, objects.Options{
-			Concurrency: rt.cfg.Objects.Concurrency, MemoBytes: rt.cfg.Objects.MemoBytes, Log: rt.log,
+			Concurrency: rt.cfg.Objects.Concurrency, MemoBytes: rt.cfg.Objects.MemoBytes,
+			Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Backup: backupCopy, Log: rt.log,
 		}), nothing, nil
 	case streams.DurableBackup:
 		b, err := rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", name)
@@ -225,7 +324,7 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		rt.checkSpacesLimits()
 		return backup.New(ctx, b, backup.Options{
 			Concurrency: rt.cfg.BackupFlush.Concurrency, RequestsPerSecond: rt.cfg.BackupRequestsPerSec,
-			MemoBytes: rt.cfg.BackupFlush.MemoBytes, Log: rt.log,
+			MemoBytes: rt.cfg.BackupFlush.MemoBytes, Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Log: rt.log,
 		}), nothing, nil
 	case streams.DurableCache:
 		primary, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", name)
@@ -236,9 +335,16 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 		if err != nil {
 			return nil, nil, fmt.Errorf("HEARTLOG_CACHE_URL: %w", err)
 		}
-		return cachesink.New(c, primary, rt.cfg.Cache.Concurrency, rt.log), func() { _ = c.Close() }, nil
+		return cachesink.New(c, primary, cachesink.Options{
+			Concurrency: rt.cfg.Cache.Concurrency, MemoBytes: rt.cfg.Cache.MemoBytes,
+			Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Standby: rt.replay, Log: rt.log,
+		}), func() { _ = c.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("unknown processor %q (HEARTLOG_PROCESSORS); this release has: %v", name, processorNames)
+}
+
+func (rt *runtime) dayFileLimits() dayfile.Limits {
+	return dayfile.Limits{MaxBytes: rt.cfg.DayFileMaxBytes, MaxHeartbeats: rt.cfg.DayFileMaxHeartbeats}
 }
 
 // Spaces' documented limits per Space (bucket): 240 requests/s in all, 150
@@ -278,25 +384,28 @@ func (rt *runtime) bucket(ctx context.Context, b config.Bucket, envPrefix, proce
 	return objstore.Instrument(s3, processor), nil
 }
 
-// reader is the read path: Postgres for active shards, else SSDB, else S3.
-func (rt *runtime) reader(ctx context.Context) (*reads.Reader, func(), error) {
+// reader is the read path: Postgres for active shards, else SSDB, else S3;
+// deps are what /readyz checks.
+func (rt *runtime) reader(ctx context.Context) (*reads.Reader, health.Deps, func(), error) {
+	deps := health.Deps{NATS: rt.nc, JetStream: rt.js, Stream: rt.sc.Stream, UsersBucket: rt.sc.UsersBucket, Postgres: rt.pool}
 	view, err := streams.WatchShards(ctx, rt.js, rt.sc)
 	if err != nil {
-		return nil, nil, err
+		return nil, deps, nil, err
 	}
 	primary, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", "reads")
 	if err != nil {
 		_ = view.Stop()
-		return nil, nil, err
+		return nil, deps, nil, err
 	}
 	c, err := ssdb.New(ssdb.Config{URL: rt.cfg.CacheURL, TTL: rt.cfg.CacheTTL})
 	if err != nil {
 		_ = view.Stop()
-		return nil, nil, fmt.Errorf("HEARTLOG_CACHE_URL: %w", err)
+		return nil, deps, nil, fmt.Errorf("HEARTLOG_CACHE_URL: %w", err)
 	}
 	stop := func() {
 		_ = view.Stop()
 		_ = c.Close()
 	}
-	return reads.New(rt.pool, view, c, primary, 16, rt.log), stop, nil
+	deps.Cache, deps.S3 = c, primary
+	return reads.New(rt.pool, view, c, primary, 16, rt.log).WithShardsGrace(rt.cfg.ShardsGrace), deps, stop, nil
 }

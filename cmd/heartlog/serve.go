@@ -16,7 +16,10 @@ and /api/compat/wakatime/v1, the Connect IngestService and StatsService
 (Connect, gRPC and gRPC-Web), /livez and /readyz. /metrics and /debug/pprof/
 are on HEARTLOG_ADMIN_ADDR, never on the public address.
 
-Needs a reachable NATS (HEARTLOG_NATS_URL) and Postgres (HEARTLOG_POSTGRES_URL).
+Needs a reachable NATS (HEARTLOG_NATS_URL): API keys are checked against its
+"users" KV bucket and heartbeats are stored in its stream. Postgres
+(HEARTLOG_POSTGRES_URL) serves reads of hot days; serve starts and ingests
+without it, and migrates and syncs the users bucket once it is back.
 Run as many instances as you like behind a load balancer.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -75,8 +75,8 @@ func Cache(t testing.TB) *cache.Cache {
 func (st Stores) Sinks(t testing.TB) map[string]*merge.Sink {
 	log := Logger(t)
 	return map[string]*merge.Sink{
-		streams.DurableObjects: objects.New(context.Background(), st.Primary, objects.Options{Concurrency: 32, MemoBytes: 64 << 20, Log: log}),
-		streams.DurableCache:   cachesink.New(st.Cache, st.Primary, 32, log),
+		streams.DurableObjects: objects.New(context.Background(), st.Primary, objects.Options{Concurrency: 32, MemoBytes: 64 << 20, Backup: st.Backup, Log: log}),
+		streams.DurableCache:   cachesink.New(st.Cache, st.Primary, cachesink.Options{Concurrency: 32, MemoBytes: 64 << 20, Log: log}),
 		streams.DurableBackup:  backup.New(context.Background(), st.Backup, backup.Options{Concurrency: 32, MemoBytes: 64 << 20, Log: log}),
 	}
 }

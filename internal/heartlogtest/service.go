@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"heartlog/api"
+	"heartlog/health"
 	"heartlog/processors"
 	pgsink "heartlog/processors/postgres"
 	"heartlog/reads"
@@ -38,6 +39,15 @@ type Options struct {
 	// Wrap, if set, wraps the API handler on the test server (for example
 	// to count the request body bytes the API reads).
 	Wrap func(http.Handler) http.Handler
+	// Postgres, if set, holds the test's database instead of the shared
+	// server: a private cluster the test may stop.
+	Postgres *Postgres
+	// Directory configures the API's copy of the users bucket.
+	Directory users.DirectoryOptions
+	// ShardsGrace is HEARTLOG_SHARDS_GRACE for the Postgres processor and
+	// the reader: days past it get no partition and are read from the day
+	// files. Zero: every day gets a partition (most tests use fixed dates).
+	ShardsGrace time.Duration
 }
 
 // Service is a whole heartlog: embedded JetStream, a fresh database, the
@@ -50,7 +60,9 @@ type Service struct {
 	Pool    *pgxpool.Pool
 	DBURL   string
 	Users   *users.Store
-	URL     string
+	// Directory is the API's copy of the users bucket.
+	Directory *users.Directory
+	URL       string
 	// PostgresProxy is set with Options.PostgresProxy.
 	PostgresProxy *Proxy
 
@@ -74,8 +86,20 @@ func Start(t testing.TB, opts Options) *Service {
 	if err := streams.Ensure(ctx, s.JS, s.Streams); err != nil {
 		t.Fatal(err)
 	}
-	s.Pool, s.DBURL = NewDatabase(t)
-	s.Users = users.NewStore(s.Pool)
+	if opts.Postgres != nil {
+		s.Pool, s.DBURL = opts.Postgres.NewDatabase(t)
+	} else {
+		s.Pool, s.DBURL = NewDatabase(t)
+	}
+	mirror, err := users.OpenMirror(ctx, s.JS, s.Streams.UsersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Users = users.NewStore(s.Pool, mirror)
+	if s.Directory, err = users.WatchDirectory(ctx, s.JS, s.Streams.UsersBucket, opts.Directory); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Directory.Stop() })
 	if opts.PostgresProxy {
 		u, err := url.Parse(s.DBURL)
 		if err != nil {
@@ -91,12 +115,19 @@ func Start(t testing.TB, opts Options) *Service {
 	}
 	t.Cleanup(func() { _ = view.Stop() })
 	stores := OpenStores(t)
-	reader := reads.New(s.Pool, view, stores.Cache, stores.Primary, 16, Logger(t))
-	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader}
+	reader := reads.New(s.Pool, view, stores.Cache, stores.Primary, 16, Logger(t)).WithShardsGrace(opts.ShardsGrace)
+	checks := health.Deps{NATS: s.NC, JetStream: s.JS, Stream: s.Streams.Stream, UsersBucket: s.Streams.UsersBucket,
+		Postgres: s.Pool, Cache: stores.Cache, S3: stores.Primary}.Checks()
+	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader,
+		Health: health.New(checks, health.Options{Log: Logger(t)})}
+	// Tests that are not about the work limits must not meet them.
+	apiOpts.HeartbeatRate, apiOpts.HeartbeatBurst = 1e9, 1<<30
+	apiOpts.ByteRate, apiOpts.ByteBurst = 1e12, 1<<40
+	apiOpts.MaxDaysPerRequest, apiOpts.MaxDayHeartbeats, apiOpts.MaxDayBytes = 1<<20, 1<<30, 1<<40
 	if opts.API != nil {
 		opts.API(&apiOpts)
 	}
-	var h http.Handler = api.New(s.Users, pub, apiOpts)
+	var h http.Handler = api.New(users.Accounts{Keys: s.Directory, Store: s.Users}, pub, apiOpts)
 	if opts.Wrap != nil {
 		h = opts.Wrap(h)
 	}
@@ -145,7 +176,7 @@ func (s *Service) StartProcessor(t testing.TB) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sink := pgsink.New(pool, view, Logger(t), pgsink.Options{})
+		sink := pgsink.New(pool, view, Logger(t), pgsink.Options{Grace: s.opts.ShardsGrace})
 		opts := processors.Options{Log: Logger(t), RetryMax: 500 * time.Millisecond, DeadLetters: streams.NewDeadLetters(s.JS, s.Streams)}
 		if err := processors.Run(ctx, cons, sink, opts); err != nil {
 			t.Errorf("processor: %v", err)

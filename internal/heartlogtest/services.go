@@ -37,8 +37,14 @@ func PostgresURL(t testing.TB) string {
 // parallel and leave nothing behind.
 func NewDatabase(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
+	return newDatabase(t, PostgresURL(t))
+}
+
+// newDatabase creates a migrated database in the server adminURL reaches.
+func newDatabase(t testing.TB, adminURL string) (*pgxpool.Pool, string) {
+	t.Helper()
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, PostgresURL(t))
+	admin, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		t.Fatalf("connect to Postgres: %v", err)
 	}
@@ -47,9 +53,9 @@ func NewDatabase(t testing.TB) (*pgxpool.Pool, string) {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create database: %v", err)
 	}
-	u, err := url.Parse(PostgresURL(t))
+	u, err := url.Parse(adminURL)
 	if err != nil {
-		t.Fatalf("HEARTLOG_POSTGRES_URL must be a postgres:// URL: %v", err)
+		t.Fatalf("%s is not a postgres:// URL: %v", adminURL, err)
 	}
 	u.Path = "/" + name
 	dbURL := u.String()
@@ -59,7 +65,7 @@ func NewDatabase(t testing.TB) (*pgxpool.Pool, string) {
 	}
 	t.Cleanup(func() {
 		pool.Close()
-		c, err := pgx.Connect(context.Background(), PostgresURL(t))
+		c, err := pgx.Connect(context.Background(), adminURL)
 		if err != nil {
 			t.Errorf("drop test database: %v", err)
 			return

@@ -30,6 +30,7 @@ import (
 	cachesink "heartlog/processors/cache"
 	"heartlog/processors/objects"
 	"heartlog/schema/dayfile"
+	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/streams"
 )
@@ -722,7 +723,7 @@ func runDayfilesDrain(ctx context.Context, st *stack, cfg config) ([]result, err
 			touched["primary"] = true
 		case streams.DurableCache:
 			spec.bucket = newTimedBucket(objstore.Instrument(ds.primary, name)) // the seed
-			spec.sink = cachesink.New(ds.cache, spec.bucket, cfg.dfConcurrency, st.log)
+			spec.sink = cachesink.New(ds.cache, spec.bucket, cachesink.Options{Concurrency: cfg.dfConcurrency, MemoBytes: 256 << 20, Log: st.log})
 			touched["cache"] = true
 		case streams.DurableBackup:
 			spec.bucket = newTimedBucket(objstore.Instrument(ds.backup, name))
@@ -1037,7 +1038,11 @@ func cleanupDayfiles(ctx context.Context, ds *dayStores, name string, keys []str
 	}
 	if touched["cache"] {
 		for i := 0; i < len(keys); i += 1000 {
-			if err := ds.cache.Delete(ctx, keys[i:min(i+1000, len(keys))]...); err != nil {
+			var del []string
+			for _, k := range keys[i:min(i+1000, len(keys))] {
+				del = append(del, k, digest.Key(k), digest.GenKey(k))
+			}
+			if err := ds.cache.Delete(ctx, del...); err != nil {
 				fail(err)
 			}
 		}

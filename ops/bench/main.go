@@ -77,6 +77,14 @@
 //     partition consumer, then the shard janitor's DropNow (`heartlog
 //     shards drop`) is timed, with its steps (prove, drain, settle, detach,
 //     drop, mark-dropped).
+//   - noisy-neighbour (not run by default; about a minute): an API with the
+//     production limits (api.Options defaults) beside the unlimited one;
+//     user B sends single heartbeats over 8 connections, one per second
+//     each (below B's own limits), for -noisy-phase alone and then for
+//     -noisy-phase while user A sends 1000 heartbeats over 31 UTC days per
+//     request (the most a request may carry) back to back over
+//     -noisy-conns connections. Reported: B's p50/p99 in both phases (target:
+//     with A at most 2× alone), A's 429s and accepted requests.
 //
 // How to read the output: for bulk and single, the clients run for -warmup
 // (not counted) and then for -duration; throughput counts the requests that
@@ -187,13 +195,16 @@ type config struct {
 	readsTimezone    string
 	janitorRows      int
 
+	noisyConns int
+	noisyPhase time.Duration
+
 	compHeartbeats int
 	compUsers      int
 	compMemory     int64
 	compPartitions int
 }
 
-var allScenarios = []string{"bulk", "single", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "compaction"}
+var allScenarios = []string{"bulk", "single", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -202,6 +213,8 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.postgresURL, "postgres", "", "Postgres server URL in which a throwaway database heartlog_bench_* is created and dropped (default $HEARTLOG_POSTGRES_URL)")
 	fs.StringVar(&c.workDir, "workdir", "var/bench", "scratch directory, relative to the working directory; removed before and after the run (the JetStream store is <workdir>/nats)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "directory to write one CPU profile per scenario into (<scenario>.pprof; drain also writes drain-publish.pprof); must not be inside -workdir")
+	fs.IntVar(&c.noisyConns, "noisy-conns", 4, "noisy-neighbour: connections user A floods over")
+	fs.DurationVar(&c.noisyPhase, "noisy-phase", 25*time.Second, "noisy-neighbour: length of each phase (B alone, then B with A)")
 	fs.BoolVar(&c.syncAlways, "sync-always", true, "JetStream sync_interval: always (fsync every write), as nats.conf ships; false measures the default periodic fsync")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "bulk/single: load before the measured window (not counted)")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "bulk/single: length of the measured window")
@@ -480,14 +493,14 @@ func run(ctx context.Context, cfg config) (err error) {
 				}
 			}
 			results = append(results, rs...)
-		case "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "compaction":
+		case "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction":
 			if processorOn {
 				st.stopProcessor()
 				processorOn = false
 			}
 			run := map[string]func(context.Context, *stack, config) ([]result, error){
 				"dayfiles-drain": runDayfilesDrain, "dayfiles-latency": runDayfilesLatency,
-				"reads": runReads, "janitor": runJanitor, "compaction": runCompaction,
+				"reads": runReads, "janitor": runJanitor, "noisy-neighbour": runNoisy, "compaction": runCompaction,
 			}[name]
 			rs, err := run(ctx, st, cfg)
 			if err != nil {

@@ -48,6 +48,7 @@ type stack struct {
 	dbName string
 	dbURL  string
 	users  *users.Store
+	dir    *users.Directory
 
 	pub     *streams.Publisher
 	hs      *http.Server
@@ -119,14 +120,23 @@ func startStack(ctx context.Context, cfg config) (*stack, error) {
 	if err := st.createDatabase(ctx); err != nil {
 		return st, err
 	}
-	st.users = users.NewStore(st.pool)
+	mirror, err := users.OpenMirror(ctx, st.js, st.sc.UsersBucket)
+	if err != nil {
+		return st, err
+	}
+	st.users = users.NewStore(st.pool, mirror)
+	// The API authenticates from the users bucket, as cmd/heartlog's does.
+	if st.dir, err = users.WatchDirectory(ctx, st.js, st.sc.UsersBucket, users.DirectoryOptions{}); err != nil {
+		return st, err
+	}
+	st.closers = append(st.closers, st.dir.Stop)
 
 	// The API on a real loopback listener.
 	labelled(ctx, "publisher", func(context.Context) {
 		st.pub = streams.NewPublisher(st.nc, st.js, st.sc, st.publisherOptions())
 	})
 	st.closers = append(st.closers, func() error { st.pub.Close(); return nil })
-	srv := api.New(st.users, st.pub, api.Options{Log: st.log, RateLimit: 1e9, RateBurst: 1e9})
+	srv := api.New(st.accounts(), st.pub, api.Options{Log: st.log, RateLimit: 1e9, RateBurst: 1e9, HeartbeatRate: 1e9, HeartbeatBurst: 1e9, ByteRate: 1e12, ByteBurst: 1 << 40, MaxDaysPerRequest: 1 << 20, MaxDayHeartbeats: 1 << 30, MaxDayBytes: 1 << 40})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return st, err
@@ -336,3 +346,6 @@ func (st *stack) newUsers(ctx context.Context, prefix string, n int) ([]string, 
 func prepare(hb *heartlogv1.Heartbeat, userID, ua, machine string, now time.Time) error {
 	return heartbeat.DefaultLimits.Prepare(hb, heartbeat.Origin{UserID: userID, UserAgent: ua, Machine: machine, Now: now})
 }
+
+// accounts is what the API looks users up in.
+func (st *stack) accounts() users.Accounts { return users.Accounts{Keys: st.dir, Store: st.users} }

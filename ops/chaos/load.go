@@ -55,7 +55,13 @@ func newLoad(ctx context.Context, st *stack, n int) (*load, error) {
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 			Proxy: nil, MaxIdleConnsPerHost: n + 8, IdleConnTimeout: 30 * time.Second,
 		}}}
-	store := users.NewStore(st.pool)
+	// serve has created the users bucket by now; the records go to it as
+	// they do from `heartlog users create`, so ingest can authenticate them.
+	mirror, err := users.OpenMirror(ctx, st.js, st.sc.UsersBucket)
+	if err != nil {
+		return nil, err
+	}
+	store := users.NewStore(st.pool, mirror)
 	for i := range n {
 		u, key, err := store.Create(ctx, users.NewUser{Name: fmt.Sprintf("chaos-%s-%d", st.row, i)})
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"heartlog/objstore"
 	"heartlog/processors/merge"
+	"heartlog/schema/dayfile"
 	"heartlog/streams"
 )
 
@@ -34,7 +35,11 @@ type Options struct {
 	// AssumeNew is merge.Options.AssumeNew (default 24h: the current
 	// day's files; negative: off); used only with conditional writes.
 	AssumeNew time.Duration
-	Log       zerolog.Logger
+	// Limits bound each day file (dayfile.DefaultLimits); MergeBytes the
+	// files merged at once (merge.DefaultMergeBytes).
+	Limits     dayfile.Limits
+	MergeBytes int64
+	Log        zerolog.Logger
 }
 
 // New returns the backup sink. It checks once, with a probe object, whether
@@ -42,6 +47,6 @@ type Options struct {
 func New(ctx context.Context, bucket objstore.Bucket, opts Options) *merge.Sink {
 	return merge.NewOnBucket(ctx, bucket, merge.Options{
 		Name: streams.DurableBackup, Concurrency: opts.Concurrency, RequestsPerSecond: opts.RequestsPerSecond,
-		MemoBytes: opts.MemoBytes, AssumeNew: opts.AssumeNew, Log: opts.Log,
+		MemoBytes: opts.MemoBytes, AssumeNew: opts.AssumeNew, Limits: opts.Limits, MergeBytes: opts.MergeBytes, Log: opts.Log,
 	})
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"heartlog/internal/heartlogtest"
@@ -136,26 +135,9 @@ func (w *world) compactor(t *testing.T, o compaction.Options) *compaction.Compac
 // puts is how many PUTs to the primary bucket succeeded under the label.
 func (w *world) puts(t *testing.T) int {
 	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != "heartlog_objstore_requests_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
-			}
-			if l["processor"] == w.label && l["operation"] == objstore.OpPut && l["outcome"] == objstore.OutcomeSuccess {
-				n += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return int(n)
+	n := heartlogtest.MetricValue(t, "heartlog_objstore_requests_total",
+		map[string]string{"processor": w.label, "operation": objstore.OpPut, "outcome": objstore.OutcomeSuccess})
+	return int(max(n, 0)) // -1: no PUT yet
 }
 
 // check asserts that every user-day's S3 file, SSDB entry (with a digest)

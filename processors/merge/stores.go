@@ -3,6 +3,8 @@ package merge
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -35,30 +37,85 @@ func (s bucketStore) Write(ctx context.Context, key string, data []byte, tag str
 }
 
 // CacheStore keeps day files in SSDB, each with the cache's TTL, and beside
-// each its digest for the read path (package schema/digest): a Write is
-// digest.Put's one pipeline of DEL digest, SETEX day file, SETEX digest, so
-// that a digest is missing, never stale, whatever happens between them.
-// The Store interface passes only bytes, so Write decodes the day file it
-// writes to digest it (about 2 ms of CPU per 1,000 heartbeats).
-// SSDB has no conditional write, so it ignores tags: the cache relies on
-// one writer per user-day (pinned partition consumers) alone.
-func CacheStore(c *cache.Cache) Store { return cacheStore{c} }
+// each its digest for the read path and its generation (package
+// schema/digest): a Write is digest.Write's one pipeline of DEL digest,
+// SETEX day file, SETEX digest, INCR generation, so that a digest is
+// missing, never stale, whatever happens between them. The Store interface
+// passes only bytes, so Write decodes the day file it writes to digest it
+// (about 2 ms of CPU per 1,000 heartbeats).
+//
+// SSDB has no conditional write (no MULTI, no Lua, no SET NX), so the
+// generation stands in for an ETag: Read returns it as the tag (MGET of
+// the file and its generation, one command); Write first checks that the
+// generation is still the tag (else ErrConflict, nothing written), then
+// writes, and if the generation its INCR counted up to is not tag+1,
+// another write came between the check and its own: the file is written
+// but may have overwritten, or been overwritten by, the other one, and
+// Write returns ErrConflict with ErrOverlapped. The sink then reads again
+// and merges what it wrote into what it finds (the union never loses
+// either side), or, as a standby (a replay), drops the file. Every writer
+// of the cache (this store, the read path's fills, digest.Drop) counts the
+// generation up, so an unchanged generation means no write at all.
+func CacheStore(c *cache.Cache) Store { return cacheStore{c: c} }
 
-type cacheStore struct{ c *cache.Cache }
+type cacheStore struct {
+	c           *cache.Cache
+	beforeWrite func() // tests: runs between the check and the write
+}
 
 func (s cacheStore) Read(ctx context.Context, key string) ([]byte, string, error) {
-	data, ok, err := s.c.Get(ctx, key)
+	vals, err := s.c.MGet(ctx, []string{key, digest.GenKey(key)})
 	if err != nil {
 		return nil, "", err
 	}
-	if !ok {
-		return nil, "", ErrNotFound
+	tag := genTag(vals[1])
+	if vals[0] == nil {
+		return nil, tag, ErrNotFound
 	}
-	return data, "", nil
+	return vals[0], tag, nil
 }
 
-func (s cacheStore) Write(ctx context.Context, key string, data []byte, _ string) (string, error) {
-	return "", digest.Put(ctx, s.c, []digest.File{{Key: key, Data: data}})
+// genTag is a generation as a tag: its decimal value, "0" for none.
+func genTag(v []byte) string {
+	if len(v) == 0 {
+		return "0"
+	}
+	return string(v)
+}
+
+func (s cacheStore) Write(ctx context.Context, key string, data []byte, tag string) (string, error) {
+	if tag == "" {
+		tag = "0" // a new file, written without a read
+	}
+	want, err := strconv.ParseInt(tag, 10, 64)
+	if err != nil {
+		return "", fmt.Errorf("cache: generation tag %q: %w", tag, err)
+	}
+	now, _, err := s.c.Get(ctx, digest.GenKey(key))
+	if err != nil {
+		return "", err
+	}
+	if genTag(now) != tag {
+		return "", ErrConflict
+	}
+	if s.beforeWrite != nil {
+		s.beforeWrite()
+	}
+	gens, err := digest.Write(ctx, s.c, []digest.File{{Key: key, Data: data}})
+	if err != nil {
+		return "", err
+	}
+	got := strconv.FormatInt(gens[0], 10)
+	if gens[0] != want+1 {
+		return got, errors.Join(ErrConflict, ErrOverlapped)
+	}
+	return got, nil
+}
+
+// Drop removes the file (digest.Drop): readers then take it from S3.
+func (s cacheStore) Drop(ctx context.Context, key string) error {
+	_, err := digest.Drop(ctx, s.c, key)
+	return err
 }
 
 // NewOnBucket returns a Sink whose Store is bucket, quarantining

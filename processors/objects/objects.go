@@ -3,7 +3,8 @@
 // the stream ends up in <prefix>/<user id>/<YYYY-MM-DD>.ndjson.gz.
 //
 // It is a merge.Sink over the bucket; an unreadable file is copied to
-// quarantine/ in the same bucket before it is rebuilt.
+// quarantine/ in the same bucket before it is rebuilt, from the backup
+// bucket's copy (Options.Backup) and the heartbeats at hand.
 package objects
 
 import (
@@ -14,6 +15,7 @@ import (
 
 	"heartlog/objstore"
 	"heartlog/processors/merge"
+	"heartlog/schema/dayfile"
 	"heartlog/streams"
 )
 
@@ -27,14 +29,26 @@ type Options struct {
 	// AssumeNew is merge.Options.AssumeNew (default 24h: the current
 	// day's files; negative: off); used only with conditional writes.
 	AssumeNew time.Duration
-	Log       zerolog.Logger
+	// Limits bound each day file (dayfile.DefaultLimits); MergeBytes the
+	// files merged at once (merge.DefaultMergeBytes).
+	Limits     dayfile.Limits
+	MergeBytes int64
+	// Backup, if set, is the backup bucket: a corrupt day file is rebuilt
+	// from its copy there and the heartbeats at hand, not from these alone.
+	Backup objstore.Bucket
+	Log    zerolog.Logger
 }
 
 // New returns the objects sink. It checks once, with a probe object,
 // whether the bucket honours conditional writes (see merge.NewOnBucket).
 func New(ctx context.Context, bucket objstore.Bucket, opts Options) *merge.Sink {
+	var fallback merge.Store
+	if opts.Backup != nil {
+		fallback = merge.BucketStore(opts.Backup)
+	}
 	return merge.NewOnBucket(ctx, bucket, merge.Options{
-		Name: streams.DurableObjects, Concurrency: opts.Concurrency,
-		MemoBytes: opts.MemoBytes, AssumeNew: opts.AssumeNew, Log: opts.Log,
+		Fallback: fallback,
+		Name:     streams.DurableObjects, Concurrency: opts.Concurrency,
+		MemoBytes: opts.MemoBytes, AssumeNew: opts.AssumeNew, Limits: opts.Limits, MergeBytes: opts.MergeBytes, Log: opts.Log,
 	})
 }

@@ -3,13 +3,18 @@
 //
 // It creates a day's partition on demand and skips days whose shard the
 // janitor is draining or has dropped: those days live in S3 and SSDB, and a
-// late heartbeat must not bring a dropped partition back. It never deletes.
+// late heartbeat must not bring a dropped partition back. Nor does it create
+// a partition for a day already past the shard grace period (an import, a
+// very late offline queue): such days go to the day files alone, so that
+// importing a year attaches no 365 partitions, and the read path serves them
+// from the files (reads.Reader decides by the same rule). It never deletes.
 package postgres
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +55,10 @@ var (
 		Name: "heartlog_postgres_rows_skipped_shard_total",
 		Help: "Heartbeats not written because their day's shard is draining or dropped.",
 	})
+	rowsPastGrace = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "heartlog_postgres_rows_skipped_past_grace_total",
+		Help: "Heartbeats not written because their day is past the shard grace period and has no partition (they are in the day files).",
+	})
 )
 
 // Sink writes heartbeats to Postgres. It is safe to run in several
@@ -62,6 +71,7 @@ type Sink struct {
 
 	mu    sync.Mutex
 	known map[string]bool // days whose partition exists
+	cold  map[string]bool // days past grace without a partition
 }
 
 // Options tune the sink. Zero fields take the defaults.
@@ -69,6 +79,13 @@ type Options struct {
 	// Writers is how many connections one commit writes over in parallel
 	// (default 2): a single session's COPY is Postgres-bound.
 	Writers int
+	// Grace is the shard grace period (HEARTLOG_SHARDS_GRACE): a day that
+	// ended longer ago than this gets no partition, and its rows are
+	// skipped unless its partition exists already. Zero: every day gets
+	// one (tools that load history into Postgres on purpose).
+	Grace time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
 // New returns the sink. The pool's database must have the migrations applied.
@@ -76,7 +93,10 @@ func New(pool *pgxpool.Pool, shards ShardStates, log zerolog.Logger, opts Option
 	if opts.Writers <= 0 {
 		opts.Writers = 2
 	}
-	return &Sink{pool: pool, shards: shards, log: log, opts: opts, known: map[string]bool{}}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Sink{pool: pool, shards: shards, log: log, opts: opts, known: map[string]bool{}, cold: map[string]bool{}}
 }
 
 // Name implements processors.Sink.
@@ -104,7 +124,11 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 	if err := s.noteFirstDays(ctx, batches); err != nil {
 		return err
 	}
-	rows, days, rejected := s.rows(batches)
+	cold, err := s.coldDays(ctx, batches)
+	if err != nil {
+		return err
+	}
+	rows, days, rejected := s.rows(batches, cold)
 	for day := range days {
 		if err := s.ensurePartition(ctx, day); err != nil {
 			return s.classify(err) // a day Postgres' date cannot hold is 22008
@@ -244,10 +268,48 @@ func (s *Sink) writeDeduplicated(ctx context.Context, rows [][]any) error {
 	return nil
 }
 
-// rows flattens the batches into COPY rows for writable days, without
-// duplicates, and returns the days they cover and the heartbeats no retry
-// can store.
-func (s *Sink) rows(batches []*heartlogv1.Batch) ([][]any, map[string]time.Time, []processors.Rejection) {
+// coldDays returns the days of the batches that are past the grace period
+// and have no partition. A partition that exists (the janitor has not
+// dropped the day yet) still takes its late rows, as before. Both answers
+// are remembered: a day past grace never gets a partition later.
+func (s *Sink) coldDays(ctx context.Context, batches []*heartlogv1.Batch) (map[string]bool, error) {
+	now := s.opts.Now()
+	cold := map[string]bool{}
+	var ask []string
+	s.mu.Lock()
+	for _, b := range batches {
+		switch {
+		case cold[b.Day] || s.known[b.Day] || !streams.PastGrace(b.Day, s.opts.Grace, now):
+		case s.cold[b.Day]:
+			cold[b.Day] = true
+		case !slices.Contains(ask, b.Day):
+			ask = append(ask, b.Day)
+		}
+	}
+	s.mu.Unlock()
+	if len(ask) == 0 {
+		return cold, nil
+	}
+	exist, err := Partitioned(ctx, s.pool, ask)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range ask {
+		if exist[d] {
+			s.known[d] = true
+		} else {
+			s.cold[d], cold[d] = true, true
+		}
+	}
+	return cold, nil
+}
+
+// rows flattens the batches into COPY rows for writable days (not cold),
+// without duplicates, and returns the days they cover and the heartbeats no
+// retry can store.
+func (s *Sink) rows(batches []*heartlogv1.Batch, cold map[string]bool) ([][]any, map[string]time.Time, []processors.Rejection) {
 	days := map[string]time.Time{}
 	seen := map[string]bool{}
 	var rows [][]any
@@ -256,6 +318,11 @@ func (s *Sink) rows(batches []*heartlogv1.Batch) ([][]any, map[string]time.Time,
 		if !s.shards.State(b.Day).Writable() {
 			rowsSkipped.Add(float64(len(b.Heartbeats)))
 			s.log.Debug().Str("day", b.Day).Int("heartbeats", len(b.Heartbeats)).Msg("shard not active; skipped")
+			continue
+		}
+		if cold[b.Day] {
+			rowsPastGrace.Add(float64(len(b.Heartbeats)))
+			s.log.Debug().Str("day", b.Day).Int("heartbeats", len(b.Heartbeats)).Msg("day past the shard grace period; left to the day files")
 			continue
 		}
 		for _, hb := range b.Heartbeats {
@@ -294,6 +361,31 @@ func row(day time.Time, user pgtype.UUID, hb *heartlogv1.Heartbeat) []any {
 		hb.AiLineChanges, hb.HumanLineChanges, hb.Editor, hb.Plugin,
 		hb.OperatingSystem, hb.Machine, hb.UserAgent, extra,
 	}
+}
+
+// Partitioned tells which of the days (YYYYMMDD) have a partition of
+// heartbeats, with one query.
+func Partitioned(ctx context.Context, pool *pgxpool.Pool, days []string) (map[string]bool, error) {
+	names := make([]string, len(days))
+	byName := make(map[string]string, len(days))
+	for i, d := range days {
+		names[i] = PartitionName(d)
+		byName[names[i]] = d
+	}
+	rows, err := pool.Query(ctx, `SELECT c.relname::text FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid
+		WHERE i.inhparent = 'heartbeats'::regclass AND c.relname = ANY($1)`, names)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: look up partitions: %w", err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("postgres: look up partitions: %w", err)
+	}
+	out := make(map[string]bool, len(found))
+	for _, name := range found {
+		out[byName[name]] = true
+	}
+	return out, nil
 }
 
 // PartitionName is the table that holds one UTC day (YYYYMMDD).

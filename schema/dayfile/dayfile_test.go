@@ -516,7 +516,7 @@ func TestDecodeCorrupt(t *testing.T) {
 func TestDecodeSizeBound(t *testing.T) {
 	// A small file that inflates past the bound: refused, whatever it holds.
 	bomb := gzipBytes(t, bytes.Repeat([]byte("\n"), 1<<20+1))
-	if _, err := dayfile.DecodeLimit(bomb, 1<<20); !errors.Is(err, dayfile.ErrCorrupt) ||
+	if _, err := dayfile.DecodeLimit(bomb, 1<<20); !errors.Is(err, dayfile.ErrTooLarge) || errors.Is(err, dayfile.ErrCorrupt) ||
 		!strings.Contains(err.Error(), "more than 1048576 bytes uncompressed") {
 		t.Fatalf("error %v", err)
 	}
@@ -530,7 +530,7 @@ func TestDecodeSizeBound(t *testing.T) {
 	// more than MaxDecodedSize.
 	member := gzipBytes(t, bytes.Repeat([]byte(" "), 1<<20))
 	big := bytes.Repeat(member, dayfile.MaxDecodedSize>>20+1)
-	if _, err := dayfile.Decode(big); !errors.Is(err, dayfile.ErrCorrupt) ||
+	if _, err := dayfile.Decode(big); !errors.Is(err, dayfile.ErrTooLarge) ||
 		!strings.Contains(err.Error(), "uncompressed") {
 		t.Fatalf("%d byte gzip bomb: error %v", len(big), err)
 	}

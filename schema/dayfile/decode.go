@@ -17,13 +17,14 @@ import (
 )
 
 // ErrCorrupt means a day file cannot be read: it is not gzip, it is
-// truncated, it is larger than MaxDecodedSize, or a line is not a
-// heartbeat. Decode's errors wrap it and say what is wrong and where.
+// truncated, or a line is not a heartbeat. Decode's errors wrap it and say
+// what is wrong and where.
 var ErrCorrupt = errors.New("dayfile: corrupt day file")
 
-// MaxDecodedSize bounds a day file's uncompressed size, so that a gzip bomb
-// cannot exhaust memory. A realistic day is 200 heartbeats, about 130 KB as
-// the API stores them; the limit is some 2,000 times that.
+// MaxDecodedSize bounds a day file's uncompressed size in Decode, so that a
+// gzip bomb cannot exhaust memory. A realistic day is 200 heartbeats, about
+// 130 KB as the API stores them; the limit is some 2,000 times that. It is
+// also DefaultLimits.MaxBytes.
 const MaxDecodedSize = 256 << 20
 
 // Decode reads a day file. It returns the heartbeats in the order of the
@@ -37,26 +38,30 @@ const MaxDecodedSize = 256 << 20
 // the wrong type, an integer out of int32 range, a time that is not a finite
 // number, a missing id, or an extra that is not a JSON object is an error
 // wrapping ErrCorrupt, as are a gzip stream that is not valid or ends early
-// and more than MaxDecodedSize bytes of content. Strings with invalid UTF-8
+// and more than MaxDecodedSize bytes of content wraps ErrTooLarge (not
+// ErrCorrupt: the file may be sound, only too big to read). Strings with invalid UTF-8
 // get U+FFFD for each bad byte, as encoding/json would write them.
 //
 // Whatever Decode returns, Merge and then Encode write. Equal strings and
 // equal dependency lists of one file may share their memory: do not modify
 // a returned Dependencies slice in place (an append copies).
 func Decode(data []byte) ([]*heartlogv1.Heartbeat, error) {
-	return decode(data, MaxDecodedSize, true)
+	hbs, _, err := decode(data, Limits{MaxBytes: MaxDecodedSize}, true)
+	return hbs, err
 }
 
-// decode reads a day file of at most limit bytes uncompressed; fast tries
-// the fast path (fastdecode.go) on each line first.
-func decode(data []byte, limit int, fast bool) ([]*heartlogv1.Heartbeat, error) {
+// decode reads a day file within limits (zero fields: no bound, except
+// MaxBytes, which must be set) and returns its uncompressed size; fast
+// tries the fast path (fastdecode.go) on each line first.
+func decode(data []byte, limits Limits, fast bool) ([]*heartlogv1.Heartbeat, int, error) {
 	rb := getBuf(&jsonBufs)
 	defer putBuf(&jsonBufs, rb)
-	raw, err := gunzip((*rb)[:0], data, limit)
+	raw, err := gunzip((*rb)[:0], data, limits.MaxBytes)
 	*rb = raw
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	size := len(raw)
 
 	p := parsers.Get()
 	defer parsers.Put(p)
@@ -85,12 +90,15 @@ func decode(data []byte, limit int, fast bool) ([]*heartlogv1.Heartbeat, error) 
 		if !fast || !d.fastLine(line, hb) {
 			*hb = heartlogv1.Heartbeat{} // what the fast path set before it gave up
 			if err := d.line(p, line, hb); err != nil {
-				return nil, fmt.Errorf("%w: line %d: %w", ErrCorrupt, n, err)
+				return nil, 0, fmt.Errorf("%w: line %d: %w", ErrCorrupt, n, err)
 			}
 		}
 		hbs = append(hbs, hb)
+		if limits.MaxHeartbeats > 0 && len(hbs) > limits.MaxHeartbeats {
+			return nil, 0, fmt.Errorf("%w: more than %d heartbeats", ErrTooLarge, limits.MaxHeartbeats)
+		}
 	}
-	return hbs, nil
+	return hbs, size, nil
 }
 
 var (
@@ -132,7 +140,7 @@ func gunzip(dst, data []byte, limit int) ([]byte, error) {
 		n, err := zr.Read(dst[len(dst):cap(dst)])
 		dst = dst[:len(dst)+n]
 		if len(dst) > limit {
-			return dst, fmt.Errorf("%w: more than %d bytes uncompressed", ErrCorrupt, limit)
+			return dst, fmt.Errorf("%w: more than %d bytes uncompressed", ErrTooLarge, limit)
 		}
 		if err == io.EOF {
 			return dst, nil

@@ -81,8 +81,8 @@ func check(t *testing.T, data []byte) {
 	hbs, err := dayfile.Decode(data)
 	sameAsGeneral(t, data, hbs, err)
 	if err != nil {
-		if !errors.Is(err, dayfile.ErrCorrupt) {
-			t.Fatalf("Decode error %v does not wrap ErrCorrupt", err)
+		if !errors.Is(err, dayfile.ErrCorrupt) && !errors.Is(err, dayfile.ErrTooLarge) {
+			t.Fatalf("Decode error %v wraps neither ErrCorrupt nor ErrTooLarge", err)
 		}
 		if hbs != nil {
 			t.Fatalf("Decode returned %d heartbeats and an error", len(hbs))

@@ -27,7 +27,18 @@ var ErrTime = errors.New("digest: heartbeat time cannot be stored")
 const (
 	dayFileSuffix = ".ndjson.gz"
 	keySuffix     = ".digest.v1"
+	genSuffix     = ".gen"
 )
+
+// GenKey returns the cache key of the generation of the day file under
+// dayKey: <prefix>/<user id>/<YYYY-MM-DD>.gen, a counter (INCR) that every
+// write of the day file into the cache (Write, Put, Drop) counts up in the
+// same pipeline, after the file, with the cache's TTL. A writer that read
+// generation g and whose write counted up to g+1 knows that no other write
+// came between its read and its own (package comment).
+func GenKey(dayKey string) string {
+	return strings.TrimSuffix(dayKey, dayFileSuffix) + genSuffix
+}
 
 // Key returns the cache key of the digest of the day file under dayKey
 // (dayfile.Key): <prefix>/<user id>/<YYYY-MM-DD>.digest.v1.
@@ -255,33 +266,53 @@ type File struct {
 	Decoded    bool // Heartbeats are set (an empty day has none)
 }
 
-// Put writes day files and their digests into the cache following the
-// consistency rule (package comment): one pipeline of, per file, DEL
-// digest, SETEX day file, SETEX digest. A file that does not decode or
-// cannot be digested is written without a digest (its digest is still
-// deleted); that is an error only for a file that does not decode.
+// Put is Write without the generations.
 func Put(ctx context.Context, c *cache.Cache, files []File) error {
-	ops := make([]cache.Op, 0, 3*len(files))
+	_, err := Write(ctx, c, files)
+	return err
+}
+
+// Write writes day files and their digests into the cache following the
+// consistency rule (package comment): one pipeline of, per file, DEL
+// digest, SETEX day file, SETEX digest, INCR generation (GenKey). It
+// returns the generation each file's write counted up to, in the order of
+// files. A file that does not decode or cannot be digested is written
+// without a digest (its digest is still deleted); that is an error only
+// for a file that does not decode.
+func Write(ctx context.Context, c *cache.Cache, files []File) ([]int64, error) {
+	ops := make([]cache.Op, 0, 4*len(files))
 	var errs []error
 	for _, f := range files {
 		dkey := Key(f.Key)
 		ops = append(ops, cache.Op{Key: dkey, Delete: true}, cache.Op{Key: f.Key, Value: f.Data})
 		hbs := f.Heartbeats
+		var err error
 		if !f.Decoded {
-			var err error
 			if hbs, err = dayfile.Decode(f.Data); err != nil {
 				errs = append(errs, fmt.Errorf("digest: day file %s: %w", f.Key, err))
-				continue
 			}
 		}
-		digest, err := Encode(hbs)
-		if err != nil {
-			continue // no digest: readers decode the day file
+		if err == nil {
+			if digest, err := Encode(hbs); err == nil {
+				ops = append(ops, cache.Op{Key: dkey, Value: digest})
+			} // else no digest: readers decode the day file
 		}
-		ops = append(ops, cache.Op{Key: dkey, Value: digest})
+		ops = append(ops, cache.Op{Key: GenKey(f.Key), Incr: true})
 	}
-	if err := c.Apply(ctx, ops); err != nil {
-		return err
+	gens, err := c.Exec(ctx, ops)
+	if err != nil {
+		return nil, err
 	}
-	return errors.Join(errs...)
+	return gens, errors.Join(errs...)
+}
+
+// Drop removes a day file and its digest from the cache (DEL digest, DEL
+// day file, INCR generation, in one pipeline) and returns the generation
+// it counted up to. Readers then take the day from S3.
+func Drop(ctx context.Context, c *cache.Cache, dayKey string) (int64, error) {
+	gens, err := c.Exec(ctx, []cache.Op{{Key: Key(dayKey), Delete: true}, {Key: dayKey, Delete: true}, {Key: GenKey(dayKey), Incr: true}})
+	if err != nil {
+		return 0, err
+	}
+	return gens[0], nil
 }

@@ -43,23 +43,28 @@
 // A digest is derived from its day file and must never describe another
 // version of it. So whoever writes a day file into SSDB (the cache
 // processor's store, merge.CacheStore, and the read path's fill from S3 or
-// write-back, package reads) writes it with Put, which sends, in ONE
-// pipeline and in this order:
+// write-back, package reads) writes it with Write (or Put), which sends, in
+// ONE pipeline and in this order:
 //
-//	DEL digest; SETEX day file; SETEX digest
+//	DEL digest; SETEX day file; SETEX digest; INCR generation; EXPIRE generation
 //
 // SSDB has no transactions, but it runs a connection's commands in order,
 // so a crash or a lost connection after any prefix leaves the digest
 // missing (or the old pair intact), never stale; the read path decodes the
-// day file of a day whose digest is missing (and writes the pair back with
-// Put). A day file whose heartbeats cannot be digested (a time too far
-// from 1970 to round-trip through microseconds) gets no digest: only the
-// DEL and the day file are written.
+// day file of a day whose digest is missing (and writes the pair back).
+// A day file whose heartbeats cannot be digested (a time too far from 1970
+// to round-trip through microseconds) gets no digest: only the DEL, the day
+// file and the generation are written. Drop removes a day (DEL digest, DEL
+// day file, INCR generation).
 //
-// What the rule does not cover is two writers racing on one day, which
-// the cache already allows (SSDB has no conditional write): a read-path
-// fill of an older S3 file can land between the cache processor's
-// commands. Both are real versions of the day; the cache processor's next
-// write for the day, or the TTL, repairs the file and the digest alike, as
-// it always repaired the file.
+// # Generations
+//
+// Two writers can race on one day (SSDB has no conditional write): the
+// cache processor, a replay into the cache, the read path's fills. The
+// generation (GenKey) is how they notice: every write counts it up, so a
+// writer that read generation g with the file and whose own INCR returns
+// g+1 knows no other write came in between, and one that gets more knows
+// its write may have overwritten another, or been overwritten. What each
+// writer then does, and why no reader or later merge sees less than S3
+// had, is in package processors/cache and in reads' fill.
 package digest

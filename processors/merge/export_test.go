@@ -1,0 +1,17 @@
+package merge
+
+import "heartlog/cache"
+
+// CacheStoreBeforeWrite is CacheStore that calls f once, after a write's
+// check of the generation and before the write, so that a test can put
+// another write there.
+func CacheStoreBeforeWrite(c *cache.Cache, f func()) Store {
+	once := f
+	return cacheStore{c: c, beforeWrite: func() {
+		if once != nil {
+			g := once
+			once = nil
+			g()
+		}
+	}}
+}
