@@ -473,3 +473,45 @@ func TestLateMessageIsLeftToTheLatePath(t *testing.T) {
 	w.want = before
 	w.check(t) // the files the first close wrote, unchanged
 }
+
+// TestHeartbeatsPastTheDayFileLimitAreParked: a user-day over the sinks'
+// limit is written up to it to S3 and the backup, and what is past it is
+// parked in the dead-letter stream by each of them (the processors'
+// handling of a *Rejected); the cache, a copy of S3, keeps no entry for
+// it, so that reads take the day from S3.
+func TestHeartbeatsPastTheDayFileLimitAreParked(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cleanup(t)
+	w.publish(t, 3, 5)
+	sinks := compaction.Sinks(compaction.Stores{Primary: w.stores.Primary, Cache: w.stores.Cache, Backup: w.stores.Backup},
+		compaction.SinkOptions{Limits: dayfile.Limits{MaxHeartbeats: 3}, Log: heartlogtest.Logger(t)})
+	ctx := context.Background()
+	res, err := w.compactor(t, compaction.Options{}).CloseDay(ctx, w.day, sinks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := streams.NewDeadLetters(w.js, w.sc)
+	for name, want := range map[string]int{streams.DurableObjects: 3, streams.DurableBackup: 3, streams.DurableCache: 0} {
+		entries, err := dead.List(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := res[0].Sinks[name]; len(entries) != 2*want || s.Parked != 2*want || s.Files != want {
+			t.Fatalf("%s: %d parked, record %+v; want %d files and 2 heartbeats parked of each", name, len(entries), s, want)
+		}
+	}
+	for key := range w.hbs {
+		for name, b := range map[string]objstore.Bucket{"S3": w.stores.Primary, "backup": w.stores.Backup} {
+			data, _, err := b.Get(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := dayfile.Decode(data); err != nil || len(got) != 3 {
+				t.Fatalf("%s %s: %d heartbeats, %v; want the limit, 3 of 5", name, key, len(got), err)
+			}
+		}
+		if _, ok, err := w.stores.Cache.Get(ctx, key); ok || err != nil {
+			t.Fatalf("SSDB holds %s (%v): reads would not go to S3", key, err)
+		}
+	}
+}
