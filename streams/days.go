@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -238,3 +239,85 @@ func apply(get func(string) *DayRecord, e jetstream.KeyValueEntry) error {
 	}
 	return nil
 }
+
+// DayView is an in-memory copy of the days' lifecycle and compaction keys,
+// kept current by a KV watch as ShardView keeps the shard states: what the
+// late path asks about every message without a request to the server.
+type DayView struct {
+	mu   sync.RWMutex
+	days map[string]*DayRecord
+	w    jetstream.KeyWatcher
+}
+
+// WatchDays opens the shards bucket and returns once the view holds every
+// key's current value.
+func WatchDays(ctx context.Context, js jetstream.JetStream, cfg Config) (*DayView, error) {
+	v := &DayView{days: map[string]*DayRecord{}}
+	w, err := watchShardsBucket(ctx, js, cfg, v.apply)
+	if err != nil {
+		return nil, err
+	}
+	v.w = w
+	return v, nil
+}
+
+func (v *DayView) apply(e jetstream.KeyValueEntry) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	get := func(d string) *DayRecord {
+		r := v.days[d]
+		if r == nil {
+			r = &DayRecord{Day: d, Lifecycle: Lifecycle{State: DayOpen}, Compactions: map[uint32]map[string]Compaction{}}
+			v.days[d] = r
+		}
+		return r
+	}
+	if e.Operation() == jetstream.KeyValuePut {
+		if err := apply(get, e); err != nil {
+			// A value we cannot read must not let the late path take a
+			// message the compaction may not have: the key's day reads as
+			// closed with no record, which holds its messages.
+			if d, _, ok := strings.Cut(e.Key(), "."); ok && isDayKey(d) {
+				get(d).Lifecycle = Lifecycle{State: DayClosed}
+			}
+		}
+		return
+	}
+	// A deleted key: a record removed to compact again, or a day reopened
+	// by hand.
+	parts := strings.Split(e.Key(), ".")
+	r := v.days[parts[0]]
+	switch {
+	case r == nil:
+	case len(parts) == 2 && parts[1] == "lifecycle":
+		r.Lifecycle = Lifecycle{State: DayOpen}
+	case len(parts) == 4 && parts[1] == "compacted":
+		if p, err := strconv.ParseUint(strings.TrimPrefix(parts[2], "p"), 10, 32); err == nil {
+			delete(r.Compactions[uint32(p)], parts[3])
+		}
+	}
+}
+
+// Lifecycle is the day's (YYYYMMDD) state; DayOpen when it has no key.
+func (v *DayView) Lifecycle(day string) Lifecycle {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if r, ok := v.days[day]; ok {
+		return r.Lifecycle
+	}
+	return Lifecycle{State: DayOpen}
+}
+
+// Compacted is the record of (day, partition, processor); ok is false
+// when there is none yet.
+func (v *DayView) Compacted(day string, partition uint32, processor string) (c Compaction, ok bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if r, found := v.days[day]; found {
+		c, ok = r.Compactions[partition][processor]
+	}
+	return c, ok
+}
+
+// Stop ends the watch.
+func (v *DayView) Stop() error { return v.w.Stop() }

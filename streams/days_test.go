@@ -12,21 +12,28 @@ import (
 	"heartlog/streams"
 )
 
+// shardsBucket is a fresh JetStream with the topology, and its shards bucket.
+func shardsBucket(t *testing.T) (jetstream.JetStream, streams.Config, jetstream.KeyValue) {
+	t.Helper()
+	n := heartlogtest.StartNATS(t)
+	_, js := heartlogtest.Connect(t, n.URL)
+	cfg := streams.DefaultConfig()
+	if err := streams.Ensure(context.Background(), js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(context.Background(), cfg.ShardsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, cfg, kv
+}
+
 // TestDayLifecycleKeys: a day opens by default and closes once; a
 // compaction is recorded once and read back; and the keys leave the shard
 // states alone (the Postgres processor's view still reads the day active).
 func TestDayLifecycleKeys(t *testing.T) {
-	n := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, n.URL)
+	js, cfg, kv := shardsBucket(t)
 	ctx := context.Background()
-	cfg := streams.DefaultConfig()
-	if err := streams.Ensure(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctx, cfg.ShardsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const day = "20261120"
 	lc, rev, _, err := streams.GetLifecycle(ctx, kv, day)
 	if err != nil || lc.State != streams.DayOpen || rev != 0 {
@@ -70,5 +77,48 @@ func TestDayLifecycleKeys(t *testing.T) {
 	defer view.Stop()
 	if st := view.State(day); st != streams.ShardActive {
 		t.Fatalf("the shard of a closed day reads %s; the lifecycle must not touch it", st)
+	}
+}
+
+// TestDayViewFollowsTheKeys: the view starts with every key's value and
+// follows closes, records and removed records.
+func TestDayViewFollowsTheKeys(t *testing.T) {
+	js, cfg, kv := shardsBucket(t)
+	ctx := context.Background()
+	const before, after = "20261118", "20261119"
+	if _, err := streams.PutLifecycle(ctx, kv, before, streams.Lifecycle{State: streams.DayClosed}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streams.PutShard(ctx, kv, before, streams.Shard{State: streams.ShardDraining}, 0); err != nil {
+		t.Fatal(err)
+	}
+	v, err := streams.WatchDays(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Stop()
+	if v.Lifecycle(before).State != streams.DayClosed || v.Lifecycle(after).State != streams.DayOpen {
+		t.Fatalf("at start: %s %s", v.Lifecycle(before).State, v.Lifecycle(after).State)
+	}
+	if _, err := streams.PutLifecycle(ctx, kv, after, streams.Lifecycle{State: streams.DayClosed}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streams.PutCompaction(ctx, kv, after, 5, streams.DurableCache, streams.Compaction{Seq: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if !heartlogtest.Eventually(10*time.Second, func() bool {
+		c, ok := v.Compacted(after, 5, streams.DurableCache)
+		return ok && c.Seq == 7 && v.Lifecycle(after).State == streams.DayClosed
+	}) {
+		t.Fatal("the view did not follow the close and the record")
+	}
+	if err := kv.Delete(ctx, streams.CompactionKey(after, 5, streams.DurableCache)); err != nil {
+		t.Fatal(err)
+	}
+	if !heartlogtest.Eventually(10*time.Second, func() bool {
+		_, ok := v.Compacted(after, 5, streams.DurableCache)
+		return !ok
+	}) {
+		t.Fatal("the view kept a removed record")
 	}
 }
