@@ -34,6 +34,12 @@ func (c Config) DeadLetterStreamConfig() jetstream.StreamConfig {
 	sc.Subjects = []string{DeadLetterSubjectPrefix + ".>"}
 	// An undecodable message is parked whole, with headers on top.
 	sc.MaxMsgSize, sc.Metadata = -1, nil
+	// No MaxBytes of its own: the server reserves a stream's MaxBytes
+	// against max_file_store, and the main stream's 16 GiB twice is over
+	// nats.conf's 20G, so Ensure would fail. Unbounded, the dead letters
+	// use the store the main stream did not reserve, and cannot eat into
+	// the main stream's room.
+	sc.MaxBytes = -1
 	return sc
 }
 

@@ -151,7 +151,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, c Config) error {
 	s, err := js.Stream(ctx, c.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		if _, err := js.CreateStream(ctx, want); err != nil {
-			return fmt.Errorf("streams: create stream %s: %w", c.Stream, err)
+			return fmt.Errorf("streams: create stream %s: %w%s", c.Stream, err, storageHint(err))
 		}
 		return nil
 	}
@@ -162,9 +162,26 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, c Config) error {
 		return fmt.Errorf("%w: stream %s has %s, configured %d", ErrPartitionsChanged, c.Stream, have, c.Partitions)
 	}
 	if _, err := js.UpdateStream(ctx, want); err != nil {
-		return fmt.Errorf("streams: update stream %s: %w", c.Stream, err)
+		return fmt.Errorf("streams: update stream %s: %w%s", c.Stream, err, storageHint(err))
 	}
 	return nil
+}
+
+// jsInsufficientResources is JetStream's error code for a stream whose
+// MaxBytes the server cannot reserve (nats-server's
+// JSInsufficientResourcesErr; nats.go has no name for it).
+const jsInsufficientResources = 10047
+
+// storageHint says what to change when the server refused a stream for its
+// size: the server reserves every stream's MaxBytes against its
+// max_file_store, so the message alone ("insufficient storage resources
+// available") leaves an operator guessing.
+func storageHint(err error) string {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jsInsufficientResources {
+		return ""
+	}
+	return " (the server reserves the stream's MaxBytes against its jetstream max_file_store: lower HEARTLOG_STREAM_MAX_BYTES or raise max_file_store in the server's config)"
 }
 
 // Durable names of the processors' consumers.

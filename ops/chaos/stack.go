@@ -354,6 +354,9 @@ func (st *stack) heartlogEnv(extra map[string]string) []string {
 		// Several heartlog processes run side by side: none takes the
 		// default admin port (and a shared-stack one may hold it).
 		"HEARTLOG_ADMIN_ADDR": "",
+		// The suite's nats-server has max_file_store 4G, below the
+		// default 16 GiB the server would have to reserve.
+		"HEARTLOG_STREAM_MAX_BYTES": strconv.Itoa(2 << 30),
 	}
 	for _, p := range []string{"HEARTLOG_S3_", "HEARTLOG_BACKUP_S3_"} {
 		set[p+"ENDPOINT"] = st.proxy.URL // faults are injected on both buckets
