@@ -87,6 +87,10 @@ var Vars = []Var{
 	{"HEARTLOG_DAYFILE_MAX_BYTES", "268435456", "largest day file (uncompressed bytes) the objects, cache and backup processors write; heartbeats past it are rejected (parked), the file is kept as it is", false},
 	{"HEARTLOG_DAYFILE_MAX_HEARTBEATS", "400000", "most heartbeats in one day file; past it, as HEARTLOG_DAYFILE_MAX_BYTES", false},
 	{"HEARTLOG_DAYFILE_MERGE_BYTES", "268435456", "each day-file processor: uncompressed bytes of day files merged at once (a larger file is merged alone)", false},
+	{"HEARTLOG_DAY_CLOSE_DELAY", "1h", "a UTC day is due to close (its day files written once, by compaction) this long after it ends; `heartlog days list` marks the days past it", false},
+	{"HEARTLOG_COMPACTION_MEMORY_BYTES", "33554432", "compaction: heartbeats of one partition-day held in memory before sorted runs spill to HEARTLOG_COMPACTION_DIR (bytes, counted generously)", false},
+	{"HEARTLOG_COMPACTION_PARTITIONS", "4", "compaction: partitions of a day compacted at once", false},
+	{"HEARTLOG_COMPACTION_DIR", "", "compaction: directory of the spilled runs; empty: the system's temporary directory ($TMPDIR)", false},
 	{"HEARTLOG_LOG_LEVEL", "info", "debug, info, warn or error", false},
 	{"HEARTLOG_LOG_FORMAT", "console", "console (for people) or json (for log shippers)", false},
 	{"HEARTLOG_DEBUG_JANITOR_PAUSE", "", "fault tests only (`make chaos`): the shard janitor waits, holding its lock, after this step of a day (prove, drain, settle, detach, drop, mark-dropped) to be killed there; empty: off", false},
@@ -159,6 +163,11 @@ type Config struct {
 	LogFormat        string
 	// DebugJanitorPause is a shards.Step name, or empty.
 	DebugJanitorPause string
+	// The day lifecycle and its compaction.
+	DayCloseDelay         time.Duration
+	CompactionMemoryBytes int64
+	CompactionPartitions  int
+	CompactionDir         string
 }
 
 // FromEnv reads every variable, falling back to its default. The error
@@ -218,6 +227,10 @@ func FromEnv() (Config, error) {
 	c.DayFileMaxBytes = r.int("HEARTLOG_DAYFILE_MAX_BYTES", 1024, 1<<32)
 	c.DayFileMaxHeartbeats = r.int("HEARTLOG_DAYFILE_MAX_HEARTBEATS", 1, 1<<30)
 	c.MergeBytes = int64(r.int("HEARTLOG_DAYFILE_MERGE_BYTES", 1<<20, 1<<40))
+	c.DayCloseDelay = r.duration("HEARTLOG_DAY_CLOSE_DELAY")
+	c.CompactionMemoryBytes = int64(r.int("HEARTLOG_COMPACTION_MEMORY_BYTES", 64<<10, 1<<40))
+	c.CompactionPartitions = r.int("HEARTLOG_COMPACTION_PARTITIONS", 1, 1024)
+	c.CompactionDir = r.str("HEARTLOG_COMPACTION_DIR")
 	return c, r.err
 }
 

@@ -46,6 +46,19 @@ type ShardView struct {
 // WatchShards opens the bucket and returns once the view holds every key's
 // current value.
 func WatchShards(ctx context.Context, js jetstream.JetStream, cfg Config) (*ShardView, error) {
+	v := &ShardView{states: map[string]ShardState{}}
+	w, err := watchShardsBucket(ctx, js, cfg, v.apply)
+	if err != nil {
+		return nil, err
+	}
+	v.w = w
+	return v, nil
+}
+
+// watchShardsBucket watches every key of the shards bucket into apply and
+// returns once apply has had every key's current value; it goes on
+// applying updates until the watcher is stopped.
+func watchShardsBucket(ctx context.Context, js jetstream.JetStream, cfg Config, apply func(jetstream.KeyValueEntry)) (jetstream.KeyWatcher, error) {
 	kv, err := js.KeyValue(ctx, cfg.ShardsBucket)
 	if err != nil {
 		return nil, fmt.Errorf("streams: open KV bucket %s: %w", cfg.ShardsBucket, err)
@@ -54,15 +67,20 @@ func WatchShards(ctx context.Context, js jetstream.JetStream, cfg Config) (*Shar
 	if err != nil {
 		return nil, fmt.Errorf("streams: watch KV bucket %s: %w", cfg.ShardsBucket, err)
 	}
-	v := &ShardView{states: map[string]ShardState{}, w: w}
 	for {
 		select {
 		case e := <-w.Updates():
 			if e == nil { // every current value has been delivered
-				go v.follow()
-				return v, nil
+				go func() {
+					for e := range w.Updates() {
+						if e != nil {
+							apply(e)
+						}
+					}
+				}()
+				return w, nil
 			}
-			v.apply(e)
+			apply(e)
 		case <-ctx.Done():
 			_ = w.Stop()
 			return nil, ctx.Err()
@@ -70,15 +88,10 @@ func WatchShards(ctx context.Context, js jetstream.JetStream, cfg Config) (*Shar
 	}
 }
 
-func (v *ShardView) follow() {
-	for e := range v.w.Updates() {
-		if e != nil {
-			v.apply(e)
-		}
-	}
-}
-
 func (v *ShardView) apply(e jetstream.KeyValueEntry) {
+	if !isDayKey(e.Key()) {
+		return // a day's lifecycle or compaction key (days.go)
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {

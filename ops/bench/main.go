@@ -64,6 +64,14 @@
 //     p50 and p99, the read path's share, S3 GETs.
 //     Targets: warm p99 7 days 10 ms, 365 days 150 ms, no S3 GET when warm.
 //     The day files and cache keys are deleted at the end.
+//   - compaction (not run by default): -compaction-heartbeats heartbeats
+//     of -compaction-users users, all of yesterday (UTC), published as
+//     drain's are; then `heartlog days close` (compaction.CloseDay) writes
+//     every user-day once into the stack's primary bucket, Redis and the
+//     versioned backup bucket, -compaction-partitions partitions at once,
+//     each spilling past -compaction-memory-bytes. Reported: heartbeats/s,
+//     files per user-day per sink, runs spilled, peak RSS of the close.
+//     The day files are deleted at the end unless -dayfiles-keep.
 //   - janitor (not run by default): -janitor-rows rows COPYed into one day's
 //     partition, the day's messages acked by every objects and cache
 //     partition consumer, then the shard janitor's DropNow (`heartlog
@@ -189,9 +197,14 @@ type config struct {
 
 	noisyConns int
 	noisyPhase time.Duration
+
+	compHeartbeats int
+	compUsers      int
+	compMemory     int64
+	compPartitions int
 }
 
-var allScenarios = []string{"bulk", "single", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour"}
+var allScenarios = []string{"bulk", "single", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -255,6 +268,10 @@ func parseFlags(args []string) (config, error) {
 	readsStates := fs.String("reads-states", "hot,warm,cold", "reads: states to measure, in the order hot, warm, cold")
 	fs.StringVar(&c.readsTimezone, "reads-timezone", "Europe/Berlin", "reads: the heavy user's time zone")
 	fs.IntVar(&c.janitorRows, "janitor-rows", 1_000_000, "janitor: rows in the day the janitor drops")
+	fs.IntVar(&c.compHeartbeats, "compaction-heartbeats", 1_000_000, "compaction: heartbeats of the closed day")
+	fs.IntVar(&c.compUsers, "compaction-users", 10_000, "compaction: users they are spread over (user-days = users)")
+	fs.Int64Var(&c.compMemory, "compaction-memory-bytes", 32<<20, "compaction: each partition's in-memory budget before it spills (HEARTLOG_COMPACTION_MEMORY_BYTES)")
+	fs.IntVar(&c.compPartitions, "compaction-partitions", 4, "compaction: partitions compacted at once (HEARTLOG_COMPACTION_PARTITIONS)")
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintf(out, `Usage: go run ./ops/bench [flags]
@@ -271,7 +288,8 @@ behind a proxy simulating S3 and Spaces latency and rate limits (objects >=
 writes/s). -scenarios reads times summaries of 7, 30 and 365 days for a
 user with 1,000 heartbeats a day, hot (Postgres), warm (SSDB) and cold (S3)
 (warm p99: 7 days <= 10 ms, 365 days <= 150 ms, no S3 request); -scenarios
-janitor times the shard janitor dropping a day of 1,000,000 rows. Needs HEARTLOG_POSTGRES_URL (. var/env).
+janitor times the shard janitor dropping a day of 1,000,000 rows;
+-scenarios compaction times closing a day of 1,000,000 heartbeats. Needs HEARTLOG_POSTGRES_URL (. var/env).
 Exit status is 0 when the measurements ran, whether or not targets were met.
 
 Flags:
@@ -346,6 +364,8 @@ Flags:
 		return c, errors.New("-latency-rounds must be 1-3")
 	case c.dfTimeout <= 0 || c.latTimeout <= 0:
 		return c, errors.New("-dayfiles-timeout and -latency-timeout must be positive")
+	case c.compHeartbeats < 1 || c.compUsers < 1 || c.compMemory < 64<<10 || c.compPartitions < 1:
+		return c, errors.New("-compaction-heartbeats, -compaction-users and -compaction-partitions must be positive, -compaction-memory-bytes at least 65536")
 	case c.readsDays < 1 || c.readsDays > 390 || c.readsPerDay < 1 || c.readsUsers < 1 || c.readsOtherDays < 0 || c.readsOtherDays > 30 || c.readsOtherPerDay < 1 || c.janitorRows < 1:
 		return c, errors.New("-reads-days must be 1-390, -reads-other-days 0-30, the other -reads-* counts and -janitor-rows positive")
 	}
@@ -473,14 +493,14 @@ func run(ctx context.Context, cfg config) (err error) {
 				}
 			}
 			results = append(results, rs...)
-		case "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour":
+		case "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction":
 			if processorOn {
 				st.stopProcessor()
 				processorOn = false
 			}
 			run := map[string]func(context.Context, *stack, config) ([]result, error){
 				"dayfiles-drain": runDayfilesDrain, "dayfiles-latency": runDayfilesLatency,
-				"reads": runReads, "janitor": runJanitor, "noisy-neighbour": runNoisy,
+				"reads": runReads, "janitor": runJanitor, "noisy-neighbour": runNoisy, "compaction": runCompaction,
 			}[name]
 			rs, err := run(ctx, st, cfg)
 			if err != nil {

@@ -1,0 +1,205 @@
+package compaction
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"heartlog/heartbeat"
+	"heartlog/processors"
+	"heartlog/shards"
+	"heartlog/streams"
+)
+
+// CloseDay closes a day (YYYY-MM-DD or YYYYMMDD) now and compacts every
+// partition of it into sinks, Options.Partitions at a time. It refuses a
+// day that has not ended (ErrDayNotOver). Closing is idempotent: a day
+// already closed is compacted where it is not recorded yet, and a day
+// compacted everywhere returns at once with every sink Skipped. A
+// partition that fails does not stop the others; the error joins every
+// failure, and the results hold every partition, each with the sinks it
+// recorded.
+func (c *Compactor) CloseDay(ctx context.Context, day string, sinks ...processors.Sink) ([]Result, error) {
+	day, err := shards.ParseDay(day)
+	if err != nil {
+		return nil, err
+	}
+	start, _ := time.Parse(heartbeat.DayLayout, day)
+	if end := start.AddDate(0, 0, 1); end.After(c.opts.Now()) {
+		return nil, fmt.Errorf("%w: %s runs until %s UTC; only a day that is over can be closed (its heartbeats still arrive)",
+			ErrDayNotOver, shards.DisplayDay(day), end.Format(time.DateTime))
+	}
+	kv, err := c.js.KeyValue(ctx, c.sc.ShardsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("compaction: open KV bucket %s: %w", c.sc.ShardsBucket, err)
+	}
+	closedAt, err := c.markClosed(ctx, kv, day)
+	if err != nil {
+		return nil, err
+	}
+	// Every bound is taken after Settle: a late-path consumer that read the
+	// day as open when it skipped a message did so before the bounds, so
+	// the compaction reads that message (see the package doc).
+	if wait := time.Until(closedAt.Add(c.opts.Settle)); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+	began := time.Now()
+	var (
+		g    errgroup.Group
+		mu   sync.Mutex
+		out  []Result
+		errs []error
+	)
+	g.SetLimit(c.opts.Partitions)
+	for p := range c.sc.Partitions {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			r, err := c.Compact(ctx, day, p, sinks...)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("partition %d: %w", p, err))
+			}
+			if r.Day != "" {
+				out = append(out, r) // with the sinks it recorded, even when it failed
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	slices.SortFunc(out, func(a, b Result) int { return int(a.Partition) - int(b.Partition) })
+	if ctx.Err() != nil {
+		errs = append(errs, ctx.Err())
+	}
+	hbs, uds := 0, 0
+	for _, r := range out {
+		hbs, uds = hbs+r.Heartbeats, uds+r.UserDays
+	}
+	c.opts.Log.Info().Str("day", shards.DisplayDay(day)).Int("partitions", len(out)).Int("failed", len(errs)).
+		Int("heartbeats", hbs).Int("user_days", uds).Str("took", time.Since(began).Round(time.Millisecond).String()).
+		Msg("day compacted")
+	return out, errors.Join(errs...)
+}
+
+// markClosed moves the day to closed unless it is, and returns when the
+// state was written (the server's clock, as the janitor's settle counts).
+func (c *Compactor) markClosed(ctx context.Context, kv jetstream.KeyValue, day string) (time.Time, error) {
+	for range 3 {
+		lc, rev, written, err := streams.GetLifecycle(ctx, kv, day)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if lc.State == streams.DayClosed {
+			return written, nil
+		}
+		now := time.Now()
+		_, err = streams.PutLifecycle(ctx, kv, day, streams.Lifecycle{State: streams.DayClosed, ClosedAt: now.UTC(), By: c.opts.Owner}, rev)
+		if err == nil {
+			c.opts.Log.Info().Str("day", shards.DisplayDay(day)).Msg("day closed; compacting it")
+			return now, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return time.Time{}, err
+		}
+		// Someone else moved the state: look again.
+	}
+	return time.Time{}, fmt.Errorf("compaction: the lifecycle of %s keeps changing under us", shards.DisplayDay(day))
+}
+
+// DayInfo is one day as List reports it.
+type DayInfo struct {
+	Day       string // YYYYMMDD
+	Lifecycle streams.Lifecycle
+	// Due: open, and over for longer than Options.CloseDelay.
+	Due bool
+	// Messages and Partitions are what the stream holds of the day now.
+	Messages   uint64
+	Partitions int
+	// Sinks sums each processor's compaction records over the partitions.
+	Sinks map[string]SinkSummary
+}
+
+// SinkSummary sums one processor's compaction records of a day.
+type SinkSummary struct {
+	Partitions                          int    // partitions recorded
+	MaxSeq                              uint64 // the highest recorded bound
+	Heartbeats, UserDays, Files, Parked int
+}
+
+// List returns every day the stream holds a message of or the shards
+// bucket has a lifecycle or compaction key of, oldest first.
+func (c *Compactor) List(ctx context.Context) ([]DayInfo, error) {
+	kv, err := c.js.KeyValue(ctx, c.sc.ShardsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("compaction: open KV bucket %s: %w", c.sc.ShardsBucket, err)
+	}
+	records, err := streams.DayRecords(ctx, kv, "")
+	if err != nil {
+		return nil, err
+	}
+	stream, err := c.js.Stream(ctx, c.sc.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("compaction: stream %s: %w", c.sc.Stream, err)
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(streams.SubjectPrefix+".>"))
+	if err != nil {
+		return nil, fmt.Errorf("compaction: stream %s subjects: %w", c.sc.Stream, err)
+	}
+	days := map[string]*DayInfo{}
+	get := func(day string) *DayInfo {
+		d := days[day]
+		if d == nil {
+			d = &DayInfo{Day: day, Lifecycle: streams.Lifecycle{State: streams.DayOpen}, Sinks: map[string]SinkSummary{}}
+			days[day] = d
+		}
+		return d
+	}
+	for subject, n := range info.State.Subjects {
+		day, _, err := streams.ParseSubject(subject)
+		if err != nil || n == 0 {
+			continue
+		}
+		d := get(day)
+		d.Messages += n
+		d.Partitions++
+	}
+	for day, r := range records {
+		d := get(day)
+		d.Lifecycle = r.Lifecycle
+		for _, bySink := range r.Compactions {
+			for name, rec := range bySink {
+				s := d.Sinks[name]
+				s.Partitions++
+				s.MaxSeq = max(s.MaxSeq, rec.Seq)
+				s.Heartbeats += rec.Heartbeats
+				s.UserDays += rec.UserDays
+				s.Files += rec.Files
+				s.Parked += rec.Parked
+				d.Sinks[name] = s
+			}
+		}
+	}
+	out := make([]DayInfo, 0, len(days))
+	for _, d := range days {
+		start, _ := time.Parse(heartbeat.DayLayout, d.Day)
+		d.Due = d.Lifecycle.State == streams.DayOpen && !start.AddDate(0, 0, 1).Add(c.opts.CloseDelay).After(c.opts.Now())
+		out = append(out, *d)
+	}
+	slices.SortFunc(out, func(a, b DayInfo) int { return strings.Compare(a.Day, b.Day) })
+	return out, nil
+}

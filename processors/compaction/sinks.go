@@ -1,0 +1,98 @@
+package compaction
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	ssdb "heartlog/cache"
+	"heartlog/objstore"
+	"heartlog/processors"
+	"heartlog/processors/merge"
+	"heartlog/schema/dayfile"
+	"heartlog/streams"
+)
+
+// Stores are where a closed day's files go.
+type Stores struct {
+	Primary objstore.Bucket // S3, the primary store
+	Cache   *ssdb.Cache     // SSDB, with each file's digest
+	Backup  objstore.Bucket // the versioned backup bucket
+}
+
+// SinkOptions tune the sinks Sinks builds. Zero fields take the defaults.
+type SinkOptions struct {
+	// Concurrency is how many day files each sink writes at once, across
+	// the partitions compacted in parallel (default 64).
+	Concurrency int
+	// BackupConcurrency is the backup's (default 256: its writes are slow).
+	BackupConcurrency int
+	// BackupRequestsPerSecond paces the backup's reads and writes (default
+	// 0: no cap; heartlog sets HEARTLOG_BACKUP_REQUESTS_PER_SECOND).
+	BackupRequestsPerSecond float64
+	// Limits bound each day file (dayfile.DefaultLimits), and MergeBytes
+	// the files each sink merges at once (merge.DefaultMergeBytes), as for
+	// the processors.
+	Limits     dayfile.Limits
+	MergeBytes int64
+	Log        zerolog.Logger
+}
+
+// Sinks returns the objects, cache and backup sinks as a compaction
+// writes them: the processors' day-file sinks (merge.Sink, same names, so
+// that what they park goes back to them through `heartlog dlq retry`; the
+// cache seeded from S3, a corrupt S3 file rebuilt from its backup copy),
+// without the memo of last-written files (a compaction writes each file
+// once, so the memo would only hold memory), and with every write counted
+// into the compaction's record of files written.
+func Sinks(st Stores, o SinkOptions) []processors.Sink {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 64
+	}
+	if o.BackupConcurrency <= 0 {
+		o.BackupConcurrency = 256
+	}
+	primary, backup := merge.BucketStore(st.Primary), merge.BucketStore(st.Backup)
+	return []processors.Sink{
+		merge.New(merge.Options{Name: streams.DurableObjects, Store: count(primary), Quarantine: primary, Fallback: backup,
+			Concurrency: o.Concurrency, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
+		merge.New(merge.Options{Name: streams.DurableCache, Store: count(merge.CacheStore(st.Cache)), Seed: primary,
+			Concurrency: o.Concurrency, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
+		merge.New(merge.Options{Name: streams.DurableBackup, Store: count(backup), Quarantine: backup,
+			Concurrency: o.BackupConcurrency, RequestsPerSecond: o.BackupRequestsPerSecond, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
+	}
+}
+
+// count wraps s in a counted store that keeps s's Drop, if it has one.
+func count(s merge.Store) merge.Store {
+	c := counted{s}
+	if d, ok := s.(merge.Dropper); ok {
+		return countedDropper{c, d}
+	}
+	return c
+}
+
+// counted is a merge.Store that counts its successful writes into the
+// counter its context carries (a sink's pass sets one), so that a sink
+// shared by partitions compacted at once still tells each its own count.
+type counted struct{ merge.Store }
+
+type countedDropper struct {
+	counted
+	merge.Dropper
+}
+
+type counterKey struct{}
+
+func withCounter(ctx context.Context, n *atomic.Int64) context.Context {
+	return context.WithValue(ctx, counterKey{}, n)
+}
+
+func (c counted) Write(ctx context.Context, key string, data []byte, tag string) (string, error) {
+	newTag, err := c.Store.Write(ctx, key, data, tag)
+	if n, ok := ctx.Value(counterKey{}).(*atomic.Int64); ok && err == nil {
+		n.Add(1)
+	}
+	return newTag, err
+}
