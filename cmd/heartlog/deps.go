@@ -67,7 +67,10 @@ func connectNATS(cfg config.Config, name string, log zerolog.Logger) (*nats.Conn
 		nats.Name("heartlog " + name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() {
+				return // our own Close at exit, not an outage
+			}
 			log.Warn().Err(err).Msg("NATS disconnected; ingest answers 503 until it is back")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
