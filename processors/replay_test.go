@@ -17,12 +17,7 @@ func TestReplayFeedsTheRangeWithoutTouchingDurables(t *testing.T) {
 	n := heartlogtest.StartNATS(t)
 	nc, js := heartlogtest.Connect(t, n.URL)
 	ctx := context.Background()
-	cfg := streams.DefaultConfig()
-	if err := streams.Ensure(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
-	defer pub.Close()
+	cfg, pub := heartlogtest.Publisher(t, nc, js)
 	users := []string{"00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"}
 	perUser := map[string]int{}
 	for i := range 120 {

@@ -50,12 +50,7 @@ func TestRunRetriesThenAcks(t *testing.T) {
 	n := heartlogtest.StartNATS(t)
 	nc, js := heartlogtest.Connect(t, n.URL)
 	ctx := context.Background()
-	cfg := streams.DefaultConfig()
-	if err := streams.Ensure(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
-	defer pub.Close()
+	cfg, pub := heartlogtest.Publisher(t, nc, js)
 
 	// A message that is not a batch must not block the ones after it, nor
 	// vanish: it is parked as it was.

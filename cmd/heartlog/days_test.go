@@ -15,7 +15,6 @@ import (
 	"heartlog/schema/dayfile"
 	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
-	"heartlog/streams"
 )
 
 // TestDaysCloseAndList: days close refuses today, writes each user-day of
@@ -26,12 +25,7 @@ func TestDaysCloseAndList(t *testing.T) {
 	nc, js := heartlogtest.Connect(t, n.URL)
 	_, dbURL := heartlogtest.NewDatabase(t)
 	ctx := context.Background()
-	cfg := streams.DefaultConfig()
-	if err := streams.Ensure(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
-	defer pub.Close()
+	_, pub := heartlogtest.Publisher(t, nc, js)
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	prefix := "cmd" + hex.EncodeToString(b)

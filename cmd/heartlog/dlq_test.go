@@ -51,12 +51,7 @@ func TestDLQCommands(t *testing.T) {
 	nc, js := heartlogtest.Connect(t, n.URL)
 	pool, dbURL := heartlogtest.NewDatabase(t)
 	ctx := context.Background()
-	cfg := streams.DefaultConfig()
-	if err := streams.Ensure(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
-	defer pub.Close()
+	_, pub := heartlogtest.Publisher(t, nc, js)
 	const user = "00000000-0000-4000-8000-000000000042"
 	var hbs []*heartlogv1.Heartbeat
 	for i := range 5 {

@@ -22,7 +22,6 @@ import (
 	"heartlog/objstore"
 	"heartlog/schema/dayfile"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
-	"heartlog/streams"
 )
 
 // binary is the heartlog command built once for these tests: the fault
@@ -82,12 +81,7 @@ func TestProcessorKilledMidBatch(t *testing.T) {
 	nc, js := heartlogtest.Connect(t, n.URL)
 	pool, dbURL := heartlogtest.NewDatabase(t)
 	ctx := context.Background()
-	cfg := streams.DefaultConfig()
-	if err := streams.Ensure(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
-	defer pub.Close()
+	_, pub := heartlogtest.Publisher(t, nc, js)
 
 	const users, perUser = 50, 1000
 	var ids []string
@@ -281,12 +275,7 @@ func TestReplayRebuildsPostgres(t *testing.T) {
 	nc, js := heartlogtest.Connect(t, n.URL)
 	pool, dbURL := heartlogtest.NewDatabase(t)
 	ctx := context.Background()
-	cfg := streams.DefaultConfig()
-	if err := streams.Ensure(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
-	defer pub.Close()
+	_, pub := heartlogtest.Publisher(t, nc, js)
 	const total = 300
 	for i := range total {
 		hb := heartlogtest.Heartbeat(t, fmt.Sprintf("00000000-0000-4000-8000-%012d", i%3), fmt.Sprintf("f%d.go", i), time.Now().Add(-time.Duration(i)*time.Minute))
@@ -339,12 +328,7 @@ func TestDayFileProcessorKilledMidFlush(t *testing.T) {
 	_, dbURL := heartlogtest.NewDatabase(t)
 	primary := heartlogtest.Bucket(t, "HEARTLOG_S3_", "")
 	ctx := context.Background()
-	cfg := streams.DefaultConfig()
-	if err := streams.Ensure(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
-	defer pub.Close()
+	_, pub := heartlogtest.Publisher(t, nc, js)
 
 	const users, perUser = 40, 200
 	want := map[string][]*heartlogv1.Heartbeat{}

@@ -19,6 +19,7 @@ import (
 
 	"heartlog/ops/devstack"
 	"heartlog/schema/migrations"
+	"heartlog/streams"
 )
 
 // PostgresURL is the server tests create their databases in. Without it
@@ -143,4 +144,17 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Publisher ensures the default topology on js and returns it with a
+// publisher on it, closed when the test ends.
+func Publisher(t testing.TB, nc *nats.Conn, js jetstream.JetStream) (streams.Config, *streams.Publisher) {
+	t.Helper()
+	cfg := streams.DefaultConfig()
+	if err := streams.Ensure(context.Background(), js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
+	t.Cleanup(pub.Close)
+	return cfg, pub
 }
