@@ -15,6 +15,7 @@ import (
 	ssdb "heartlog/cache"
 	"heartlog/processors"
 	"heartlog/processors/compaction"
+	"heartlog/processors/merge"
 	"heartlog/shards"
 	"heartlog/streams"
 )
@@ -79,10 +80,11 @@ func compactor(cmd *cobra.Command, withSinks bool) (*dayTools, error) {
 		return nil, fmt.Errorf("HEARTLOG_CACHE_URL: %w", err)
 	}
 	rt.checkSpacesLimits()
+	createFirst := merge.ConditionalWrites(cmd.Context(), primary, log) && merge.ConditionalWrites(cmd.Context(), backup, log)
 	t.sinks = compaction.Sinks(compaction.Stores{Primary: primary, Cache: cache, Backup: backup}, compaction.SinkOptions{
 		Concurrency: cfg.Objects.Concurrency, BackupConcurrency: cfg.BackupFlush.Concurrency,
 		BackupRequestsPerSecond: cfg.BackupRequestsPerSec, Log: log,
-		Limits: rt.dayFileLimits(), MergeBytes: cfg.MergeBytes,
+		Limits: rt.dayFileLimits(), MergeBytes: cfg.MergeBytes, CreateFirst: createFirst,
 	})
 	t.close = func() { _ = cache.Close(); rt.close() }
 	return t, nil

@@ -14,6 +14,7 @@ import (
 
 	"heartlog/objstore"
 	"heartlog/processors/compaction"
+	"heartlog/processors/merge"
 	"heartlog/streams"
 )
 
@@ -67,7 +68,9 @@ func runCompaction(ctx context.Context, st *stack, cfg config) (results []result
 		Primary: objstore.Instrument(ds.primary, "compaction"),
 		Cache:   ds.cache,
 		Backup:  objstore.Instrument(ds.backup, "compaction-backup"),
-	}, compaction.SinkOptions{Concurrency: cfg.dfConcurrency, BackupConcurrency: cfg.dfConcurrency, BackupRequestsPerSecond: cfg.dfBackupRPS, Log: st.log})
+	}, compaction.SinkOptions{Concurrency: cfg.dfConcurrency, BackupConcurrency: cfg.dfConcurrency, BackupRequestsPerSecond: cfg.dfBackupRPS, Log: st.log,
+		// As `heartlog days close` decides it.
+		CreateFirst: merge.ConditionalWrites(ctx, ds.primary, st.log) && merge.ConditionalWrites(ctx, ds.backup, st.log)})
 
 	runtime.GC()
 	debug.FreeOSMemory()

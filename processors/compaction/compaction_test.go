@@ -117,11 +117,29 @@ func (w *world) publish(t *testing.T, users, perUser int) {
 // sinks are the compaction's sinks over the stack's stores, the buckets
 // instrumented under the world's label.
 func (w *world) sinks(t *testing.T) []processors.Sink {
+	return w.sinksWith(t, compaction.SinkOptions{})
+}
+
+func (w *world) sinksWith(t *testing.T, o compaction.SinkOptions) []processors.Sink {
+	o.Concurrency, o.BackupConcurrency, o.Log = 32, 32, heartlogtest.Logger(t)
 	return compaction.Sinks(compaction.Stores{
 		Primary: objstore.Instrument(w.stores.Primary, w.label),
 		Cache:   w.stores.Cache,
 		Backup:  objstore.Instrument(w.stores.Backup, w.label+"-backup"),
-	}, compaction.SinkOptions{Concurrency: 32, BackupConcurrency: 32, Log: heartlogtest.Logger(t)})
+	}, o)
+}
+
+// backupGets is how many GETs the backup bucket answered under the label,
+// found or not.
+func (w *world) backupGets(t *testing.T) int {
+	t.Helper()
+	n := 0
+	for _, outcome := range []string{objstore.OutcomeSuccess, objstore.OutcomeNotFound} {
+		v := heartlogtest.MetricValue(t, "heartlog_objstore_requests_total",
+			map[string]string{"processor": w.label + "-backup", "operation": objstore.OpGet, "outcome": outcome})
+		n += int(max(v, 0)) // -1: none yet
+	}
+	return n
 }
 
 func (w *world) compactor(t *testing.T, o compaction.Options) *compaction.Compactor {
@@ -199,9 +217,11 @@ func TestCloseDayWritesEachUserDayOnce(t *testing.T) {
 	w.cleanup(t)
 	w.publish(t, 1000, 3)
 	c := w.compactor(t, compaction.Options{})
-	sinks := w.sinks(t)
+	// versitygw enforces conditional writes (objstore's conformance suite
+	// checks it), so files are created without a read first.
+	sinks := w.sinksWith(t, compaction.SinkOptions{CreateFirst: true})
 	ctx := context.Background()
-	before := w.puts(t)
+	before, gets := w.puts(t), w.backupGets(t)
 	res, err := c.CloseDay(ctx, w.day, sinks...)
 	if err != nil {
 		t.Fatal(err)
@@ -229,6 +249,9 @@ func TestCloseDayWritesEachUserDayOnce(t *testing.T) {
 	}
 	if n := w.puts(t) - before; n != 1000 {
 		t.Fatalf("%d S3 PUTs for 1000 user-days", n)
+	}
+	if n := w.backupGets(t) - gets; n != 0 {
+		t.Fatalf("%d backup GETs for 1000 new user-days, want 0: each is created without a read", n)
 	}
 	w.check(t)
 

@@ -2,7 +2,9 @@ package compaction
 
 import (
 	"context"
+	"math"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -36,7 +38,16 @@ type SinkOptions struct {
 	// the processors.
 	Limits     dayfile.Limits
 	MergeBytes int64
-	Log        zerolog.Logger
+	// CreateFirst writes each S3 and backup file as a new one (a
+	// create-only conditional PUT) without reading it first, and reads it
+	// only when the server refuses because the file exists. At close most
+	// user-days have no file yet, so a file costs one request instead of
+	// two, which halves the backup's share of a Space's request ceiling.
+	// Set it only when both buckets enforce conditional writes
+	// (merge.ConditionalWrites); a server that ignores them would let the
+	// PUT overwrite a file it should have merged into.
+	CreateFirst bool
+	Log         zerolog.Logger
 }
 
 // Sinks returns the objects, cache and backup sinks as a compaction
@@ -54,13 +65,17 @@ func Sinks(st Stores, o SinkOptions) []processors.Sink {
 		o.BackupConcurrency = 256
 	}
 	primary, backup := merge.BucketStore(st.Primary), merge.BucketStore(st.Backup)
+	var assumeNew time.Duration // merge.Options.AssumeNew: files of any day
+	if o.CreateFirst {
+		assumeNew = math.MaxInt64
+	}
 	return []processors.Sink{
 		merge.New(merge.Options{Name: streams.DurableObjects, Store: count(primary), Quarantine: primary, Fallback: backup,
-			Concurrency: o.Concurrency, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
+			AssumeNew: assumeNew, Concurrency: o.Concurrency, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
 		merge.New(merge.Options{Name: streams.DurableCache, Store: count(merge.CacheStore(st.Cache)), Seed: primary,
 			Concurrency: o.Concurrency, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
 		merge.New(merge.Options{Name: streams.DurableBackup, Store: count(backup), Quarantine: backup,
-			Concurrency: o.BackupConcurrency, RequestsPerSecond: o.BackupRequestsPerSecond, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
+			AssumeNew: assumeNew, Concurrency: o.BackupConcurrency, RequestsPerSecond: o.BackupRequestsPerSecond, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
 	}
 }
 
