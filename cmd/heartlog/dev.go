@@ -144,7 +144,11 @@ func printDemoUser(ctx context.Context, rt *runtime, cfg config.Config) error {
       %[1]s/api/v1/users/current/heartbeats.bulk
 
   Rows land in Postgres: psql "$HEARTLOG_POSTGRES_URL" -c 'select * from heartbeats'
-  (. var/env first). Stop with Ctrl-C, then "make stop" for the stack.
+  (. var/env first). Day files land in S3 within seconds, one per user and UTC day:
+    zcat var/s3/heartlog/*/*/$(date -u +%%F).ndjson.gz | jq -c .
+  "bin/heartlog days list" shows the days; "bin/heartlog days close YYYY-MM-DD" closes
+  a past day (every user-day written once from the stream to S3, SSDB and the backup).
+  Stop with Ctrl-C, then "make stop" for the stack.
 
 `, base, path, key)
 	return nil
