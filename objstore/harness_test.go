@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
+	"heartlog/internal/heartlogtest"
 	"heartlog/objstore"
 )
 
@@ -144,39 +142,5 @@ func parallel(n, workers int, fn func(i int) error) []error {
 // default registry; 0 if the series does not exist.
 func metricValue(t testing.TB, name string, labels map[string]string) float64 {
 	t.Helper()
-	families, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue metrics
-				}
-			}
-			return value(m)
-		}
-	}
-	return 0
-}
-
-func value(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	}
-	return 0
+	return max(heartlogtest.MetricValue(t, name, labels), 0) // -1: no series yet
 }
