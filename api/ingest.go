@@ -101,6 +101,14 @@ func (e *retryLater) Error() string { return e.msg }
 // acts, so asking often helps nobody.
 const fullRetryAfter = time.Minute
 
+// workRefusal is the answer to a request over its user's ingest budget,
+// counted.
+func workRefusal(wait time.Duration) *refusal {
+	workRefused.Inc()
+	return &refusal{code: http.StatusTooManyRequests, retryAfter: wait,
+		msg: "heartbeat rate limit exceeded; retry after " + wait.Round(time.Millisecond).String()}
+}
+
 // ingest prepares every decoded heartbeat of one request for the user and
 // publishes the valid ones together. size is the request's body bytes. On
 // return, items[i].Err is set for each refused heartbeat; an error means
@@ -110,9 +118,7 @@ func (in *ingestor) ingest(ctx context.Context, u users.User, items []heartbeat.
 		return err
 	}
 	if ok, wait := in.work.allowN(u.ID, len(items), size); !ok {
-		workRefused.Inc()
-		return &refusal{code: http.StatusTooManyRequests, retryAfter: wait,
-			msg: "heartbeat rate limit exceeded; retry after " + wait.Round(time.Millisecond).String()}
+		return workRefusal(wait)
 	}
 	origin := heartbeat.Origin{UserID: u.ID, UserAgent: userAgent, Machine: machine, Now: in.now()}
 	valid := make([]int, 0, len(items)) // indexes into items

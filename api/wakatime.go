@@ -113,10 +113,10 @@ func (s *Server) workReady(w http.ResponseWriter, r *http.Request, u users.User)
 	if ok {
 		return true
 	}
-	workRefused.Inc()
+	ref := workRefusal(wait)
 	skipBody(w, r)
-	w.Header().Set("Retry-After", retryAfter(wait))
-	writeError(w, http.StatusTooManyRequests, "heartbeat rate limit exceeded; retry after "+wait.Round(time.Millisecond).String())
+	w.Header().Set("Retry-After", retryAfter(ref.retryAfter))
+	writeError(w, ref.code, ref.msg)
 	return false
 }
 
