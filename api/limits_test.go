@@ -155,8 +155,6 @@ func TestPerUserDayCaps(t *testing.T) {
 		o.MaxDayHeartbeats, o.MaxDayBytes = 5, 3000
 	})})
 	u, key := svc.CreateUser(t, "alice", "")
-	stop := svc.StartDayFiles(t, heartlogtest.DayFileOptions{Names: []string{streams.DurableObjects}})
-	defer stop()
 
 	day := time.Now().UTC().Add(-24 * time.Hour).Truncate(24 * time.Hour).Add(9 * time.Hour)
 	var five []string
@@ -207,8 +205,10 @@ func TestPerUserDayCaps(t *testing.T) {
 		t.Errorf("third big heartbeat: %+v, want 400 naming the byte cap", got[2])
 	}
 
-	// The day files hold every accepted heartbeat and nothing else; no
-	// other object was written for the user (nothing moved aside).
+	// Closed, the day files hold every accepted heartbeat and nothing
+	// else; no other object was written for the user (nothing moved aside).
+	svc.CloseDay(t, day, nil)
+	svc.CloseDay(t, other, nil)
 	ctx := context.Background()
 	stores := heartlogtest.OpenStores(t)
 	want := map[string]int{heartbeat.Day(heartlogtest.Heartbeat(t, u.ID, "x", day)): 5, heartbeat.Day(heartlogtest.Heartbeat(t, u.ID, "x", other)): 2}
@@ -346,8 +346,6 @@ func TestStreamNearlyFullAnswers503AndRecovers(t *testing.T) {
 func TestDaysPastGraceGoToDayFilesOnly(t *testing.T) {
 	svc := heartlogtest.Start(t, heartlogtest.Options{ShardsGrace: 48 * time.Hour})
 	u, key := svc.CreateUser(t, "alice", "")
-	stop := svc.StartDayFiles(t, heartlogtest.DayFileOptions{Names: []string{streams.DurableObjects, streams.DurableCache}})
-	defer stop()
 
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	old, recent := today.AddDate(0, 0, -30).Add(10*time.Hour), today.AddDate(0, 0, -1).Add(10*time.Hour)
@@ -394,8 +392,10 @@ func TestDaysPastGraceGoToDayFilesOnly(t *testing.T) {
 	if want < 50*60 {
 		t.Fatalf("yesterday's total %v s, want about an hour (twelve heartbeats five minutes apart)", want)
 	}
-	// Read the old day only once its file is in S3: a read before would
-	// find none and cache that, as for any day without heartbeats.
+	// Read the old day only once it is closed and its file is in S3: a
+	// read before would find none and cache that, as for any day without
+	// heartbeats.
+	svc.CloseDay(t, old, nil)
 	ctx := context.Background()
 	primary := heartlogtest.OpenStores(t).Primary
 	if !heartlogtest.Eventually(20*time.Second, func() bool {

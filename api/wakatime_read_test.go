@@ -176,6 +176,7 @@ func TestSameTotalsFromEveryStore(t *testing.T) {
 	ctx := context.Background()
 	prefix := alice.ObjectPrefix + "/" + alice.ID + "/"
 	file := prefix + today.AddDate(0, 0, -1).Format(time.DateOnly) + ".ndjson.gz"
+	svc.CloseDay(t, today.AddDate(0, 0, -1), &stores)
 	if !heartlogtest.Eventually(30*time.Second, func() bool { // the day files are written
 		cached, ok, err := stores.Cache.Get(ctx, file)
 		stored, _, err2 := stores.Primary.Get(ctx, file)

@@ -25,6 +25,9 @@ type ReplayOptions struct {
 	UntilSeq uint64
 	// User replays only this user's heartbeats.
 	User string
+	// Admit, if set, chooses the messages replayed (see Admission): a
+	// replay skips what it does not admit, held or passed over alike.
+	Admit AdmitFunc
 	// BatchMessages is how many messages one commit takes (default 512).
 	BatchMessages int
 	// Progress, if set, is called about every ProgressEvery (default 2s)
@@ -140,6 +143,12 @@ func (r *replayer) run(ctx context.Context, cons jetstream.Consumer) error {
 				break
 			}
 			n++
+			if meta.Sequence.Stream == r.last {
+				done = true
+			}
+			if !r.admitted(msg.Subject(), meta.Sequence.Stream) {
+				continue
+			}
 			it := itemOf(msg.Data(), msg.Subject(), meta.Sequence.Stream)
 			if it.batch != nil {
 				if it.batch = r.filter(it.batch); it.batch == nil {
@@ -147,9 +156,6 @@ func (r *replayer) run(ctx context.Context, cons jetstream.Consumer) error {
 				}
 			}
 			items = append(items, it)
-			if meta.Sequence.Stream == r.last {
-				done = true
-			}
 		}
 		if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("processors: replay: fetch: %w", err)
@@ -171,6 +177,15 @@ func (r *replayer) run(ctx context.Context, cons jetstream.Consumer) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// admitted reports whether ReplayOptions.Admit lets the message through.
+func (r *replayer) admitted(subject string, seq uint64) bool {
+	if r.o.Admit == nil {
+		return true
+	}
+	day, p, err := streams.ParseSubject(subject)
+	return err != nil || r.o.Admit(day, p, seq) == Admit
 }
 
 // filter keeps only the chosen user's heartbeats.

@@ -63,6 +63,12 @@ type Options struct {
 	// tracks the age of the oldest unprocessed message against the
 	// stream's MaxAge (RunPartitions sets it).
 	Stream jetstream.Stream
+	// Admit, if set, decides on each message before the sink sees it (see
+	// Admission); nil admits every message.
+	Admit AdmitFunc
+	// HoldDelay is how long a held message waits before it is delivered
+	// again (default 30s).
+	HoldDelay time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -89,6 +95,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = 30 * time.Second
+	}
+	if o.HoldDelay <= 0 {
+		o.HoldDelay = 30 * time.Second
 	}
 }
 
@@ -142,7 +151,7 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 	}()
 	st := newStorer(sink, opts.DeadLetters, log, opts.RetryMin, opts.RetryMax)
 	for w := range pending {
-		commit(ctx, st, w, opts, log)
+		commit(ctx, st, admit(w, opts, sink.Name(), log), opts, log)
 	}
 	select {
 	case err := <-failed:
@@ -253,16 +262,19 @@ func commit(ctx context.Context, st *storer, w work, opts Options, log zerolog.L
 	// messages to another instance while this one is still writing them.
 	defer keepInProgress(work, w.msgs, opts.ProgressEvery)()
 	w.held()
+	if len(w.items) == 0 {
+		return
+	}
 	if err := st.store(work, w.items); err != nil {
 		log.Warn().Err(err).Int("messages", len(w.msgs)).Msg("stopped before the commit finished; messages stay unacked and will be redelivered")
 		return
 	}
 	for _, msg := range w.msgs {
-		if err := msg.Ack(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			log.Warn().Err(err).Msg("ack failed; the message will be redelivered and skipped as a duplicate")
-		}
+		ack(msg, log)
 	}
 }
+
+func isClosed(err error) bool { return errors.Is(err, nats.ErrConnectionClosed) }
 
 // decode turns messages into items. A message that does not decode can
 // never succeed: it becomes an item of its raw bytes, which the commit

@@ -57,7 +57,7 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 	var days []string
 	var body string
 	for d := range 3 {
-		at := today.AddDate(0, 0, -d).Add(9 * time.Hour)
+		at := today.AddDate(0, 0, -d-1).Add(9 * time.Hour) // closed days, with day files
 		days = append(days, at.Format(heartbeat.DayLayout))
 		for i := range 4 {
 			if body != "" {
@@ -71,7 +71,10 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 	}
 	svc.WaitCount(t, 12, "SELECT count(*) FROM heartbeats WHERE user_id = $1", u.ID)
 	stores := heartlogtest.OpenStores(t)
-	for _, d := range days { // wait for the day files
+	for d := range 3 {
+		svc.CloseDay(t, today.AddDate(0, 0, -d-1), &stores)
+	}
+	for _, d := range days { // the day files
 		k := dayfile.Key(u.ObjectPrefix, u.ID, d)
 		if !heartlogtest.Eventually(30*time.Second, func() bool {
 			data, _, err := stores.Primary.Get(context.Background(), k)

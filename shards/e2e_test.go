@@ -46,6 +46,7 @@ func TestDropWithPostgresProcessor(t *testing.T) {
 	if dropped, err := j.RunOnce(ctx); len(dropped) != 0 || len(shards.NotProven(err)) != 1 {
 		t.Fatalf("before objects and cache acked: dropped %v, err %v", dropped, err)
 	}
+	svc.CloseDay(t, at, nil)
 	e.ackAll(streams.DurableObjects, streams.DurableCache)
 	dropped, err := j.RunOnce(ctx)
 	if err != nil || !slices.Equal(dropped, []string{day}) {

@@ -178,13 +178,48 @@ func (e *env) ackAll(procs ...string) {
 }
 
 // safeDay creates a partition with rows and messages on two partitions,
-// all acked by objects and cache.
+// closed, compacted and acked by objects and cache.
 func (e *env) safeDay(day string) {
 	e.t.Helper()
 	e.partition(day, 3)
 	e.publish(day, 0)
 	e.publish(day, 2)
+	e.compacted(day, streams.DurableObjects, streams.DurableCache)
 	e.ackAll(streams.DurableObjects, streams.DurableCache)
+}
+
+// compacted records what a compaction of the day (YYYYMMDD) records: the
+// day closed, and every partition compacted for each processor up to its
+// last message now (as compaction.CloseDay does).
+func (e *env) compacted(day string, procs ...string) {
+	e.t.Helper()
+	ctx := context.Background()
+	kv, err := e.js.KeyValue(ctx, e.sc.ShardsBucket)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if lc, rev, _, err := streams.GetLifecycle(ctx, kv, day); err != nil {
+		e.t.Fatal(err)
+	} else if lc.State != streams.DayClosed {
+		if _, err := streams.PutLifecycle(ctx, kv, day, streams.Lifecycle{State: streams.DayClosed, ClosedAt: time.Now()}, rev); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	stream, err := e.js.Stream(ctx, e.sc.Stream)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for p := range e.sc.Partitions {
+		var seq uint64
+		if m, err := stream.GetLastMsgForSubject(ctx, streams.Subject(day, p)); err == nil {
+			seq = m.Sequence
+		}
+		for _, proc := range procs {
+			if _, err := streams.PutCompaction(ctx, kv, day, p, proc, streams.Compaction{Seq: seq, At: time.Now()}); err != nil {
+				e.t.Fatal(err)
+			}
+		}
+	}
 }
 
 // tableState reads where the day's table stands: none, attached,

@@ -204,6 +204,7 @@ func TestNotDroppedWhileCacheBehind(t *testing.T) {
 	e.publish("20240302", 1) // another day on the same partition, later
 	last1 := e.publish(day, 1)
 	last3 := e.publish(day, 3)
+	e.compacted(day, streams.DurableObjects, streams.DurableCache)
 	e.ackAll(streams.DurableObjects)
 
 	j := e.janitor("janitor", nil)
@@ -274,12 +275,50 @@ func TestNotDroppedWhileCacheBehind(t *testing.T) {
 	e.expectDropped(day)
 }
 
+// TestNotDroppedUntilCompacted: a day whose Postgres rows every late-path
+// consumer has passed is still kept while it is open (its day files are
+// not written yet) and while a partition's compaction is not recorded for
+// objects or cache; once both are, it is dropped.
+func TestNotDroppedUntilCompacted(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	const day = "20240301"
+	e.partition(day, 2)
+	e.publish(day, 0)
+	e.publish(day, 2)
+	e.ackAll(streams.DurableObjects, streams.DurableCache) // an open day's messages are passed over
+	j := e.janitor("janitor", nil)
+	err := j.DropNow(context.Background(), day)
+	if !errors.Is(err, shards.ErrNotProven) || !strings.Contains(err.Error(), "the day is open") {
+		t.Fatalf("open day: %v, want not proven because it is open", err)
+	}
+	// Closed, objects compacted, cache's compaction not recorded.
+	e.compacted(day, streams.DurableObjects)
+	err = j.DropNow(context.Background(), day)
+	var np *shards.NotProvenError
+	if !errors.As(err, &np) || len(np.Behind) != 2 || !np.Behind[0].Uncompacted || np.Behind[0].Consumer != streams.DurableCache {
+		t.Fatalf("cache not compacted: %v", err)
+	}
+	if !strings.Contains(err.Error(), "cache has not recorded the compaction of partition 0") {
+		t.Errorf("the reason does not say what is missing: %v", err)
+	}
+	if st := e.tableState(day); st != "attached" {
+		t.Fatalf("table is %s, want attached", st)
+	}
+	e.compacted(day, streams.DurableCache)
+	if err := j.DropNow(context.Background(), day); err != nil {
+		t.Fatalf("closed, compacted and passed: %v", err)
+	}
+	e.expectDropped(day)
+}
+
 func TestObjectsBehindIsReported(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	const day = "20240301"
 	e.partition(day, 1)
 	seq := e.publish(day, 2)
+	e.compacted(day, streams.DurableObjects, streams.DurableCache)
 	e.ackAll(streams.DurableCache)
 	err := e.janitor("op", nil).DropNow(context.Background(), day)
 	var np *shards.NotProvenError

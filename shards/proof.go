@@ -32,9 +32,16 @@ type Behind struct {
 	AckFloor uint64
 	// Missing is set when the consumer does not exist.
 	Missing bool
+	// Uncompacted is set when the processor (Consumer holds its name) has
+	// no compaction record of the partition: the day is closed but its
+	// compaction did not finish.
+	Uncompacted bool
 }
 
 func (b Behind) String() string {
+	if b.Uncompacted {
+		return fmt.Sprintf("%s has not recorded the compaction of partition %d (heartlog days close finishes it)", b.Consumer, b.Partition)
+	}
 	if b.Missing {
 		return fmt.Sprintf("consumer %s does not exist, and the day's last message on partition %d is seq %d",
 			b.Consumer, b.Partition, b.LastSeq)
@@ -99,17 +106,20 @@ func NotProven(err error) []*NotProvenError {
 	return out
 }
 
-// Prove checks that every partition consumer of each processor in
-// Options.Processors (objects and cache) has acked every message of the
-// day (YYYYMMDD) that the stream holds now. It returns nil when they have,
-// a *NotProvenError when some have not, and another error when it cannot
-// tell.
+// Prove checks that the day (YYYYMMDD) is in its day files for good:
+// it is closed, each processor in Options.Processors (objects and cache)
+// has recorded the compaction of every partition the stream holds
+// messages of, and every partition consumer of those processors (the late
+// path) has acked every message of the day that the stream holds now. It
+// returns nil when all of that holds, a *NotProvenError saying what is
+// missing when not, and another error when it cannot tell.
 //
 // A day's messages are on heartbeats.<day>.<p>. Consumer p of a processor
 // reads heartbeats.*.p, and its ack floor is the stream sequence up to
-// which it has acked every message it reads; so the day is proven for
-// partition p when the day's last message on heartbeats.<day>.<p> is at or
-// below the ack floor of every processor's consumer p.
+// which it has acked every message it reads (passing over those its
+// compaction covered); so the late path has passed the day on partition p
+// when the day's last message on heartbeats.<day>.<p> is at or below the
+// ack floor of every processor's consumer p.
 func (j *Janitor) Prove(ctx context.Context, day string) error {
 	stream, err := j.js.Stream(ctx, j.sc.Stream)
 	if err != nil {
@@ -156,6 +166,12 @@ func (j *Janitor) Prove(ctx context.Context, day string) error {
 	}
 	slices.Sort(parts)
 	np := &NotProvenError{Day: day}
+	if err := j.proveCompacted(ctx, np, parts); err != nil || np.Reason != "" || len(np.Behind) > 0 {
+		if err != nil {
+			return err
+		}
+		return np
+	}
 	for _, proc := range j.opts.Processors {
 		for _, p := range parts {
 			name := streams.PartitionDurable(proc, p)
@@ -177,6 +193,33 @@ func (j *Janitor) Prove(ctx context.Context, day string) error {
 	}
 	if len(np.Behind) > 0 {
 		return np
+	}
+	return nil
+}
+
+// proveCompacted files into np what the day lacks of its lifecycle: a
+// Reason if it is open, a Behind (Uncompacted) for every partition and
+// processor without a compaction record.
+func (j *Janitor) proveCompacted(ctx context.Context, np *NotProvenError, parts []uint32) error {
+	kv, err := j.js.KeyValue(ctx, j.sc.ShardsBucket)
+	if err != nil {
+		return fmt.Errorf("shards: KV bucket %s: %w", j.sc.ShardsBucket, err)
+	}
+	recs, err := streams.DayRecords(ctx, kv, np.Day)
+	if err != nil {
+		return err
+	}
+	r := recs[np.Day]
+	if r == nil || r.Lifecycle.State != streams.DayClosed {
+		np.Reason = "the day is open: its day files are written when it closes (heartlog days close, or HEARTLOG_DAY_CLOSE_DELAY after it ends)"
+		return nil
+	}
+	for _, proc := range j.opts.Processors {
+		for _, p := range parts {
+			if _, ok := r.Compactions[p][proc]; !ok {
+				np.Behind = append(np.Behind, Behind{Consumer: proc, Partition: p, Uncompacted: true})
+			}
+		}
 	}
 	return nil
 }

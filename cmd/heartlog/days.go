@@ -12,10 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	ssdb "heartlog/cache"
 	"heartlog/processors"
+	"heartlog/processors/catalog"
 	"heartlog/processors/compaction"
-	"heartlog/processors/merge"
 	"heartlog/shards"
 	"heartlog/streams"
 )
@@ -55,38 +54,19 @@ func compactor(cmd *cobra.Command, withSinks bool) (*dayTools, error) {
 	if err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
 	t := &dayTools{partitions: cfg.Partitions, close: rt.close}
-	t.c = compaction.New(rt.js, rt.sc, compaction.Options{
-		MemoryBytes: cfg.CompactionMemoryBytes, TempDir: cfg.CompactionDir, Partitions: cfg.CompactionPartitions,
-		CloseDelay: cfg.DayCloseDelay, Owner: fmt.Sprintf("operator@%s:%d", host, os.Getpid()), Log: log,
-	})
 	if !withSinks {
+		host, _ := os.Hostname()
+		t.c = compaction.New(rt.js, rt.sc, catalog.CompactorOptions(cfg, fmt.Sprintf("operator@%s:%d", host, os.Getpid()), log))
 		return t, nil
 	}
-	primary, err := rt.bucket(cmd.Context(), cfg.S3, "HEARTLOG_S3_", "compaction")
+	c, sinks, cleanup, err := rt.compactor(cmd.Context(), "compaction")
 	if err != nil {
 		rt.close()
 		return nil, err
 	}
-	backup, err := rt.bucket(cmd.Context(), cfg.Backup, "HEARTLOG_BACKUP_S3_", "compaction")
-	if err != nil {
-		rt.close()
-		return nil, err
-	}
-	cache, err := ssdb.New(ssdb.Config{URL: cfg.CacheURL, TTL: cfg.CacheTTL})
-	if err != nil {
-		rt.close()
-		return nil, fmt.Errorf("HEARTLOG_CACHE_URL: %w", err)
-	}
-	rt.checkSpacesLimits()
-	createFirst := merge.ConditionalWrites(cmd.Context(), primary, log) && merge.ConditionalWrites(cmd.Context(), backup, log)
-	t.sinks = compaction.Sinks(compaction.Stores{Primary: primary, Cache: cache, Backup: backup}, compaction.SinkOptions{
-		Concurrency: cfg.Objects.Concurrency, BackupConcurrency: cfg.BackupFlush.Concurrency,
-		BackupRequestsPerSecond: cfg.BackupRequestsPerSec, Log: log,
-		Limits: rt.dayFileLimits(), MergeBytes: cfg.MergeBytes, CreateFirst: createFirst,
-	})
-	t.close = func() { _ = cache.Close(); rt.close() }
+	t.c, t.sinks = c, sinks
+	t.close = func() { cleanup(); rt.close() }
 	return t, nil
 }
 
@@ -125,7 +105,7 @@ sequence recorded, the heartbeats and user-days compacted and the files written.
 }
 
 // dayfileSinks are the columns of the days table, in order.
-var dayfileSinks = []string{streams.DurableObjects, streams.DurableCache, streams.DurableBackup}
+var dayfileSinks = catalog.DayFiles()
 
 func printDays(w io.Writer, days []compaction.DayInfo, partitions uint32) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -144,10 +144,13 @@ func printDemoUser(ctx context.Context, rt *runtime, cfg config.Config) error {
       %[1]s/api/v1/users/current/heartbeats.bulk
 
   Rows land in Postgres: psql "$HEARTLOG_POSTGRES_URL" -c 'select * from heartbeats'
-  (. var/env first). Day files land in S3 within seconds, one per user and UTC day:
-    zcat var/s3/heartlog/*/*/$(date -u +%%F).ndjson.gz | jq -c .
-  "bin/heartlog days list" shows the days; "bin/heartlog days close YYYY-MM-DD" closes
-  a past day (every user-day written once from the stream to S3, SSDB and the backup).
+  (. var/env first). Day files are written when a UTC day closes, an hour after it
+  ends (HEARTLOG_DAY_CLOSE_DELAY): once per user-day, to S3, SSDB and the backup. To
+  see them now, send a heartbeat for yesterday (time: $(date -d yesterday +%%s)) and
+  close that day:
+    bin/heartlog days close yesterday && bin/heartlog days list
+    zcat var/s3/heartlog/*/*/$(date -u -d yesterday +%%F).ndjson.gz | jq -c .
+  A heartbeat sent later for a closed day is merged into its files within seconds.
   Stop with Ctrl-C, then "make stop" for the stack.
 
 `, base, path, key)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,19 +11,29 @@ import (
 	"github.com/spf13/cobra"
 
 	"heartlog/processors"
+	"heartlog/processors/catalog"
+	"heartlog/processors/compaction"
+	"heartlog/shards"
+	"heartlog/streams"
 )
 
 func replayCmd() *cobra.Command {
 	var o processors.ReplayOptions
-	var since, until string
+	var since, until, day string
 	cmd := &cobra.Command{
-		Use:   "replay PROCESSOR [--since TIME|--since-seq N] [--until TIME|--until-seq N] [--user ID]",
+		Use:   "replay PROCESSOR [--day YYYY-MM-DD | [--since TIME|--since-seq N] [--until TIME|--until-seq N] [--user ID]]",
 		Short: "Feed part of the stream to one processor's sink again (rebuild a cache, refill a backup)",
 		Long: `Replay messages of the HEARTBEATS stream into one sink (postgres, objects,
 cache or backup) through an ordered consumer. The processors' durable consumers
 are not touched and every sink is idempotent, so replaying into a live system
 is safe: files and rows converge to the same content however often they are
 replayed.
+
+The day-file processors (objects, cache, backup) replay only closed days: an
+open day's files are written when it closes. --day recompacts one closed day
+for the processor: its compaction records are removed (its late path holds
+the day's messages meanwhile) and every partition is compacted again, which
+rewrites only files that lack something (a wiped cache, a deleted S3 file).
 
 TIME is RFC 3339 (2026-11-20T00:00:00Z), a date (2026-11-20, UTC midnight) or a
 duration ago (72h). Without --until the replay ends at the stream's last message
@@ -31,7 +42,8 @@ when it starts. A progress line (messages, rate, ETA) goes to stderr.
 Examples:
   heartlog replay cache                       # SSDB was wiped: refill it
   heartlog replay backup --since 168h         # the last week into the backup bucket
-  heartlog replay objects --user 3f0c... --since-seq 120000`,
+  heartlog replay objects --user 3f0c... --since-seq 120000
+  heartlog replay cache --day 2026-11-20     # recompact one day into SSDB`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -51,6 +63,24 @@ Examples:
 			}
 			defer rt.close()
 			rt.replay = true
+			p, err := catalog.Lookup(args[0])
+			if err != nil {
+				return err
+			}
+			if day != "" {
+				if p.Consumes != catalog.LatePath {
+					return fmt.Errorf("--day recompacts a day's files: it is for %v, not %s", catalog.DayFiles(), p.Name)
+				}
+				return recompact(cmd.Context(), rt, p.Name, day)
+			}
+			if p.Consumes == catalog.LatePath {
+				days, err := streams.WatchDays(cmd.Context(), rt.js, rt.sc)
+				if err != nil {
+					return err
+				}
+				defer func() { _ = days.Stop() }()
+				o.Admit = compaction.ClosedDays(days)
+			}
 			sink, cleanup, err := rt.sink(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -78,10 +108,36 @@ Examples:
 	f.StringVar(&until, "until", "", "last message by time (same forms as --since)")
 	f.Uint64Var(&o.UntilSeq, "until-seq", 0, "last message by stream sequence")
 	f.StringVar(&o.User, "user", "", "replay only this user's heartbeats (user id)")
+	f.StringVar(&day, "day", "", "recompact this closed UTC day (YYYY-MM-DD) for a day-file processor")
 	f.IntVar(&o.BatchMessages, "batch", 512, "messages per commit")
 	cmd.MarkFlagsMutuallyExclusive("since", "since-seq")
 	cmd.MarkFlagsMutuallyExclusive("until", "until-seq")
+	for _, other := range []string{"since", "since-seq", "until", "until-seq", "user"} {
+		cmd.MarkFlagsMutuallyExclusive("day", other)
+	}
 	return cmd
+}
+
+// recompact removes processor's compaction records of a closed day and
+// compacts every partition of it again.
+func recompact(ctx context.Context, rt *runtime, processor, day string) error {
+	day, err := shards.ParseDay(day)
+	if err != nil {
+		return err
+	}
+	c, sinks, cleanup, err := rt.compactor(ctx, "compaction", processor)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	removed, err := c.Forget(ctx, day, processor)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "replay %s --day %s: removed %d compaction records; compacting again\n", processor, shards.DisplayDay(day), removed)
+	res, err := c.CloseDay(ctx, day, sinks...)
+	printClose(os.Stdout, res)
+	return err
 }
 
 // parseWhen reads an RFC 3339 time, a date, or a duration ago.

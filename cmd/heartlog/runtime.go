@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -22,12 +23,10 @@ import (
 	"heartlog/heartbeat"
 	"heartlog/objstore"
 	"heartlog/processors"
-	"heartlog/processors/backup"
-	cachesink "heartlog/processors/cache"
-	"heartlog/processors/objects"
-	pgsink "heartlog/processors/postgres"
+	"heartlog/processors/catalog"
+	"heartlog/processors/compaction"
+	"heartlog/processors/merge"
 	"heartlog/reads"
-	"heartlog/schema/dayfile"
 	"heartlog/shards"
 	"heartlog/streams"
 	"heartlog/users"
@@ -203,22 +202,29 @@ func (rt *runtime) serve(ctx context.Context) error {
 	return nil
 }
 
-// processorNames are the processors this release has.
-var processorNames = []string{streams.DurablePostgres, streams.DurableObjects, streams.DurableCache, streams.DurableBackup}
-
-// process runs the named processors until ctx is done. Postgres shares one
-// durable consumer between instances (its writes are idempotent inserts);
-// the day-file processors read, merge and write, so each of their
-// partitions has its own pinned consumer: one writer per user-day.
+// process runs the named processors (rows of catalog.Processors) until ctx
+// is done. Postgres shares one durable consumer between instances (its
+// writes are idempotent inserts). The day-file processors are the late
+// path of closed days, each partition on its own pinned consumer (one
+// writer per user-day); beside them runs the day closer, which compacts
+// each day into their files once it is due.
 func (rt *runtime) process(ctx context.Context, names []string) error {
 	g, ctx := errgroup.WithContext(ctx)
+	var days *streams.DayView
+	var dayfiles []string
 	for _, name := range names {
+		p, err := catalog.Lookup(name)
+		if err != nil {
+			return fmt.Errorf("HEARTLOG_PROCESSORS: %w", err)
+		}
 		sink, cleanup, err := rt.sink(ctx, name)
 		if err != nil {
 			return err
 		}
 		defer cleanup()
-		if name == streams.DurablePostgres {
+		f := p.Flush(rt.cfg)
+		opts := processors.Options{BatchMessages: f.Messages, BatchBytes: f.Bytes, Linger: f.Age, Log: rt.log}
+		if p.Consumes == catalog.Shared {
 			cons, err := streams.EnsureConsumer(ctx, rt.js, rt.sc, name)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -226,7 +232,7 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 				}
 				return err
 			}
-			opts := processors.Options{BatchMessages: rt.cfg.FetchBatch, Log: rt.log, DeadLetters: streams.NewDeadLetters(rt.js, rt.sc)}
+			opts.DeadLetters = streams.NewDeadLetters(rt.js, rt.sc)
 			if opts.Stream, err = rt.js.Stream(ctx, rt.sc.Stream); err != nil {
 				return err
 			}
@@ -239,14 +245,28 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 			rt.log.Info().Str("processor", name).Msg("processor starting")
 			continue
 		}
-		f := rt.flush(name)
-		opts := processors.Options{BatchMessages: f.Messages, BatchBytes: f.Bytes, Linger: f.Age, Log: rt.log}
+		if days == nil {
+			if days, err = streams.WatchDays(ctx, rt.js, rt.sc); err != nil {
+				return err
+			}
+			defer func() { _ = days.Stop() }()
+		}
+		opts.Admit = compaction.LatePath(days, name)
+		dayfiles = append(dayfiles, name)
 		g.Go(func() error { return processors.RunPartitions(ctx, rt.js, rt.sc, sink, opts) })
-		rt.log.Info().Str("processor", name).Dur("flush_age", f.Age).Msg("day-file processor starting on every partition")
+		rt.log.Info().Str("processor", name).Str("flush_age", f.Age.String()).Msg("day-file processor starting: late heartbeats of closed days, every partition")
+	}
+	if len(dayfiles) > 0 {
+		closer, sinks, cleanup, err := rt.compactor(ctx, "closer", dayfiles...)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		g.Go(func() error { return closer.Run(ctx, sinks...) })
 	}
 	if !rt.noJanitor {
 		// Every instance runs one; the lock in NATS lets one work at a time.
-		jo := shards.Options{Grace: rt.cfg.ShardsGrace, Interval: rt.cfg.ShardsInterval, Log: rt.log}
+		jo := shards.Options{Grace: rt.cfg.ShardsGrace, Interval: rt.cfg.ShardsInterval, Processors: catalog.GuardingDrops(), Log: rt.log}
 		if rt.cfg.DebugJanitorPause != "" {
 			step, err := shards.ParseStep(rt.cfg.DebugJanitorPause)
 			if err != nil {
@@ -282,69 +302,95 @@ func (rt *runtime) awaitReady(ctx context.Context, what string) bool {
 	}
 }
 
-func (rt *runtime) flush(name string) config.Flush {
-	switch name {
-	case streams.DurableObjects:
-		return rt.cfg.Objects
-	case streams.DurableCache:
-		return rt.cfg.Cache
+// sink builds the named processor's sink over stores of its own, whose
+// requests are counted under its name.
+func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func(), error) {
+	p, err := catalog.Lookup(name)
+	if err != nil {
+		return nil, nil, err
 	}
-	return rt.cfg.BackupFlush
+	st, cleanup, err := rt.stores(ctx, name, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	sink, err := p.Build(ctx, catalog.Env{Config: rt.cfg, Log: rt.log, Stores: st, Standby: rt.replay})
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return sink, cleanup, nil
 }
 
-func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func(), error) {
-	nothing := func() {}
-	switch name {
-	case streams.DurablePostgres:
+// stores opens what the named processor writes to (every day-file store
+// for "compaction" or "closer"), with metrics under label.
+func (rt *runtime) stores(ctx context.Context, name, label string) (catalog.Stores, func(), error) {
+	var (
+		st      catalog.Stores
+		closers []func()
+	)
+	cleanup := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	fail := func(err error) (catalog.Stores, func(), error) {
+		cleanup()
+		return catalog.Stores{}, nil, err
+	}
+	all := name == "compaction" || name == "closer"
+	if name == streams.DurablePostgres {
 		view, err := streams.WatchShards(ctx, rt.js, rt.sc)
 		if err != nil {
-			return nil, nil, err
+			return fail(err)
 		}
-		return pgsink.New(rt.pool, view, rt.log, pgsink.Options{Writers: rt.cfg.PostgresWriters, Grace: rt.cfg.ShardsGrace}), func() { _ = view.Stop() }, nil
-	case streams.DurableObjects:
-		primary, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", name)
-		if err != nil {
-			return nil, nil, err
+		closers = append(closers, func() { _ = view.Stop() })
+		st.Postgres, st.Shards = rt.pool, view
+		return st, cleanup, nil
+	}
+	var err error
+	if all || name == streams.DurableObjects || name == streams.DurableCache {
+		if st.Primary, err = rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", label); err != nil {
+			return fail(err)
 		}
-		// A corrupt day file is rebuilt from its backup copy too.
-		backupCopy, err := rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", name)
-		if err != nil {
+	}
+	if all || name == streams.DurableObjects || name == streams.DurableBackup {
+		st.Backup, err = rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", label)
+		switch {
+		case err != nil && name == streams.DurableObjects:
+			// A corrupt day file is rebuilt from its backup copy too.
 			rt.log.Warn().Err(err).Msg("no backup bucket: a corrupt day file is rebuilt from the heartbeats at hand alone")
-			backupCopy = nil
+			st.Backup = nil
+		case err != nil:
+			return fail(err)
+		default:
+			rt.checkSpacesLimits()
 		}
-		return objects.New(ctx, primary, objects.Options{
-			Concurrency: rt.cfg.Objects.Concurrency, MemoBytes: rt.cfg.Objects.MemoBytes,
-			Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Backup: backupCopy, Log: rt.log,
-		}), nothing, nil
-	case streams.DurableBackup:
-		b, err := rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", name)
-		if err != nil {
-			return nil, nil, err
-		}
-		rt.checkSpacesLimits()
-		return backup.New(ctx, b, backup.Options{
-			Concurrency: rt.cfg.BackupFlush.Concurrency, RequestsPerSecond: rt.cfg.BackupRequestsPerSec,
-			MemoBytes: rt.cfg.BackupFlush.MemoBytes, Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Log: rt.log,
-		}), nothing, nil
-	case streams.DurableCache:
-		primary, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", name)
-		if err != nil {
-			return nil, nil, err
-		}
+	}
+	if all || name == streams.DurableCache {
 		c, err := ssdb.New(ssdb.Config{URL: rt.cfg.CacheURL, TTL: rt.cfg.CacheTTL})
 		if err != nil {
-			return nil, nil, fmt.Errorf("HEARTLOG_CACHE_URL: %w", err)
+			return fail(fmt.Errorf("HEARTLOG_CACHE_URL: %w", err))
 		}
-		return cachesink.New(c, primary, cachesink.Options{
-			Concurrency: rt.cfg.Cache.Concurrency, MemoBytes: rt.cfg.Cache.MemoBytes,
-			Limits: rt.dayFileLimits(), MergeBytes: rt.cfg.MergeBytes, Standby: rt.replay, Log: rt.log,
-		}), func() { _ = c.Close() }, nil
+		closers = append(closers, func() { _ = c.Close() })
+		st.Cache = c
 	}
-	return nil, nil, fmt.Errorf("unknown processor %q (HEARTLOG_PROCESSORS); this release has: %v", name, processorNames)
+	return st, cleanup, nil
 }
 
-func (rt *runtime) dayFileLimits() dayfile.Limits {
-	return dayfile.Limits{MaxBytes: rt.cfg.DayFileMaxBytes, MaxHeartbeats: rt.cfg.DayFileMaxHeartbeats}
+// compactor returns a compactor and the compaction sinks of the named
+// day-file processors (all for none), over stores counted under label.
+func (rt *runtime) compactor(ctx context.Context, label string, names ...string) (*compaction.Compactor, []processors.Sink, func(), error) {
+	st, cleanup, err := rt.stores(ctx, "compaction", label)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// At close most files do not exist yet: where both buckets refuse a
+	// create over an existing file, each costs one request, not two.
+	createFirst := merge.ConditionalWrites(ctx, st.Primary, rt.log) && merge.ConditionalWrites(ctx, st.Backup, rt.log)
+	e := catalog.Env{Config: rt.cfg, Log: rt.log, Stores: st}
+	host, _ := os.Hostname()
+	owner := fmt.Sprintf("%s@%s:%d", label, host, os.Getpid())
+	return compaction.New(rt.js, rt.sc, catalog.CompactorOptions(rt.cfg, owner, rt.log)), catalog.CompactionSinks(e, createFirst, names...), cleanup, nil
 }
 
 // Spaces' documented limits per Space (bucket): 240 requests/s in all, 150

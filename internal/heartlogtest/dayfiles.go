@@ -2,17 +2,18 @@ package heartlogtest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	"heartlog/cache"
+	"heartlog/config"
 	"heartlog/objstore"
 	"heartlog/processors"
-	"heartlog/processors/backup"
-	cachesink "heartlog/processors/cache"
+	"heartlog/processors/catalog"
+	"heartlog/processors/compaction"
 	"heartlog/processors/merge"
-	"heartlog/processors/objects"
 	"heartlog/streams"
 )
 
@@ -71,14 +72,35 @@ func Cache(t testing.TB) *cache.Cache {
 	return c
 }
 
-// Sinks are the three day-file sinks over a set of stores.
-func (st Stores) Sinks(t testing.TB) map[string]*merge.Sink {
-	log := Logger(t)
-	return map[string]*merge.Sink{
-		streams.DurableObjects: objects.New(context.Background(), st.Primary, objects.Options{Concurrency: 32, MemoBytes: 64 << 20, Backup: st.Backup, Log: log}),
-		streams.DurableCache:   cachesink.New(st.Cache, st.Primary, cachesink.Options{Concurrency: 32, MemoBytes: 64 << 20, Log: log}),
-		streams.DurableBackup:  backup.New(context.Background(), st.Backup, backup.Options{Concurrency: 32, MemoBytes: 64 << 20, Log: log}),
+// env is what the catalog builds the day-file sinks from: the settings
+// of the environment (their defaults), the stores, a test's logger.
+func (st Stores) env(t testing.TB) catalog.Env {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, f := range []*config.Flush{&cfg.Objects, &cfg.Cache, &cfg.BackupFlush} {
+		f.Concurrency, f.MemoBytes = 32, 64<<20
+	}
+	cfg.BackupRequestsPerSec = 0
+	return catalog.Env{Config: cfg, Log: Logger(t), Stores: catalog.Stores{Primary: st.Primary, Backup: st.Backup, Cache: st.Cache}}
+}
+
+// Sinks are the three day-file processors' sinks over a set of stores, as
+// catalog.Processors builds them.
+func (st Stores) Sinks(t testing.TB) map[string]*merge.Sink {
+	t.Helper()
+	e := st.env(t)
+	out := map[string]*merge.Sink{}
+	for _, name := range catalog.DayFiles() {
+		p, _ := catalog.Lookup(name)
+		sink, err := p.Build(context.Background(), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name] = sink.(*merge.Sink)
+	}
+	return out
 }
 
 // DayFileOptions change how StartDayFiles runs the processors.
@@ -92,9 +114,11 @@ type DayFileOptions struct {
 }
 
 // StartDayFiles runs the objects, cache and backup processors on the
-// service's stream, as `heartlog process` does, and returns a function that
-// stops them (also called when the test ends). Calling it twice runs two
-// instances of each, as two processes would.
+// service's stream, as `heartlog process` does: the late path of closed
+// days (compaction.LatePath), so they write nothing of an open day; close
+// one with CloseDay. It returns a function that stops them (also called
+// when the test ends). Calling it twice runs two instances of each, as two
+// processes would.
 func (s *Service) StartDayFiles(t testing.TB, o DayFileOptions) (stop func()) {
 	t.Helper()
 	st := o.Stores
@@ -107,14 +131,19 @@ func (s *Service) StartDayFiles(t testing.TB, o DayFileOptions) (stop func()) {
 	}
 	sinks := st.Sinks(t)
 	if len(o.Names) == 0 {
-		o.Names = []string{streams.DurableObjects, streams.DurableCache, streams.DurableBackup}
+		o.Names = catalog.DayFiles()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	days, err := streams.WatchDays(ctx, s.JS, s.Streams)
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan struct{}, len(o.Names))
 	for _, name := range o.Names {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			opts := processors.Options{Linger: o.FlushAge, Log: Logger(t), RetryMax: 500 * time.Millisecond}
+			opts := processors.Options{Linger: o.FlushAge, Log: Logger(t), RetryMax: 500 * time.Millisecond,
+				Admit: compaction.LatePath(days, name), HoldDelay: 200 * time.Millisecond}
 			if err := processors.RunPartitions(ctx, s.JS, s.Streams, sinks[name], opts); err != nil && ctx.Err() == nil {
 				t.Errorf("%s processor: %v", name, err)
 			}
@@ -130,7 +159,77 @@ func (s *Service) StartDayFiles(t testing.TB, o DayFileOptions) (stop func()) {
 		for range o.Names {
 			<-done
 		}
+		_ = days.Stop()
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// Compactor is a compactor on the service's stream as `heartlog days
+// close` makes one, with the settle shortened for tests (the late-path
+// views are in this process) and the test's logger.
+func (s *Service) Compactor(t testing.TB, o compaction.Options) *compaction.Compactor {
+	if o.Settle == 0 {
+		o.Settle = 200 * time.Millisecond
+	}
+	o.Log = Logger(t)
+	return compaction.New(s.JS, s.Streams, o)
+}
+
+// CloseDay closes a past day (a time in it, UTC) and compacts it into the
+// stores (the stack's when nil) with every day-file sink, as `heartlog days
+// close` does; the test fails if the compaction does.
+func (s *Service) CloseDay(t testing.TB, day time.Time, st *Stores) []compaction.Result {
+	t.Helper()
+	if st == nil {
+		open := OpenStores(t)
+		st = &open
+	}
+	res, err := s.Compactor(t, compaction.Options{}).CloseDay(context.Background(), day.UTC().Format(time.DateOnly), st.CompactionSinks(t)...)
+	if err != nil {
+		t.Fatalf("close %s: %v", day.UTC().Format(time.DateOnly), err)
+	}
+	return res
+}
+
+// CompactionSinks are the sinks a compaction writes through, over st.
+func (st Stores) CompactionSinks(t testing.TB) []processors.Sink {
+	t.Helper()
+	ctx := context.Background()
+	log := Logger(t)
+	createFirst := merge.ConditionalWrites(ctx, st.Primary, log) && merge.ConditionalWrites(ctx, st.Backup, log)
+	return catalog.CompactionSinks(st.env(t), createFirst)
+}
+
+// WaitAcked waits until every partition consumer of the processors has
+// been delivered and has acked every message in the stream now: what they
+// do with those messages is done.
+func WaitAcked(t testing.TB, s *Service, processors ...string) {
+	t.Helper()
+	ctx := context.Background()
+	var last string
+	ok := Eventually(60*time.Second, func() bool {
+		for _, name := range processors {
+			for p := range s.Streams.Partitions {
+				cons, err := s.JS.Consumer(ctx, s.Streams.Stream, streams.PartitionDurable(name, p))
+				if err != nil {
+					last = err.Error()
+					return false
+				}
+				info, err := cons.Info(ctx)
+				if err != nil {
+					last = err.Error()
+					return false
+				}
+				if info.NumPending > 0 || info.NumAckPending > 0 {
+					last = fmt.Sprintf("%s: %d pending, %d unacked", info.Name, info.NumPending, info.NumAckPending)
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if !ok {
+		t.Fatalf("processors %v never acked the stream: %s", processors, last)
+	}
 }

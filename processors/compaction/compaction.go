@@ -58,6 +58,8 @@ type Options struct {
 	// CloseDelay is how long after a UTC day ends it is due to close
 	// (default 1h, HEARTLOG_DAY_CLOSE_DELAY); List marks an open day past it.
 	CloseDelay time.Duration
+	// Interval is how often Run looks for days to close (default 1m).
+	Interval time.Duration
 	// LockTTL is the per-(day, partition) lock's time to live (default
 	// 30s); it is renewed every LockTTL/3 while the compaction works.
 	LockTTL time.Duration
@@ -95,6 +97,9 @@ func (o *Options) defaults() {
 	}
 	if o.CloseDelay <= 0 {
 		o.CloseDelay = time.Hour
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Minute
 	}
 	if o.LockTTL <= 0 {
 		o.LockTTL = 30 * time.Second

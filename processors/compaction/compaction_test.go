@@ -538,3 +538,64 @@ func TestHeartbeatsPastTheDayFileLimitAreParked(t *testing.T) {
 		}
 	}
 }
+
+// TestRunClosesDueDaysAndFinishesStoppedOnes: the day closer compacts a
+// day once it is over for longer than CloseDelay, and redoes a closed
+// day's partitions that a stopped compaction left unrecorded; an open day
+// not yet due is left open.
+func TestRunClosesDueDaysAndFinishesStoppedOnes(t *testing.T) {
+	w := newWorld(t, 2)
+	w.cleanup(t)
+	w.publish(t, 20, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The day began three days ago: with a 4-day delay it is not due.
+	notYet := w.compactor(t, compaction.Options{CloseDelay: 96 * time.Hour, Interval: 50 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() { done <- notYet.Run(ctx, w.sinks(t)...) }()
+	days := func() compaction.DayInfo {
+		t.Helper()
+		list, err := notYet.List(context.Background())
+		if err != nil || len(list) != 1 {
+			t.Fatalf("days: %v %v", list, err)
+		}
+		return list[0]
+	}
+	time.Sleep(300 * time.Millisecond) // several rounds: none may close the day
+	if d := days(); d.Lifecycle.State != streams.DayOpen || d.Due {
+		t.Fatalf("a day not due: %+v", d)
+	}
+	cancel()
+	<-done
+
+	// Stop a compaction after its first commit: the day is closed, a
+	// partition unrecorded.
+	stopping, stop := context.WithCancel(context.Background())
+	c := w.compactor(t, compaction.Options{Partitions: 1, GroupUsers: 1, AfterCommit: func(string, uint32, string, int) { stop() }})
+	if _, err := c.CloseDay(stopping, w.day, w.sinks(t)...); err == nil {
+		t.Fatal("the stopped compaction reported success")
+	}
+	if d := days(); d.Lifecycle.State != streams.DayClosed || d.Sinks[streams.DurableObjects].Partitions == 2 {
+		t.Fatalf("after the stop: %+v", d)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	closer := w.compactor(t, compaction.Options{CloseDelay: time.Hour, Interval: 50 * time.Millisecond})
+	go func() { done <- closer.Run(ctx, w.sinks(t)...) }()
+	if !heartlogtest.Eventually(30*time.Second, func() bool {
+		d := days()
+		for _, name := range []string{streams.DurableObjects, streams.DurableCache, streams.DurableBackup} {
+			if d.Sinks[name].Partitions != 2 {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("the closer did not finish the day: %+v", days())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	w.check(t)
+}

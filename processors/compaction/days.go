@@ -203,3 +203,39 @@ func (c *Compactor) List(ctx context.Context) ([]DayInfo, error) {
 	slices.SortFunc(out, func(a, b DayInfo) int { return strings.Compare(a.Day, b.Day) })
 	return out, nil
 }
+
+// Forget removes processor's compaction records of a closed day (YYYYMMDD)
+// so that the next CloseDay compacts it again for that processor (`heartlog
+// replay PROCESSOR --day`); it returns how many it removed. Until then the
+// processor's late path holds the day's messages (LatePath), so nothing
+// falls between the old bound and the new one. It refuses an open day
+// (ErrDayOpen).
+func (c *Compactor) Forget(ctx context.Context, day, processor string) (int, error) {
+	day, err := shards.ParseDay(day)
+	if err != nil {
+		return 0, err
+	}
+	kv, err := c.js.KeyValue(ctx, c.sc.ShardsBucket)
+	if err != nil {
+		return 0, fmt.Errorf("compaction: open KV bucket %s: %w", c.sc.ShardsBucket, err)
+	}
+	recs, err := streams.DayRecords(ctx, kv, day)
+	if err != nil {
+		return 0, err
+	}
+	r := recs[day]
+	if r == nil || r.Lifecycle.State != streams.DayClosed {
+		return 0, fmt.Errorf("%w: %s has no files to compact again; close it first (heartlog days close)", ErrDayOpen, shards.DisplayDay(day))
+	}
+	n := 0
+	for p, bySink := range r.Compactions {
+		if _, ok := bySink[processor]; !ok {
+			continue
+		}
+		if err := kv.Delete(ctx, streams.CompactionKey(day, p, processor)); err != nil {
+			return n, fmt.Errorf("compaction: remove %s: %w", streams.CompactionKey(day, p, processor), err)
+		}
+		n++
+	}
+	return n, nil
+}

@@ -326,8 +326,9 @@ func TestReplayCacheOnALiveSystemLeavesTheCacheEqualToS3(t *testing.T) {
 	w := newWorld(t, 3)
 	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
 	for i := range w.users {
-		w.send(t, i, day(0, 1), day(1, 3), day(2, 4))
+		w.send(t, i, day(1, 1), day(2, 3), day(3, 4))
 	}
+	w.closeDays(t, 1, 2, 3)
 	w.waitFiles(t, w.expected(t))
 	ctx := context.Background()
 	standby := cachesink.New(w.stores.Cache, w.stores.Primary, cachesink.Options{Standby: true, Log: heartlogtest.Logger(t)})
@@ -343,7 +344,7 @@ func TestReplayCacheOnALiveSystemLeavesTheCacheEqualToS3(t *testing.T) {
 	}()
 	for round := range 12 {
 		for i := range w.users {
-			at := day(round%3, 6).Add(time.Duration(round) * time.Minute)
+			at := day(1+round%3, 6).Add(time.Duration(round) * time.Minute) // late heartbeats
 			w.send(t, i, at, at.Add(30*time.Second))
 		}
 	}

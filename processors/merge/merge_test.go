@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 	"heartlog/internal/heartlogtest"
 	"heartlog/objstore"
 	"heartlog/processors"
+	"heartlog/processors/catalog"
+	"heartlog/processors/compaction"
 	"heartlog/schema/dayfile"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/streams"
@@ -151,6 +154,15 @@ func (w *world) waitFiles(t *testing.T, want map[string][]byte) {
 	}
 }
 
+// closeDays closes the days d days ago (heartlog days close): what was sent
+// for them is compacted, and what is sent later is the late path's.
+func (w *world) closeDays(t *testing.T, ds ...int) {
+	t.Helper()
+	for _, d := range ds {
+		w.svc.CloseDay(t, day(d, 0), &w.stores)
+	}
+}
+
 func day(d int, h int) time.Time {
 	return time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -d).Add(time.Duration(h) * time.Hour)
 }
@@ -159,13 +171,14 @@ func TestDayFilesHoldExactlyTheStream(t *testing.T) {
 	w := newWorld(t, 3)
 	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
 	for i := range w.users {
-		w.send(t, i, day(0, 1), day(0, 2), day(1, 5))
-		w.send(t, i, day(0, 1)) // a resend: no duplicate line
+		w.send(t, i, day(1, 1), day(1, 2), day(2, 5))
+		w.send(t, i, day(1, 1)) // a resend: no duplicate line
 	}
 	want := w.expected(t)
 	if len(want) != 6 {
 		t.Fatalf("%d user-days, want 6", len(want))
 	}
+	w.closeDays(t, 1, 2)
 	w.waitFiles(t, want)
 	for k, data := range want {
 		hbs, err := dayfile.Decode(data)
@@ -182,8 +195,10 @@ func TestReplayIsByteIdenticalAndAddsNoVersion(t *testing.T) {
 	w := newWorld(t, 2)
 	stop := w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
 	for i := range w.users {
-		w.send(t, i, day(0, 3), day(2, 4))
+		w.send(t, i, day(1, 3), day(3, 4))
 	}
+	w.closeDays(t, 1, 3)
+	w.send(t, 0, day(1, 5)) // late: merged by the late path
 	want := w.expected(t)
 	w.waitFiles(t, want)
 	stop()
@@ -211,13 +226,29 @@ func TestReplayIsByteIdenticalAndAddsNoVersion(t *testing.T) {
 		return out
 	}
 	before, beforeTags := versions(), etags()
+	days, err := streams.WatchDays(ctx, w.svc.JS, w.svc.Streams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer days.Stop()
 	for name, sink := range w.stores.Sinks(t) {
 		for range 2 {
-			if err := processors.Replay(ctx, w.svc.JS, w.svc.Streams, sink, processors.ReplayOptions{}); err != nil {
+			o := processors.ReplayOptions{Admit: compaction.ClosedDays(days)}
+			if err := processors.Replay(ctx, w.svc.JS, w.svc.Streams, sink, o); err != nil {
 				t.Fatalf("replay %s: %v", name, err)
 			}
 		}
 	}
+	// replay --day: the records go, every partition is compacted again.
+	c := w.svc.Compactor(t, compaction.Options{})
+	for _, name := range catalog.DayFiles() {
+		for _, d := range []int{1, 3} {
+			if n, err := c.Forget(ctx, day(d, 0).Format(time.DateOnly), name); err != nil || n != int(w.svc.Streams.Partitions) {
+				t.Fatalf("forget %s: %d records, %v", name, n, err)
+			}
+		}
+	}
+	w.closeDays(t, 1, 3)
 	w.waitFiles(t, want)
 	if after := versions(); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Fatalf("backup versions %v after replaying twice, were %v: an unchanged file was written again", after, before)
@@ -232,6 +263,7 @@ func TestLateHeartbeatMakesABackupVersion(t *testing.T) {
 	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
 	old := day(6, 9)
 	w.send(t, 0, old)
+	w.closeDays(t, 6)
 	first := w.expected(t)
 	w.waitFiles(t, first)
 	var key string
@@ -268,9 +300,10 @@ func TestTwoInstancesAndSlowDownLoseNothing(t *testing.T) {
 	st.Primary = heartlogtest.Bucket(t, "HEARTLOG_S3_", flaky.URL)
 	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{Stores: &st})
 	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{Stores: &st}) // a second process
+	w.closeDays(t, 1, 2, 3)                                          // empty: every heartbeat below is late
 	for round := range 5 {
 		for i := range w.users {
-			w.send(t, i, day(round%3, i), day(round%3, i).Add(time.Minute))
+			w.send(t, i, day(1+round%3, i), day(1+round%3, i).Add(time.Minute))
 		}
 	}
 	w.waitFiles(t, w.expected(t))
@@ -283,8 +316,9 @@ func TestReplayRestoresWipedCacheAndBackup(t *testing.T) {
 	w := newWorld(t, 2)
 	stop := w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
 	for i := range w.users {
-		w.send(t, i, day(0, 7), day(1, 7))
+		w.send(t, i, day(1, 7), day(2, 7))
 	}
+	w.closeDays(t, 1, 2)
 	want := w.expected(t)
 	w.waitFiles(t, want)
 	stop()
@@ -304,8 +338,14 @@ func TestReplayRestoresWipedCacheAndBackup(t *testing.T) {
 		t.Fatalf("backup not emptied: %v", err)
 	}
 	sinks := w.stores.Sinks(t)
+	days, err := streams.WatchDays(ctx, w.svc.JS, w.svc.Streams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer days.Stop()
 	for _, name := range []string{streams.DurableCache, streams.DurableBackup} {
-		if err := processors.Replay(ctx, w.svc.JS, w.svc.Streams, sinks[name], processors.ReplayOptions{}); err != nil {
+		o := processors.ReplayOptions{Admit: compaction.ClosedDays(days)}
+		if err := processors.Replay(ctx, w.svc.JS, w.svc.Streams, sinks[name], o); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -315,8 +355,9 @@ func TestReplayRestoresWipedCacheAndBackup(t *testing.T) {
 func TestCorruptFileIsReportedAndOthersGoOn(t *testing.T) {
 	w := newWorld(t, 2)
 	ctx := context.Background()
+	w.closeDays(t, 1) // empty: what follows is late
 	// A truncated file where user 0's day file will go.
-	w.send(t, 0, day(0, 4))
+	w.send(t, 0, day(1, 4))
 	victim := ""
 	for k := range w.expected(t) {
 		victim = k
@@ -325,7 +366,7 @@ func TestCorruptFileIsReportedAndOthersGoOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{Names: []string{streams.DurableObjects}})
-	w.send(t, 1, day(0, 4))
+	w.send(t, 1, day(1, 4))
 	want := w.expected(t)
 	ok := heartlogtest.Eventually(60*time.Second, func() bool {
 		for k, data := range want {
@@ -366,7 +407,8 @@ func TestOutsideWriteIsNotOverwritten(t *testing.T) {
 	w := newWorld(t, 1)
 	stop := w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
 	ctx := context.Background()
-	w.send(t, 0, day(0, 9))
+	w.closeDays(t, 1) // empty: what follows is late
+	w.send(t, 0, day(1, 9))
 	first := w.expected(t)
 	w.waitFiles(t, first)
 
@@ -393,14 +435,13 @@ func TestOutsideWriteIsNotOverwritten(t *testing.T) {
 		}
 	}
 
-	w.send(t, 0, day(0, 10))
+	w.send(t, 0, day(1, 10))
 	w.expectWithOutside(t, buckets, key, foreign.Id)
 
-	// Restarted processors remember nothing and take today's file for a
-	// new one (AssumeNew): the create-only write is refused, and they read.
+	// Restarted processors remember nothing: they read the file first.
 	stop()
 	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
-	w.send(t, 0, day(0, 11))
+	w.send(t, 0, day(1, 11))
 	w.expectWithOutside(t, buckets, key, foreign.Id)
 }
 
@@ -438,4 +479,49 @@ func mustDecode(t *testing.T, data []byte) []*heartlogv1.Heartbeat {
 		t.Fatal(err)
 	}
 	return hbs
+}
+
+// TestOpenDayWritesNoDayFile: while a day is open its heartbeats go to
+// Postgres only; the day-file processors pass them over (the day's
+// compaction writes them at close), so S3, the backup and SSDB get no
+// request for them at all.
+func TestOpenDayWritesNoDayFile(t *testing.T) {
+	w := newWorld(t, 3)
+	st := heartlogtest.OpenStores(t)
+	primary := faults.NewProxy(t, mustEnv(t, "HEARTLOG_S3_ENDPOINT"), faults.Options{})
+	backup := faults.NewProxy(t, mustEnv(t, "HEARTLOG_BACKUP_S3_ENDPOINT"), faults.Options{})
+	st.Primary = heartlogtest.Bucket(t, "HEARTLOG_S3_", primary.URL)
+	st.Backup = heartlogtest.Bucket(t, "HEARTLOG_BACKUP_S3_", backup.URL)
+	w.svc.StartDayFiles(t, heartlogtest.DayFileOptions{Stores: &st})
+	before := []faults.Stats{primary.Stats(), backup.Stats()} // the sinks' start-up probes
+	for i := range w.users {
+		w.send(t, i, day(0, 0), day(1, 3), day(1, 4))
+	}
+	want := w.expected(t)
+	heartlogtest.WaitAcked(t, w.svc, catalog.DayFiles()...)
+	for i, p := range []*faults.Proxy{primary, backup} {
+		if got := p.Stats().Requests - before[i].Requests; got != 0 {
+			t.Errorf("%d requests to bucket %d for open days, want none", got, i)
+		}
+	}
+	ctx := context.Background()
+	for k := range want {
+		if _, ok, err := w.stores.Cache.Get(ctx, k); ok || err != nil {
+			t.Errorf("cache holds %s of an open day (err %v)", k, err)
+		}
+	}
+	// Closed, yesterday's files appear; today's stay unwritten.
+	w.svc.CloseDay(t, day(1, 0), &st)
+	yesterday := map[string][]byte{}
+	for k, data := range want {
+		if strings.HasSuffix(k, day(1, 0).Format(time.DateOnly)+".ndjson.gz") {
+			yesterday[k] = data
+		} else if _, _, err := w.stores.Primary.Get(ctx, k); !errors.Is(err, objstore.ErrNotFound) {
+			t.Errorf("today's %s in S3: %v", k, err)
+		}
+	}
+	if len(yesterday) != len(w.users) {
+		t.Fatalf("%d user-days of yesterday, want %d", len(yesterday), len(w.users))
+	}
+	w.waitFiles(t, yesterday)
 }

@@ -1,0 +1,83 @@
+package compaction
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"heartlog/processors"
+	"heartlog/shards"
+	"heartlog/streams"
+)
+
+// Run closes every day that is due (over for longer than
+// Options.CloseDelay) and finishes every closed day whose compaction into
+// sinks is not recorded for every partition (a compaction stopped by a
+// crash or a lost lock), every Options.Interval, until ctx ends. Every
+// instance that runs day-file processors runs one: the per-(day,
+// partition) locks let one compactor work on a partition at a time, and a
+// partition another holds is tried again at the next round.
+//
+// Days from before the lifecycle existed have no lifecycle key: they are
+// due like any other, and their compaction merges into the files the
+// per-heartbeat writes left, writing only what those lack.
+func (c *Compactor) Run(ctx context.Context, sinks ...processors.Sink) error {
+	names := make([]string, len(sinks))
+	for i, s := range sinks {
+		names[i] = s.Name()
+	}
+	c.opts.Log.Info().Strs("processors", names).Str("close_delay", c.opts.CloseDelay.String()).
+		Str("interval", c.opts.Interval.String()).Msg("day closer started")
+	t := time.NewTicker(c.opts.Interval)
+	defer t.Stop()
+	for {
+		c.round(ctx, names, sinks)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// round is one pass of Run over the days.
+func (c *Compactor) round(ctx context.Context, names []string, sinks []processors.Sink) {
+	days, err := c.List(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.opts.Log.Warn().Err(err).Str("retry_in", c.opts.Interval.String()).Msg("day closer: cannot list the days")
+		}
+		return
+	}
+	for _, d := range days {
+		if ctx.Err() != nil {
+			return
+		}
+		if !d.Due && !c.unfinished(d, names) {
+			continue
+		}
+		_, err := c.CloseDay(ctx, d.Day, sinks...)
+		switch {
+		case err == nil, ctx.Err() != nil:
+		case errors.Is(err, shards.ErrHeld):
+			c.opts.Log.Debug().Err(err).Str("day", shards.DisplayDay(d.Day)).Msg("day closer: another compactor holds a partition; next round")
+		default:
+			c.opts.Log.Error().Err(err).Str("day", shards.DisplayDay(d.Day)).Str("retry_in", c.opts.Interval.String()).
+				Msg("day closer: compaction failed; what is recorded stays, the rest is redone next round")
+		}
+	}
+}
+
+// unfinished reports whether d is closed with a partition not recorded
+// for one of names.
+func (c *Compactor) unfinished(d DayInfo, names []string) bool {
+	if d.Lifecycle.State != streams.DayClosed {
+		return false
+	}
+	for _, n := range names {
+		if d.Sinks[n].Partitions < int(c.sc.Partitions) {
+			return true
+		}
+	}
+	return false
+}
