@@ -43,7 +43,7 @@ import (
 
 	"heartlog/cache"
 	"heartlog/objstore"
-	pgsink "heartlog/processors/postgres"
+	"heartlog/pgheartbeats"
 	"heartlog/schema/dayfile"
 	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
@@ -212,7 +212,7 @@ func (r *Reader) partitioned(ctx context.Context, days []string) (map[string]boo
 	if len(ask) == 0 {
 		return map[string]bool{}, nil
 	}
-	have, err := pgsink.Partitioned(ctx, r.pool, ask)
+	have, err := pgheartbeats.Partitioned(ctx, r.pool, ask)
 	if err != nil {
 		return nil, fmt.Errorf("reads: %w", err)
 	}
@@ -247,10 +247,6 @@ func compareStrings(a, b string) int {
 	return 0
 }
 
-const columns = `id, user_id::text, time, entity, type, category, project, project_root_count, branch, language,
-	dependencies, lines, line_additions, line_deletions, lineno, cursorpos, is_write, ai_line_changes,
-	human_line_changes, editor, plugin, operating_system, machine, user_agent, extra`
-
 func (r *Reader) fromPostgres(ctx context.Context, u users.User, days []string) ([]*heartlogv1.Heartbeat, error) {
 	id, err := uuid.Parse(u.ID)
 	if err != nil {
@@ -262,28 +258,12 @@ func (r *Reader) fromPostgres(ctx context.Context, u users.User, days []string) 
 			return nil, fmt.Errorf("reads: day %q: %w", d, err)
 		}
 	}
-	rows, err := r.pool.Query(ctx, "SELECT "+columns+" FROM heartbeats WHERE user_id = $1 AND day = ANY($2)",
+	rows, err := r.pool.Query(ctx, pgheartbeats.Select+" WHERE user_id = $1 AND day = ANY($2)",
 		pgtype.UUID{Bytes: id, Valid: true}, dates)
 	if err != nil {
 		return nil, fmt.Errorf("reads: postgres: %w", err)
 	}
-	return pgx.CollectRows(rows, scanHeartbeat)
-}
-
-func scanHeartbeat(row pgx.CollectableRow) (*heartlogv1.Heartbeat, error) {
-	hb := &heartlogv1.Heartbeat{}
-	var extra []byte
-	err := row.Scan(&hb.Id, &hb.UserId, &hb.Time, &hb.Entity, &hb.Type, &hb.Category, &hb.Project,
-		&hb.ProjectRootCount, &hb.Branch, &hb.Language, &hb.Dependencies, &hb.Lines, &hb.LineAdditions,
-		&hb.LineDeletions, &hb.Lineno, &hb.Cursorpos, &hb.IsWrite, &hb.AiLineChanges, &hb.HumanLineChanges,
-		&hb.Editor, &hb.Plugin, &hb.OperatingSystem, &hb.Machine, &hb.UserAgent, &extra)
-	if len(extra) > 0 {
-		hb.ExtraJson = extra
-	}
-	if len(hb.Dependencies) == 0 {
-		hb.Dependencies = nil
-	}
-	return hb, err
+	return pgx.CollectRows(rows, pgheartbeats.Scan)
 }
 
 // fileDays are days read from day files or digests, in the order asked:

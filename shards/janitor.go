@@ -6,17 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"heartlog/heartbeat"
-	pgsink "heartlog/processors/postgres"
+	"heartlog/pgheartbeats"
 	"heartlog/streams"
 )
 
@@ -175,8 +173,6 @@ func (d Day) pending() bool {
 	return d.Table != TableNone || d.State == streams.ShardDraining
 }
 
-var dayTable = regexp.MustCompile(`^heartbeats_([0-9]{8})$`)
-
 // DisplayDay renders YYYYMMDD as YYYY-MM-DD (anything else unchanged).
 func DisplayDay(day string) string {
 	t, err := time.Parse(heartbeat.DayLayout, day)
@@ -196,7 +192,7 @@ func ParseDay(s string) (string, error) {
 	return "", fmt.Errorf("shards: %q is not a day (YYYY-MM-DD)", s)
 }
 
-func (j *Janitor) partitionName(day string) string { return pgsink.PartitionName(day) }
+func (j *Janitor) partitionName(day string) string { return pgheartbeats.PartitionName(day) }
 
 // eligible reports whether the whole UTC day ended Grace ago or more.
 func (j *Janitor) eligible(day string) bool {
@@ -297,55 +293,22 @@ type table struct {
 
 // tables lists the day tables next to heartbeats, attached or not.
 func (j *Janitor) tables(ctx context.Context, only string) (map[string]table, error) {
-	rows, err := j.pool.Query(ctx, `
-		SELECT c.relname::text,
-		       i.inhrelid IS NOT NULL,
-		       COALESCE(i.inhdetachpending, false),
-		       c.reltuples::bigint
-		FROM pg_class c
-		LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = 'heartbeats'::regclass
-		WHERE c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'heartbeats'::regclass)
-		  AND c.relkind IN ('r', 'p')
-		  AND c.relname ~ '^heartbeats_[0-9]{8}$'
-		  AND ($1 = '' OR c.relname = $1)`, onlyName(only))
+	dts, err := pgheartbeats.DayTables(ctx, j.pool, only)
 	if err != nil {
-		return nil, fmt.Errorf("shards: list partitions: %w", err)
+		return nil, fmt.Errorf("shards: %w", err)
 	}
-	out := map[string]table{}
-	var (
-		name             string
-		attached, detach bool
-		n                int64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&name, &attached, &detach, &n}, func() error {
-		m := dayTable.FindStringSubmatch(name)
-		if m == nil {
-			return nil
-		}
-		t := table{state: TableDetached, rows: n}
+	out := make(map[string]table, len(dts))
+	for _, dt := range dts {
+		t := table{state: TableDetached, rows: dt.Rows}
 		switch {
-		case attached && detach:
+		case dt.Attached && dt.DetachPending:
 			t.state = TableDetachPending
-		case attached:
+		case dt.Attached:
 			t.state = TableAttached
 		}
-		if t.rows < 0 {
-			t.rows = -1
-		}
-		out[m[1]] = t
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("shards: list partitions: %w", err)
+		out[dt.Day] = t
 	}
 	return out, nil
-}
-
-func onlyName(day string) string {
-	if day == "" {
-		return ""
-	}
-	return pgsink.PartitionName(day)
 }
 
 func (j *Janitor) table(ctx context.Context, day string) (TableState, error) {
@@ -365,11 +328,9 @@ func (j *Janitor) hasRows(ctx context.Context, day string) (bool, error) {
 	if err != nil || st == TableNone {
 		return false, err
 	}
-	var yes bool
-	err = j.pool.QueryRow(ctx, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s)",
-		pgx.Identifier{j.partitionName(day)}.Sanitize())).Scan(&yes)
+	yes, err := pgheartbeats.HasRows(ctx, j.pool, day)
 	if err != nil {
-		return false, fmt.Errorf("shards: look into %s: %w", j.partitionName(day), err)
+		return false, fmt.Errorf("shards: %w", err)
 	}
 	return yes, nil
 }
@@ -634,8 +595,8 @@ func (s *session) day(d Day) (bool, error) {
 		if err := s.check(); err != nil {
 			return false, err
 		}
-		if _, err := j.pool.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{j.partitionName(d.Day)}.Sanitize()); err != nil {
-			return false, fmt.Errorf("shards: drop %s: %w", j.partitionName(d.Day), err)
+		if err := pgheartbeats.DropTable(ctx, j.pool, d.Day); err != nil {
+			return false, fmt.Errorf("shards: %w", err)
 		}
 		log.Info().Msg("partition dropped")
 		if err := s.after(d.Day, StepDrop); err != nil {
@@ -662,34 +623,28 @@ func (s *session) day(d Day) (bool, error) {
 // detach takes the day's table out of heartbeats, from whatever state a
 // previous janitor left it in.
 func (j *Janitor) detach(ctx context.Context, day string) error {
-	name := pgx.Identifier{j.partitionName(day)}.Sanitize()
 	var last error
 	for range 3 {
 		st, err := j.table(ctx, day)
 		if err != nil {
 			return err
 		}
-		var stmt string
 		switch st {
 		case TableNone, TableDetached:
 			return nil
-		case TableAttached:
-			// Not in a transaction block: the simple protocol, one statement.
-			stmt = "ALTER TABLE heartbeats DETACH PARTITION " + name + " CONCURRENTLY"
-		case TableDetachPending:
-			// A janitor died (or was cancelled) inside the concurrent detach.
-			stmt = "ALTER TABLE heartbeats DETACH PARTITION " + name + " FINALIZE"
 		}
-		if _, err = j.pool.Exec(ctx, stmt); err == nil {
+		// A pending detach: a janitor died (or was cancelled) inside the
+		// concurrent detach, and only FINALIZE completes it.
+		if err = pgheartbeats.Detach(ctx, j.pool, day, st == TableDetachPending); err == nil {
 			return nil
 		}
-		last = fmt.Errorf("shards: %s: %w", stmt, err)
+		last = fmt.Errorf("shards: %w", err)
 		if ctx.Err() != nil {
 			return last
 		}
 		// Another session may have moved the table on (a racing janitor
 		// that lost the lock): look again.
-		j.opts.Log.Warn().Err(err).Str("stmt", stmt).Msg("detach failed; looking at the table again")
+		j.opts.Log.Warn().Err(err).Msg("detach failed; looking at the table again")
 	}
 	return last
 }

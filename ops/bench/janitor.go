@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"heartlog/pgheartbeats"
 	pgsink "heartlog/processors/postgres"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/shards"
@@ -63,7 +64,7 @@ func runJanitor(ctx context.Context, st *stack, cfg config) ([]result, error) {
 		return nil, fmt.Errorf("drop %s: %w", day, err)
 	}
 	var left bool
-	if err := st.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgsink.PartitionName(day)).Scan(&left); err != nil {
+	if err := st.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgheartbeats.PartitionName(day)).Scan(&left); err != nil {
 		return nil, err
 	}
 	return []result{janitorRow(cfg, load, total, start, steps, left)}, nil
@@ -95,7 +96,7 @@ func loadJanitorDay(ctx context.Context, st *stack, cfg config, date, now time.T
 		copying += time.Since(t0)
 	}
 	var rows int
-	name := pgx.Identifier{pgsink.PartitionName(date.Format("20060102"))}.Sanitize()
+	name := pgx.Identifier{pgheartbeats.PartitionName(date.Format("20060102"))}.Sanitize()
 	if err := st.pool.QueryRow(ctx, "SELECT count(*) FROM "+name).Scan(&rows); err != nil {
 		return 0, err
 	}

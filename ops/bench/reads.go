@@ -15,11 +15,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
 	"heartlog/api"
 	"heartlog/heartbeat"
+	"heartlog/pgheartbeats"
 	pgsink "heartlog/processors/postgres"
 	"heartlog/reads"
 	"heartlog/schema/dayfile"
@@ -413,7 +413,7 @@ func dropShards(ctx context.Context, st *stack, view *streams.ShardView, days []
 		if _, err := streams.PutShard(ctx, kv, d, streams.Shard{State: streams.ShardDropped, UpdatedAt: time.Now().UTC(), By: "bench"}, 0); err != nil {
 			return fmt.Errorf("mark %s dropped: %w", d, err)
 		}
-		if _, err := st.pool.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{pgsink.PartitionName(d)}.Sanitize()); err != nil {
+		if err := pgheartbeats.DropTable(ctx, st.pool, d); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"heartlog/heartbeat"
 	"heartlog/objstore"
+	"heartlog/pgheartbeats"
 	"heartlog/schema/dayfile"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/shards"
@@ -434,7 +435,7 @@ func runJanitorKill(ctx context.Context, r *rowRun) error {
 		}
 	}
 	var tables int
-	if err := st.pool.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = $1`, "heartbeats_"+day).Scan(&tables); err != nil {
+	if err := st.pool.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = $1`, pgheartbeats.PartitionName(day)).Scan(&tables); err != nil {
 		return err
 	}
 	r.note("day %s: shard %s, partition table %s", old.Format(time.DateOnly), state, map[bool]string{true: "gone", false: "present"}[tables == 0])
@@ -511,7 +512,7 @@ func (r *rowRun) killInDetach(ctx context.Context, j *daemon, day string) error 
 	deadline = time.Now().Add(30 * time.Second)
 	for {
 		err := st.pool.QueryRow(ctx, `SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = $1::regclass`,
-			"heartbeats_"+day).Scan(&pending)
+			pgheartbeats.PartitionName(day)).Scan(&pending)
 		var busy bool
 		_ = st.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active')`, pid).Scan(&busy)
 		if err == nil && !busy {

@@ -8,6 +8,8 @@
 // very late offline queue): such days go to the day files alone, so that
 // importing a year attaches no 365 partitions, and the read path serves them
 // from the files (reads.Reader decides by the same rule). It never deletes.
+// The table's columns, row codec and partition SQL are package
+// pgheartbeats'; this package decides what to write and when.
 package postgres
 
 import (
@@ -23,7 +25,6 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -31,6 +32,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"heartlog/heartbeat"
+	"heartlog/pgheartbeats"
 	"heartlog/processors"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/streams"
@@ -101,15 +103,6 @@ func New(pool *pgxpool.Pool, shards ShardStates, log zerolog.Logger, opts Option
 
 // Name implements processors.Sink.
 func (s *Sink) Name() string { return streams.DurablePostgres }
-
-// columns are written in this order by COPY; see row.
-var columns = []string{
-	"day", "user_id", "id", "time", "entity", "type", "category", "project",
-	"project_root_count", "branch", "language", "dependencies", "lines",
-	"line_additions", "line_deletions", "lineno", "cursorpos", "is_write",
-	"ai_line_changes", "human_line_changes", "editor", "plugin",
-	"operating_system", "machine", "user_agent", "extra",
-}
 
 // Commit implements processors.Sink. The rows are split over Writers
 // connections, and each part is written in its own transaction:
@@ -230,7 +223,7 @@ func (s *Sink) write(ctx context.Context, rows [][]any) error {
 	var copied int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		copied, err = tx.CopyFrom(ctx, pgx.Identifier{"heartbeats"}, columns, pgx.CopyFromRows(rows))
+		copied, err = pgheartbeats.Copy(ctx, tx, pgheartbeats.Table, rows)
 		return err
 	})
 	var pgErr *pgconn.PgError
@@ -253,7 +246,7 @@ func (s *Sink) writeDeduplicated(ctx context.Context, rows [][]any) error {
 			(LIKE heartbeats INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`); err != nil {
 			return fmt.Errorf("postgres: temp table: %w", err)
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"heartbeats_in"}, columns, pgx.CopyFromRows(rows)); err != nil {
+		if _, err := pgheartbeats.Copy(ctx, tx, "heartbeats_in", rows); err != nil {
 			return fmt.Errorf("postgres: copy %d rows: %w", len(rows), err)
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO heartbeats SELECT * FROM heartbeats_in ON CONFLICT DO NOTHING`)
@@ -293,7 +286,7 @@ func (s *Sink) coldDays(ctx context.Context, batches []*heartlogv1.Batch) (map[s
 	if len(ask) == 0 {
 		return cold, nil
 	}
-	exist, err := Partitioned(ctx, s.pool, ask)
+	exist, err := pgheartbeats.Partitioned(ctx, s.pool, ask)
 	if err != nil {
 		return nil, err
 	}
@@ -333,69 +326,22 @@ func (s *Sink) rows(batches []*heartlogv1.Batch, cold map[string]bool) ([][]any,
 				continue
 			}
 			seen[hb.Id] = true
-			user, err := uuid.Parse(hb.UserId)
+			row, day, err := pgheartbeats.Row(hb)
 			if err != nil {
-				// The API sets user ids from the users table; this is a
-				// corrupt message, and no retry can store it.
+				// A user id that is not a UUID: a corrupt message, and no
+				// retry can store it.
 				rejected = append(rejected, processors.Rejection{Batch: b, Heartbeat: hb, Reason: "postgres bad user id", Err: err})
 				continue
 			}
-			day := heartbeat.TimeOf(hb).Truncate(24 * time.Hour)
 			days[day.Format(heartbeat.DayLayout)] = day
-			rows = append(rows, row(day, pgtype.UUID{Bytes: user, Valid: true}, hb))
+			rows = append(rows, row)
 		}
 	}
 	return rows, days, rejected
 }
 
-func row(day time.Time, user pgtype.UUID, hb *heartlogv1.Heartbeat) []any {
-	var extra any
-	if len(hb.ExtraJson) > 0 {
-		extra = string(hb.ExtraJson)
-	}
-	deps := hb.Dependencies
-	if deps == nil {
-		deps = []string{}
-	}
-	return []any{
-		day, user, hb.Id, hb.Time, hb.Entity, hb.Type, hb.Category, hb.Project,
-		hb.ProjectRootCount, hb.Branch, hb.Language, deps, hb.Lines,
-		hb.LineAdditions, hb.LineDeletions, hb.Lineno, hb.Cursorpos, hb.IsWrite,
-		hb.AiLineChanges, hb.HumanLineChanges, hb.Editor, hb.Plugin,
-		hb.OperatingSystem, hb.Machine, hb.UserAgent, extra,
-	}
-}
-
-// Partitioned tells which of the days (YYYYMMDD) have a partition of
-// heartbeats, with one query.
-func Partitioned(ctx context.Context, pool *pgxpool.Pool, days []string) (map[string]bool, error) {
-	names := make([]string, len(days))
-	byName := make(map[string]string, len(days))
-	for i, d := range days {
-		names[i] = PartitionName(d)
-		byName[names[i]] = d
-	}
-	rows, err := pool.Query(ctx, `SELECT c.relname::text FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid
-		WHERE i.inhparent = 'heartbeats'::regclass AND c.relname = ANY($1)`, names)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: look up partitions: %w", err)
-	}
-	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("postgres: look up partitions: %w", err)
-	}
-	out := make(map[string]bool, len(found))
-	for _, name := range found {
-		out[byName[name]] = true
-	}
-	return out, nil
-}
-
-// PartitionName is the table that holds one UTC day (YYYYMMDD).
-func PartitionName(day string) string { return "heartbeats_" + day }
-
 // ensurePartition creates the day's partition unless this process has seen
-// it. Concurrent creators serialise on an advisory lock per day.
+// it.
 func (s *Sink) ensurePartition(ctx context.Context, day string) error {
 	s.mu.Lock()
 	ok := s.known[day]
@@ -403,22 +349,11 @@ func (s *Sink) ensurePartition(ctx context.Context, day string) error {
 	if ok {
 		return nil
 	}
-	from, err := time.Parse(heartbeat.DayLayout, day)
-	if err != nil {
-		return processors.Permanent("postgres bad day", fmt.Errorf("postgres: bad day %q: %w", day, err))
-	}
-	to := from.AddDate(0, 0, 1)
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('heartlog partition ' || $1))", day); err != nil {
-			return err
+	if err := pgheartbeats.CreatePartition(ctx, s.pool, day); err != nil {
+		if errors.Is(err, pgheartbeats.ErrBadDay) {
+			return processors.Permanent("postgres bad day", err)
 		}
-		_, err := tx.Exec(ctx, fmt.Sprintf(
-			"CREATE TABLE IF NOT EXISTS %s PARTITION OF heartbeats FOR VALUES FROM ('%s') TO ('%s')",
-			pgx.Identifier{PartitionName(day)}.Sanitize(), from.Format(time.DateOnly), to.Format(time.DateOnly)))
 		return err
-	})
-	if err != nil {
-		return fmt.Errorf("postgres: create partition for %s: %w", day, err)
 	}
 	s.mu.Lock()
 	s.known[day] = true
