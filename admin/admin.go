@@ -6,16 +6,15 @@
 package admin
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+
+	"heartlog/internal/wiring"
 )
 
 // Handler serves /metrics (the default Prometheus registry, where every
@@ -32,10 +31,7 @@ func Handler() http.Handler {
 }
 
 // Server is a running admin listener.
-type Server struct {
-	hs   *http.Server
-	errc chan error
-}
+type Server struct{ s *wiring.Server }
 
 // Listen starts serving Handler on addr; it fails at once if addr is taken.
 // An empty addr disables the listener: Listen returns nil and no error, and
@@ -44,18 +40,14 @@ func Listen(addr string, log zerolog.Logger) (*Server, error) {
 	if addr == "" {
 		return nil, nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	// No read timeout: net/http would end a CPU profile or trace that
+	// streams past it.
+	s, err := wiring.Listen(addr, Handler(), wiring.ServerOptions{ReadTimeout: -1})
 	if err != nil {
 		return nil, fmt.Errorf("admin listener on %s (HEARTLOG_ADMIN_ADDR; empty disables it): %w", addr, err)
 	}
-	s := &Server{
-		// No WriteTimeout: a CPU profile or trace streams for as long as asked.
-		hs:   &http.Server{Handler: Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute},
-		errc: make(chan error, 1),
-	}
-	go func() { s.errc <- s.hs.Serve(ln) }()
-	log.Info().Str("addr", "http://"+ln.Addr().String()).Msg("admin listening (/metrics, /debug/pprof/)")
-	return s, nil
+	log.Info().Str("addr", s.URL()).Msg("admin listening (/metrics, /debug/pprof/)")
+	return &Server{s: s}, nil
 }
 
 // Close stops the listener, letting scrapes in flight finish for a moment.
@@ -63,11 +55,5 @@ func (s *Server) Close() error {
 	if s == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := s.hs.Shutdown(ctx)
-	if serveErr := <-s.errc; !errors.Is(serveErr, http.ErrServerClosed) {
-		return serveErr
-	}
-	return err
+	return s.s.Close(5 * time.Second)
 }

@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -21,6 +18,7 @@ import (
 	"heartlog/config"
 	"heartlog/health"
 	"heartlog/heartbeat"
+	"heartlog/internal/wiring"
 	"heartlog/objstore"
 	"heartlog/processors"
 	"heartlog/processors/catalog"
@@ -76,7 +74,9 @@ func startRuntime(ctx context.Context, cfg config.Config, log zerolog.Logger, na
 		rt.dir, err = users.WatchDirectory(ensureCtx, rt.js, rt.sc.UsersBucket, users.DirectoryOptions{})
 	}
 	if err == nil {
-		rt.pool, err = newPool(ctx, cfg)
+		if rt.pool, err = wiring.NewPool(ctx, cfg.PostgresURL); err != nil {
+			err = fmt.Errorf("HEARTLOG_POSTGRES_URL: %w", err)
+		}
 	}
 	if err != nil {
 		rt.close()
@@ -98,8 +98,8 @@ func startRuntime(ctx context.Context, cfg config.Config, log zerolog.Logger, na
 // preparePostgres migrates, then makes the users bucket equal to the users
 // table (a bucket lost or created after the users converges here).
 func (rt *runtime) preparePostgres(ctx context.Context) error {
-	if err := migrate(ctx, rt.pool, rt.log); err != nil {
-		return err
+	if err := wiring.Migrate(ctx, rt.pool, rt.log); err != nil {
+		return fmt.Errorf("HEARTLOG_POSTGRES_URL: %w", err)
 	}
 	synced, err := rt.users.Sync(ctx)
 	if err != nil {
@@ -171,35 +171,17 @@ func (rt *runtime) serve(ctx context.Context) error {
 		MaxDayHeartbeats:  rt.cfg.Work.DayMaxHeartbeats, MaxDayBytes: rt.cfg.Work.DayMaxBytes,
 		Capacity: streams.WatchFill(ctx, rt.js, rt.sc, streams.FillOptions{Log: rt.log}),
 	})
-	ln, err := net.Listen("tcp", rt.cfg.HTTPAddr)
+	hs, err := wiring.ListenAPI(rt.cfg.HTTPAddr, srv)
 	if err != nil {
 		return fmt.Errorf("listen on %s (HEARTLOG_HTTP_ADDR): %w", rt.cfg.HTTPAddr, err)
 	}
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		Protocols:         api.Protocols(),
-	}
-	rt.log.Info().Str("addr", "http://"+ln.Addr().String()).Msg("API listening")
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	rt.log.Info().Str("addr", hs.URL()).Msg("API listening")
 	select {
-	case err := <-errc:
-		return err
+	case <-hs.Done():
+		return hs.Err()
 	case <-ctx.Done():
 	}
-	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(shutdown); err != nil {
-		return err
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return hs.Close(15 * time.Second)
 }
 
 // process runs the named processors (rows of catalog.Processors) until ctx

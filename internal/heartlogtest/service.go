@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	"heartlog/api"
 	"heartlog/health"
+	"heartlog/internal/wiring"
 	"heartlog/processors"
 	pgsink "heartlog/processors/postgres"
 	"heartlog/reads"
@@ -51,7 +51,7 @@ type Options struct {
 }
 
 // Service is a whole heartlog: embedded JetStream, a fresh database, the
-// API on an httptest server and the Postgres processor.
+// API on a loopback listener and the Postgres processor.
 type Service struct {
 	NATS    *NATS
 	NC      *nats.Conn
@@ -131,12 +131,16 @@ func Start(t testing.TB, opts Options) *Service {
 	if opts.Wrap != nil {
 		h = opts.Wrap(h)
 	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.Protocols = api.Protocols()
-	srv.Start()
-	s.URL = srv.URL
+	// The API's own server and limits, on a free loopback port.
+	srv, err := wiring.ListenAPI("127.0.0.1:0", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.URL = srv.URL()
 	t.Cleanup(func() {
-		srv.Close()
+		if err := srv.Close(5 * time.Second); err != nil {
+			t.Errorf("API server: %v", err)
+		}
 		pub.Close()
 	})
 	if !opts.NoProcessor {
@@ -161,7 +165,7 @@ func (s *Service) StartProcessor(t testing.TB) {
 		dbURL = u.String()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	pool, err := pgxpool.New(ctx, dbURL)
+	pool, err := wiring.NewPool(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,20 +5,19 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
+	"heartlog/internal/wiring"
 	"heartlog/ops/devstack"
-	"heartlog/schema/migrations"
 	"heartlog/streams"
 )
 
@@ -45,39 +44,23 @@ func NewDatabase(t testing.TB) (*pgxpool.Pool, string) {
 func newDatabase(t testing.TB, adminURL string) (*pgxpool.Pool, string) {
 	t.Helper()
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		t.Fatalf("connect to Postgres: %v", err)
-	}
-	defer admin.Close(ctx)
 	name := "heartlog_test_" + randomHex(6)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	u, err := url.Parse(adminURL)
+	dbURL, err := wiring.CreateDatabase(ctx, adminURL, name)
 	if err != nil {
-		t.Fatalf("%s is not a postgres:// URL: %v", adminURL, err)
+		t.Fatal(err)
 	}
-	u.Path = "/" + name
-	dbURL := u.String()
-	pool, err := pgxpool.New(ctx, dbURL)
+	pool, err := wiring.NewPool(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		pool.Close()
-		c, err := pgx.Connect(context.Background(), adminURL)
-		if err != nil {
-			t.Errorf("drop test database: %v", err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		if err := wiring.DropDatabase(context.Background(), adminURL, name); err != nil {
 			t.Errorf("drop test database: %v", err)
 		}
 	})
-	if _, err := migrations.Apply(ctx, pool); err != nil {
-		t.Fatalf("migrate: %v", err)
+	if err := wiring.Migrate(ctx, pool, zerolog.Nop()); err != nil {
+		t.Fatal(err)
 	}
 	return pool, dbURL
 }
@@ -124,19 +107,16 @@ func (n *NATS) Restart(t testing.TB) {
 	n.start(t, n.port)
 }
 
-// Connect returns a client connection that reconnects forever, as
-// heartlog's own does.
+// Connect returns a client connection made as heartlog makes its own
+// (wiring.ConnectNATS), with a shorter pause between reconnects so that a
+// test's Restart is noticed at once.
 func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatalf("connect to NATS: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	nc, js, err := wiring.ConnectNATS(url, wiring.NATSOptions{Name: "test", ReconnectWait: 100 * time.Millisecond, Log: Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(nc.Close)
 	return nc, js
 }
 

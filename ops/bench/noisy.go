@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"heartlog/api"
+	"heartlog/internal/wiring"
 )
 
 // runNoisy is the noisy-neighbour scenario: user B sends single heartbeats
@@ -75,19 +75,11 @@ func runNoisy(ctx context.Context, st *stack, cfg config) ([]result, error) {
 // listener, over the stack's users and publisher.
 func (st *stack) limitedAPI() (string, func(), error) {
 	srv := api.New(st.accounts(), st.pub, api.Options{Log: st.log})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	hs, err := wiring.ListenAPI("127.0.0.1:0", srv)
 	if err != nil {
 		return "", nil, err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, Protocols: api.Protocols()}
-	done := make(chan error, 1)
-	go func() { done <- hs.Serve(ln) }()
-	return "http://" + ln.Addr().String(), func() {
-		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(shut)
-		<-done
-	}, nil
+	return hs.URL(), func() { _ = hs.Close(10 * time.Second) }, nil
 }
 
 // paceSingles sends one heartbeat per connection every interval for d and

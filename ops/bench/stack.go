@@ -6,9 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -16,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -25,11 +21,11 @@ import (
 
 	"heartlog/api"
 	"heartlog/heartbeat"
+	"heartlog/internal/wiring"
 	"heartlog/ops/devstack"
 	"heartlog/processors"
 	pgsink "heartlog/processors/postgres"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
-	"heartlog/schema/migrations"
 	"heartlog/streams"
 	"heartlog/users"
 )
@@ -51,8 +47,7 @@ type stack struct {
 	dir    *users.Directory
 
 	pub     *streams.Publisher
-	hs      *http.Server
-	serveCh chan error
+	api     *wiring.Server
 	baseURL string
 
 	proc *processor
@@ -102,16 +97,12 @@ func startStack(ctx context.Context, cfg config) (*stack, error) {
 		return nil
 	})
 	labelled(ctx, "nats-client", func(context.Context) {
-		st.nc, err = nats.Connect(st.ns.ClientURL(), nats.Name("heartlog bench"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		st.nc, st.js, err = wiring.ConnectNATS(st.ns.ClientURL(), wiring.NATSOptions{Name: "bench", Log: st.log})
 	})
 	if err != nil {
-		return st, fmt.Errorf("connect to NATS: %w", err)
-	}
-	st.closers = append(st.closers, func() error { st.nc.Close(); return nil })
-	// As cmd/heartlog connects.
-	if st.js, err = jetstream.New(st.nc, jetstream.WithPublishAsyncMaxPending(8192)); err != nil {
 		return st, err
 	}
+	st.closers = append(st.closers, func() error { st.nc.Close(); return nil })
 	if err := streams.Ensure(ctx, st.js, st.sc); err != nil {
 		return st, err
 	}
@@ -137,32 +128,14 @@ func startStack(ctx context.Context, cfg config) (*stack, error) {
 	})
 	st.closers = append(st.closers, func() error { st.pub.Close(); return nil })
 	srv := api.New(st.accounts(), st.pub, api.Options{Log: st.log, RateLimit: 1e9, RateBurst: 1e9, HeartbeatRate: 1e9, HeartbeatBurst: 1e9, ByteRate: 1e12, ByteBurst: 1 << 40, MaxDaysPerRequest: 1 << 20, MaxDayHeartbeats: 1 << 30, MaxDayBytes: 1 << 40})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	labelled(ctx, "api", func(context.Context) {
+		st.api, err = wiring.ListenAPI("127.0.0.1:0", srv)
+	})
 	if err != nil {
 		return st, err
 	}
-	st.baseURL = "http://" + ln.Addr().String()
-	st.hs = &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		Protocols:         api.Protocols(),
-	}
-	st.serveCh = make(chan error, 1)
-	labelled(ctx, "api", func(context.Context) {
-		go func() { st.serveCh <- st.hs.Serve(ln) }()
-	})
-	st.closers = append(st.closers, func() error {
-		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err := st.hs.Shutdown(shut)
-		if serr := <-st.serveCh; !errors.Is(serr, http.ErrServerClosed) {
-			err = errors.Join(err, serr)
-		}
-		return err
-	})
+	st.baseURL = st.api.URL()
+	st.closers = append(st.closers, func() error { return st.api.Close(10 * time.Second) })
 	return st, nil
 }
 
@@ -182,44 +155,22 @@ func (st *stack) close() error {
 	return errors.Join(errs...)
 }
 
-// createDatabase is heartlogtest.NewDatabase without a testing.T.
+// createDatabase creates and migrates a database of the bench's own on
+// HEARTLOG_POSTGRES_URL's server, dropped by close.
 func (st *stack) createDatabase(ctx context.Context) error {
-	admin, err := pgx.Connect(ctx, st.cfg.postgresURL)
-	if err != nil {
-		return fmt.Errorf("connect to Postgres (HEARTLOG_POSTGRES_URL): %w", err)
-	}
-	defer admin.Close(context.Background())
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	name := "heartlog_bench_" + hex.EncodeToString(b)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return fmt.Errorf("create database: %w", err)
+	var err error
+	if st.dbURL, err = wiring.CreateDatabase(ctx, st.cfg.postgresURL, name); err != nil {
+		return fmt.Errorf("HEARTLOG_POSTGRES_URL: %w", err)
 	}
 	st.dbName = name
-	st.closers = append(st.closers, func() error {
-		c, err := pgx.Connect(context.Background(), st.cfg.postgresURL)
-		if err != nil {
-			return fmt.Errorf("drop database %s: %w", name, err)
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			return fmt.Errorf("drop database %s: %w", name, err)
-		}
-		return nil
-	})
-	u, err := url.Parse(st.cfg.postgresURL)
-	if err != nil {
-		return fmt.Errorf("HEARTLOG_POSTGRES_URL must be a postgres:// URL: %w", err)
-	}
-	u.Path = "/" + name
-	st.dbURL = u.String()
-	if st.pool, err = pgxpool.New(ctx, st.dbURL); err != nil {
+	st.closers = append(st.closers, func() error { return wiring.DropDatabase(context.Background(), st.cfg.postgresURL, name) })
+	if st.pool, err = wiring.OpenPostgres(ctx, st.dbURL, st.log); err != nil {
 		return err
 	}
 	st.closers = append(st.closers, func() error { st.pool.Close(); return nil })
-	if _, err := migrations.Apply(ctx, st.pool); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
 	return nil
 }
 
@@ -285,7 +236,7 @@ func (st *stack) startProcessor(ctx context.Context, batchMessages int) error {
 	p := &processor{cancel: cancel, done: make(chan error, 1)}
 	var err error
 	labelled(pctx, "processor", func(lctx context.Context) {
-		if p.pool, err = pgxpool.New(lctx, st.dbURL); err != nil {
+		if p.pool, err = wiring.NewPool(lctx, st.dbURL); err != nil {
 			return
 		}
 		if p.view, err = streams.WatchShards(lctx, st.js, st.sc); err != nil {

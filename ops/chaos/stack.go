@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"heartlog/internal/faults"
+	"heartlog/internal/wiring"
 	"heartlog/objstore"
 	"heartlog/streams"
 )
@@ -403,14 +404,8 @@ func (st *stack) beginRow(ctx context.Context, row string) error {
 	}
 	st.dbName = "chaos_" + strings.ReplaceAll(row, "-", "_")
 	// A fresh connection: the row before may have restarted Postgres.
-	admin, err := pgx.Connect(ctx, st.pgURL("postgres"))
-	if err != nil {
+	if _, err := wiring.CreateDatabase(ctx, st.pgURL("postgres"), st.dbName); err != nil {
 		return err
-	}
-	_, err = admin.Exec(ctx, "CREATE DATABASE "+st.dbName)
-	_ = admin.Close(ctx)
-	if err != nil {
-		return fmt.Errorf("create database: %w", err)
 	}
 	serve := st.heartlogProc("serve", []string{"serve"}, nil)
 	if err := serve.start(); err != nil {
@@ -427,15 +422,14 @@ func (st *stack) beginRow(ctx context.Context, row string) error {
 		}
 	}
 	st.baseURL = fmt.Sprintf("http://127.0.0.1:%d", st.httpPort)
-	if st.pool, err = pgxpool.New(ctx, st.pgURL(st.dbName)); err != nil {
+	var err error
+	if st.pool, err = wiring.NewPool(ctx, st.pgURL(st.dbName)); err != nil {
 		return err
 	}
-	st.nc, err = nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", st.natsPort), nats.Name("heartlog chaos"),
-		nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	// The rows restart NATS: reconnect sooner than heartlog does.
+	st.nc, st.js, err = wiring.ConnectNATS(fmt.Sprintf("nats://127.0.0.1:%d", st.natsPort),
+		wiring.NATSOptions{Name: "chaos", ReconnectWait: 200 * time.Millisecond})
 	if err != nil {
-		return err
-	}
-	if st.js, err = jetstream.New(st.nc); err != nil {
 		return err
 	}
 	st.sc = streams.DefaultConfig()

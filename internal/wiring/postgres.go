@@ -1,0 +1,101 @@
+package wiring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+
+	"heartlog/schema/migrations"
+)
+
+// PingTimeout bounds Migrate's first round trip, so that an unreachable
+// Postgres is reported instead of waited for.
+const PingTimeout = 10 * time.Second
+
+// ErrPostgresURL is NewPool's answer to a URL pgx cannot parse. The URL is
+// not repeated: it may hold a password.
+var ErrPostgresURL = errors.New("not a valid Postgres URL")
+
+// NewPool makes a pool without connecting: pgxpool connects on first use,
+// so a service can start while Postgres is down.
+func NewPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, ErrPostgresURL
+	}
+	return pgxpool.NewWithConfig(ctx, pc)
+}
+
+// Migrate checks within PingTimeout that Postgres answers, then applies
+// the pending migrations and logs which.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, log zerolog.Logger) error {
+	pingCtx, cancel := context.WithTimeout(ctx, PingTimeout)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pc := pool.Config().ConnConfig
+		return fmt.Errorf("connect to Postgres at %s:%d/%s: %w", pc.Host, pc.Port, pc.Database, err)
+	}
+	applied, err := migrations.Apply(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if len(applied) > 0 {
+		log.Info().Strs("migrations", applied).Msg("database migrated")
+	}
+	return nil
+}
+
+// OpenPostgres is NewPool and Migrate: a pool on a database that answers
+// and has the current schema.
+func OpenPostgres(ctx context.Context, url string, log zerolog.Logger) (*pgxpool.Pool, error) {
+	pool, err := NewPool(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := Migrate(ctx, pool, log); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+
+// CreateDatabase creates the empty database name in the server serverURL
+// reaches and returns its URL: the benchmarks' and tests' own database
+// on a shared server. DropDatabase removes it.
+func CreateDatabase(ctx context.Context, serverURL, name string) (string, error) {
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		return "", ErrPostgresURL
+	}
+	u.Path = "/" + name
+	if err := onServer(ctx, serverURL, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	return u.String(), nil
+}
+
+// DropDatabase drops the database name, closing its sessions first.
+func DropDatabase(ctx context.Context, serverURL, name string) error {
+	if err := onServer(ctx, serverURL, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
+}
+
+// onServer runs one statement on a connection of its own: CREATE and DROP
+// DATABASE cannot run in a pool's transaction or in the database dropped.
+func onServer(ctx context.Context, serverURL, sql string) error {
+	c, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	_, err = c.Exec(ctx, sql)
+	return err
+}
