@@ -252,39 +252,7 @@ type dfCounters struct {
 }
 
 func readCounters(processor string) dfCounters {
-	fams, _ := prometheus.DefaultGatherer.Gather()
-	by := map[string]*dto.MetricFamily{}
-	for _, f := range fams {
-		by[f.GetName()] = f
-	}
-	sum := func(name string, labels map[string]string) float64 {
-		f := by[name]
-		if f == nil {
-			return 0
-		}
-		var v float64
-	metrics:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, want := range labels {
-				if have[k] != want {
-					continue metrics
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				v += m.Counter.GetValue()
-			case m.Histogram != nil:
-				v += float64(m.Histogram.GetSampleCount())
-			case m.Gauge != nil:
-				v += m.Gauge.GetValue()
-			}
-		}
-		return v
-	}
+	sum := gatherMetrics().sum
 	p := map[string]string{"processor": processor}
 	return dfCounters{
 		writes:       sum("heartlog_dayfile_writes_total", p),
@@ -295,6 +263,49 @@ func readCounters(processor string) dfCounters {
 		heartbeats:   sum("heartlog_processor_heartbeats_total", p),
 		s3Retries:    sum("heartlog_objstore_retries_total", p),
 	}
+}
+
+// metrics is one gathering of the default Prometheus registry, by name.
+type metrics map[string]*dto.MetricFamily
+
+func gatherMetrics() metrics {
+	fams, _ := prometheus.DefaultGatherer.Gather()
+	m := metrics{}
+	for _, f := range fams {
+		m[f.GetName()] = f
+	}
+	return m
+}
+
+// sum adds up the series of name whose labels include labels: counters'
+// and gauges' values, histograms' sample counts.
+func (m metrics) sum(name string, labels map[string]string) float64 {
+	f := m[name]
+	if f == nil {
+		return 0
+	}
+	var v float64
+metrics:
+	for _, s := range f.GetMetric() {
+		have := map[string]string{}
+		for _, lp := range s.GetLabel() {
+			have[lp.GetName()] = lp.GetValue()
+		}
+		for k, want := range labels {
+			if have[k] != want {
+				continue metrics
+			}
+		}
+		switch {
+		case s.Counter != nil:
+			v += s.Counter.GetValue()
+		case s.Histogram != nil:
+			v += float64(s.Histogram.GetSampleCount())
+		case s.Gauge != nil:
+			v += s.Gauge.GetValue()
+		}
+	}
+	return v
 }
 
 func (c dfCounters) minus(o dfCounters) dfCounters {
@@ -802,50 +813,12 @@ func drainRow(cfg config, spec dfSpec, run dfRun, userDays, distinct int, msgs u
 
 // runDayfilesLatency is the dayfiles-latency scenario.
 func runDayfilesLatency(ctx context.Context, st *stack, cfg config) ([]result, error) {
-	ds, err := openDayStores(ctx)
+	ds, sim, done, err := openSimulation(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer ds.close()
-	// httputil.ReverseProxy logs every request its client gave up on
-	// (processors stopping) through the standard logger: keep that out of
-	// the output.
-	log.SetOutput(io.Discard)
-	defer log.SetOutput(os.Stderr)
-	// The proxies: the primary answers like S3 from afar, the backup like
-	// Spaces (slow PUTs, a request ceiling for the bucket).
-	var pproxy, bproxy *faults.Proxy
-	labelled(ctx, "s3-proxy", func(context.Context) {
-		pproxy, err = faults.Listen("127.0.0.1:0", ds.primaryCfg.Endpoint, faults.Options{Latency: cfg.latPrimary})
-		if err != nil {
-			return
-		}
-		bproxy, err = faults.Listen("127.0.0.1:0", ds.backupCfg.Endpoint, faults.Options{
-			Latency:       cfg.latBackupGet,
-			MethodLatency: map[string]time.Duration{"PUT": cfg.latBackupPut},
-			RateLimit:     cfg.latBackupRate,
-			Queue:         cfg.latBackupQueue,
-		})
-	})
-	if pproxy != nil {
-		defer pproxy.Close()
-	}
-	if bproxy != nil {
-		defer bproxy.Close()
-	}
-	if err != nil {
-		return nil, err
-	}
-	pcfg, bcfg := ds.primaryCfg, ds.backupCfg
-	pcfg.Endpoint, bcfg.Endpoint = pproxy.URL, bproxy.URL
-	slowPrimary, err := objstore.NewS3(ctx, pcfg)
-	if err != nil {
-		return nil, err
-	}
-	slowBackup, err := objstore.NewS3(ctx, bcfg)
-	if err != nil {
-		return nil, err
-	}
+	defer done()
+	pproxy, bproxy, slowPrimary, slowBackup := sim.pproxy, sim.bproxy, sim.primary, sim.backup
 	for _, name := range dayfileProcessors {
 		if err := deletePartitionConsumers(ctx, st, name); err != nil {
 			return nil, err
@@ -910,6 +883,74 @@ func runDayfilesLatency(ctx context.Context, st *stack, cfg config) ([]result, e
 		results = append(results, cleanupDayfiles(context.WithoutCancel(ctx), ds, "dayfiles-latency-cleanup", keys, touched))
 	}
 	return results, errors.Join(errs...)
+}
+
+// simulation is the stack's buckets behind internal/faults proxies that
+// make versitygw answer like AWS S3 (the primary: -latency-primary on every
+// request) and like Spaces (the backup: -latency-backup-put on PUTs,
+// -latency-backup-get on the rest, and a ceiling of -latency-backup-rate
+// requests/s past which it answers 503 SlowDown, or queues with
+// -latency-backup-queue).
+type simulation struct {
+	pproxy, bproxy   *faults.Proxy
+	primary, backup  *objstore.S3 // through the proxies
+	restoreStdLogger func()
+}
+
+// openSimulation opens the stack's stores and the simulation in front of
+// them; done closes both.
+func openSimulation(ctx context.Context, cfg config) (ds *dayStores, sim *simulation, done func(), err error) {
+	if ds, err = openDayStores(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	if sim, err = startSimulation(ctx, cfg, ds); err != nil {
+		ds.close()
+		return nil, nil, nil, err
+	}
+	return ds, sim, func() { sim.close(); ds.close() }, nil
+}
+
+func startSimulation(ctx context.Context, cfg config, ds *dayStores) (*simulation, error) {
+	// httputil.ReverseProxy logs every request its client gave up on
+	// (processors stopping) through the standard logger: keep that out of
+	// the output.
+	log.SetOutput(io.Discard)
+	sim := &simulation{restoreStdLogger: func() { log.SetOutput(os.Stderr) }}
+	var err error
+	labelled(ctx, "s3-proxy", func(context.Context) {
+		sim.pproxy, err = faults.Listen("127.0.0.1:0", ds.primaryCfg.Endpoint, faults.Options{Latency: cfg.latPrimary})
+		if err != nil {
+			return
+		}
+		sim.bproxy, err = faults.Listen("127.0.0.1:0", ds.backupCfg.Endpoint, faults.Options{
+			Latency:       cfg.latBackupGet,
+			MethodLatency: map[string]time.Duration{"PUT": cfg.latBackupPut},
+			RateLimit:     cfg.latBackupRate,
+			Queue:         cfg.latBackupQueue,
+		})
+	})
+	if err == nil {
+		pcfg, bcfg := ds.primaryCfg, ds.backupCfg
+		pcfg.Endpoint, bcfg.Endpoint = sim.pproxy.URL, sim.bproxy.URL
+		if sim.primary, err = objstore.NewS3(ctx, pcfg); err == nil {
+			sim.backup, err = objstore.NewS3(ctx, bcfg)
+		}
+	}
+	if err != nil {
+		sim.close()
+		return nil, err
+	}
+	return sim, nil
+}
+
+func (sim *simulation) close() {
+	if sim.pproxy != nil {
+		_ = sim.pproxy.Close()
+	}
+	if sim.bproxy != nil {
+		_ = sim.bproxy.Close()
+	}
+	sim.restoreStdLogger()
 }
 
 // latencyRow is the table row of one dayfiles-latency processor run.

@@ -68,10 +68,34 @@
 //     of -compaction-users users, all of yesterday (UTC), published as
 //     drain's are; then `heartlog days close` (compaction.CloseDay) writes
 //     every user-day once into the stack's primary bucket, Redis and the
-//     versioned backup bucket, -compaction-partitions partitions at once,
-//     each spilling past -compaction-memory-bytes. Reported: heartbeats/s,
-//     files per user-day per sink, runs spilled, peak RSS of the close.
-//     The day files are deleted at the end unless -dayfiles-keep.
+//     versioned backup bucket, with the production settings (config's
+//     defaults: -compaction-partitions partitions at once, each spilling
+//     past -compaction-memory-bytes; the sinks' concurrency), but no
+//     backup request ceiling (-compaction-backup-rps). Reported:
+//     heartbeats/s over the close; files per user-day per sink counted by
+//     the stores (S3 PUTs from the objstore metrics, cache writes from the
+//     generations in Redis) beside the compaction's records; GETs, refused
+//     conditional PUTs, SDK retries; runs spilled; each sink's pass time;
+//     peak RSS (VmHWM of this process, reset just before the close: it
+//     includes the embedded NATS server serving the reads and what the
+//     publish left, which "before" shows). -compaction-one-partition puts
+//     every user on one partition: with -compaction-heartbeats 2000000 it
+//     measures the issue's bound, a partition-day of 2,000,000 heartbeats
+//     within 512 MiB of RSS (the row's target). The day files are deleted
+//     at the end unless -dayfiles-keep.
+//   - compaction-latency (not run by default): the close of a day (the day
+//     before yesterday) of -compaction-latency-users user-days
+//     (-compaction-latency-heartbeats heartbeats) through dayfiles-latency's
+//     proxies: the primary answers in -latency-primary (200 ms), the
+//     backup like Spaces (-latency-backup-put 2 s PUTs, a
+//     -latency-backup-rate 500 requests/s ceiling past which it answers 503
+//     SlowDown). Production settings: the backup sink paced at
+//     -latency-backup-rps (HEARTLOG_BACKUP_REQUESTS_PER_SECOND), the
+//     compaction-* concurrency, partitions and memory. Reported: the close's
+//     wall time, and per sink the time until its last record was written
+//     (its files done), its pass times (compaction.Result Took), PUTs, GETs,
+//     refused conditional PUTs, SDK retries, the proxies' 503s, and the
+//     backup's achieved request rate against its pace and the ceiling.
 //   - janitor (not run by default): -janitor-rows rows COPYed into one day's
 //     partition, the day's messages acked by every objects and cache
 //     partition consumer, then the shard janitor's DropNow (`heartlog
@@ -121,9 +145,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	settings "heartlog/config" // the package; config is this command's flags
 )
 
 // config is every flag.
@@ -198,13 +225,20 @@ type config struct {
 	noisyConns int
 	noisyPhase time.Duration
 
-	compHeartbeats int
-	compUsers      int
-	compMemory     int64
-	compPartitions int
+	compHeartbeats   int
+	compUsers        int
+	compOnePartition bool
+	compMemory       int64
+	compPartitions   int
+	compConcurrency  int
+	compBackupConc   int
+	compBackupRPS    float64
+	compTimeout      time.Duration
+	clUsers          int
+	clHeartbeats     int
 }
 
-var allScenarios = []string{"bulk", "single", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction"}
+var allScenarios = []string{"bulk", "single", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -249,14 +283,14 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.latUsers, "latency-users", 10_000, "dayfiles-latency: users in the backlog")
 	fs.IntVar(&c.latDays, "latency-days", 2, "dayfiles-latency: UTC days in the backlog (user-days = users × days: the writes to make)")
 	latProcs := fs.String("latency-processors", "objects,backup", "dayfiles-latency: processors to time (objects, backup), one after the other")
-	fs.DurationVar(&c.latPrimary, "latency-primary", 200*time.Millisecond, "dayfiles-latency: latency the proxy adds to every primary-bucket request")
-	fs.DurationVar(&c.latBackupPut, "latency-backup-put", 2*time.Second, "dayfiles-latency: latency the proxy adds to every backup PUT (Spaces writes take about 2 s)")
-	fs.DurationVar(&c.latBackupGet, "latency-backup-get", 200*time.Millisecond, "dayfiles-latency: latency the proxy adds to every other backup request (GET, ...)")
-	fs.Float64Var(&c.latBackupRate, "latency-backup-rate", 500, "dayfiles-latency: the backup proxy's ceiling in requests/s, every method counted (Spaces: 500 operations/s per bucket)")
-	fs.BoolVar(&c.latBackupQueue, "latency-backup-queue", false, "dayfiles-latency: requests above the ceiling wait for a token instead of being refused with 503 SlowDown (Spaces refuses)")
+	fs.DurationVar(&c.latPrimary, "latency-primary", 200*time.Millisecond, "dayfiles-latency, compaction-latency: latency the proxy adds to every primary-bucket request")
+	fs.DurationVar(&c.latBackupPut, "latency-backup-put", 2*time.Second, "dayfiles-latency, compaction-latency: latency the proxy adds to every backup PUT (Spaces writes take about 2 s)")
+	fs.DurationVar(&c.latBackupGet, "latency-backup-get", 200*time.Millisecond, "dayfiles-latency, compaction-latency: latency the proxy adds to every other backup request (GET, ...)")
+	fs.Float64Var(&c.latBackupRate, "latency-backup-rate", 500, "dayfiles-latency, compaction-latency: the backup proxy's ceiling in requests/s, every method counted (Spaces: 500 operations/s per bucket)")
+	fs.BoolVar(&c.latBackupQueue, "latency-backup-queue", false, "dayfiles-latency, compaction-latency: requests above the ceiling wait for a token instead of being refused with 503 SlowDown (Spaces refuses)")
 	fs.IntVar(&c.latObjectsConc, "latency-objects-concurrency", 1024, "dayfiles-latency: the objects sink's Concurrency")
-	fs.IntVar(&c.latBackupConc, "latency-backup-concurrency", 1024, "dayfiles-latency: the backup sink's Concurrency (HEARTLOG_BACKUP_CONCURRENCY)")
-	fs.Float64Var(&c.latBackupRPS, "latency-backup-rps", 450, "dayfiles-latency: the backup sink's requests/s ceiling, reads and writes (HEARTLOG_BACKUP_REQUESTS_PER_SECOND)")
+	fs.IntVar(&c.latBackupConc, "latency-backup-concurrency", configInt("HEARTLOG_BACKUP_CONCURRENCY"), "dayfiles-latency: the backup sink's Concurrency (from config: HEARTLOG_BACKUP_CONCURRENCY's default)")
+	fs.Float64Var(&c.latBackupRPS, "latency-backup-rps", configFloat("HEARTLOG_BACKUP_REQUESTS_PER_SECOND"), "dayfiles-latency, compaction-latency: the backup sink's requests/s ceiling, reads and writes (from config: HEARTLOG_BACKUP_REQUESTS_PER_SECOND's default)")
 	fs.IntVar(&c.latRounds, "latency-rounds", 2, "dayfiles-latency: rounds of new heartbeats on the same day files, each drained before the next is published; round 1 meets files the sink has never seen, later rounds files it wrote (its memo), as successive flushes of a busy day do (1 to 3)")
 	fs.DurationVar(&c.latTimeout, "latency-timeout", 150*time.Second, "dayfiles-latency: stop a processor that has not drained by then and report the rate it sustained")
 	fs.IntVar(&c.readsDays, "reads-days", 365, "reads: days of the heavy user (ending yesterday, in -reads-timezone)")
@@ -270,8 +304,15 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.janitorRows, "janitor-rows", 1_000_000, "janitor: rows in the day the janitor drops")
 	fs.IntVar(&c.compHeartbeats, "compaction-heartbeats", 1_000_000, "compaction: heartbeats of the closed day")
 	fs.IntVar(&c.compUsers, "compaction-users", 10_000, "compaction: users they are spread over (user-days = users)")
-	fs.Int64Var(&c.compMemory, "compaction-memory-bytes", 32<<20, "compaction: each partition's in-memory budget before it spills (HEARTLOG_COMPACTION_MEMORY_BYTES)")
-	fs.IntVar(&c.compPartitions, "compaction-partitions", 4, "compaction: partitions compacted at once (HEARTLOG_COMPACTION_PARTITIONS)")
+	fs.BoolVar(&c.compOnePartition, "compaction-one-partition", false, "compaction: give every user the same partition (the others stay empty), so that the day is one partition-day of -compaction-heartbeats (the issue's bound: 2,000,000 within 512 MiB of RSS)")
+	fs.Int64Var(&c.compMemory, "compaction-memory-bytes", int64(configInt("HEARTLOG_COMPACTION_MEMORY_BYTES")), "compaction-*: each partition's in-memory budget before it spills (from config: HEARTLOG_COMPACTION_MEMORY_BYTES's default)")
+	fs.IntVar(&c.compPartitions, "compaction-partitions", configInt("HEARTLOG_COMPACTION_PARTITIONS"), "compaction-*: partitions compacted at once (from config: HEARTLOG_COMPACTION_PARTITIONS's default)")
+	fs.IntVar(&c.compConcurrency, "compaction-concurrency", configInt("HEARTLOG_OBJECTS_CONCURRENCY"), "compaction-*: the objects and cache sinks' Concurrency, as heartlog days close sets it (from config: HEARTLOG_OBJECTS_CONCURRENCY's default)")
+	fs.IntVar(&c.compBackupConc, "compaction-backup-concurrency", configInt("HEARTLOG_BACKUP_CONCURRENCY"), "compaction-*: the backup sink's Concurrency (from config: HEARTLOG_BACKUP_CONCURRENCY's default)")
+	fs.Float64Var(&c.compBackupRPS, "compaction-backup-rps", 0, "compaction: the backup sink's requests/s ceiling (0: none, as the local versitygw needs none; compaction-latency uses -latency-backup-rps)")
+	fs.DurationVar(&c.compTimeout, "compaction-timeout", 20*time.Minute, "compaction-*: stop a close that has not finished by then and report what it did")
+	fs.IntVar(&c.clUsers, "compaction-latency-users", 20_000, "compaction-latency: users of the closed day (user-days = users)")
+	fs.IntVar(&c.clHeartbeats, "compaction-latency-heartbeats", 100_000, "compaction-latency: heartbeats of the closed day")
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintf(out, `Usage: go run ./ops/bench [flags]
@@ -289,7 +330,10 @@ writes/s). -scenarios reads times summaries of 7, 30 and 365 days for a
 user with 1,000 heartbeats a day, hot (Postgres), warm (SSDB) and cold (S3)
 (warm p99: 7 days <= 10 ms, 365 days <= 150 ms, no S3 request); -scenarios
 janitor times the shard janitor dropping a day of 1,000,000 rows;
--scenarios compaction times closing a day of 1,000,000 heartbeats. Needs HEARTLOG_POSTGRES_URL (. var/env).
+-scenarios compaction times closing a day of 1,000,000 heartbeats (with
+-compaction-one-partition, one partition-day) and compaction-latency one of
+20,000 user-days into the simulated S3 and Spaces. Needs
+HEARTLOG_POSTGRES_URL (. var/env).
 Exit status is 0 when the measurements ran, whether or not targets were met.
 
 Flags:
@@ -364,8 +408,10 @@ Flags:
 		return c, errors.New("-latency-rounds must be 1-3")
 	case c.dfTimeout <= 0 || c.latTimeout <= 0:
 		return c, errors.New("-dayfiles-timeout and -latency-timeout must be positive")
-	case c.compHeartbeats < 1 || c.compUsers < 1 || c.compMemory < 64<<10 || c.compPartitions < 1:
-		return c, errors.New("-compaction-heartbeats, -compaction-users and -compaction-partitions must be positive, -compaction-memory-bytes at least 65536")
+	case c.compHeartbeats < 1 || c.compUsers < 1 || c.compMemory < 64<<10 || c.compPartitions < 1 || c.clUsers < 1 || c.clHeartbeats < c.clUsers:
+		return c, errors.New("-compaction-heartbeats, -compaction-users and -compaction-partitions must be positive, -compaction-memory-bytes at least 65536, -compaction-latency-heartbeats at least -compaction-latency-users")
+	case c.compConcurrency < 1 || c.compBackupConc < 1 || c.compBackupRPS < 0 || c.compTimeout <= 0:
+		return c, errors.New("-compaction-concurrency and -compaction-backup-concurrency must be positive, -compaction-backup-rps not negative, -compaction-timeout positive")
 	case c.readsDays < 1 || c.readsDays > 390 || c.readsPerDay < 1 || c.readsUsers < 1 || c.readsOtherDays < 0 || c.readsOtherDays > 30 || c.readsOtherPerDay < 1 || c.janitorRows < 1:
 		return c, errors.New("-reads-days must be 1-390, -reads-other-days 0-30, the other -reads-* counts and -janitor-rows positive")
 	}
@@ -387,6 +433,33 @@ Flags:
 		return c, err
 	}
 	return c, nil
+}
+
+// configInt and configFloat are a setting's declared default (config.Vars),
+// which the flags of the production settings start from.
+func configInt(name string) int {
+	n, err := strconv.Atoi(configDefault(name))
+	if err != nil {
+		panic(fmt.Sprintf("config: %s's default: %v", name, err))
+	}
+	return n
+}
+
+func configFloat(name string) float64 {
+	f, err := strconv.ParseFloat(configDefault(name), 64)
+	if err != nil {
+		panic(fmt.Sprintf("config: %s's default: %v", name, err))
+	}
+	return f
+}
+
+func configDefault(name string) string {
+	for _, v := range settings.Vars {
+		if v.Name == name {
+			return v.Default
+		}
+	}
+	panic("config: undeclared variable " + name)
 }
 
 // processorList parses a comma-separated list of processor names from have.
@@ -493,7 +566,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				}
 			}
 			results = append(results, rs...)
-		case "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction":
+		case "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency":
 			if processorOn {
 				st.stopProcessor()
 				processorOn = false
@@ -501,6 +574,7 @@ func run(ctx context.Context, cfg config) (err error) {
 			run := map[string]func(context.Context, *stack, config) ([]result, error){
 				"dayfiles-drain": runDayfilesDrain, "dayfiles-latency": runDayfilesLatency,
 				"reads": runReads, "janitor": runJanitor, "noisy-neighbour": runNoisy, "compaction": runCompaction,
+				"compaction-latency": runCompactionLatency,
 			}[name]
 			rs, err := run(ctx, st, cfg)
 			if err != nil {
