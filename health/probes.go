@@ -9,8 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"heartlog/cache"
 	"heartlog/objstore"
+	"heartlog/ssdb"
 )
 
 // NATS is connected. Without it nothing is ingested, and no API key can
@@ -47,7 +47,7 @@ func Postgres(pool *pgxpool.Pool) Check {
 
 // Cache (SSDB) answers a PING. Reads of older days fall back to S3
 // without it, slower.
-func Cache(c *cache.Cache) Check {
+func Cache(c *ssdb.Cache) Check {
 	return Check{Name: "cache", Needed: []Capability{OlderReads}, Probe: c.Ping}
 }
 
@@ -74,7 +74,7 @@ type Deps struct {
 	Stream      string
 	UsersBucket string
 	Postgres    *pgxpool.Pool
-	Cache       *cache.Cache
+	Cache       *ssdb.Cache
 	S3          objstore.Bucket
 }
 

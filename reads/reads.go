@@ -13,7 +13,7 @@
 // schema/digest) where the cache has them, with one MGET of the digests
 // first and one of the day files of the days without one; a day file read
 // for want of a digest is written back with its digest. Every write into
-// SSDB follows the digest package's consistency rule (digest.Put).
+// SSDB follows the digest package's consistency rule (ssdb.Cache.WriteDayFiles).
 //
 // It only reads, except for filling the cache. It must never read another
 // user's data: every key and query is built from the user record.
@@ -41,12 +41,12 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
-	"heartlog/cache"
 	"heartlog/objstore"
 	"heartlog/pgheartbeats"
 	"heartlog/schema/dayfile"
 	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/ssdb"
 	"heartlog/stats"
 	"heartlog/streams"
 	"heartlog/users"
@@ -62,7 +62,7 @@ type ShardStates interface {
 type Reader struct {
 	pool     *pgxpool.Pool
 	shards   ShardStates
-	cache    *cache.Cache
+	cache    *ssdb.Cache
 	primary  objstore.Bucket
 	parallel int
 	log      zerolog.Logger
@@ -79,7 +79,7 @@ type Reader struct {
 }
 
 // New returns a Reader; parallel bounds S3 GETs per call (default 16).
-func New(pool *pgxpool.Pool, shards ShardStates, c *cache.Cache, primary objstore.Bucket, parallel int, log zerolog.Logger) *Reader {
+func New(pool *pgxpool.Pool, shards ShardStates, c *ssdb.Cache, primary objstore.Bucket, parallel int, log zerolog.Logger) *Reader {
 	if parallel <= 0 {
 		parallel = 16
 	}
@@ -363,7 +363,7 @@ func (r *Reader) fromFiles(ctx context.Context, u users.User, days []string, dig
 			perDay[i] = decoded[j]
 			daysRead.WithLabelValues("cache").Inc()
 			if digests {
-				writes = append(writes, fill{File: digest.File{Key: keys[i], Data: data, Heartbeats: decoded[j], Decoded: true}, gen: gens[j]})
+				writes = append(writes, fill{DayFile: ssdb.DayFile{Key: keys[i], Data: data, Heartbeats: decoded[j], Decoded: true}, gen: gens[j]})
 			}
 		}
 	}
@@ -374,7 +374,7 @@ func (r *Reader) fromFiles(ctx context.Context, u users.User, days []string, dig
 		}
 		for _, f := range fetched {
 			if g, ok := fillable[f.index]; ok {
-				writes = append(writes, fill{File: f.File, gen: g.gen})
+				writes = append(writes, fill{DayFile: f.DayFile, gen: g.gen})
 			}
 		}
 	}
@@ -454,7 +454,7 @@ var emptyFile = sync.OnceValue(func() []byte {
 
 // fetched is a day file read from S3 for days[index].
 type fetched struct {
-	digest.File
+	ssdb.DayFile
 	index int
 }
 
@@ -478,7 +478,7 @@ func (r *Reader) fromS3(ctx context.Context, keys []string, which []int, out [][
 				daysRead.WithLabelValues("none").Inc()
 				out[i] = nil
 				mu.Lock()
-				files = append(files, fetched{digest.File{Key: key, Data: emptyFile(), Decoded: true}, i})
+				files = append(files, fetched{ssdb.DayFile{Key: key, Data: emptyFile(), Decoded: true}, i})
 				mu.Unlock()
 				return nil
 			}
@@ -490,7 +490,7 @@ func (r *Reader) fromS3(ctx context.Context, keys []string, which []int, out [][
 			}
 			daysRead.WithLabelValues("s3").Inc()
 			mu.Lock()
-			files = append(files, fetched{digest.File{Key: key, Data: data, Heartbeats: out[i], Decoded: true}, i})
+			files = append(files, fetched{ssdb.DayFile{Key: key, Data: data, Heartbeats: out[i], Decoded: true}, i})
 			mu.Unlock()
 			return nil
 		})
@@ -501,12 +501,12 @@ func (r *Reader) fromS3(ctx context.Context, keys []string, which []int, out [][
 // fill is a day file to put into the cache, and the generation read with
 // what it replaces (nil: none).
 type fill struct {
-	digest.File
+	ssdb.DayFile
 	gen []byte
 }
 
 // fill puts day files read from S3, or read from SSDB without a digest,
-// into SSDB with their digests (digest.Write: DEL digest, SETEX day file,
+// into SSDB with their digests (ssdb.Cache.WriteDayFiles: DEL digest, SETEX day file,
 // SETEX digest, INCR generation). A failure only costs the next reader
 // another S3 GET or day-file decode.
 //
@@ -523,7 +523,7 @@ type fill struct {
 //   - its INCR must then count up to exactly that generation plus one. If
 //     not, another write came between the check and the fill, and the fill
 //     may have overwritten it with an older S3 version: the entry is
-//     dropped (digest.Drop), so that readers go to S3 and the cache
+//     dropped (ssdb.Cache.DropDayFile), so that readers go to S3 and the cache
 //     processor's next merge starts from S3 and its own memory of what it
 //     wrote (package processors/cache).
 //
@@ -566,11 +566,11 @@ func (r *Reader) fill(ctx context.Context, files []fill) {
 	if r.beforeFill != nil {
 		r.beforeFill("write")
 	}
-	out := make([]digest.File, len(kept))
+	out := make([]ssdb.DayFile, len(kept))
 	for i, f := range kept {
-		out[i] = f.File
+		out[i] = f.DayFile
 	}
-	counted, err := digest.Write(ctx, r.cache, out)
+	counted, err := r.cache.WriteDayFiles(ctx, out)
 	if counted == nil {
 		r.log.Warn().Err(err).Int("files", len(kept)).Msg("could not fill the cache")
 		return
@@ -580,7 +580,7 @@ func (r *Reader) fill(ctx context.Context, files []fill) {
 			continue
 		}
 		fillRaces.Inc()
-		if _, err := digest.Drop(ctx, r.cache, f.Key); err != nil {
+		if _, err := r.cache.DropDayFile(ctx, f.Key); err != nil {
 			r.log.Warn().Err(err).Str("key", f.Key).Msg("a cache fill raced another write and could not be undone")
 		}
 	}

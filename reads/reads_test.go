@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"heartlog/cache"
 	"heartlog/heartbeat"
 	"heartlog/internal/heartlogtest"
 	"heartlog/objstore"
@@ -15,6 +14,7 @@ import (
 	"heartlog/schema/dayfile"
 	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/ssdb"
 	"heartlog/stats"
 	"heartlog/streams"
 	"heartlog/users"
@@ -194,7 +194,7 @@ func view(act stats.Activity) string {
 // Postgres gives (every field stats reads, and the same summaries); and
 // that a day whose digest is missing falls back to its day file, with
 // the same result, and gets its digest written back.
-func checkActivity(t *testing.T, r *reads.Reader, c *cache.Cache, u users.User, days []string, want []*heartlogv1.Heartbeat, keys []string) {
+func checkActivity(t *testing.T, r *reads.Reader, c *ssdb.Cache, u users.User, days []string, want []*heartlogv1.Heartbeat, keys []string) {
 	t.Helper()
 	ctx := context.Background()
 	dkeys := make([]string, len(keys))

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"heartlog/internal/devstack"
 	"heartlog/internal/heartlogtest"
-	"heartlog/ops/devstack"
 	"heartlog/streams"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"heartlog/admin"
 	"heartlog/config"
-	"heartlog/ops/devstack"
+	"heartlog/internal/devstack"
 	"heartlog/users"
 )
 

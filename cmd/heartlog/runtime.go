@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"heartlog/api"
-	ssdb "heartlog/cache"
 	"heartlog/config"
 	"heartlog/health"
 	"heartlog/heartbeat"
@@ -23,9 +22,10 @@ import (
 	"heartlog/processors"
 	"heartlog/processors/catalog"
 	"heartlog/processors/compaction"
-	"heartlog/processors/merge"
+	"heartlog/processors/dayfiles"
 	"heartlog/reads"
 	"heartlog/shards"
+	"heartlog/ssdb"
 	"heartlog/streams"
 	"heartlog/users"
 )
@@ -368,7 +368,7 @@ func (rt *runtime) compactor(ctx context.Context, label string, names ...string)
 	}
 	// At close most files do not exist yet: where both buckets refuse a
 	// create over an existing file, each costs one request, not two.
-	createFirst := merge.ConditionalWrites(ctx, st.Primary, rt.log) && merge.ConditionalWrites(ctx, st.Backup, rt.log)
+	createFirst := dayfiles.ConditionalWrites(ctx, st.Primary, rt.log) && dayfiles.ConditionalWrites(ctx, st.Backup, rt.log)
 	e := catalog.Env{Config: rt.cfg, Log: rt.log, Stores: st}
 	host, _ := os.Hostname()
 	owner := fmt.Sprintf("%s@%s:%d", label, host, os.Getpid())

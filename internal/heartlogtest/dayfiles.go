@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"heartlog/cache"
 	"heartlog/config"
 	"heartlog/objstore"
 	"heartlog/processors"
 	"heartlog/processors/catalog"
 	"heartlog/processors/compaction"
-	"heartlog/processors/merge"
+	"heartlog/processors/dayfiles"
+	"heartlog/ssdb"
 	"heartlog/streams"
 )
 
@@ -23,7 +23,7 @@ import (
 type Stores struct {
 	Primary *objstore.S3
 	Backup  *objstore.S3
-	Cache   *cache.Cache
+	Cache   *ssdb.Cache
 }
 
 // OpenStores connects to the stack's S3 buckets and cache (from var/env).
@@ -55,16 +55,16 @@ func Bucket(t testing.TB, envPrefix, endpoint string) *objstore.S3 {
 }
 
 // Cache opens the stack's SSDB stand-in.
-func Cache(t testing.TB) *cache.Cache {
+func Cache(t testing.TB) *ssdb.Cache {
 	t.Helper()
 	if os.Getenv("HEARTLOG_CACHE_URL") == "" {
 		t.Fatal("HEARTLOG_CACHE_URL is not set: run the tests with `make test`")
 	}
-	cfg, err := cache.ConfigFromEnv()
+	cfg, err := ssdb.ConfigFromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := cache.New(cfg)
+	c, err := ssdb.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,17 +88,17 @@ func (st Stores) env(t testing.TB) catalog.Env {
 
 // Sinks are the three day-file processors' sinks over a set of stores, as
 // catalog.Processors builds them.
-func (st Stores) Sinks(t testing.TB) map[string]*merge.Sink {
+func (st Stores) Sinks(t testing.TB) map[string]*dayfiles.Sink {
 	t.Helper()
 	e := st.env(t)
-	out := map[string]*merge.Sink{}
+	out := map[string]*dayfiles.Sink{}
 	for _, name := range catalog.DayFiles() {
 		p, _ := catalog.Lookup(name)
 		sink, err := p.Build(context.Background(), e)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[name] = sink.(*merge.Sink)
+		out[name] = sink.(*dayfiles.Sink)
 	}
 	return out
 }
@@ -197,7 +197,7 @@ func (st Stores) CompactionSinks(t testing.TB) []processors.Sink {
 	t.Helper()
 	ctx := context.Background()
 	log := Logger(t)
-	createFirst := merge.ConditionalWrites(ctx, st.Primary, log) && merge.ConditionalWrites(ctx, st.Backup, log)
+	createFirst := dayfiles.ConditionalWrites(ctx, st.Primary, log) && dayfiles.ConditionalWrites(ctx, st.Backup, log)
 	return catalog.CompactionSinks(st.env(t), createFirst)
 }
 

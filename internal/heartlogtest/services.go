@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"heartlog/internal/devstack"
 	"heartlog/internal/wiring"
-	"heartlog/ops/devstack"
 	"heartlog/streams"
 )
 

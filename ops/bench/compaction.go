@@ -14,12 +14,12 @@ import (
 
 	"github.com/google/uuid"
 
-	"heartlog/cache"
 	"heartlog/objstore"
 	"heartlog/processors"
 	"heartlog/processors/compaction"
-	"heartlog/processors/merge"
+	"heartlog/processors/dayfiles"
 	"heartlog/schema/digest"
+	"heartlog/ssdb"
 	"heartlog/streams"
 )
 
@@ -82,7 +82,7 @@ func readSinkRequests(label string) sinkRequests {
 // each built over its own instrumented view of the buckets (label
 // scenario/sink): compaction.Sinks gives the objects sink and the cache's
 // seed one primary bucket, whose requests one label could not tell apart.
-func closeSinks(scenario string, primary, backup objstore.Bucket, c *cache.Cache, o compaction.SinkOptions) []processors.Sink {
+func closeSinks(scenario string, primary, backup objstore.Bucket, c *ssdb.Cache, o compaction.SinkOptions) []processors.Sink {
 	var out []processors.Sink
 	for _, name := range dayfileProcessors {
 		label := scenario + "/" + name
@@ -147,9 +147,9 @@ func closeDay(ctx context.Context, st *stack, cfg config, ds *dayStores, scenari
 }
 
 // cacheWrites counts the day-file writes the cache took for keys: each
-// write counts a key's generation up by one (digest.Write), and the
+// write counts a key's generation up by one (ssdb.Cache.WriteDayFiles), and the
 // bench's keys are new.
-func cacheWrites(ctx context.Context, c *cache.Cache, keys []string) (int, error) {
+func cacheWrites(ctx context.Context, c *ssdb.Cache, keys []string) (int, error) {
 	total := 0
 	for i := 0; i < len(keys); i += 1000 {
 		var gens []string
@@ -290,7 +290,7 @@ func publishAndClose(ctx context.Context, st *stack, cfg config, ds *dayStores, 
 	sinks := closeSinks(spec.scenario, spec.primary, spec.backup, ds.cache, compaction.SinkOptions{
 		Concurrency: cfg.compConcurrency, BackupConcurrency: cfg.compBackupConc, BackupRequestsPerSecond: spec.backupRPS, Log: st.log,
 		// As `heartlog days close` decides it.
-		CreateFirst: merge.ConditionalWrites(ctx, spec.primary, st.log) && merge.ConditionalWrites(ctx, spec.backup, st.log),
+		CreateFirst: dayfiles.ConditionalWrites(ctx, spec.primary, st.log) && dayfiles.ConditionalWrites(ctx, spec.backup, st.log),
 	})
 	if spec.started != nil {
 		spec.started()

@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"heartlog/cache"
 	"heartlog/heartbeat"
 	"heartlog/internal/faults"
 	"heartlog/objstore"
@@ -32,6 +31,7 @@ import (
 	"heartlog/schema/dayfile"
 	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/ssdb"
 	"heartlog/streams"
 )
 
@@ -51,7 +51,7 @@ var dayfileProcessors = []string{streams.DurableObjects, streams.DurableCache, s
 type dayStores struct {
 	primaryCfg, backupCfg objstore.S3Config
 	primary, backup       *objstore.S3 // direct: no proxy
-	cache                 *cache.Cache
+	cache                 *ssdb.Cache
 }
 
 func openDayStores(ctx context.Context) (*dayStores, error) {
@@ -72,11 +72,11 @@ func openDayStores(ctx context.Context) (*dayStores, error) {
 	if ds.backup, err = objstore.NewS3(ctx, ds.backupCfg); err != nil {
 		return nil, err
 	}
-	ccfg, err := cache.ConfigFromEnv()
+	ccfg, err := ssdb.ConfigFromEnv()
 	if err != nil {
 		return nil, err
 	}
-	if ds.cache, err = cache.New(ccfg); err != nil {
+	if ds.cache, err = ssdb.New(ccfg); err != nil {
 		return nil, err
 	}
 	if err := ds.cache.Ping(ctx); err != nil {

@@ -25,6 +25,7 @@ import (
 	"heartlog/schema/dayfile"
 	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/ssdb"
 	"heartlog/stats"
 	"heartlog/streams"
 	"heartlog/users"
@@ -161,12 +162,12 @@ func storeDays(ctx context.Context, ds *dayStores, sink *pgsink.Sink, uds []user
 	batches := make([]*heartlogv1.Batch, len(uds))
 	values := make(map[string][]byte, len(uds))
 	keys := make([]string, len(uds))
-	files := make([]digest.File, len(uds)) // for the cache, with their digests
+	files := make([]ssdb.DayFile, len(uds)) // for the cache, with their digests
 	for i, ud := range uds {
 		batches[i] = &heartlogv1.Batch{Day: ud.day, Heartbeats: ud.hbs}
 		values[ud.key] = ud.data
 		keys[i] = ud.key
-		files[i] = digest.File{Key: ud.key, Data: ud.data, Heartbeats: ud.hbs, Decoded: true}
+		files[i] = ssdb.DayFile{Key: ud.key, Data: ud.data, Heartbeats: ud.hbs, Decoded: true}
 	}
 	if err := sink.Commit(ctx, batches); err != nil {
 		return err
@@ -183,7 +184,7 @@ func storeDays(ctx context.Context, ds *dayStores, sink *pgsink.Sink, uds []user
 	if putErr != nil {
 		return putErr
 	}
-	return digest.Put(ctx, ds.cache, files)
+	return ds.cache.PutDayFiles(ctx, files)
 }
 
 // newReadUsers creates n users, 8 at a time.

@@ -21,8 +21,8 @@ import (
 
 	"heartlog/api"
 	"heartlog/heartbeat"
+	"heartlog/internal/devstack"
 	"heartlog/internal/wiring"
-	"heartlog/ops/devstack"
 	"heartlog/processors"
 	pgsink "heartlog/processors/postgres"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"

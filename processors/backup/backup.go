@@ -18,7 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"heartlog/objstore"
-	"heartlog/processors/merge"
+	"heartlog/processors/dayfiles"
 	"heartlog/schema/dayfile"
 	"heartlog/streams"
 )
@@ -29,23 +29,23 @@ type Options struct {
 	Concurrency int
 	// RequestsPerSecond is the ceiling on reads and writes together.
 	RequestsPerSecond float64
-	// MemoBytes is the memory of files last written (merge.Options); it
+	// MemoBytes is the memory of files last written (dayfiles.Options); it
 	// is used only if the bucket enforces conditional writes.
 	MemoBytes int64
-	// AssumeNew is merge.Options.AssumeNew (default 24h: the current
+	// AssumeNew is dayfiles.Options.AssumeNew (default 24h: the current
 	// day's files; negative: off); used only with conditional writes.
 	AssumeNew time.Duration
 	// Limits bound each day file (dayfile.DefaultLimits); MergeBytes the
-	// files merged at once (merge.DefaultMergeBytes).
+	// files merged at once (dayfiles.DefaultMergeBytes).
 	Limits     dayfile.Limits
 	MergeBytes int64
 	Log        zerolog.Logger
 }
 
 // New returns the backup sink. It checks once, with a probe object, whether
-// the bucket honours conditional writes (see merge.NewOnBucket).
-func New(ctx context.Context, bucket objstore.Bucket, opts Options) *merge.Sink {
-	return merge.NewOnBucket(ctx, bucket, merge.Options{
+// the bucket honours conditional writes (see dayfiles.NewOnBucket).
+func New(ctx context.Context, bucket objstore.Bucket, opts Options) *dayfiles.Sink {
+	return dayfiles.NewOnBucket(ctx, bucket, dayfiles.Options{
 		Name: streams.DurableBackup, Concurrency: opts.Concurrency, RequestsPerSecond: opts.RequestsPerSecond,
 		MemoBytes: opts.MemoBytes, AssumeNew: opts.AssumeNew, Limits: opts.Limits, MergeBytes: opts.MergeBytes, Log: opts.Log,
 	})

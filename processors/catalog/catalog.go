@@ -16,7 +16,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
-	ssdb "heartlog/cache"
 	"heartlog/config"
 	"heartlog/objstore"
 	"heartlog/processors"
@@ -26,6 +25,7 @@ import (
 	"heartlog/processors/objects"
 	pgsink "heartlog/processors/postgres"
 	"heartlog/schema/dayfile"
+	"heartlog/ssdb"
 	"heartlog/streams"
 )
 
@@ -64,7 +64,7 @@ type Env struct {
 	Log    zerolog.Logger
 	Stores Stores
 	// Standby builds the cache sink for a replay beside the live
-	// processor (merge.Options.Standby).
+	// processor (dayfiles.Options.Standby).
 	Standby bool
 }
 

@@ -8,11 +8,11 @@ import (
 
 	"github.com/rs/zerolog"
 
-	ssdb "heartlog/cache"
 	"heartlog/objstore"
 	"heartlog/processors"
-	"heartlog/processors/merge"
+	"heartlog/processors/dayfiles"
 	"heartlog/schema/dayfile"
+	"heartlog/ssdb"
 	"heartlog/streams"
 )
 
@@ -34,7 +34,7 @@ type SinkOptions struct {
 	// 0: no cap; heartlog sets HEARTLOG_BACKUP_REQUESTS_PER_SECOND).
 	BackupRequestsPerSecond float64
 	// Limits bound each day file (dayfile.DefaultLimits), and MergeBytes
-	// the files each sink merges at once (merge.DefaultMergeBytes), as for
+	// the files each sink merges at once (dayfiles.DefaultMergeBytes), as for
 	// the processors.
 	Limits     dayfile.Limits
 	MergeBytes int64
@@ -44,14 +44,14 @@ type SinkOptions struct {
 	// user-days have no file yet, so a file costs one request instead of
 	// two, which halves the backup's share of a Space's request ceiling.
 	// Set it only when both buckets enforce conditional writes
-	// (merge.ConditionalWrites); a server that ignores them would let the
+	// (dayfiles.ConditionalWrites); a server that ignores them would let the
 	// PUT overwrite a file it should have merged into.
 	CreateFirst bool
 	Log         zerolog.Logger
 }
 
 // Sinks returns the objects, cache and backup sinks as a compaction
-// writes them: the processors' day-file sinks (merge.Sink, same names, so
+// writes them: the processors' day-file sinks (dayfiles.Sink, same names, so
 // that what they park goes back to them through `heartlog dlq retry`; the
 // cache seeded from S3, a corrupt S3 file rebuilt from its backup copy),
 // without the memo of last-written files (a compaction writes each file
@@ -64,38 +64,38 @@ func Sinks(st Stores, o SinkOptions) []processors.Sink {
 	if o.BackupConcurrency <= 0 {
 		o.BackupConcurrency = 256
 	}
-	primary, backup := merge.BucketStore(st.Primary), merge.BucketStore(st.Backup)
-	var assumeNew time.Duration // merge.Options.AssumeNew: files of any day
+	primary, backup := dayfiles.BucketStore(st.Primary), dayfiles.BucketStore(st.Backup)
+	var assumeNew time.Duration // dayfiles.Options.AssumeNew: files of any day
 	if o.CreateFirst {
 		assumeNew = math.MaxInt64
 	}
 	return []processors.Sink{
-		merge.New(merge.Options{Name: streams.DurableObjects, Store: count(primary), Quarantine: primary, Fallback: backup,
+		dayfiles.New(dayfiles.Options{Name: streams.DurableObjects, Store: count(primary), Quarantine: primary, Fallback: backup,
 			AssumeNew: assumeNew, Concurrency: o.Concurrency, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
-		merge.New(merge.Options{Name: streams.DurableCache, Store: count(merge.CacheStore(st.Cache)), Seed: primary,
+		dayfiles.New(dayfiles.Options{Name: streams.DurableCache, Store: count(dayfiles.CacheStore(st.Cache)), Seed: primary,
 			Concurrency: o.Concurrency, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
-		merge.New(merge.Options{Name: streams.DurableBackup, Store: count(backup), Quarantine: backup,
+		dayfiles.New(dayfiles.Options{Name: streams.DurableBackup, Store: count(backup), Quarantine: backup,
 			AssumeNew: assumeNew, Concurrency: o.BackupConcurrency, RequestsPerSecond: o.BackupRequestsPerSecond, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
 	}
 }
 
 // count wraps s in a counted store that keeps s's Drop, if it has one.
-func count(s merge.Store) merge.Store {
+func count(s dayfiles.Store) dayfiles.Store {
 	c := counted{s}
-	if d, ok := s.(merge.Dropper); ok {
+	if d, ok := s.(dayfiles.Dropper); ok {
 		return countedDropper{c, d}
 	}
 	return c
 }
 
-// counted is a merge.Store that counts its successful writes into the
+// counted is a dayfiles.Store that counts its successful writes into the
 // counter its context carries (a sink's pass sets one), so that a sink
 // shared by partitions compacted at once still tells each its own count.
-type counted struct{ merge.Store }
+type counted struct{ dayfiles.Store }
 
 type countedDropper struct {
 	counted
-	merge.Dropper
+	dayfiles.Dropper
 }
 
 type counterKey struct{}

@@ -1,7 +1,6 @@
 package digest
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,8 +9,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"heartlog/cache"
-	"heartlog/schema/dayfile"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/stats"
 )
@@ -254,65 +251,4 @@ func depLists(d *heartlogv1.DayDigest, strs []string) ([][]string, error) {
 		from = end
 	}
 	return lists, nil
-}
-
-// File is a day file to write into the cache with its digest.
-type File struct {
-	Key  string // the day file's key (dayfile.Key)
-	Data []byte // the day file
-	// Heartbeats are Data decoded, if the caller has them (else Put
-	// decodes Data).
-	Heartbeats []*heartlogv1.Heartbeat
-	Decoded    bool // Heartbeats are set (an empty day has none)
-}
-
-// Put is Write without the generations.
-func Put(ctx context.Context, c *cache.Cache, files []File) error {
-	_, err := Write(ctx, c, files)
-	return err
-}
-
-// Write writes day files and their digests into the cache following the
-// consistency rule (package comment): one pipeline of, per file, DEL
-// digest, SETEX day file, SETEX digest, INCR generation (GenKey). It
-// returns the generation each file's write counted up to, in the order of
-// files. A file that does not decode or cannot be digested is written
-// without a digest (its digest is still deleted); that is an error only
-// for a file that does not decode.
-func Write(ctx context.Context, c *cache.Cache, files []File) ([]int64, error) {
-	ops := make([]cache.Op, 0, 4*len(files))
-	var errs []error
-	for _, f := range files {
-		dkey := Key(f.Key)
-		ops = append(ops, cache.Op{Key: dkey, Delete: true}, cache.Op{Key: f.Key, Value: f.Data})
-		hbs := f.Heartbeats
-		var err error
-		if !f.Decoded {
-			if hbs, err = dayfile.Decode(f.Data); err != nil {
-				errs = append(errs, fmt.Errorf("digest: day file %s: %w", f.Key, err))
-			}
-		}
-		if err == nil {
-			if digest, err := Encode(hbs); err == nil {
-				ops = append(ops, cache.Op{Key: dkey, Value: digest})
-			} // else no digest: readers decode the day file
-		}
-		ops = append(ops, cache.Op{Key: GenKey(f.Key), Incr: true})
-	}
-	gens, err := c.Exec(ctx, ops)
-	if err != nil {
-		return nil, err
-	}
-	return gens, errors.Join(errs...)
-}
-
-// Drop removes a day file and its digest from the cache (DEL digest, DEL
-// day file, INCR generation, in one pipeline) and returns the generation
-// it counted up to. Readers then take the day from S3.
-func Drop(ctx context.Context, c *cache.Cache, dayKey string) (int64, error) {
-	gens, err := c.Exec(ctx, []cache.Op{{Key: Key(dayKey), Delete: true}, {Key: dayKey, Delete: true}, {Key: GenKey(dayKey), Incr: true}})
-	if err != nil {
-		return 0, err
-	}
-	return gens[0], nil
 }

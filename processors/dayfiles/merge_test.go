@@ -1,4 +1,4 @@
-package merge_test
+package dayfiles_test
 
 import (
 	"bytes"

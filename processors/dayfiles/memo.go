@@ -1,4 +1,4 @@
-package merge
+package dayfiles
 
 import (
 	"container/list"

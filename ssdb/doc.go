@@ -1,4 +1,4 @@
-// Package cache is the SSDB read cache of day files (DESIGN.md, "SSDB" and
+// Package ssdb is the SSDB read cache of day files (DESIGN.md, "SSDB" and
 // "Day files"): one string key per user-day, `<prefix>/<user id>/<YYYY-MM-DD>.ndjson.gz`,
 // holding the gzipped NDJSON day file as opaque binary bytes, and beside it
 // the day's digest for accounting (`<…>/<YYYY-MM-DD>.digest.v1`, package
@@ -49,4 +49,4 @@
 // The cache is a cache: every error is returned to the caller, who falls back
 // to S3, and every operation is bounded by the configured dial, read and write
 // timeouts and by the context's deadline.
-package cache
+package ssdb

@@ -1,4 +1,4 @@
-package merge_test
+package dayfiles_test
 
 import (
 	"bytes"
@@ -13,15 +13,16 @@ import (
 	"heartlog/processors"
 	"heartlog/processors/backup"
 	cachesink "heartlog/processors/cache"
-	"heartlog/processors/merge"
+	"heartlog/processors/dayfiles"
 	"heartlog/processors/objects"
 	"heartlog/schema/dayfile"
 	"heartlog/schema/digest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+	"heartlog/ssdb"
 )
 
 // commitAll commits hbs of d to each sink.
-func commitAll(t *testing.T, d heartlogtest.UserDay, hbs []*heartlogv1.Heartbeat, sinks ...*merge.Sink) {
+func commitAll(t *testing.T, d heartlogtest.UserDay, hbs []*heartlogv1.Heartbeat, sinks ...*dayfiles.Sink) {
 	t.Helper()
 	for _, sink := range sinks {
 		if err := sink.Commit(context.Background(), d.Batch(hbs)); err != nil {
@@ -187,7 +188,7 @@ func TestCorruptFileIsRebuiltFromTheBackup(t *testing.T) {
 
 // pausedStore runs pause once, between a read and the write after it.
 type pausedStore struct {
-	merge.Store
+	dayfiles.Store
 	pause func()
 }
 
@@ -202,7 +203,7 @@ func (p *pausedStore) Read(ctx context.Context, key string) ([]byte, string, err
 }
 
 func (p *pausedStore) Drop(ctx context.Context, key string) error {
-	return p.Store.(merge.Dropper).Drop(ctx, key)
+	return p.Store.(dayfiles.Dropper).Drop(ctx, key)
 }
 
 // TestReplayRacingTheCacheProcessorLosesNothing forces the interleaving
@@ -222,13 +223,13 @@ func TestReplayRacingTheCacheProcessorLosesNothing(t *testing.T) {
 	live := cachesink.New(st.Cache, st.Primary, cachesink.Options{MemoBytes: 1 << 20, Log: log})
 	commitAll(t, d, old, obj, live)
 	commitAll(t, d, replayed, obj)
-	paused := &pausedStore{Store: merge.CacheStore(st.Cache)}
+	paused := &pausedStore{Store: dayfiles.CacheStore(st.Cache)}
 	paused.pause = func() {
 		if err := live.Commit(ctx, d.Batch(fresh)); err != nil {
 			t.Errorf("live commit: %v", err)
 		}
 	}
-	replay := merge.New(merge.Options{Name: "cache-replay-test", Store: paused, Seed: merge.BucketStore(st.Primary), Standby: true, Log: log})
+	replay := dayfiles.New(dayfiles.Options{Name: "cache-replay-test", Store: paused, Seed: dayfiles.BucketStore(st.Primary), Standby: true, Log: log})
 	if err := replay.Commit(ctx, d.Batch(replayed)); err != nil {
 		t.Fatal(err)
 	}
@@ -266,13 +267,13 @@ func TestReplayOverlappingTheCacheProcessorDropsTheDay(t *testing.T) {
 	commitAll(t, d, old, obj, live)
 	commitAll(t, d, replayed, obj)
 	raced := false
-	store := merge.CacheStoreBeforeWrite(st.Cache, func() {
+	store := dayfiles.CacheStoreBeforeWrite(st.Cache, func() {
 		raced = true
 		if err := live.Commit(ctx, d.Batch(fresh)); err != nil {
 			t.Errorf("live commit: %v", err)
 		}
 	})
-	replay := merge.New(merge.Options{Name: "cache-replay-test", Store: store, Seed: merge.BucketStore(st.Primary), Standby: true, Log: log})
+	replay := dayfiles.New(dayfiles.Options{Name: "cache-replay-test", Store: store, Seed: dayfiles.BucketStore(st.Primary), Standby: true, Log: log})
 	if err := replay.Commit(ctx, d.Batch(replayed)); err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +308,7 @@ func TestStaleCacheEntryIsMergedWithS3(t *testing.T) {
 	commitAll(t, d, b, obj, live)
 	// An older version (only a) written back behind the processor's back,
 	// as a blind fill of an old S3 read would.
-	if err := digest.Put(ctx, st.Cache, []digest.File{{Key: d.Key(), Data: heartlogtest.DayFile(t, a)}}); err != nil {
+	if err := st.Cache.PutDayFiles(ctx, []ssdb.DayFile{{Key: d.Key(), Data: heartlogtest.DayFile(t, a)}}); err != nil {
 		t.Fatal(err)
 	}
 	commitAll(t, d, c, obj, live)
@@ -357,7 +358,7 @@ func TestReplayCacheOnALiveSystemLeavesTheCacheEqualToS3(t *testing.T) {
 // inFlight is a Store that counts the writes in progress at once; each
 // write waits a little for company, so that merges that may overlap do.
 type inFlight struct {
-	merge.Store
+	dayfiles.Store
 	mu       sync.Mutex
 	now, max int
 	arrived  chan struct{}
@@ -392,8 +393,8 @@ func TestMergesAreBoundedByBytes(t *testing.T) {
 		budget int64
 		alone  bool
 	}{{1, true}, {0, false}} {
-		store := &inFlight{Store: merge.BucketStore(st.Primary), arrived: make(chan struct{})}
-		sink := merge.New(merge.Options{Name: "bytes-test", Store: store, MergeBytes: tc.budget, Concurrency: 8, Log: heartlogtest.Logger(t)})
+		store := &inFlight{Store: dayfiles.BucketStore(st.Primary), arrived: make(chan struct{})}
+		sink := dayfiles.New(dayfiles.Options{Name: "bytes-test", Store: store, MergeBytes: tc.budget, Concurrency: 8, Log: heartlogtest.Logger(t)})
 		var batches []*heartlogv1.Batch
 		var days []heartlogtest.UserDay
 		for range 8 {

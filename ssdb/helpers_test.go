@@ -1,4 +1,4 @@
-package cache_test
+package ssdb_test
 
 import (
 	"bufio"
@@ -17,18 +17,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"heartlog/cache"
+	"heartlog/ssdb"
 )
 
 // cacheURL is the Redis (SSDB stand-in) the tests run against. The tests
 // need a real server and fail, rather than skip, without one.
 func cacheURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv(cache.EnvURL)
+	u := os.Getenv(ssdb.EnvURL)
 	if u == "" {
 		t.Fatalf("%s is not set: the cache tests need the local stack's Redis. "+
 			"Run `ops/stack.sh up && . var/env` at the repository root (make test does this), "+
-			"or point %s at a Redis or SSDB, database 0.", cache.EnvURL, cache.EnvURL)
+			"or point %s at a Redis or SSDB, database 0.", ssdb.EnvURL, ssdb.EnvURL)
 	}
 	return u
 }
@@ -38,21 +38,21 @@ func cacheAddr(t testing.TB) string {
 	t.Helper()
 	opt, err := redis.ParseURL(cacheURL(t))
 	if err != nil {
-		t.Fatalf("%s: %v", cache.EnvURL, err)
+		t.Fatalf("%s: %v", ssdb.EnvURL, err)
 	}
 	return opt.Addr
 }
 
 // newCache makes a Cache on the test server (or on url, if given) and closes
 // it at the end of the test.
-func newCache(t testing.TB, cfg cache.Config) *cache.Cache {
+func newCache(t testing.TB, cfg ssdb.Config) *ssdb.Cache {
 	t.Helper()
 	if cfg.URL == "" {
 		cfg.URL = cacheURL(t)
 	}
-	c, err := cache.New(cfg)
+	c, err := ssdb.New(cfg)
 	if err != nil {
-		t.Fatalf("cache.New: %v", err)
+		t.Fatalf("ssdb.New: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -66,12 +66,12 @@ func rawClient(t testing.TB) *redis.Client {
 	t.Helper()
 	opt, err := redis.ParseURL(cacheURL(t))
 	if err != nil {
-		t.Fatalf("%s: %v", cache.EnvURL, err)
+		t.Fatalf("%s: %v", ssdb.EnvURL, err)
 	}
 	opt.Protocol = 2
 	opt.DisableIdentity = true
 	rdb := redis.NewClient(opt)
-	rdb.AddHook(cache.Guard{})
+	rdb.AddHook(ssdb.Guard{})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
@@ -334,4 +334,4 @@ func silentAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-func isNotInSubset(err error) bool { return errors.Is(err, cache.ErrNotInSubset) }
+func isNotInSubset(err error) bool { return errors.Is(err, ssdb.ErrNotInSubset) }

@@ -1,11 +1,11 @@
-package merge
+package dayfiles
 
-import "heartlog/cache"
+import "heartlog/ssdb"
 
 // CacheStoreBeforeWrite is CacheStore that calls f once, after a write's
 // check of the generation and before the write, so that a test can put
 // another write there.
-func CacheStoreBeforeWrite(c *cache.Cache, f func()) Store {
+func CacheStoreBeforeWrite(c *ssdb.Cache, f func()) Store {
 	once := f
 	return cacheStore{c: c, beforeWrite: func() {
 		if once != nil {

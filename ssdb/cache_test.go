@@ -1,4 +1,4 @@
-package cache_test
+package ssdb_test
 
 import (
 	"bytes"
@@ -12,11 +12,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"heartlog/cache"
+	"heartlog/ssdb"
 )
 
 func TestRoundTrip(t *testing.T) {
-	c := newCache(t, cache.Config{})
+	c := newCache(t, ssdb.Config{})
 	ks := newKeyspace(t)
 	ctx := ctxT(t)
 	k := ks.key("2026-01-02.ndjson.gz")
@@ -74,9 +74,9 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestKeysChecked(t *testing.T) {
-	c := newCache(t, cache.Config{})
+	c := newCache(t, ssdb.Config{})
 	ctx := ctxT(t)
-	long := strings.Repeat("k", cache.MaxKeyLen+1)
+	long := strings.Repeat("k", ssdb.MaxKeyLen+1)
 	if _, _, err := c.Get(ctx, ""); err == nil {
 		t.Error("Get of an empty key: no error")
 	}
@@ -92,7 +92,7 @@ func TestKeysChecked(t *testing.T) {
 }
 
 func TestMGetHitsAndMissesInOrder(t *testing.T) {
-	c := newCache(t, cache.Config{})
+	c := newCache(t, ssdb.Config{})
 	ks := newKeyspace(t)
 	ctx := ctxT(t)
 	k := make([]string, 6)
@@ -126,7 +126,7 @@ func TestMGetHitsAndMissesInOrder(t *testing.T) {
 // SetMany one pipeline of SETEX (not MSET, not SET EX).
 func TestMGetIsOneRoundTrip(t *testing.T) {
 	rec := newRecorder(t)
-	c := newCache(t, cache.Config{URL: rec.url()})
+	c := newCache(t, ssdb.Config{URL: rec.url()})
 	ks := newKeyspace(t)
 	ctx := ctxT(t)
 	vals := map[string][]byte{}
@@ -168,12 +168,12 @@ func TestTTLIsSet(t *testing.T) {
 		ttl  time.Duration
 		want time.Duration
 	}{
-		{"default", 0, cache.DefaultTTL},
+		{"default", 0, ssdb.DefaultTTL},
 		{"configured", 90 * time.Second, 90 * time.Second},
 		{"whole seconds", 2*time.Minute + 500*time.Millisecond, 2 * time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newCache(t, cache.Config{TTL: tc.ttl})
+			c := newCache(t, ssdb.Config{TTL: tc.ttl})
 			ks := newKeyspace(t)
 			one, many1, many2 := ks.key("one"), ks.key("many1"), ks.key("many2")
 			if err := c.Set(ctx, one, []byte("v")); err != nil {
@@ -211,7 +211,7 @@ func TestTTLIsSet(t *testing.T) {
 // TestBinaryValues stores gzip-like binary values: every byte value, CR LF
 // and NUL included, in a 50 KB value (the size DESIGN.md says SSDB handles).
 func TestBinaryValues(t *testing.T) {
-	c := newCache(t, cache.Config{})
+	c := newCache(t, ssdb.Config{})
 	ks := newKeyspace(t)
 	ctx := ctxT(t)
 
@@ -276,15 +276,15 @@ func TestBinaryValues(t *testing.T) {
 func TestDatabaseOtherThanZeroRefused(t *testing.T) {
 	addr := cacheAddr(t)
 	for _, u := range []string{"redis://" + addr + "/1", "redis://:secret@" + addr + "/15"} {
-		_, err := cache.New(cache.Config{URL: u})
-		if !errors.Is(err, cache.ErrDatabase) {
+		_, err := ssdb.New(ssdb.Config{URL: u})
+		if !errors.Is(err, ssdb.ErrDatabase) {
 			t.Errorf("New with a URL selecting a database other than 0: err %v; want ErrDatabase", err)
 		} else if strings.Contains(err.Error(), "secret") {
 			t.Errorf("error quotes the password: %v", err)
 		}
 	}
 	for _, u := range []string{"redis://" + addr + "/0", "redis://" + addr, "redis://" + addr + "/"} {
-		c, err := cache.New(cache.Config{URL: u})
+		c, err := ssdb.New(ssdb.Config{URL: u})
 		if err != nil {
 			t.Errorf("New with %s: %v", u, err)
 			continue
@@ -295,10 +295,10 @@ func TestDatabaseOtherThanZeroRefused(t *testing.T) {
 		c.Close()
 	}
 
-	t.Setenv(cache.EnvURL, "redis://:secret@"+addr+"/3")
-	_, err := cache.ConfigFromEnv()
-	if !errors.Is(err, cache.ErrDatabase) || !strings.Contains(err.Error(), cache.EnvURL) {
-		t.Errorf("ConfigFromEnv with database 3: err %v; want ErrDatabase naming %s", err, cache.EnvURL)
+	t.Setenv(ssdb.EnvURL, "redis://:secret@"+addr+"/3")
+	_, err := ssdb.ConfigFromEnv()
+	if !errors.Is(err, ssdb.ErrDatabase) || !strings.Contains(err.Error(), ssdb.EnvURL) {
+		t.Errorf("ConfigFromEnv with database 3: err %v; want ErrDatabase naming %s", err, ssdb.EnvURL)
 	}
 	if err != nil && strings.Contains(err.Error(), "secret") {
 		t.Errorf("error quotes the password: %v", err)
@@ -317,11 +317,11 @@ func TestConfig(t *testing.T) {
 		"http://" + addr,
 		"://",
 	} {
-		if _, err := cache.New(cache.Config{URL: u}); err == nil {
+		if _, err := ssdb.New(ssdb.Config{URL: u}); err == nil {
 			t.Errorf("New(%q): no error", u)
 		}
 	}
-	for _, cfg := range []cache.Config{
+	for _, cfg := range []ssdb.Config{
 		{TTL: 500 * time.Millisecond},
 		{TTL: -time.Hour},
 		{ReadTimeout: -1},
@@ -330,34 +330,34 @@ func TestConfig(t *testing.T) {
 		{PoolSize: -1},
 	} {
 		cfg.URL = "redis://" + addr + "/0"
-		if _, err := cache.New(cfg); err == nil {
+		if _, err := ssdb.New(cfg); err == nil {
 			t.Errorf("New(%+v): no error", cfg)
 		}
 	}
 
-	t.Setenv(cache.EnvURL, "redis://"+addr+"/0")
-	t.Setenv(cache.EnvTTL, "")
-	cfg, err := cache.ConfigFromEnv()
+	t.Setenv(ssdb.EnvURL, "redis://"+addr+"/0")
+	t.Setenv(ssdb.EnvTTL, "")
+	cfg, err := ssdb.ConfigFromEnv()
 	if err != nil || cfg.URL != "redis://"+addr+"/0" || cfg.TTL != 0 {
 		t.Errorf("ConfigFromEnv = %+v, %v", cfg, err)
 	}
 	c := newCache(t, cfg)
-	if c.TTL() != cache.DefaultTTL {
-		t.Errorf("TTL() = %s; want DefaultTTL %s", c.TTL(), cache.DefaultTTL)
+	if c.TTL() != ssdb.DefaultTTL {
+		t.Errorf("TTL() = %s; want DefaultTTL %s", c.TTL(), ssdb.DefaultTTL)
 	}
-	t.Setenv(cache.EnvTTL, "48h")
-	if cfg, err := cache.ConfigFromEnv(); err != nil || cfg.TTL != 48*time.Hour {
-		t.Errorf("ConfigFromEnv with %s=48h = %+v, %v", cache.EnvTTL, cfg, err)
+	t.Setenv(ssdb.EnvTTL, "48h")
+	if cfg, err := ssdb.ConfigFromEnv(); err != nil || cfg.TTL != 48*time.Hour {
+		t.Errorf("ConfigFromEnv with %s=48h = %+v, %v", ssdb.EnvTTL, cfg, err)
 	}
 	for _, bad := range []string{"30d", "soon", "100ms", "-1h"} {
-		t.Setenv(cache.EnvTTL, bad)
-		if _, err := cache.ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), cache.EnvTTL) {
-			t.Errorf("ConfigFromEnv with %s=%s: err %v; want one naming the variable", cache.EnvTTL, bad, err)
+		t.Setenv(ssdb.EnvTTL, bad)
+		if _, err := ssdb.ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), ssdb.EnvTTL) {
+			t.Errorf("ConfigFromEnv with %s=%s: err %v; want one naming the variable", ssdb.EnvTTL, bad, err)
 		}
 	}
-	t.Setenv(cache.EnvTTL, "")
-	t.Setenv(cache.EnvURL, "")
-	if cfg, err := cache.ConfigFromEnv(); err != nil || cfg.URL != cache.DefaultURL {
+	t.Setenv(ssdb.EnvTTL, "")
+	t.Setenv(ssdb.EnvURL, "")
+	if cfg, err := ssdb.ConfigFromEnv(); err != nil || cfg.URL != ssdb.DefaultURL {
 		t.Errorf("ConfigFromEnv with no URL = %+v, %v; want DefaultURL", cfg, err)
 	}
 }
@@ -367,8 +367,8 @@ func TestConfig(t *testing.T) {
 // recording proxy in front of Redis) that none of them left the process.
 func TestGuardRefusesOutsideSubset(t *testing.T) {
 	rec := newRecorder(t)
-	c := newCache(t, cache.Config{URL: rec.url()})
-	rdb := cache.RawClient(c)
+	c := newCache(t, ssdb.Config{URL: rec.url()})
+	rdb := ssdb.RawClient(c)
 	ks := newKeyspace(t)
 	raw := rawClient(t)
 	ctx := ctxT(t)
@@ -486,7 +486,7 @@ func TestAllowed(t *testing.T) {
 		{[]any{"client", "setinfo", "lib-name", "x"}, false},
 		{nil, false},
 	} {
-		err := cache.Allowed(tc.args)
+		err := ssdb.Allowed(tc.args)
 		if tc.ok && err != nil {
 			t.Errorf("Allowed(%v) = %v; want nil", tc.args, err)
 		}
@@ -501,7 +501,7 @@ func TestAllowed(t *testing.T) {
 // no SELECT), and only AUTH password with one.
 func TestHandshake(t *testing.T) {
 	rec := newRecorder(t)
-	c := newCache(t, cache.Config{URL: rec.url()})
+	c := newCache(t, ssdb.Config{URL: rec.url()})
 	ks := newKeyspace(t)
 	ctx := ctxT(t)
 	if err := c.Ping(ctx); err != nil {
@@ -531,7 +531,7 @@ func TestHandshake(t *testing.T) {
 	// With a password the handshake is AUTH password (RESP2 style), which
 	// the stack's Redis, having none, refuses; nothing else is sent.
 	rec2 := newRecorder(t)
-	c2 := newCache(t, cache.Config{URL: "redis://:not-the-password@" + rec2.addr + "/0"})
+	c2 := newCache(t, ssdb.Config{URL: "redis://:not-the-password@" + rec2.addr + "/0"})
 	err := c2.Ping(ctx)
 	if err == nil {
 		t.Fatal("Ping with a password the server does not have: no error")
@@ -567,11 +567,11 @@ func TestGoRedisSendsHelloWithoutGuard(t *testing.T) {
 // TestUnreachable points the cache at a closed port and at a server that
 // never answers: every call fails, within the configured timeouts.
 func TestUnreachable(t *testing.T) {
-	cfg := cache.Config{DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
+	cfg := ssdb.Config{DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
 	// One try and one retry, each at most a dial plus a read and a write
 	// timeout, plus backoff: well under 3s.
 	const bound = 3 * time.Second
-	calls := func(c *cache.Cache) map[string]func(context.Context) error {
+	calls := func(c *ssdb.Cache) map[string]func(context.Context) error {
 		return map[string]func(context.Context) error{
 			"Ping": c.Ping,
 			"Get": func(ctx context.Context) error {
@@ -616,7 +616,7 @@ func TestUnreachable(t *testing.T) {
 
 	// A caller's deadline shorter than the timeouts wins.
 	t.Run("context deadline", func(t *testing.T) {
-		c := newCache(t, cache.Config{URL: "redis://" + silentAddr(t) + "/0", ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
+		c := newCache(t, ssdb.Config{URL: "redis://" + silentAddr(t) + "/0", ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		start := time.Now()
@@ -631,7 +631,7 @@ func TestUnreachable(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	c := newCache(t, cache.Config{})
+	c := newCache(t, ssdb.Config{})
 	ks := newKeyspace(t)
 	ctx := ctxT(t)
 	read := func() [5]float64 {
@@ -670,14 +670,14 @@ func TestMetrics(t *testing.T) {
 // pipeline, in the order given, and that they take effect.
 func TestApplyInOrder(t *testing.T) {
 	rec := newRecorder(t)
-	c := newCache(t, cache.Config{URL: rec.url()})
+	c := newCache(t, ssdb.Config{URL: rec.url()})
 	ks := newKeyspace(t)
 	ctx := ctxT(t)
 	a, b := ks.key("2026-04-01.digest.v1"), ks.key("2026-04-01.ndjson.gz")
 	if err := c.Set(ctx, a, []byte("old")); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Apply(ctx, []cache.Op{{Key: a, Delete: true}, {Key: b, Value: []byte("file")}}); err != nil {
+	if err := c.Apply(ctx, []ssdb.Op{{Key: a, Delete: true}, {Key: b, Value: []byte("file")}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Apply(ctx, nil); err != nil {
@@ -691,7 +691,7 @@ func TestApplyInOrder(t *testing.T) {
 	if got := rec.names(); !slices.Equal(got, want) {
 		t.Fatalf("commands on the wire = %v; want %v", got, want)
 	}
-	if err := c.Apply(ctx, []cache.Op{{Key: ""}}); err == nil {
+	if err := c.Apply(ctx, []ssdb.Op{{Key: ""}}); err == nil {
 		t.Error("Apply with an empty key: no error")
 	}
 }
@@ -701,12 +701,12 @@ func TestApplyInOrder(t *testing.T) {
 // given, and that Exec returns what each counted up to.
 func TestExecCountsUp(t *testing.T) {
 	rec := newRecorder(t)
-	c := newCache(t, cache.Config{URL: rec.url(), TTL: 90 * time.Second})
+	c := newCache(t, ssdb.Config{URL: rec.url(), TTL: 90 * time.Second})
 	ks := newKeyspace(t)
 	ctx := ctxT(t)
 	file, gen := ks.key("2026-04-01.ndjson.gz"), ks.key("2026-04-01.gen")
 	for want := int64(1); want <= 2; want++ {
-		counts, err := c.Exec(ctx, []cache.Op{{Key: file, Value: []byte("file")}, {Key: gen, Incr: true}})
+		counts, err := c.Exec(ctx, []ssdb.Op{{Key: file, Value: []byte("file")}, {Key: gen, Incr: true}})
 		if err != nil || len(counts) != 1 || counts[0] != want {
 			t.Fatalf("Exec: %v, %v; want [%d]", counts, err, want)
 		}

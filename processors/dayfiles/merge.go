@@ -1,4 +1,4 @@
-// Package merge is the sink that the objects, cache and backup processors
+// Package dayfiles is the sink that the objects, cache and backup processors
 // share: it keeps one day file per user and UTC day, and commits a batch by
 // reading each touched file, merging the new heartbeats in (union by id,
 // sorted), and writing it back once.
@@ -36,7 +36,7 @@
 // readers then take the day from S3, and nothing is rejected (the objects
 // processor rejects what S3 cannot hold). See CacheStore for how writes
 // that race are detected without conditional writes.
-package merge
+package dayfiles
 
 import (
 	"bytes"

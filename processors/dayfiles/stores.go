@@ -1,4 +1,4 @@
-package merge
+package dayfiles
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"heartlog/cache"
 	"heartlog/objstore"
 	"heartlog/schema/digest"
+	"heartlog/ssdb"
 )
 
 // BucketStore keeps day files in an S3 bucket. Its tags are ETags, and its
@@ -38,7 +38,7 @@ func (s bucketStore) Write(ctx context.Context, key string, data []byte, tag str
 
 // CacheStore keeps day files in SSDB, each with the cache's TTL, and beside
 // each its digest for the read path and its generation (package
-// schema/digest): a Write is digest.Write's one pipeline of DEL digest,
+// schema/digest): a Write is WriteDayFiles's one pipeline of DEL digest,
 // SETEX day file, SETEX digest, INCR generation, so that a digest is
 // missing, never stale, whatever happens between them. The Store interface
 // passes only bytes, so Write decodes the day file it writes to digest it
@@ -54,12 +54,12 @@ func (s bucketStore) Write(ctx context.Context, key string, data []byte, tag str
 // Write returns ErrConflict with ErrOverlapped. The sink then reads again
 // and merges what it wrote into what it finds (the union never loses
 // either side), or, as a standby (a replay), drops the file. Every writer
-// of the cache (this store, the read path's fills, digest.Drop) counts the
+// of the cache (this store, the read path's fills, ssdb.Cache.DropDayFile) counts the
 // generation up, so an unchanged generation means no write at all.
-func CacheStore(c *cache.Cache) Store { return cacheStore{c: c} }
+func CacheStore(c *ssdb.Cache) Store { return cacheStore{c: c} }
 
 type cacheStore struct {
-	c           *cache.Cache
+	c           *ssdb.Cache
 	beforeWrite func() // tests: runs between the check and the write
 }
 
@@ -101,7 +101,7 @@ func (s cacheStore) Write(ctx context.Context, key string, data []byte, tag stri
 	if s.beforeWrite != nil {
 		s.beforeWrite()
 	}
-	gens, err := digest.Write(ctx, s.c, []digest.File{{Key: key, Data: data}})
+	gens, err := s.c.WriteDayFiles(ctx, []ssdb.DayFile{{Key: key, Data: data}})
 	if err != nil {
 		return "", err
 	}
@@ -112,9 +112,9 @@ func (s cacheStore) Write(ctx context.Context, key string, data []byte, tag stri
 	return got, nil
 }
 
-// Drop removes the file (digest.Drop): readers then take it from S3.
+// Drop removes the file (ssdb.Cache.DropDayFile): readers then take it from S3.
 func (s cacheStore) Drop(ctx context.Context, key string) error {
-	_, err := digest.Drop(ctx, s.c, key)
+	_, err := s.c.DropDayFile(ctx, key)
 	return err
 }
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"heartlog/ops/devstack"
+	"heartlog/internal/devstack"
 )
 
 // TestCheckFreeNamesTheTakenPortAndItsOwner holds a port as another
