@@ -108,8 +108,7 @@ func NotProven(err error) []*NotProvenError {
 
 // Prove checks that the day (YYYYMMDD) is in its day files for good:
 // it is closed, each processor in Options.Processors (objects and cache)
-// has recorded the compaction of every partition the stream holds
-// messages of, and every partition consumer of those processors (the late
+// has recorded the compaction of every partition, and every partition consumer of those processors (the late
 // path) has acked every message of the day that the stream holds now. It
 // returns nil when all of that holds, a *NotProvenError saying what is
 // missing when not, and another error when it cannot tell.
@@ -166,7 +165,7 @@ func (j *Janitor) Prove(ctx context.Context, day string) error {
 	}
 	slices.Sort(parts)
 	np := &NotProvenError{Day: day}
-	if err := j.proveCompacted(ctx, np, parts); err != nil || np.Reason != "" || len(np.Behind) > 0 {
+	if err := j.proveCompacted(ctx, np); err != nil || np.Reason != "" || len(np.Behind) > 0 {
 		if err != nil {
 			return err
 		}
@@ -200,7 +199,7 @@ func (j *Janitor) Prove(ctx context.Context, day string) error {
 // proveCompacted files into np what the day lacks of its lifecycle: a
 // Reason if it is open, a Behind (Uncompacted) for every partition and
 // processor without a compaction record.
-func (j *Janitor) proveCompacted(ctx context.Context, np *NotProvenError, parts []uint32) error {
+func (j *Janitor) proveCompacted(ctx context.Context, np *NotProvenError) error {
 	kv, err := j.js.KeyValue(ctx, j.sc.ShardsBucket)
 	if err != nil {
 		return fmt.Errorf("shards: KV bucket %s: %w", j.sc.ShardsBucket, err)
@@ -214,8 +213,11 @@ func (j *Janitor) proveCompacted(ctx context.Context, np *NotProvenError, parts 
 		np.Reason = "the day is open: its day files are written when it closes (heartlog days close, or HEARTLOG_DAY_CLOSE_DELAY after it ends)"
 		return nil
 	}
+	// Every partition, not only those with messages now: a partition
+	// whose messages aged out of the stream may still have rows that no
+	// compaction wrote (CloseDay records every partition, empty or not).
 	for _, proc := range j.opts.Processors {
-		for _, p := range parts {
+		for p := range j.sc.Partitions {
 			if _, ok := r.Compactions[p][proc]; !ok {
 				np.Behind = append(np.Behind, Behind{Consumer: proc, Partition: p, Uncompacted: true})
 			}

@@ -247,18 +247,55 @@ type DayView struct {
 	mu   sync.RWMutex
 	days map[string]*DayRecord
 	w    jetstream.KeyWatcher
+	kv   jetstream.KeyValue
+
+	// confirmed[day] is when a read of the server last found day open.
+	confirmedMu sync.Mutex
+	confirmed   map[string]time.Time
 }
+
+// confirmFor is how long ConfirmOpen trusts a read that found a day open:
+// well under the Settle a close waits before it takes its bounds.
+const confirmFor = time.Second
 
 // WatchDays opens the shards bucket and returns once the view holds every
 // key's current value.
 func WatchDays(ctx context.Context, js jetstream.JetStream, cfg Config) (*DayView, error) {
-	v := &DayView{days: map[string]*DayRecord{}}
+	v := &DayView{days: map[string]*DayRecord{}, confirmed: map[string]time.Time{}}
+	kv, err := js.KeyValue(ctx, cfg.ShardsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("streams: open KV bucket %s: %w", cfg.ShardsBucket, err)
+	}
 	w, err := watchShardsBucket(ctx, js, cfg, v.apply)
 	if err != nil {
 		return nil, err
 	}
-	v.w = w
+	v.w, v.kv = w, kv
 	return v, nil
+}
+
+// ConfirmOpen asks the server whether day is still open, for a caller
+// about to act on the view's word that it is (the late path passing a
+// message over). A watch can lag, or stall while NATS recovers, past any
+// settle; a read cannot. The answer is cached for a second, which the
+// close's settle covers. false means closed, or that the server could
+// not be asked: the caller must then not act as if it were open.
+func (v *DayView) ConfirmOpen(ctx context.Context, day string) bool {
+	v.confirmedMu.Lock()
+	at, ok := v.confirmed[day]
+	v.confirmedMu.Unlock()
+	if ok && time.Since(at) < confirmFor {
+		return true
+	}
+	start := time.Now()
+	lc, _, _, err := GetLifecycle(ctx, v.kv, day)
+	if err != nil || lc.State != DayOpen {
+		return false
+	}
+	v.confirmedMu.Lock()
+	v.confirmed[day] = start
+	v.confirmedMu.Unlock()
+	return true
 }
 
 func (v *DayView) apply(e jetstream.KeyValueEntry) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -174,24 +175,30 @@ Examples:
 				return err
 			}
 			defer t.close()
-			deadline := time.Now().Add(wait)
-			for {
-				res, err := t.c.CloseDay(cmd.Context(), day, t.sinks...)
-				printClose(os.Stdout, res)
-				if !errors.Is(err, shards.ErrHeld) || time.Now().After(deadline) {
-					return err
-				}
-				fmt.Fprintf(os.Stderr, "a partition is being compacted by another owner (%v); retrying\n", err)
-				select {
-				case <-cmd.Context().Done():
-					return cmd.Context().Err()
-				case <-time.After(time.Second):
-				}
-			}
+			return closeDay(cmd.Context(), t.c, day, t.sinks, wait)
 		},
 	}
 	cmd.Flags().DurationVar(&wait, "wait", time.Minute, "how long to retry while another compactor holds a partition's lock")
 	return cmd
+}
+
+// closeDay closes and compacts day, printing each partition, and retries
+// for up to wait while another compactor (a day closer) holds a partition.
+func closeDay(ctx context.Context, c *compaction.Compactor, day string, sinks []processors.Sink, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		res, err := c.CloseDay(ctx, day, sinks...)
+		printClose(os.Stdout, res)
+		if !errors.Is(err, shards.ErrHeld) || time.Now().After(deadline) {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "a partition is being compacted by another owner (%v); retrying\n", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // printClose prints one line a partition and the totals.

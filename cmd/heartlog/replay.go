@@ -135,9 +135,7 @@ func recompact(ctx context.Context, rt *runtime, processor, day string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "replay %s --day %s: removed %d compaction records; compacting again\n", processor, shards.DisplayDay(day), removed)
-	res, err := c.CloseDay(ctx, day, sinks...)
-	printClose(os.Stdout, res)
-	return err
+	return closeDay(ctx, c, day, sinks, time.Minute)
 }
 
 // parseWhen reads an RFC 3339 time, a date, or a duration ago.

@@ -190,10 +190,19 @@ func (rt *runtime) serve(ctx context.Context) error {
 // path of closed days, each partition on its own pinned consumer (one
 // writer per user-day); beside them runs the day closer, which compacts
 // each day into their files once it is due.
-func (rt *runtime) process(ctx context.Context, names []string) error {
-	g, ctx := errgroup.WithContext(ctx)
-	var days *streams.DayView
-	var dayfiles []string
+func (rt *runtime) process(ctx context.Context, names []string) (err error) {
+	defer func() {
+		if ctx.Err() != nil {
+			err = nil // stopped while starting
+		}
+	}()
+	// Everything is built before anything runs: a failure to start leaves
+	// no processor acking messages behind a view that is being stopped.
+	var (
+		runs []func(context.Context) error
+		days *streams.DayView
+		late []string
+	)
 	for _, name := range names {
 		p, err := catalog.Lookup(name)
 		if err != nil {
@@ -207,24 +216,11 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 		f := p.Flush(rt.cfg)
 		opts := processors.Options{BatchMessages: f.Messages, BatchBytes: f.Bytes, Linger: f.Age, Log: rt.log}
 		if p.Consumes == catalog.Shared {
-			cons, err := streams.EnsureConsumer(ctx, rt.js, rt.sc, name)
+			run, err := rt.shared(ctx, sink, opts)
 			if err != nil {
-				if ctx.Err() != nil {
-					return nil // stopped while starting
-				}
 				return err
 			}
-			opts.DeadLetters = streams.NewDeadLetters(rt.js, rt.sc)
-			if opts.Stream, err = rt.js.Stream(ctx, rt.sc.Stream); err != nil {
-				return err
-			}
-			g.Go(func() error {
-				if !rt.awaitReady(ctx, name) {
-					return nil
-				}
-				return processors.Run(ctx, cons, sink, opts)
-			})
-			rt.log.Info().Str("processor", name).Msg("processor starting")
+			runs = append(runs, run)
 			continue
 		}
 		if days == nil {
@@ -234,37 +230,74 @@ func (rt *runtime) process(ctx context.Context, names []string) error {
 			defer func() { _ = days.Stop() }()
 		}
 		opts.Admit = compaction.LatePath(days, name)
-		dayfiles = append(dayfiles, name)
-		g.Go(func() error { return processors.RunPartitions(ctx, rt.js, rt.sc, sink, opts) })
+		late = append(late, name)
+		runs = append(runs, func(ctx context.Context) error { return processors.RunPartitions(ctx, rt.js, rt.sc, sink, opts) })
 		rt.log.Info().Str("processor", name).Str("flush_age", f.Age.String()).Msg("day-file processor starting: late heartbeats of closed days, every partition")
 	}
-	if len(dayfiles) > 0 {
-		closer, sinks, cleanup, err := rt.compactor(ctx, "closer", dayfiles...)
+	if len(late) > 0 {
+		if rt.cfg.DayCloseDelay >= rt.cfg.ShardsGrace {
+			rt.log.Warn().Str("HEARTLOG_DAY_CLOSE_DELAY", rt.cfg.DayCloseDelay.String()).Str("HEARTLOG_SHARDS_GRACE", rt.cfg.ShardsGrace.String()).
+				Msg("days close only after their shard grace: a late heartbeat for a day past the grace is in neither Postgres nor its files until the day closes")
+		}
+		closer, sinks, cleanup, err := rt.compactor(ctx, "closer", late...)
 		if err != nil {
 			return err
 		}
 		defer cleanup()
-		g.Go(func() error { return closer.Run(ctx, sinks...) })
+		runs = append(runs, func(ctx context.Context) error { return closer.Run(ctx, sinks...) })
 	}
 	if !rt.noJanitor {
-		// Every instance runs one; the lock in NATS lets one work at a time.
-		jo := shards.Options{Grace: rt.cfg.ShardsGrace, Interval: rt.cfg.ShardsInterval, Processors: catalog.GuardingDrops(), Log: rt.log}
-		if rt.cfg.DebugJanitorPause != "" {
-			step, err := shards.ParseStep(rt.cfg.DebugJanitorPause)
-			if err != nil {
-				return fmt.Errorf("HEARTLOG_DEBUG_JANITOR_PAUSE: %w", err)
-			}
-			jo.AfterStep = shards.PauseAfter(ctx, step, rt.log)
+		run, err := rt.janitor(ctx)
+		if err != nil {
+			return err
 		}
-		j := shards.New(rt.js, rt.sc, rt.pool, jo)
-		g.Go(func() error {
-			if !rt.awaitReady(ctx, "shard janitor") {
-				return nil
-			}
-			return j.Run(ctx)
-		})
+		runs = append(runs, run)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, run := range runs {
+		g.Go(func() error { return run(gctx) })
 	}
 	return g.Wait()
+}
+
+// shared returns the run of a processor on its one shared durable
+// consumer (the Postgres projector), once Postgres is ready.
+func (rt *runtime) shared(ctx context.Context, sink processors.Sink, opts processors.Options) (func(context.Context) error, error) {
+	cons, err := streams.EnsureConsumer(ctx, rt.js, rt.sc, sink.Name())
+	if err != nil {
+		return nil, err
+	}
+	opts.DeadLetters = streams.NewDeadLetters(rt.js, rt.sc)
+	if opts.Stream, err = rt.js.Stream(ctx, rt.sc.Stream); err != nil {
+		return nil, err
+	}
+	rt.log.Info().Str("processor", sink.Name()).Msg("processor starting")
+	return func(ctx context.Context) error {
+		if !rt.awaitReady(ctx, sink.Name()) {
+			return nil
+		}
+		return processors.Run(ctx, cons, sink, opts)
+	}, nil
+}
+
+// janitor returns the shard janitor's run. Every instance runs one; the
+// lock in NATS lets one work at a time.
+func (rt *runtime) janitor(ctx context.Context) (func(context.Context) error, error) {
+	jo := shards.Options{Grace: rt.cfg.ShardsGrace, Interval: rt.cfg.ShardsInterval, Processors: catalog.GuardingDrops(), Log: rt.log}
+	if rt.cfg.DebugJanitorPause != "" {
+		step, err := shards.ParseStep(rt.cfg.DebugJanitorPause)
+		if err != nil {
+			return nil, fmt.Errorf("HEARTLOG_DEBUG_JANITOR_PAUSE: %w", err)
+		}
+		jo.AfterStep = shards.PauseAfter(ctx, step, rt.log)
+	}
+	j := shards.New(rt.js, rt.sc, rt.pool, jo)
+	return func(ctx context.Context) error {
+		if !rt.awaitReady(ctx, "shard janitor") {
+			return nil
+		}
+		return j.Run(ctx)
+	}, nil
 }
 
 // awaitReady waits until Postgres is migrated (at once, except under dev
@@ -291,7 +324,7 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 	if err != nil {
 		return nil, nil, err
 	}
-	st, cleanup, err := rt.stores(ctx, name, name)
+	st, cleanup, err := rt.stores(ctx, []string{name}, name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -303,9 +336,9 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 	return sink, cleanup, nil
 }
 
-// stores opens what the named processor writes to (every day-file store
-// for "compaction" or "closer"), with metrics under label.
-func (rt *runtime) stores(ctx context.Context, name, label string) (catalog.Stores, func(), error) {
+// stores opens what the named processors write to, with metrics under
+// label.
+func (rt *runtime) stores(ctx context.Context, names []string, label string) (catalog.Stores, func(), error) {
 	var (
 		st      catalog.Stores
 		closers []func()
@@ -319,27 +352,29 @@ func (rt *runtime) stores(ctx context.Context, name, label string) (catalog.Stor
 		cleanup()
 		return catalog.Stores{}, nil, err
 	}
-	all := name == "compaction" || name == "closer"
-	if name == streams.DurablePostgres {
+	need := map[string]bool{}
+	for _, n := range names {
+		need[n] = true
+	}
+	if need[streams.DurablePostgres] {
 		view, err := streams.WatchShards(ctx, rt.js, rt.sc)
 		if err != nil {
 			return fail(err)
 		}
 		closers = append(closers, func() { _ = view.Stop() })
 		st.Postgres, st.Shards = rt.pool, view
-		return st, cleanup, nil
 	}
 	var err error
-	if all || name == streams.DurableObjects || name == streams.DurableCache {
+	if need[streams.DurableObjects] || need[streams.DurableCache] {
 		if st.Primary, err = rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", label); err != nil {
 			return fail(err)
 		}
 	}
-	if all || name == streams.DurableObjects || name == streams.DurableBackup {
+	if need[streams.DurableObjects] || need[streams.DurableBackup] {
 		st.Backup, err = rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", label)
 		switch {
-		case err != nil && name == streams.DurableObjects:
-			// A corrupt day file is rebuilt from its backup copy too.
+		case err != nil && !need[streams.DurableBackup]:
+			// Objects only rebuilds a corrupt day file from its backup copy.
 			rt.log.Warn().Err(err).Msg("no backup bucket: a corrupt day file is rebuilt from the heartbeats at hand alone")
 			st.Backup = nil
 		case err != nil:
@@ -348,7 +383,7 @@ func (rt *runtime) stores(ctx context.Context, name, label string) (catalog.Stor
 			rt.checkSpacesLimits()
 		}
 	}
-	if all || name == streams.DurableCache {
+	if need[streams.DurableCache] {
 		c, err := ssdb.New(ssdb.Config{URL: rt.cfg.CacheURL, TTL: rt.cfg.CacheTTL})
 		if err != nil {
 			return fail(fmt.Errorf("HEARTLOG_CACHE_URL: %w", err))
@@ -362,13 +397,21 @@ func (rt *runtime) stores(ctx context.Context, name, label string) (catalog.Stor
 // compactor returns a compactor and the compaction sinks of the named
 // day-file processors (all for none), over stores counted under label.
 func (rt *runtime) compactor(ctx context.Context, label string, names ...string) (*compaction.Compactor, []processors.Sink, func(), error) {
-	st, cleanup, err := rt.stores(ctx, "compaction", label)
+	if len(names) == 0 {
+		names = catalog.DayFiles()
+	}
+	st, cleanup, err := rt.stores(ctx, names, label)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	// At close most files do not exist yet: where both buckets refuse a
+	// At close most files do not exist yet: where every bucket refuses a
 	// create over an existing file, each costs one request, not two.
-	createFirst := dayfiles.ConditionalWrites(ctx, st.Primary, rt.log) && dayfiles.ConditionalWrites(ctx, st.Backup, rt.log)
+	createFirst := true
+	for _, b := range []objstore.Bucket{st.Primary, st.Backup} {
+		if b != nil && !dayfiles.ConditionalWrites(ctx, b, rt.log) {
+			createFirst = false
+		}
+	}
 	e := catalog.Env{Config: rt.cfg, Log: rt.log, Stores: st}
 	host, _ := os.Hostname()
 	owner := fmt.Sprintf("%s@%s:%d", label, host, os.Getpid())

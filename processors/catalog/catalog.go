@@ -11,6 +11,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -155,8 +156,8 @@ func Limits(c config.Config) dayfile.Limits {
 }
 
 // CompactionSinks are the sinks a compaction writes for the named
-// day-file processors (all of them for none), from compaction.Sinks with
-// the settings. createFirst is compaction.SinkOptions.CreateFirst.
+// day-file processors (all of them for none) whose stores e holds, from
+// compaction.Sinks with the settings. createFirst is compaction.SinkOptions.CreateFirst.
 func CompactionSinks(e Env, createFirst bool, names ...string) []processors.Sink {
 	c := e.Config
 	all := compaction.Sinks(compaction.Stores{Primary: e.Stores.Primary, Cache: e.Stores.Cache, Backup: e.Stores.Backup}, compaction.SinkOptions{
@@ -169,10 +170,8 @@ func CompactionSinks(e Env, createFirst bool, names ...string) []processors.Sink
 	}
 	var out []processors.Sink
 	for _, s := range all {
-		for _, n := range names {
-			if s.Name() == n {
-				out = append(out, s)
-			}
+		if slices.Contains(names, s.Name()) {
+			out = append(out, s)
 		}
 	}
 	return out

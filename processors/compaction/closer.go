@@ -3,6 +3,7 @@ package compaction
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"heartlog/processors"
@@ -49,6 +50,9 @@ func (c *Compactor) round(ctx context.Context, names []string, sinks []processor
 		}
 		return
 	}
+	// Newest first: yesterday's close (and its shard drop) must not wait
+	// behind weeks of days from before the lifecycle, after an upgrade.
+	slices.Reverse(days)
 	for _, d := range days {
 		if ctx.Err() != nil {
 			return

@@ -451,7 +451,15 @@ func (p *pass) commit(ctx context.Context, sink processors.Sink) (streams.Compac
 	// that (a record is true whoever holds the lock).
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if _, err := streams.PutCompaction(rctx, p.kv, p.day, p.partition, sink.Name(), rec); err != nil {
+	if _, err := streams.PutCompaction(rctx, p.kv, p.day, p.partition, sink.Name(), rec); errors.Is(err, jetstream.ErrKeyExists) {
+		// Another compaction recorded it meanwhile (we read a stale "no
+		// record"): its record stands, and our writes were merges.
+		log.Info().Msg("partition already recorded by another compaction")
+		if prev, ok, gerr := streams.GetCompaction(rctx, p.kv, p.day, p.partition, sink.Name()); gerr == nil && ok {
+			return prev, nil
+		}
+		return rec, nil
+	} else if err != nil {
 		return streams.Compaction{}, fmt.Errorf("compaction: record %s: %w", streams.CompactionKey(p.day, p.partition, sink.Name()), err)
 	}
 	log.Info().Uint64("seq", rec.Seq).Int("messages", rec.Messages).Int("heartbeats", rec.Heartbeats).

@@ -599,3 +599,54 @@ func TestRunClosesDueDaysAndFinishesStoppedOnes(t *testing.T) {
 	}
 	w.check(t)
 }
+
+// TestLatePathDoesNotTrustAStaleView: the late path passes a message of
+// an over day as open only once the server confirms the day is open; a
+// view that missed the close (a stalled watch) makes it hold the message,
+// not drop it. A record decides whatever the lifecycle says.
+func TestLatePathDoesNotTrustAStaleView(t *testing.T) {
+	w := newWorld(t, 1)
+	ctx := context.Background()
+	view, err := streams.WatchDays(ctx, w.js, w.sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admit := compaction.LatePath(view, streams.DurableObjects)
+	if got := admit(w.day, 0, 10); got != processors.Pass {
+		t.Fatalf("open day: %v, want Pass", got)
+	}
+	today := time.Now().UTC().Format("20060102")
+	_ = view.Stop() // the watch stalls: nothing it misses reaches the view
+	kv, err := w.js.KeyValue(ctx, w.sc.ShardsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streams.PutLifecycle(ctx, kv, w.day, streams.Lifecycle{State: streams.DayClosed}, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // past the confirmation's cache
+	if got := admit(w.day, 0, 11); got != processors.Hold {
+		t.Fatalf("closed day behind a stale view: %v, want Hold", got)
+	}
+	if got := admit(today, 0, 12); got != processors.Pass {
+		t.Fatalf("today (cannot be closed): %v, want Pass", got)
+	}
+	fresh, err := streams.WatchDays(ctx, w.js, w.sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Stop()
+	if _, err := streams.PutCompaction(ctx, kv, w.day, 0, streams.DurableObjects, streams.Compaction{Seq: 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, streams.LifecycleKey(w.day)); err != nil { // reopened by hand
+		t.Fatal(err)
+	}
+	admit = compaction.LatePath(fresh, streams.DurableObjects)
+	if !heartlogtest.Eventually(5*time.Second, func() bool { return admit(w.day, 0, 21) == processors.Admit }) {
+		t.Fatalf("past the record of a reopened day: %v, want Admit", admit(w.day, 0, 21))
+	}
+	if got := admit(w.day, 0, 20); got != processors.Pass {
+		t.Fatalf("at the record: %v, want Pass", got)
+	}
+}

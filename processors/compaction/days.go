@@ -96,8 +96,8 @@ func (c *Compactor) CloseDay(ctx context.Context, day string, sinks ...processor
 	return out, errors.Join(errs...)
 }
 
-// markClosed moves the day to closed unless it is, and returns when the
-// state was written (the server's clock, as the janitor's settle counts).
+// markClosed moves the day to closed unless it is, and returns the time
+// CloseDay's Settle counts from.
 func (c *Compactor) markClosed(ctx context.Context, kv jetstream.KeyValue, day string) (time.Time, error) {
 	for range 3 {
 		lc, rev, written, err := streams.GetLifecycle(ctx, kv, day)
@@ -105,13 +105,18 @@ func (c *Compactor) markClosed(ctx context.Context, kv jetstream.KeyValue, day s
 			return time.Time{}, err
 		}
 		if lc.State == streams.DayClosed {
+			// The server's clock and ours may differ by more than Settle:
+			// a day closed within the last minute, by its stamp, waits a
+			// whole Settle from now.
+			if time.Since(written) < time.Minute {
+				return time.Now(), nil
+			}
 			return written, nil
 		}
-		now := time.Now()
-		_, err = streams.PutLifecycle(ctx, kv, day, streams.Lifecycle{State: streams.DayClosed, ClosedAt: now.UTC(), By: c.opts.Owner}, rev)
+		_, err = streams.PutLifecycle(ctx, kv, day, streams.Lifecycle{State: streams.DayClosed, ClosedAt: time.Now().UTC(), By: c.opts.Owner}, rev)
 		if err == nil {
 			c.opts.Log.Info().Str("day", shards.DisplayDay(day)).Msg("day closed; compacting it")
-			return now, nil
+			return time.Now(), nil // Settle counts from when the write was done
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return time.Time{}, err

@@ -51,7 +51,8 @@ type SinkOptions struct {
 }
 
 // Sinks returns the objects, cache and backup sinks as a compaction
-// writes them: the processors' day-file sinks (dayfiles.Sink, same names, so
+// writes them, those whose stores are set (objects: Primary, its rebuilds
+// from Backup if set; cache: Cache and Primary, its seed; backup: Backup): the processors' day-file sinks (dayfiles.Sink, same names, so
 // that what they park goes back to them through `heartlog dlq retry`; the
 // cache seeded from S3, a corrupt S3 file rebuilt from its backup copy),
 // without the memo of last-written files (a compaction writes each file
@@ -64,19 +65,29 @@ func Sinks(st Stores, o SinkOptions) []processors.Sink {
 	if o.BackupConcurrency <= 0 {
 		o.BackupConcurrency = 256
 	}
-	primary, backup := dayfiles.BucketStore(st.Primary), dayfiles.BucketStore(st.Backup)
 	var assumeNew time.Duration // dayfiles.Options.AssumeNew: files of any day
 	if o.CreateFirst {
 		assumeNew = math.MaxInt64
 	}
-	return []processors.Sink{
-		dayfiles.New(dayfiles.Options{Name: streams.DurableObjects, Store: count(primary), Quarantine: primary, Fallback: backup,
-			AssumeNew: assumeNew, Concurrency: o.Concurrency, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
-		dayfiles.New(dayfiles.Options{Name: streams.DurableCache, Store: count(dayfiles.CacheStore(st.Cache)), Seed: primary,
-			Concurrency: o.Concurrency, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
-		dayfiles.New(dayfiles.Options{Name: streams.DurableBackup, Store: count(backup), Quarantine: backup,
-			AssumeNew: assumeNew, Concurrency: o.BackupConcurrency, RequestsPerSecond: o.BackupRequestsPerSecond, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}),
+	var primary, backup dayfiles.Store
+	if st.Backup != nil {
+		backup = dayfiles.BucketStore(st.Backup)
 	}
+	var out []processors.Sink
+	if st.Primary != nil {
+		primary = dayfiles.BucketStore(st.Primary)
+		out = append(out, dayfiles.New(dayfiles.Options{Name: streams.DurableObjects, Store: count(primary), Quarantine: primary, Fallback: backup,
+			AssumeNew: assumeNew, Concurrency: o.Concurrency, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}))
+	}
+	if st.Cache != nil && primary != nil {
+		out = append(out, dayfiles.New(dayfiles.Options{Name: streams.DurableCache, Store: count(dayfiles.CacheStore(st.Cache)), Seed: primary,
+			Concurrency: o.Concurrency, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}))
+	}
+	if backup != nil {
+		out = append(out, dayfiles.New(dayfiles.Options{Name: streams.DurableBackup, Store: count(backup), Quarantine: backup,
+			AssumeNew: assumeNew, Concurrency: o.BackupConcurrency, RequestsPerSecond: o.BackupRequestsPerSecond, Limits: o.Limits, MergeBytes: o.MergeBytes, Log: o.Log}))
+	}
+	return out
 }
 
 // count wraps s in a counted store that keeps s's Drop, if it has one.
