@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -56,13 +57,24 @@ func (r sinkRequests) minus(o sinkRequests) sinkRequests {
 		r.notFound - o.notFound, r.failed - o.failed, r.retries - o.retries}
 }
 
+func (r sinkRequests) plus(o sinkRequests) sinkRequests {
+	return sinkRequests{r.puts + o.puts, r.putsOK + o.putsOK, r.conflicts + o.conflicts, r.gets + o.gets,
+		r.notFound + o.notFound, r.failed + o.failed, r.retries + o.retries}
+}
+
 // http is the HTTP requests they took: operations plus retried attempts.
 func (r sinkRequests) http() float64 { return r.puts + r.gets + r.retries }
 
 func readSinkRequests(label string) sinkRequests {
+	return readRequests(map[string]string{"processor": label})
+}
+
+// readRequests are the requests of the objstore series whose labels
+// include these.
+func readRequests(these map[string]string) sinkRequests {
 	m := gatherMetrics()
 	n := func(op, outcome string) float64 {
-		l := map[string]string{"processor": label}
+		l := maps.Clone(these)
 		if op != "" {
 			l["operation"] = op
 		}
@@ -74,7 +86,7 @@ func readSinkRequests(label string) sinkRequests {
 	return sinkRequests{
 		puts: n(objstore.OpPut, ""), putsOK: n(objstore.OpPut, objstore.OutcomeSuccess), conflicts: n(objstore.OpPut, objstore.OutcomeConflict),
 		gets: n(objstore.OpGet, ""), notFound: n(objstore.OpGet, objstore.OutcomeNotFound), failed: n("", objstore.OutcomeError),
-		retries: m.sum("heartlog_objstore_retries_total", map[string]string{"processor": label}),
+		retries: m.sum("heartlog_objstore_retries_total", these),
 	}
 }
 

@@ -16,12 +16,20 @@ import (
 	"time"
 )
 
-// httpScenarioSpec is one HTTP load shape: size 1 posts single heartbeats to
-// the single-object route, larger sizes post arrays to the bulk route.
+// httpScenarioSpec is one HTTP load shape: arrays of size heartbeats to
+// the bulk route, or single heartbeats to the single-object route.
 type httpScenarioSpec struct {
 	name  string
 	conns int
 	size  int
+	bulk  bool // the bulk route (else size must be 1)
+
+	// keys are the users' API keys, which connection w takes in turn
+	// (keys w, w+conns, ...), one a request; nil: a new user for each
+	// connection.
+	keys []string
+	// base is the API's URL (empty: the stack's unlimited API).
+	base string
 }
 
 // sample is one finished request.
@@ -35,16 +43,26 @@ type sample struct {
 // window after the warm-up.
 func runHTTP(ctx context.Context, st *stack, cfg config, spec httpScenarioSpec) (result, error) {
 	res := result{scenario: spec.name, target: targetFor(spec.name)}
-	keys, err := st.newUsers(ctx, "bench-"+spec.name, spec.conns)
-	if err != nil {
-		return res, fmt.Errorf("create users: %w", err)
+	keys := spec.keys
+	if keys == nil {
+		var err error
+		if keys, err = st.newUsers(ctx, "bench-"+spec.name, spec.conns); err != nil {
+			return res, fmt.Errorf("create users: %w", err)
+		}
+	}
+	if len(keys) < spec.conns {
+		return res, fmt.Errorf("%d users for %d connections", len(keys), spec.conns)
 	}
 	path := "/api/v1/users/current/heartbeats"
-	bulk := spec.name == "bulk"
+	bulk := spec.bulk
 	if bulk {
 		path += ".bulk"
 	}
-	target := st.baseURL + path
+	base := spec.base
+	if base == "" {
+		base = st.baseURL
+	}
+	target := base + path
 
 	start := time.Now()
 	t0 := start.Add(cfg.warmup)
@@ -58,7 +76,11 @@ func runHTTP(ctx context.Context, st *stack, cfg config, spec httpScenarioSpec) 
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				samples[w] = worker(lctx, w, target, keys[w], spec.size, bulk, t1)
+				var mine []string
+				for k := w; k < len(keys); k += spec.conns {
+					mine = append(mine, keys[k])
+				}
+				samples[w] = worker(lctx, w, target, mine, spec.size, bulk, t1)
 			}()
 		}
 	})
@@ -137,8 +159,9 @@ func runHTTP(ctx context.Context, st *stack, cfg config, spec httpScenarioSpec) 
 	return res, nil
 }
 
-// worker posts sequentially on its own keep-alive connection until t1.
-func worker(ctx context.Context, w int, target, key string, size int, bulk bool, t1 time.Time) []sample {
+// worker posts sequentially on its own keep-alive connection until t1, for
+// each of keys' users in turn.
+func worker(ctx context.Context, w int, target string, keys []string, size int, bulk bool, t1 time.Time) []sample {
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxConnsPerHost:     1,
@@ -149,15 +172,9 @@ func worker(ctx context.Context, w int, target, key string, size int, bulk bool,
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	g := newGenerator(w)
-	header := http.Header{
-		"Accept":          {"application/json"},
-		"Accept-Encoding": {"gzip"},
-		// wakatime-cli sends base64(key), without the colon of RFC 7617.
-		"Authorization":  {"Basic " + base64.StdEncoding.EncodeToString([]byte(key))},
-		"Content-Type":   {"application/json"},
-		"Timezone":       {"Etc/UTC"},
-		"User-Agent":     {g.userAgent},
-		"X-Machine-Name": {g.machine},
+	headers := make([]http.Header, len(keys))
+	for i, key := range keys {
+		headers[i] = cliHeader(key, g.userAgent, g.machine)
 	}
 	out := make([]sample, 0, 4096)
 	var body []byte
@@ -177,7 +194,7 @@ func worker(ctx context.Context, w int, target, key string, size int, bulk bool,
 		if err != nil {
 			panic(err) // a bad URL is a bug here
 		}
-		req.Header = header
+		req.Header = headers[len(out)%len(headers)]
 		start := time.Now()
 		r, err := client.Do(req)
 		status := 0
@@ -202,6 +219,20 @@ func worker(ctx context.Context, w int, target, key string, size int, bulk bool,
 		}
 	}
 	return out
+}
+
+// cliHeader is what wakatime-cli sends with a heartbeat request.
+func cliHeader(key, userAgent, machine string) http.Header {
+	return http.Header{
+		"Accept":          {"application/json"},
+		"Accept-Encoding": {"gzip"},
+		// wakatime-cli sends base64(key), without the colon of RFC 7617.
+		"Authorization":  {"Basic " + base64.StdEncoding.EncodeToString([]byte(key))},
+		"Content-Type":   {"application/json"},
+		"Timezone":       {"Etc/UTC"},
+		"User-Agent":     {userAgent},
+		"X-Machine-Name": {machine},
+	}
 }
 
 // generator writes WakaTime heartbeats shaped like wakatime-cli's, distinct

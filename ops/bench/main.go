@@ -26,6 +26,22 @@
 //     item is 201 counts as acknowledged. Target: 100,000 heartbeats/s.
 //   - single: -single-conns connections POSTing one heartbeat each to
 //     /api/v1/users/current/heartbeats. Target: 15,000 requests/s.
+//   - ingest-all (not run by default: it needs HEARTLOG_S3_*,
+//     HEARTLOG_BACKUP_S3_* and HEARTLOG_CACHE_URL): whole-system ingest in
+//     the `heartlog dev` configuration. Bulk's load (-bulk-conns
+//     connections, -bulk-size heartbeats a request) over -ingest-users
+//     users, each connection sending for its share of them in turn,
+//     through the API with the production limits (config's), for -warmup
+//     and -duration, twice in one run on an emptied stream: first with
+//     only the Postgres processor running, then with every processor of
+//     processors/catalog (the day-file ones behind compaction.LatePath on
+//     their partition consumers) and the day closer, as cmd/heartlog's
+//     process wires them. Today is an open day, so the day-file
+//     processors only ack. Reported per phase: heartbeats/s, the Postgres
+//     consumer's backlog at the window's end and how long the processors
+//     took to go idle, the day-file requests and writes (0 expected).
+//     Target: all four ≥ 25,000 heartbeats/s and ≥ 0.85 of the Postgres-only
+//     figure.
 //   - drain: with no processor running, -drain-heartbeats heartbeats over
 //     -drain-users users and -drain-days UTC days are published straight
 //     through streams.Publisher (no HTTP), then the Postgres processor is
@@ -109,6 +125,28 @@
 //     request (the most a request may carry) back to back over
 //     -noisy-conns connections. Reported: B's p50/p99 in both phases (target:
 //     with A at most 2× alone), A's 429s and accepted requests.
+//   - paced (not run by default; -paced-duration plus about a minute; not
+//     with compaction, which closes yesterday too): -paced-users users,
+//     each a plugin sending one heartbeat every -paced-min-interval to
+//     -paced-max-interval (uniform, the first within the first interval)
+//     to POST /api/v1/users/current/heartbeats, a new connection each as
+//     wakatime-cli, through the API with the production limits, for
+//     -paced-duration, while every processor and the day closer run as in
+//     ingest-all (the closer with -paced-close-delay, so that it leaves
+//     yesterday open). The heartbeats are of yesterday (UTC) at the clock
+//     time they are sent. Three rows: "open day" counts what the
+//     processors and the closer asked of the day-file stores while the day
+//     was open (S3 and backup PUTs and GETs from the objstore metrics,
+//     cache writes from the generations in Redis, heartlog_dayfile_writes,
+//     the late path's admissions; the conditional-write probes at start
+//     apart). Target: 0. "close" times compaction.CloseDay of yesterday with
+//     the sinks catalog.CompactionSinks builds (as `heartlog days close`),
+//     beside the running closer, and reports S3 PUTs, backup writes and
+//     cache writes per user-day (target ≤ 1.05 each), GETs, the load
+//     average. "late" has -paced-late-users users send one bulk of 3
+//     heartbeats of the closed day each and reports the late path's writes
+//     per user-day per sink (expected 1: one flush each). The day files
+//     are deleted at the end unless -dayfiles-keep.
 //
 // How to read the output: for bulk and single, the clients run for -warmup
 // (not counted) and then for -duration; throughput counts the requests that
@@ -236,9 +274,18 @@ type config struct {
 	compTimeout      time.Duration
 	clUsers          int
 	clHeartbeats     int
+
+	ingestUsers      int
+	pacedUsers       int
+	pacedDuration    time.Duration
+	pacedMinInterval time.Duration
+	pacedMaxInterval time.Duration
+	pacedLateUsers   int
+	pacedCloseDelay  time.Duration
+	idleTimeout      time.Duration
 }
 
-var allScenarios = []string{"bulk", "single", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency"}
+var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -313,6 +360,14 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.compTimeout, "compaction-timeout", 20*time.Minute, "compaction-*: stop a close that has not finished by then and report what it did")
 	fs.IntVar(&c.clUsers, "compaction-latency-users", 20_000, "compaction-latency: users of the closed day (user-days = users)")
 	fs.IntVar(&c.clHeartbeats, "compaction-latency-heartbeats", 100_000, "compaction-latency: heartbeats of the closed day")
+	fs.IntVar(&c.ingestUsers, "ingest-users", 3200, "ingest-all: users the -bulk-conns connections send for, each connection its share in turn (the production API limits apply per user)")
+	fs.IntVar(&c.pacedUsers, "paced-users", 1000, "paced: simulated users, each a plugin sending single heartbeats")
+	fs.DurationVar(&c.pacedDuration, "paced-duration", 3*time.Minute, "paced: how long the users send while the day is open")
+	fs.DurationVar(&c.pacedMinInterval, "paced-min-interval", 20*time.Second, "paced: shortest time between a user's heartbeats (each interval uniform in [min, max])")
+	fs.DurationVar(&c.pacedMaxInterval, "paced-max-interval", 2*time.Minute, "paced: longest time between a user's heartbeats")
+	fs.IntVar(&c.pacedLateUsers, "paced-late-users", 20, "paced: users that send one bulk of late heartbeats after the close (0: none)")
+	fs.DurationVar(&c.pacedCloseDelay, "paced-close-delay", 48*time.Hour, "paced: the running day closer's CloseDelay (HEARTLOG_DAY_CLOSE_DELAY), long enough that it does not close yesterday during the traffic")
+	fs.DurationVar(&c.idleTimeout, "lifecycle-idle-timeout", 2*time.Minute, "ingest-all, paced: longest wait for the processors' consumers to have nothing pending or unacked")
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintf(out, `Usage: go run ./ops/bench [flags]
@@ -332,7 +387,11 @@ user with 1,000 heartbeats a day, hot (Postgres), warm (SSDB) and cold (S3)
 janitor times the shard janitor dropping a day of 1,000,000 rows;
 -scenarios compaction times closing a day of 1,000,000 heartbeats (with
 -compaction-one-partition, one partition-day) and compaction-latency one of
-20,000 user-days into the simulated S3 and Spaces. Needs
+20,000 user-days into the simulated S3 and Spaces. -scenarios ingest-all
+compares bulk ingest with only the Postgres processor and with all four
+and the day closer (>= 25,000 heartbeats/s, within 15%%); -scenarios paced
+sends paced plugin traffic for yesterday, closes the day and sends late
+heartbeats (no day-file write while open, <= 1.05 per user-day). Needs
 HEARTLOG_POSTGRES_URL (. var/env).
 Exit status is 0 when the measurements ran, whether or not targets were met.
 
@@ -412,8 +471,16 @@ Flags:
 		return c, errors.New("-compaction-heartbeats, -compaction-users and -compaction-partitions must be positive, -compaction-memory-bytes at least 65536, -compaction-latency-heartbeats at least -compaction-latency-users")
 	case c.compConcurrency < 1 || c.compBackupConc < 1 || c.compBackupRPS < 0 || c.compTimeout <= 0:
 		return c, errors.New("-compaction-concurrency and -compaction-backup-concurrency must be positive, -compaction-backup-rps not negative, -compaction-timeout positive")
+	case c.ingestUsers < c.bulkConns || c.pacedUsers < 1 || c.pacedLateUsers < 0 || c.pacedLateUsers > c.pacedUsers || c.idleTimeout <= 0:
+		return c, errors.New("-ingest-users must be at least -bulk-conns, -paced-users positive, -paced-late-users 0 to -paced-users, -lifecycle-idle-timeout positive")
+	case c.pacedDuration <= 0 || c.pacedMinInterval <= 0 || c.pacedMaxInterval < c.pacedMinInterval || c.pacedCloseDelay < 25*time.Hour+c.pacedDuration:
+		return c, errors.New("-paced-duration and -paced-min-interval must be positive, -paced-max-interval at least -paced-min-interval, -paced-close-delay more than 25h plus -paced-duration (yesterday must stay open)")
 	case c.readsDays < 1 || c.readsDays > 390 || c.readsPerDay < 1 || c.readsUsers < 1 || c.readsOtherDays < 0 || c.readsOtherDays > 30 || c.readsOtherPerDay < 1 || c.janitorRows < 1:
 		return c, errors.New("-reads-days must be 1-390, -reads-other-days 0-30, the other -reads-* counts and -janitor-rows positive")
+	}
+	if slices.Contains(c.scenarios, "paced") && slices.Contains(c.scenarios, "compaction") {
+		// Both close yesterday: the second would find it compacted.
+		return c, errors.New("-scenarios: paced and compaction both close yesterday; run them separately")
 	}
 	if c.workDir, err = filepath.Abs(c.workDir); err != nil {
 		return c, err
@@ -528,7 +595,7 @@ func run(ctx context.Context, cfg config) (err error) {
 		var err error
 		switch name {
 		case "bulk":
-			r, err = runHTTP(ctx, st, cfg, httpScenarioSpec{name: "bulk", conns: cfg.bulkConns, size: cfg.bulkSize})
+			r, err = runHTTP(ctx, st, cfg, httpScenarioSpec{name: "bulk", conns: cfg.bulkConns, size: cfg.bulkSize, bulk: true})
 		case "single":
 			r, err = runHTTP(ctx, st, cfg, httpScenarioSpec{name: "single", conns: cfg.singleConns, size: 1})
 		}
@@ -566,7 +633,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				}
 			}
 			results = append(results, rs...)
-		case "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency":
+		case "ingest-all", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced":
 			if processorOn {
 				st.stopProcessor()
 				processorOn = false
@@ -574,7 +641,7 @@ func run(ctx context.Context, cfg config) (err error) {
 			run := map[string]func(context.Context, *stack, config) ([]result, error){
 				"dayfiles-drain": runDayfilesDrain, "dayfiles-latency": runDayfilesLatency,
 				"reads": runReads, "janitor": runJanitor, "noisy-neighbour": runNoisy, "compaction": runCompaction,
-				"compaction-latency": runCompactionLatency,
+				"compaction-latency": runCompactionLatency, "ingest-all": runIngestAll, "paced": runPaced,
 			}[name]
 			rs, err := run(ctx, st, cfg)
 			if err != nil {

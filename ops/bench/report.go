@@ -104,12 +104,7 @@ type machine struct {
 // probeMachine reads the load average and times small fsynced writes in
 // dir, the ceiling of a store that fsyncs every message.
 func probeMachine(dir string) machine {
-	var m machine
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(b)); len(f) >= 3 {
-			m.loadAvg = strings.Join(f[:3], " ")
-		}
-	}
+	m := machine{loadAvg: loadAvg()}
 	f, err := os.CreateTemp(dir, "fsync-probe-*")
 	if err != nil {
 		return m

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	"heartlog/api"
 	"heartlog/heartbeat"
@@ -282,15 +283,28 @@ func (st *stack) stopProcessor() {
 
 // newUsers creates n users through the user store and returns their keys.
 func (st *stack) newUsers(ctx context.Context, prefix string, n int) ([]string, error) {
+	_, keys, err := st.createUsers(ctx, prefix, n)
+	return keys, err
+}
+
+// createUsers creates n users through the user store, 8 at a time, and
+// returns them and their keys.
+func (st *stack) createUsers(ctx context.Context, prefix string, n int) ([]users.User, []string, error) {
+	us := make([]users.User, n)
 	keys := make([]string, n)
+	var g errgroup.Group
+	g.SetLimit(8)
 	for i := range keys {
-		_, key, err := st.users.Create(ctx, users.NewUser{Name: fmt.Sprintf("%s-%d", prefix, i)})
-		if err != nil {
-			return nil, err
-		}
-		keys[i] = key
+		g.Go(func() error {
+			var err error
+			us[i], keys[i], err = st.users.Create(ctx, users.NewUser{Name: fmt.Sprintf("%s-%d", prefix, i)})
+			return err
+		})
 	}
-	return keys, nil
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	return us, keys, nil
 }
 
 // prepare is what the API does to a decoded heartbeat before publishing.
