@@ -36,32 +36,35 @@ var admissions = promauto.NewCounterVec(prometheus.CounterOpts{
 	Help: "Messages a late-path processor admitted to its sink, passed over (the compaction writes them) or held (compaction not recorded yet).",
 }, []string{"processor", "admission"})
 
-// admit applies opts.Admit to w: it acks what passes, naks what is held
-// and returns the rest. A message whose subject is not a day's (it cannot
-// be told) is admitted, so that the sink parks it rather than it vanishing.
-func admit(w work, opts Options, name string, log zerolog.Logger) work {
+// admit applies opts.Admit to msgs, before they are decoded (most of an
+// open day's messages are only acked): it acks what passes, naks what is
+// held and returns the rest. A message whose subject is not a day's, or
+// whose metadata does not parse, is admitted, so that the sink parks or
+// stores it rather than it vanishing.
+func admit(msgs []jetstream.Msg, opts Options, name string, log zerolog.Logger) []jetstream.Msg {
 	if opts.Admit == nil {
-		return w
+		return msgs
 	}
-	out := work{held: w.held}
+	out := msgs[:0:0]
 	var passed, held int
-	for i, it := range w.items {
+	for _, msg := range msgs {
 		a := Admit
-		if day, p, err := streams.ParseSubject(it.subject); err == nil {
-			a = opts.Admit(day, p, it.seq)
+		day, p, err := streams.ParseSubject(msg.Subject())
+		if meta, merr := msg.Metadata(); err == nil && merr == nil {
+			a = opts.Admit(day, p, meta.Sequence.Stream)
 		}
 		switch a {
 		case Pass:
 			passed++
-			ack(w.msgs[i], log)
+			ack(msg, log)
 		case Hold:
 			held++
-			_ = w.msgs[i].NakWithDelay(opts.HoldDelay)
+			_ = msg.NakWithDelay(opts.HoldDelay)
 		default:
-			out.items, out.msgs = append(out.items, it), append(out.msgs, w.msgs[i])
+			out = append(out, msg)
 		}
 	}
-	admissions.WithLabelValues(name, "admitted").Add(float64(len(out.items)))
+	admissions.WithLabelValues(name, "admitted").Add(float64(len(out)))
 	admissions.WithLabelValues(name, "passed").Add(float64(passed))
 	if held > 0 {
 		admissions.WithLabelValues(name, "held").Add(float64(held))

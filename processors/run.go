@@ -69,6 +69,10 @@ type Options struct {
 	// HoldDelay is how long a held message waits before it is delivered
 	// again (default 30s).
 	HoldDelay time.Duration
+	// Consumers, if set, are the partition consumers RunPartitions runs on
+	// as they are (the late path's, kept by compaction.SyncLateFilters);
+	// otherwise it ensures the processor's consumers of every day.
+	Consumers []jetstream.Consumer
 }
 
 func (o *Options) setDefaults() {
@@ -133,6 +137,7 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 		defer close(pending)
 		for {
 			msgs, err := gather(ctx, iter, opts)
+			msgs = admit(msgs, opts, sink.Name(), log)
 			if len(msgs) > 0 {
 				w := decode(msgs)
 				// Waiting behind a long commit must not let the server
@@ -151,7 +156,7 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 	}()
 	st := newStorer(sink, opts.DeadLetters, log, opts.RetryMin, opts.RetryMax)
 	for w := range pending {
-		commit(ctx, st, admit(w, opts, sink.Name(), log), opts, log)
+		commit(ctx, st, w, opts, log)
 	}
 	select {
 	case err := <-failed:
@@ -262,9 +267,6 @@ func commit(ctx context.Context, st *storer, w work, opts Options, log zerolog.L
 	// messages to another instance while this one is still writing them.
 	defer keepInProgress(work, w.msgs, opts.ProgressEvery)()
 	w.held()
-	if len(w.items) == 0 {
-		return
-	}
 	if err := st.store(work, w.items); err != nil {
 		log.Warn().Err(err).Int("messages", len(w.msgs)).Msg("stopped before the commit finished; messages stay unacked and will be redelivered")
 		return
@@ -310,7 +312,10 @@ func sleep(ctx context.Context, d time.Duration) {
 // processes may call it for one processor: each partition is served by one
 // of them at a time.
 func RunPartitions(ctx context.Context, js jetstream.JetStream, cfg streams.Config, sink Sink, opts Options) error {
-	conss, err := streams.EnsurePartitionConsumers(ctx, js, cfg, sink.Name())
+	conss, err := opts.Consumers, error(nil)
+	if conss == nil {
+		conss, err = streams.EnsurePartitionConsumers(ctx, js, cfg, sink.Name())
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting

@@ -201,10 +201,10 @@ func TestNotDroppedWhileCacheBehind(t *testing.T) {
 	const day = "20240301"
 	e.partition(day, 5)
 	e.publish(day, 1)
-	e.publish("20240302", 1) // another day on the same partition, later
-	last1 := e.publish(day, 1)
-	last3 := e.publish(day, 3)
 	e.compacted(day, streams.DurableObjects, streams.DurableCache)
+	e.publish("20240302", 1) // another day on the same partition, later
+	last1 := e.publish(day, 1) // late: past the compaction's bound
+	last3 := e.publish(day, 3)
 	e.ackAll(streams.DurableObjects)
 
 	j := e.janitor("janitor", nil)
@@ -317,8 +317,8 @@ func TestObjectsBehindIsReported(t *testing.T) {
 	e := setup(t)
 	const day = "20240301"
 	e.partition(day, 1)
-	seq := e.publish(day, 2)
 	e.compacted(day, streams.DurableObjects, streams.DurableCache)
+	seq := e.publish(day, 2) // late
 	e.ackAll(streams.DurableCache)
 	err := e.janitor("op", nil).DropNow(context.Background(), day)
 	var np *shards.NotProvenError

@@ -108,9 +108,11 @@ func NotProven(err error) []*NotProvenError {
 
 // Prove checks that the day (YYYYMMDD) is in its day files for good:
 // it is closed, each processor in Options.Processors (objects and cache)
-// has recorded the compaction of every partition, and every partition consumer of those processors (the late
-// path) has acked every message of the day that the stream holds now. It
-// returns nil when all of that holds, a *NotProvenError saying what is
+// has recorded the compaction of every partition, and every partition
+// consumer of those processors (the late path) has acked every message of
+// the day that the stream holds now past its compaction's bound (the late
+// consumers read only closed days: they never see the messages at or
+// below it). It returns nil when all of that holds, a *NotProvenError saying what is
 // missing when not, and another error when it cannot tell.
 //
 // A day's messages are on heartbeats.<day>.<p>. Consumer p of a processor
@@ -165,14 +167,18 @@ func (j *Janitor) Prove(ctx context.Context, day string) error {
 	}
 	slices.Sort(parts)
 	np := &NotProvenError{Day: day}
-	if err := j.proveCompacted(ctx, np); err != nil || np.Reason != "" || len(np.Behind) > 0 {
-		if err != nil {
-			return err
-		}
+	rec, err := j.proveCompacted(ctx, np)
+	if err != nil {
+		return err
+	}
+	if np.Reason != "" || len(np.Behind) > 0 {
 		return np
 	}
 	for _, proc := range j.opts.Processors {
 		for _, p := range parts {
+			if last[p] <= rec.Compactions[p][proc].Seq {
+				continue // the compaction wrote every message the stream holds
+			}
 			name := streams.PartitionDurable(proc, p)
 			b := Behind{Consumer: name, Partition: p, LastSeq: last[p]}
 			cons, err := stream.Consumer(ctx, name)
@@ -199,19 +205,19 @@ func (j *Janitor) Prove(ctx context.Context, day string) error {
 // proveCompacted files into np what the day lacks of its lifecycle: a
 // Reason if it is open, a Behind (Uncompacted) for every partition and
 // processor without a compaction record.
-func (j *Janitor) proveCompacted(ctx context.Context, np *NotProvenError) error {
+func (j *Janitor) proveCompacted(ctx context.Context, np *NotProvenError) (*streams.DayRecord, error) {
 	kv, err := j.js.KeyValue(ctx, j.sc.ShardsBucket)
 	if err != nil {
-		return fmt.Errorf("shards: KV bucket %s: %w", j.sc.ShardsBucket, err)
+		return nil, fmt.Errorf("shards: KV bucket %s: %w", j.sc.ShardsBucket, err)
 	}
 	recs, err := streams.DayRecords(ctx, kv, np.Day)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r := recs[np.Day]
 	if r == nil || r.Lifecycle.State != streams.DayClosed {
 		np.Reason = "the day is open: its day files are written when it closes (heartlog days close, or HEARTLOG_DAY_CLOSE_DELAY after it ends)"
-		return nil
+		return r, nil
 	}
 	// Every partition, not only those with messages now: a partition
 	// whose messages aged out of the stream may still have rows that no
@@ -223,5 +229,5 @@ func (j *Janitor) proveCompacted(ctx context.Context, np *NotProvenError) error 
 			}
 		}
 	}
-	return nil
+	return r, nil
 }

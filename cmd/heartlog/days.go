@@ -156,7 +156,9 @@ dead-letter stream (heartlog dlq list).
 Today and future days are refused: their heartbeats still arrive. Closing a day
 again is safe and quick: what is recorded is skipped, the rest is redone. A
 compaction stopped midway (Ctrl-C, a crash) resumes this way. If another
-compactor holds a partition's lock, the command retries for --wait.
+compactor holds a partition's lock, the command retries for --wait; a close
+killed outright (kill -9) holds its partitions' locks until their 30 s TTL runs
+out, so a rerun right after one waits that long.
 
 Examples:
   heartlog days close 2026-11-20     # then: heartlog days list

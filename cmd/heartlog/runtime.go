@@ -208,6 +208,33 @@ func (rt *runtime) process(ctx context.Context, names []string) (err error) {
 		if err != nil {
 			return fmt.Errorf("HEARTLOG_PROCESSORS: %w", err)
 		}
+		if p.Consumes == catalog.LatePath {
+			late = append(late, name)
+		}
+	}
+	if len(late) > 0 {
+		if rt.cfg.DayCloseDelay >= rt.cfg.ShardsGrace {
+			rt.log.Warn().Str("HEARTLOG_DAY_CLOSE_DELAY", rt.cfg.DayCloseDelay.String()).Str("HEARTLOG_SHARDS_GRACE", rt.cfg.ShardsGrace.String()).
+				Msg("days close only after their shard grace: a late heartbeat for a day past the grace is in neither Postgres nor its files until the day closes")
+		}
+		closer, sinks, cleanup, err := rt.compactor(ctx, "closer", late...)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		// The late consumers read the closed days only: an open day's
+		// messages are never delivered to them.
+		if _, err := closer.SyncLateFilters(ctx); err != nil {
+			return err
+		}
+		if days, err = streams.WatchDays(ctx, rt.js, rt.sc); err != nil {
+			return err
+		}
+		defer func() { _ = days.Stop() }()
+		runs = append(runs, func(ctx context.Context) error { return closer.Run(ctx, sinks...) })
+	}
+	for _, name := range names {
+		p, _ := catalog.Lookup(name)
 		sink, cleanup, err := rt.sink(ctx, name)
 		if err != nil {
 			return err
@@ -223,28 +250,12 @@ func (rt *runtime) process(ctx context.Context, names []string) (err error) {
 			runs = append(runs, run)
 			continue
 		}
-		if days == nil {
-			if days, err = streams.WatchDays(ctx, rt.js, rt.sc); err != nil {
-				return err
-			}
-			defer func() { _ = days.Stop() }()
-		}
 		opts.Admit = compaction.LatePath(days, name)
-		late = append(late, name)
-		runs = append(runs, func(ctx context.Context) error { return processors.RunPartitions(ctx, rt.js, rt.sc, sink, opts) })
-		rt.log.Info().Str("processor", name).Str("flush_age", f.Age.String()).Msg("day-file processor starting: late heartbeats of closed days, every partition")
-	}
-	if len(late) > 0 {
-		if rt.cfg.DayCloseDelay >= rt.cfg.ShardsGrace {
-			rt.log.Warn().Str("HEARTLOG_DAY_CLOSE_DELAY", rt.cfg.DayCloseDelay.String()).Str("HEARTLOG_SHARDS_GRACE", rt.cfg.ShardsGrace.String()).
-				Msg("days close only after their shard grace: a late heartbeat for a day past the grace is in neither Postgres nor its files until the day closes")
-		}
-		closer, sinks, cleanup, err := rt.compactor(ctx, "closer", late...)
-		if err != nil {
+		if opts.Consumers, err = streams.PartitionConsumers(ctx, rt.js, rt.sc, name); err != nil {
 			return err
 		}
-		defer cleanup()
-		runs = append(runs, func(ctx context.Context) error { return closer.Run(ctx, sinks...) })
+		runs = append(runs, func(ctx context.Context) error { return processors.RunPartitions(ctx, rt.js, rt.sc, sink, opts) })
+		rt.log.Info().Str("processor", name).Str("flush_age", f.Age.String()).Msg("day-file processor starting: late heartbeats of closed days, every partition")
 	}
 	if !rt.noJanitor {
 		run, err := rt.janitor(ctx)

@@ -134,6 +134,10 @@ func (s *Service) StartDayFiles(t testing.TB, o DayFileOptions) (stop func()) {
 		o.Names = catalog.DayFiles()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	// As `heartlog process`: the late consumers read the closed days only.
+	if _, err := s.Compactor(t, compaction.Options{}).SyncLateFilters(ctx); err != nil {
+		t.Fatal(err)
+	}
 	days, err := streams.WatchDays(ctx, s.JS, s.Streams)
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +146,13 @@ func (s *Service) StartDayFiles(t testing.TB, o DayFileOptions) (stop func()) {
 	for _, name := range o.Names {
 		go func() {
 			defer func() { done <- struct{}{} }()
+			conss, err := streams.PartitionConsumers(ctx, s.JS, s.Streams, name)
+			if err != nil {
+				t.Errorf("%s processor: %v", name, err)
+				return
+			}
 			opts := processors.Options{Linger: o.FlushAge, Log: Logger(t), RetryMax: 500 * time.Millisecond,
-				Admit: compaction.LatePath(days, name), HoldDelay: 200 * time.Millisecond}
+				Admit: compaction.LatePath(days, name), HoldDelay: 200 * time.Millisecond, Consumers: conss}
 			if err := processors.RunPartitions(ctx, s.JS, s.Streams, sinks[name], opts); err != nil && ctx.Err() == nil {
 				t.Errorf("%s processor: %v", name, err)
 			}

@@ -129,12 +129,19 @@ func startDevProcessors(ctx context.Context, st *stack, c settings.Config, scena
 			continue
 		}
 		if days == nil {
+			// As runtime.process: the late consumers read closed days only.
+			if _, err := compaction.New(st.js, st.sc, catalog.CompactorOptions(c, "bench-closer", st.log)).SyncLateFilters(gctx); err != nil {
+				return fail(err)
+			}
 			if days, err = streams.WatchDays(gctx, st.js, st.sc); err != nil {
 				return fail(err)
 			}
 			dp.cleanups = append(dp.cleanups, func() { _ = days.Stop() })
 		}
 		opts.Admit = compaction.LatePath(days, name)
+		if opts.Consumers, err = streams.PartitionConsumers(gctx, st.js, st.sc, name); err != nil {
+			return fail(err)
+		}
 		late = append(late, name)
 		labelled(gctx, "processor", func(lctx context.Context) {
 			g.Go(func() error { return processors.RunPartitions(lctx, st.js, st.sc, sink, opts) })

@@ -50,6 +50,17 @@ func (c *Compactor) round(ctx context.Context, names []string, sinks []processor
 		}
 		return
 	}
+	if missed, err := c.unread(ctx, days); err != nil {
+		c.opts.Log.Warn().Err(err).Msg("day closer: cannot check the late consumers' filters")
+	} else if len(missed) > 0 {
+		if err := c.heal(ctx, missed); err != nil {
+			c.opts.Log.Error().Err(err).Msg("day closer: cannot heal the late consumers' filters; next round")
+			return
+		}
+		if days, err = c.List(ctx); err != nil {
+			return
+		}
+	}
 	// Newest first: yesterday's close (and its shard drop) must not wait
 	// behind weeks of days from before the lifecycle, after an upgrade.
 	slices.Reverse(days)

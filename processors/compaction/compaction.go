@@ -58,6 +58,10 @@ type Options struct {
 	// CloseDelay is how long after a UTC day ends it is due to close
 	// (default 1h, HEARTLOG_DAY_CLOSE_DELAY); List marks an open day past it.
 	CloseDelay time.Duration
+	// LateProcessors are the processors whose late consumers a close opens
+	// to the day (default objects, cache and backup: all of them, whichever
+	// sinks this compactor writes).
+	LateProcessors []string
 	// Interval is how often Run looks for days to close (default 1m).
 	Interval time.Duration
 	// LockTTL is the per-(day, partition) lock's time to live (default
@@ -97,6 +101,9 @@ func (o *Options) defaults() {
 	}
 	if o.CloseDelay <= 0 {
 		o.CloseDelay = time.Hour
+	}
+	if len(o.LateProcessors) == 0 {
+		o.LateProcessors = []string{streams.DurableObjects, streams.DurableCache, streams.DurableBackup}
 	}
 	if o.Interval <= 0 {
 		o.Interval = time.Minute

@@ -650,3 +650,59 @@ func TestLatePathDoesNotTrustAStaleView(t *testing.T) {
 		t.Fatalf("at the record: %v, want Pass", got)
 	}
 }
+
+// TestCloserHealsALateConsumerThatMissedADay: a late consumer whose
+// filter lost a closed day (a filter sync that lost a race) never sees
+// that day's late heartbeats; the closer notices, gives the filter its day
+// back and compacts the day again, so the late heartbeat reaches the
+// files all the same.
+func TestCloserHealsALateConsumerThatMissedADay(t *testing.T) {
+	w := newWorld(t, 1)
+	w.cleanup(t)
+	w.publish(t, 3, 2)
+	ctx := context.Background()
+	c := w.compactor(t, compaction.Options{Interval: 50 * time.Millisecond})
+	if _, err := c.CloseDay(ctx, w.day, w.sinks(t)...); err != nil {
+		t.Fatal(err)
+	}
+	for _, proc := range []string{streams.DurableObjects, streams.DurableCache, streams.DurableBackup} {
+		ok, err := streams.LateReads(ctx, w.js, w.sc, proc, 0, w.day)
+		if err != nil || !ok {
+			t.Fatalf("after close, %s's late consumer does not read the day: %v", proc, err)
+		}
+	}
+	if _, err := streams.EnsureLateConsumers(ctx, w.js, w.sc, streams.DurableCache, nil); err != nil { // the lost race
+		t.Fatal(err)
+	}
+	w.publish(t, 4, 3) // late heartbeats nobody's late path delivers to cache
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(rctx, w.sinks(t)...) }()
+	ok := heartlogtest.Eventually(30*time.Second, func() bool {
+		got, found, err := w.stores.Cache.Get(ctx, dayfile.Key(w.prefix, fmt.Sprintf("u%s-%04d", w.prefix, 3), w.day))
+		return err == nil && found && len(got) > 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Fatal("the closer did not heal the cache's late consumer: the late user-day never reached SSDB")
+	}
+	if read, err := streams.LateReads(ctx, w.js, w.sc, streams.DurableCache, 0, w.day); err != nil || !read {
+		t.Fatalf("the cache's late consumer still does not read the day: %v", err)
+	}
+	// Every file holds the late heartbeats too (the backup with a new
+	// version where they changed a file: a late heartbeat does).
+	for key, want := range w.want {
+		if got, ok, err := w.stores.Cache.Get(ctx, key); err != nil || !ok || !bytes.Equal(got, want) {
+			t.Errorf("SSDB %s: %d bytes, found %t, %v; want %d bytes", key, len(got), ok, err, len(want))
+		}
+		if got, _, err := w.stores.Primary.Get(ctx, key); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("S3 %s: %d bytes, %v; want %d bytes", key, len(got), err, len(want))
+		}
+		if got, _, err := w.stores.Backup.Get(ctx, key); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("backup %s: %d bytes, %v; want %d bytes", key, len(got), err, len(want))
+		}
+	}
+}

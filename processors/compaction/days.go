@@ -40,21 +40,8 @@ func (c *Compactor) CloseDay(ctx context.Context, day string, sinks ...processor
 	if err != nil {
 		return nil, fmt.Errorf("compaction: open KV bucket %s: %w", c.sc.ShardsBucket, err)
 	}
-	closedAt, err := c.markClosed(ctx, kv, day)
-	if err != nil {
+	if err := c.openLatePath(ctx, kv, day); err != nil {
 		return nil, err
-	}
-	// Every bound is taken after Settle: a late-path consumer that read the
-	// day as open when it skipped a message did so before the bounds, so
-	// the compaction reads that message (see the package doc).
-	if wait := time.Until(closedAt.Add(c.opts.Settle)); wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
 	}
 	began := time.Now()
 	var (
@@ -94,6 +81,47 @@ func (c *Compactor) CloseDay(ctx context.Context, day string, sinks ...processor
 		Int("heartbeats", hbs).Int("user_days", uds).Str("took", time.Since(began).Round(time.Millisecond).String()).
 		Msg("day compacted")
 	return out, errors.Join(errs...)
+}
+
+// openLatePath marks the day closed and sees that every late consumer
+// reads it, then waits Settle before any bound is taken: a message stored
+// before the late consumers read the day, or passed over by a late path
+// that read the day as open, is then below every bound, so the compaction
+// reads it; every message past a bound is delivered to the late path. A
+// lost race between two filter syncs is caught here, at the check after
+// the wait, and healed by syncing and waiting again.
+func (c *Compactor) openLatePath(ctx context.Context, kv jetstream.KeyValue, day string) error {
+	closedAt, err := c.markClosed(ctx, kv, day)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		missing, err := c.lateMissing(ctx, day)
+		if err != nil {
+			return err
+		}
+		if len(missing) == 0 && attempt > 0 {
+			return nil
+		}
+		if len(missing) > 0 {
+			if attempt >= 3 {
+				return fmt.Errorf("compaction: late consumers %v still do not read %s after %d syncs", missing, shards.DisplayDay(day), attempt)
+			}
+			if _, err := c.SyncLateFilters(ctx); err != nil {
+				return err
+			}
+			closedAt = time.Now()
+		}
+		if wait := time.Until(closedAt.Add(c.opts.Settle)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+	}
 }
 
 // markClosed moves the day to closed unless it is, and returns the time

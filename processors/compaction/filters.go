@@ -1,0 +1,184 @@
+package compaction
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"heartlog/heartbeat"
+	"heartlog/shards"
+	"heartlog/streams"
+)
+
+// LateFiltersLock is the key in the locks bucket under which the late
+// consumers' filters are changed, one writer at a time.
+const LateFiltersLock = "late-filters"
+
+// SyncLateFilters sets every partition consumer of the late-path
+// processors (Options.LateProcessors) to read exactly the closed days the
+// stream may still hold (streams.LateConsumerConfig), creating the
+// consumers where missing, and returns the days. It reads the days from
+// the shards bucket under the lock LateFiltersLock, so that two syncs
+// cannot interleave their writes.
+func (c *Compactor) SyncLateFilters(ctx context.Context) ([]string, error) {
+	locks, err := c.js.KeyValue(ctx, c.sc.LocksBucket)
+	if err != nil {
+		return nil, fmt.Errorf("compaction: open KV bucket %s: %w", c.sc.LocksBucket, err)
+	}
+	var lock *shards.Lock
+	for attempt := 0; ; attempt++ {
+		lock, err = shards.Acquire(ctx, locks, LateFiltersLock, c.opts.Owner, c.opts.LockTTL, shards.WithJetStream(c.js))
+		if !errors.Is(err, shards.ErrHeld) || attempt == 100 {
+			break
+		}
+		select { // another sync takes milliseconds
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = lock.Release(rctx)
+	}()
+	days, err := c.lateDays(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, proc := range c.opts.LateProcessors {
+		if _, err := streams.EnsureLateConsumers(ctx, c.js, c.sc, proc, days); err != nil {
+			return nil, err
+		}
+	}
+	return days, nil
+}
+
+// lateDays are the closed days whose messages the stream may still hold.
+func (c *Compactor) lateDays(ctx context.Context) ([]string, error) {
+	kv, err := c.js.KeyValue(ctx, c.sc.ShardsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("compaction: open KV bucket %s: %w", c.sc.ShardsBucket, err)
+	}
+	recs, err := streams.DayRecords(ctx, kv, "")
+	if err != nil {
+		return nil, err
+	}
+	var days []string
+	for d, r := range recs {
+		if r.Lifecycle.State == streams.DayClosed && c.inStream(d) {
+			days = append(days, d)
+		}
+	}
+	return days, nil
+}
+
+// inStream reports whether the stream may still hold messages of day: it
+// keeps a message for MaxAge after it was stored, and a message is stored
+// at the earliest on its day (a client's clock ahead: a day more).
+func (c *Compactor) inStream(day string) bool {
+	start, err := time.Parse(heartbeat.DayLayout, day)
+	if err != nil {
+		return false
+	}
+	maxAge := c.sc.MaxAge
+	if maxAge <= 0 {
+		return true
+	}
+	return c.opts.Now().Sub(start) < maxAge+48*time.Hour
+}
+
+// lateReads reports the late consumers that do not read day yet, as
+// "objects-p03".
+func (c *Compactor) lateMissing(ctx context.Context, day string) ([]string, error) {
+	var missing []string
+	for _, proc := range c.opts.LateProcessors {
+		for p := range c.sc.Partitions {
+			ok, err := streams.LateReads(ctx, c.js, c.sc, proc, p, day)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				missing = append(missing, streams.PartitionDurable(proc, p))
+			}
+		}
+	}
+	return missing, nil
+}
+
+// unread returns the closed days of days (in the stream's reach) that
+// some late consumer does not read: a filter sync lost a race, or a
+// consumer was recreated by hand. Messages of such a day past its bounds
+// may have gone by unread.
+func (c *Compactor) unread(ctx context.Context, days []DayInfo) ([]string, error) {
+	filters := map[string]map[string]bool{} // durable -> subjects
+	for _, proc := range c.opts.LateProcessors {
+		for p := range c.sc.Partitions {
+			name := streams.PartitionDurable(proc, p)
+			cons, err := c.js.Consumer(ctx, c.sc.Stream, name)
+			if err != nil {
+				if errors.Is(err, jetstream.ErrConsumerNotFound) {
+					continue // no late path of that processor runs yet: SyncLateFilters creates it with every day
+				}
+				return nil, fmt.Errorf("compaction: consumer %s: %w", name, err)
+			}
+			cfg := cons.CachedInfo().Config
+			set := map[string]bool{cfg.FilterSubject: true}
+			for _, f := range cfg.FilterSubjects {
+				set[f] = true
+			}
+			filters[name] = set
+		}
+	}
+	var out []string
+	for _, d := range days {
+		if d.Lifecycle.State != streams.DayClosed || !c.inStream(d.Day) {
+			continue
+		}
+		for name, set := range filters {
+			p := partitionOf(name)
+			if !set[streams.Subject(d.Day, p)] && !set[streams.PartitionSubjects(p)] {
+				out = append(out, d.Day)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// partitionOf is the partition of a durable named by
+// streams.PartitionDurable.
+func partitionOf(durable string) uint32 {
+	var p uint32
+	if i := strings.LastIndex(durable, "-p"); i >= 0 {
+		_, _ = fmt.Sscanf(durable[i+2:], "%d", &p)
+	}
+	return p
+}
+
+// heal makes every late consumer read the days it missed, then has them
+// compacted again for every late processor (their records are removed:
+// the late path holds those days' messages until the new records), so
+// that whatever went by unread is below the new bounds.
+func (c *Compactor) heal(ctx context.Context, days []string) error {
+	if _, err := c.SyncLateFilters(ctx); err != nil {
+		return err
+	}
+	for _, d := range days {
+		c.opts.Log.Warn().Str("day", shards.DisplayDay(d)).
+			Msg("a late consumer did not read this closed day; compacting it again so that nothing it missed is lost")
+		for _, proc := range c.opts.LateProcessors {
+			if _, err := c.Forget(ctx, d, proc); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
