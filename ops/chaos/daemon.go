@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +26,7 @@ type daemon struct {
 
 	cmd    *exec.Cmd
 	exited chan struct{}
+	exit   *exit // how the process started last exited, once exited is closed
 	starts int
 }
 
@@ -51,12 +53,14 @@ func (d *daemon) start() error {
 		return fmt.Errorf("start %s: %w", d.name, err)
 	}
 	exited := make(chan struct{})
+	ex := new(exit)
 	go func() {
-		_ = cmd.Wait()
+		ex.err = cmd.Wait()
+		ex.at = time.Now()
 		logf.Close()
 		close(exited)
 	}()
-	d.cmd, d.exited = cmd, exited
+	d.cmd, d.exited, d.exit = cmd, exited, ex
 	d.starts++
 	return nil
 }
@@ -71,6 +75,26 @@ func (d *daemon) alive() bool {
 		return false
 	default:
 		return true
+	}
+}
+
+// exit is how and when a process ended.
+type exit struct {
+	err error
+	at  time.Time
+}
+
+// wait waits until the process started last exits and returns how it
+// exited (nil: status 0) and when, or ctx's error.
+func (d *daemon) wait(ctx context.Context) (time.Time, error) {
+	if d.cmd == nil {
+		return time.Time{}, fmt.Errorf("%s was never started", d.name)
+	}
+	select {
+	case <-d.exited:
+		return d.exit.at, d.exit.err
+	case <-ctx.Done():
+		return time.Time{}, ctx.Err()
 	}
 }
 

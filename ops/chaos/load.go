@@ -24,6 +24,12 @@ import (
 type load struct {
 	st    *stack
 	users []loadUser
+	// day is the UTC day the load sends for (YYYYMMDD): yesterday when the
+	// row began. Every heartbeat is stamped 24 hours before it is sent, so
+	// that the day files are written through the real paths: the day's
+	// compaction when it is closed (today's files are never written while
+	// today is open), and the late path for what arrives after.
+	day string
 	// oldDay, when not zero, is the start of an extra UTC day that part of
 	// each bulk request is sent for (the janitor row).
 	oldDay atomic.Int64
@@ -51,7 +57,7 @@ type ack struct {
 
 // newLoad creates n users for the row.
 func newLoad(ctx context.Context, st *stack, n int) (*load, error) {
-	l := &load{st: st, acked: map[string]ack{}, outcomes: map[string]int{},
+	l := &load{st: st, day: utcDay(float64(time.Now().Add(-sendLag).Unix())), acked: map[string]ack{}, outcomes: map[string]int{},
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 			Proxy: nil, MaxIdleConnsPerHost: n + 8, IdleConnTimeout: 30 * time.Second,
 		}}}
@@ -121,19 +127,44 @@ func (l *load) heartbeat(user int, at time.Time) heartbeatJSON {
 	}
 }
 
+// sendLag is how long before it is sent a heartbeat of the load is stamped:
+// a day, so that it belongs to yesterday (load.day).
+const sendLag = 24 * time.Hour
+
 // send makes one request of size heartbeats (size 1: the single route).
 func (l *load) send(ctx context.Context, user, size int) {
 	now := time.Now()
 	hbs := make([]heartbeatJSON, size)
 	old := l.oldDay.Load()
 	for k := range hbs {
-		at := now.Add(-time.Duration(k) * time.Millisecond)
+		at := now.Add(-sendLag - time.Duration(k)*time.Millisecond)
 		if old != 0 && size > 1 && k%2 == 1 {
 			// Same time of day, on the old day.
 			at = time.Unix(old, 0).Add(time.Duration(now.UnixNano()%int64(24*time.Hour)) - time.Duration(k)*time.Millisecond)
 		}
 		hbs[k] = l.heartbeat(user, at)
 	}
+	l.submit(ctx, user, hbs, now)
+}
+
+// sendDay sends n heartbeats of user spread over the load's (past) day, in
+// bulk requests of 25.
+func (l *load) sendDay(ctx context.Context, user, n int) {
+	start, _ := time.Parse(heartbeat.DayLayout, l.day)
+	for n > 0 && ctx.Err() == nil {
+		hbs := make([]heartbeatJSON, min(n, 25))
+		for k := range hbs {
+			hbs[k] = l.heartbeat(user, start.Add(rand.N(24*time.Hour)))
+		}
+		n -= len(hbs)
+		l.submit(ctx, user, hbs, time.Now())
+	}
+}
+
+// submit posts hbs (one: the single route, else bulk) and records what the
+// answer acknowledged.
+func (l *load) submit(ctx context.Context, user int, hbs []heartbeatJSON, now time.Time) {
+	size := len(hbs)
 	path := "/api/v1/users/current/heartbeats"
 	var body []byte
 	if size == 1 {

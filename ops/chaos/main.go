@@ -26,6 +26,16 @@
 // variables, so that kill -9 is real. Each row gets a fresh NATS store, a
 // fresh database and fresh users; the servers live for the whole suite.
 //
+// The load sends for yesterday (UTC): today's day files are never written
+// while today is open. The processes run with HEARTLOG_DAY_CLOSE_DELAY a
+// year, so no day closer acts by itself; each row closes the day with
+// `bin/heartlog days close`, as an operator would, where it tests its fault
+// best: early (the rest of its traffic is the late path's under the
+// fault), in the fault (the compaction meets it), or at the end (the fault
+// hits ingest and Postgres, the compaction writes the files). Every row
+// closes its days again at its end before counting (skipped where
+// recorded), and a day closed only then must have had no day file.
+//
 // The rows (-rows picks some; see allRows): kill -9 of each processor
 // -kills times in a row, each kill once the restarted process holds
 // delivered, unacked messages; kill -9 of serve; Postgres stopped
@@ -33,7 +43,9 @@
 // -s3-down; the NATS server restarted (SIGTERM, then kill -9); a poison
 // heartbeat (through the API and straight into the stream); a corrupt day
 // file in S3; the shard janitor killed after each of its steps
-// (HEARTLOG_DEBUG_JANITOR_PAUSE holds it there).
+// (HEARTLOG_DEBUG_JANITOR_PAUSE holds it there); `heartlog days close`
+// killed at random points until a run completes, then one late heartbeat
+// (one more backup version of its file only).
 //
 // The exit status is 1 when a row lost or duplicated a heartbeat, or
 // failed to run; the table is printed either way.
@@ -54,23 +66,26 @@ import (
 )
 
 type config struct {
-	rows         []row
-	keep         bool
-	verbose      bool
-	users        int
-	interval     time.Duration
-	bulk         int
-	kills        int
-	serveKills   int
-	pgDown       time.Duration
-	redisDown    time.Duration
-	s3Down       time.Duration
-	settle       time.Duration
-	poisonSettle time.Duration
-	root         string
-	heartlog     string
-	tools        string
-	pgBin        string
+	rows     []row
+	keep     bool
+	verbose  bool
+	users    int
+	interval time.Duration
+	bulk     int
+	kills    int
+	// compaction-kill: its users, each one's heartbeats of the day, and
+	// how many times `days close` is killed before it may complete.
+	compactionUsers, compactionHeartbeats, compactionKills int
+	serveKills                                             int
+	pgDown                                                 time.Duration
+	redisDown                                              time.Duration
+	s3Down                                                 time.Duration
+	settle                                                 time.Duration
+	poisonSettle                                           time.Duration
+	root                                                   string
+	heartlog                                               string
+	tools                                                  string
+	pgBin                                                  string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -87,6 +102,9 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.interval, "interval", 500*time.Millisecond, "each user sends one request this often")
 	fs.IntVar(&c.bulk, "bulk", 10, "heartbeats in every 8th request (heartbeats.bulk)")
 	fs.IntVar(&c.kills, "kills", 20, "process-kill: kills of each processor in a row")
+	fs.IntVar(&c.compactionUsers, "compaction-users", 300, "compaction-kill: users sending for the day")
+	fs.IntVar(&c.compactionHeartbeats, "compaction-heartbeats", 40, "compaction-kill: heartbeats of each user's day")
+	fs.IntVar(&c.compactionKills, "compaction-kills", 8, "compaction-kill: kills of `heartlog days close` before it may complete")
 	fs.IntVar(&c.serveKills, "serve-kills", 5, "serve-kill: kills of serve")
 	fs.DurationVar(&c.pgDown, "pg-down", 90*time.Second, "postgres-down: how long Postgres stays stopped")
 	fs.DurationVar(&c.redisDown, "redis-down", 60*time.Second, "redis-down: how long Redis stays stopped")
@@ -122,8 +140,10 @@ func parseFlags(args []string) (config, error) {
 	switch {
 	case len(c.rows) == 0:
 		return c, errors.New("-rows names none")
-	case c.users < 2 || c.users > 1000:
-		return c, errors.New("-users must be 2-1000")
+	case c.users < 2 || c.users > 1000 || c.compactionUsers < 2 || c.compactionUsers > 1000:
+		return c, errors.New("-users and -compaction-users must be 2-1000")
+	case c.compactionHeartbeats < 1 || c.compactionHeartbeats > 10000 || c.compactionKills < 0 || c.compactionKills > 100:
+		return c, errors.New("-compaction-heartbeats must be 1-10000, -compaction-kills 0-100")
 	case c.interval < 10*time.Millisecond || c.bulk < 1 || c.bulk > 25:
 		return c, errors.New("-interval must be at least 10ms, -bulk 1-25")
 	case c.kills < 1 || c.kills > 100 || c.serveKills < 1 || c.serveKills > 100:
@@ -214,14 +234,22 @@ func runRow(ctx context.Context, st *stack, rw row) (res result) {
 		return res
 	}
 	defer st.endRow()
-	l, err := newLoad(ctx, st, st.cfg.users)
+	users := st.cfg.users
+	if rw.name == "compaction-kill" {
+		users = st.cfg.compactionUsers
+	}
+	l, err := newLoad(ctx, st, users)
 	if err != nil {
 		res.err = err
 		return res
 	}
-	r := &rowRun{st: st, cfg: st.cfg, l: l, skip: map[string]bool{}, inPG: func(string) bool { return true }, settle: st.cfg.settle}
+	r := &rowRun{st: st, cfg: st.cfg, l: l, skip: map[string]bool{}, inPG: func(string) bool { return true },
+		settle: st.cfg.settle, closed: map[string]bool{}}
 	err = rw.run(ctx, r)
 	r.stopLoad()
+	if err == nil {
+		err = r.closeAtEnd(ctx)
+	}
 	res.notes = r.notes
 	if err != nil {
 		res.err = err

@@ -36,6 +36,7 @@ var allRows = []row{
 	{"poison", "poison heartbeat (extra number out of Postgres' range)", runPoison},
 	{"corrupt-dayfile", "a corrupt day file in S3", runCorruptDayfile},
 	{"janitor-kill", "shard janitor killed after each of its steps and inside DETACH ... CONCURRENTLY", runJanitorKill},
+	{"compaction-kill", "kill -9 of `heartlog days close` at random points, rerun until it completes; then a late heartbeat", runCompactionKill},
 }
 
 // rowRun is one row while it runs.
@@ -49,6 +50,8 @@ type rowRun struct {
 	// inPG: whether a day's heartbeats belong in Postgres.
 	inPG   func(day string) bool
 	settle time.Duration // how long to wait for the processors at the end
+	// closed: the days the row closed (`heartlog days close`) itself.
+	closed map[string]bool
 
 	loadCancel context.CancelFunc
 	loadDone   chan struct{}
@@ -103,6 +106,12 @@ func runProcessKill(ctx context.Context, r *rowRun) error {
 	if err := r.hold(ctx, 3*time.Second, "warm-up"); err != nil {
 		return err
 	}
+	// The day-file processors only pass over an open day's messages: close
+	// it under the load, so that the kills hit the late path's batches.
+	if err := r.closeDay(ctx, r.l.day, "the kills hit the late path"); err != nil {
+		return err
+	}
+	r.note("%s closed after the warm-up, under the load: the kills hit the late path (day files) and Postgres", r.l.day)
 	var wg sync.WaitGroup
 	mid := make([]int, len(processorProcs))
 	errs := make([]error, len(processorProcs))
@@ -185,12 +194,16 @@ func runServeKill(ctx context.Context, r *rowRun) error {
 		return err
 	}
 	r.stopLoad()
-	r.note("%d kills", r.cfg.serveKills)
+	r.note("%d kills; the day closed at the end: ingest takes the fault, the compaction writes the files", r.cfg.serveKills)
 	return nil
 }
 
-// outage runs the load, stops a service for d, starts it again.
-func (r *rowRun) outage(ctx context.Context, what, note string, d time.Duration, stop, start func() error) error {
+// outage runs the load, stops a service for d, starts it again. With
+// closeInFault the load's day is closed as the fault begins (`days close`
+// runs through it): the compaction of the warm-up's heartbeats and the late
+// path of the rest meet the fault. Otherwise the day closes at the end of
+// the row, after the fault.
+func (r *rowRun) outage(ctx context.Context, what, note string, d time.Duration, closeInFault bool, stop, start func() error) error {
 	r.startLoad(ctx)
 	if err := r.hold(ctx, 5*time.Second, "warm-up"); err != nil {
 		return err
@@ -200,12 +213,27 @@ func (r *rowRun) outage(ctx context.Context, what, note string, d time.Duration,
 	if err := stop(); err != nil {
 		return err
 	}
+	closed := func() error { return nil }
+	if closeInFault {
+		closed = r.startClose(ctx, r.l.day, "in the fault")
+	}
 	if err := r.hold(ctx, d, what+" down"); err != nil {
 		_ = start()
 		return err
 	}
 	if err := start(); err != nil {
 		return err
+	}
+	if closeInFault {
+		// A close that failed in the fault leaves what it did not record
+		// to the close at the end (as an operator would run it again).
+		if err := closed(); err != nil {
+			r.note("%s closed in the fault: days close failed (%v); closed again at the end", r.l.day, err)
+		} else {
+			r.note("%s closed in the fault: days close completed; the rest of the load is the late path's", r.l.day)
+		}
+	} else {
+		r.note("%s closed at the end: the fault hits ingest and Postgres, the compaction writes the files", r.l.day)
 	}
 	r.progress("%s: back", what)
 	if err := r.hold(ctx, 5*time.Second, ""); err != nil {
@@ -221,19 +249,19 @@ func (r *rowRun) outage(ctx context.Context, what, note string, d time.Duration,
 
 func runPostgresDown(ctx context.Context, r *rowRun) error {
 	pg := r.st.pg
-	return r.outage(ctx, "postgres", "stopped (fast shutdown) for", r.cfg.pgDown,
+	return r.outage(ctx, "postgres", "stopped (fast shutdown) for", r.cfg.pgDown, false,
 		func() error { return pg.stop(syscall.SIGINT, 30*time.Second) }, r.st.startPG)
 }
 
 func runRedisDown(ctx context.Context, r *rowRun) error {
 	rd := r.st.redisd
-	return r.outage(ctx, "redis", "stopped (SIGTERM; append-only file on) for", r.cfg.redisDown,
+	return r.outage(ctx, "redis", "stopped (SIGTERM; append-only file on) for", r.cfg.redisDown, true,
 		func() error { return rd.stop(syscall.SIGTERM, 30*time.Second) }, r.st.startRedisd)
 }
 
 func runS3SlowDown(ctx context.Context, r *rowRun) error {
 	before := r.st.proxy.Stats()
-	err := r.outage(ctx, "S3 (30% SlowDown)", "primary and backup buckets refused 30% for", r.cfg.s3Down,
+	err := r.outage(ctx, "S3 (30% SlowDown)", "primary and backup buckets refused 30% for", r.cfg.s3Down, true,
 		func() error { r.st.proxy.SetSlowDownRate(0.3); return nil },
 		func() error { r.st.proxy.SetSlowDownRate(0); return nil })
 	after := r.st.proxy.Stats()
@@ -245,6 +273,9 @@ func runNATSRestart(ctx context.Context, r *rowRun) error {
 	n := r.st.natsd
 	r.startLoad(ctx)
 	if err := r.hold(ctx, 5*time.Second, "warm-up"); err != nil {
+		return err
+	}
+	if err := r.closeDay(ctx, r.l.day, "the restarts hit the late path"); err != nil {
 		return err
 	}
 	r.progress("nats-server: SIGTERM, down 5s")
@@ -271,7 +302,7 @@ func runNATSRestart(ctx context.Context, r *rowRun) error {
 		return err
 	}
 	r.stopLoad()
-	r.note("SIGTERM + 5 s down, then kill -9")
+	r.note("%s closed after the warm-up: the restarts hit the late path; SIGTERM + 5 s down, then kill -9", r.l.day)
 	return nil
 }
 
@@ -283,8 +314,9 @@ func runPoison(ctx context.Context, r *rowRun) error {
 	if err := r.hold(ctx, 5*time.Second, "warm-up"); err != nil {
 		return err
 	}
-	// Through the API, as a user would send it.
-	now := float64(time.Now().UnixMicro()) / 1e6
+	// Through the API, as a user would send it; the day closes at the end,
+	// so its compaction meets the poison too.
+	now := float64(time.Now().Add(-sendLag).UnixMicro()) / 1e6
 	body := fmt.Sprintf(`[{"entity":"/poison.go","type":"file","time":%f,"x":1e200000}]`, now)
 	outcome, items := r.l.post(ctx, 0, "/api/v1/users/current/heartbeats.bulk", []byte(body), true)
 	for _, it := range items {
@@ -315,7 +347,7 @@ func (r *rowRun) publishPoison(ctx context.Context) (string, error) {
 	u := r.l.users[1%len(r.l.users)]
 	hb := &heartlogv1.Heartbeat{
 		UserId: u.ID, Entity: "/poison-direct.go", Type: "file", Category: "coding",
-		Time: float64(time.Now().UnixMicro()) / 1e6, ExtraJson: []byte(poisonExtra),
+		Time: float64(time.Now().Add(-sendLag).UnixMicro()) / 1e6, ExtraJson: []byte(poisonExtra),
 		Machine: "chaos-machine", UserAgent: "chaos",
 	}
 	hb.Id = heartbeat.ID(hb)
@@ -331,8 +363,13 @@ func runCorruptDayfile(ctx context.Context, r *rowRun) error {
 	if err := r.hold(ctx, 8*time.Second, "warm-up"); err != nil {
 		return err
 	}
+	// The compaction writes the warm-up's files; the late path then meets
+	// the corrupt one.
+	if err := r.closeDay(ctx, r.l.day, "the late path meets the corrupt file"); err != nil {
+		return err
+	}
 	u := r.l.users[0]
-	key := dayfile.Key(u.ObjectPrefix, u.ID, time.Now().UTC().Format(heartbeat.DayLayout))
+	key := dayfile.Key(u.ObjectPrefix, u.ID, r.l.day)
 	held := 0
 	if data, _, err := r.st.primary.Get(ctx, key); err == nil {
 		if hbs, err := dayfile.Decode(data); err == nil {
@@ -361,17 +398,23 @@ const janitorGrace = "1m"
 
 func runJanitorKill(ctx context.Context, r *rowRun) error {
 	st := r.st
-	// Yesterday: inside the processors' shard grace (48 h), so its heartbeats
-	// get a Postgres partition (a day past grace gets none); the janitors of
-	// the row run with a grace of a minute, so to them it is due.
-	old := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
+	// The day before yesterday: inside the processors' shard grace (48 h),
+	// so its heartbeats get a Postgres partition (a day past grace gets
+	// none); the janitors of the row run with a grace of a minute, so to
+	// them it and yesterday (the load's day) are due. The old day is closed
+	// and compacted before the janitors start, yesterday stays open: the
+	// janitors must drop the one and keep the other.
+	old := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -2)
 	day := old.Format(heartbeat.DayLayout)
 	r.l.oldDay.Store(old.Unix())
 	r.startLoad(ctx)
-	if err := r.hold(ctx, 12*time.Second, "load for today and for "+old.Format(time.DateOnly)); err != nil {
+	if err := r.hold(ctx, 12*time.Second, "load for "+r.l.day+" and for "+day); err != nil {
 		return err
 	}
 	r.l.oldDay.Store(0)
+	if err := r.closeDay(ctx, day, "the janitor drops only a closed, compacted day"); err != nil {
+		return err
+	}
 	locks, err := st.js.KeyValue(ctx, st.sc.LocksBucket)
 	if err != nil {
 		return err
@@ -438,7 +481,7 @@ func runJanitorKill(ctx context.Context, r *rowRun) error {
 	if err := st.pool.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = $1`, pgheartbeats.PartitionName(day)).Scan(&tables); err != nil {
 		return err
 	}
-	r.note("day %s: shard %s, partition table %s", old.Format(time.DateOnly), state, map[bool]string{true: "gone", false: "present"}[tables == 0])
+	r.note("day %s (closed): shard %s, partition table %s", old.Format(time.DateOnly), state, map[bool]string{true: "gone", false: "present"}[tables == 0])
 	if state == streams.ShardDropped {
 		r.inPG = func(d string) bool { return d != day }
 		before := r.dayAcked(day)
@@ -454,6 +497,19 @@ func runJanitorKill(ctx context.Context, r *rowRun) error {
 		r.l.oldDay.Store(0)
 	}
 	r.stopLoad()
+	// Yesterday is open: the janitors must have kept it. Stop the last
+	// one before the row closes yesterday at its end, or it would drop it
+	// then (its grace is a minute) before the count.
+	if err := j.stop(syscall.SIGTERM, 20*time.Second); err != nil {
+		return err
+	}
+	if err := st.pool.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = $1`, pgheartbeats.PartitionName(r.l.day)).Scan(&tables); err != nil {
+		return err
+	}
+	if tables == 0 {
+		return fmt.Errorf("the janitor dropped %s, which is open", r.l.day)
+	}
+	r.note("%s (open): partition table kept", r.l.day)
 	return nil
 }
 

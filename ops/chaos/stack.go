@@ -92,8 +92,10 @@ func startStack(ctx context.Context, cfg config) (*stack, error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return st, err
 	}
-	if err := os.MkdirAll(st.logs, 0o777); err != nil {
-		return st, err
+	for _, d := range []string{st.logs, filepath.Join(dir, "compaction")} {
+		if err := os.MkdirAll(d, 0o777); err != nil {
+			return st, err
+		}
 	}
 	_ = os.Chmod(st.logs, 0o777)
 	for _, p := range []*int{&st.pgPort, &st.redisPort, &st.s3Port, &st.natsPort, &st.httpPort} {
@@ -352,6 +354,10 @@ func (st *stack) heartlogEnv(extra map[string]string) []string {
 		// As `heartlog dev`: a day file, cache entry and backup version within seconds.
 		"HEARTLOG_OBJECTS_FLUSH_AGE": "2s", "HEARTLOG_CACHE_FLUSH_AGE": "2s", "HEARTLOG_BACKUP_FLUSH_AGE": "2s",
 		"HEARTLOG_SHARDS_INTERVAL": "1s",
+		// No day closer closes a day by itself: the rows close the load's
+		// day (yesterday) with `heartlog days close` where they want it.
+		"HEARTLOG_DAY_CLOSE_DELAY": "8760h",
+		"HEARTLOG_COMPACTION_DIR":  filepath.Join(st.dir, "compaction"),
 		"HEARTLOG_LOG_LEVEL":       "info",
 		"HEARTLOG_LOG_FORMAT":      "json",
 		// Several heartlog processes run side by side: none takes the
