@@ -202,7 +202,7 @@ func TestNotDroppedWhileCacheBehind(t *testing.T) {
 	e.partition(day, 5)
 	e.publish(day, 1)
 	e.compacted(day, streams.DurableObjects, streams.DurableCache)
-	e.publish("20240302", 1) // another day on the same partition, later
+	e.publish("20240302", 1)   // another day on the same partition, later
 	last1 := e.publish(day, 1) // late: past the compaction's bound
 	last3 := e.publish(day, 3)
 	e.ackAll(streams.DurableObjects)
