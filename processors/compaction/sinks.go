@@ -12,6 +12,7 @@ import (
 	"heartlog/processors"
 	"heartlog/processors/dayfiles"
 	"heartlog/schema/dayfile"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/ssdb"
 	"heartlog/streams"
 )
@@ -115,8 +116,8 @@ func withCounter(ctx context.Context, n *atomic.Int64) context.Context {
 	return context.WithValue(ctx, counterKey{}, n)
 }
 
-func (c counted) Write(ctx context.Context, key string, data []byte, tag string) (string, error) {
-	newTag, err := c.Store.Write(ctx, key, data, tag)
+func (c counted) Write(ctx context.Context, key string, data []byte, hbs []*heartlogv1.Heartbeat, tag string) (string, error) {
+	newTag, err := c.Store.Write(ctx, key, data, hbs, tag)
 	if n, ok := ctx.Value(counterKey{}).(*atomic.Int64); ok && err == nil {
 		n.Add(1)
 	}

@@ -364,7 +364,7 @@ type inFlight struct {
 	arrived  chan struct{}
 }
 
-func (s *inFlight) Write(ctx context.Context, key string, data []byte, tag string) (string, error) {
+func (s *inFlight) Write(ctx context.Context, key string, data []byte, hbs []*heartlogv1.Heartbeat, tag string) (string, error) {
 	s.mu.Lock()
 	s.now++
 	s.max = max(s.max, s.now)
@@ -379,7 +379,7 @@ func (s *inFlight) Write(ctx context.Context, key string, data []byte, tag strin
 		s.now--
 		s.mu.Unlock()
 	}()
-	return s.Store.Write(ctx, key, data, tag)
+	return s.Store.Write(ctx, key, data, hbs, tag)
 }
 
 // TestMergesAreBoundedByBytes: with a budget smaller than any file, the

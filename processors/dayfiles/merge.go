@@ -79,7 +79,9 @@ var ErrOverlapped = errors.New("merge: another write overlapped this one")
 // generation; "" where the store has none), or ErrNotFound (possibly
 // wrapped) for a missing key; the tag of a missing key is still returned
 // where the store has one. Write replaces the file and returns the new
-// version's tag. A store that checks conditions writes only while the file
+// version's tag; hbs are data's heartbeats when the caller has them
+// decoded (nil otherwise), so that a store that needs them (the cache
+// digests them) need not decode data again. A store that checks conditions writes only while the file
 // is still the version tag names ("" meaning: it does not exist) and
 // otherwise returns ErrConflict; a store that cannot refuse the write may
 // write and then return ErrConflict and ErrOverlapped; a store that cannot
@@ -88,7 +90,7 @@ var ErrOverlapped = errors.New("merge: another write overlapped this one")
 // concurrently for one key.
 type Store interface {
 	Read(ctx context.Context, key string) (data []byte, tag string, err error)
-	Write(ctx context.Context, key string, data []byte, tag string) (newTag string, err error)
+	Write(ctx context.Context, key string, data []byte, hbs []*heartlogv1.Heartbeat, tag string) (newTag string, err error)
 }
 
 // Dropper is a Store that can remove a file (a derived store: readers then
@@ -392,7 +394,7 @@ func (s *Sink) tryMerge(ctx context.Context, d userDay, carry []*heartlogv1.Hear
 		return refused, carry, err
 	}
 	start := time.Now()
-	tag, err := s.opts.Store.Write(ctx, d.key, data, cur.tag)
+	tag, err := s.opts.Store.Write(ctx, d.key, data, merged, cur.tag)
 	if errors.Is(err, ErrOverlapped) && s.opts.Standby && s.onTop(ctx, d.key, data) {
 		// The write that overlapped this one is under it, and may be the
 		// live writer's, whose heartbeats this sink cannot know: readers
@@ -649,7 +651,7 @@ func (s *Sink) quarantine(ctx context.Context, key string, data []byte, cause er
 	ev := s.opts.Log.Error().Err(cause).Str("processor", s.opts.Name).Str("key", key)
 	if s.opts.Quarantine != nil {
 		// A copy under the same name (same file, same second) is as good.
-		if _, err := s.opts.Quarantine.Write(ctx, qkey, data, ""); err != nil && !errors.Is(err, ErrConflict) {
+		if _, err := s.opts.Quarantine.Write(ctx, qkey, data, nil, ""); err != nil && !errors.Is(err, ErrConflict) {
 			return fmt.Errorf("%s: quarantine corrupt %s: %w", s.opts.Name, key, err)
 		}
 		ev = ev.Str("quarantined_as", qkey)

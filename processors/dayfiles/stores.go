@@ -11,6 +11,7 @@ import (
 
 	"heartlog/objstore"
 	"heartlog/schema/digest"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/ssdb"
 )
 
@@ -28,7 +29,7 @@ func (s bucketStore) Read(ctx context.Context, key string) ([]byte, string, erro
 	return data, etag, err
 }
 
-func (s bucketStore) Write(ctx context.Context, key string, data []byte, tag string) (string, error) {
+func (s bucketStore) Write(ctx context.Context, key string, data []byte, _ []*heartlogv1.Heartbeat, tag string) (string, error) {
 	etag, err := s.b.PutIfMatch(ctx, key, data, tag)
 	if errors.Is(err, objstore.ErrPreconditionFailed) {
 		return "", errors.Join(ErrConflict, err)
@@ -40,9 +41,9 @@ func (s bucketStore) Write(ctx context.Context, key string, data []byte, tag str
 // each its digest for the read path and its generation (package
 // schema/digest): a Write is WriteDayFiles's one pipeline of DEL digest,
 // SETEX day file, SETEX digest, INCR generation, so that a digest is
-// missing, never stale, whatever happens between them. The Store interface
-// passes only bytes, so Write decodes the day file it writes to digest it
-// (about 2 ms of CPU per 1,000 heartbeats).
+// missing, never stale, whatever happens between them. The digest is made
+// from the heartbeats the sink merged (Write decodes data only when it
+// has none).
 //
 // SSDB has no conditional write (no MULTI, no Lua, no SET NX), so the
 // generation stands in for an ETag: Read returns it as the tag (MGET of
@@ -83,7 +84,7 @@ func genTag(v []byte) string {
 	return string(v)
 }
 
-func (s cacheStore) Write(ctx context.Context, key string, data []byte, tag string) (string, error) {
+func (s cacheStore) Write(ctx context.Context, key string, data []byte, hbs []*heartlogv1.Heartbeat, tag string) (string, error) {
 	if tag == "" {
 		tag = "0" // a new file, written without a read
 	}
@@ -101,7 +102,7 @@ func (s cacheStore) Write(ctx context.Context, key string, data []byte, tag stri
 	if s.beforeWrite != nil {
 		s.beforeWrite()
 	}
-	gens, err := s.c.WriteDayFiles(ctx, []ssdb.DayFile{{Key: key, Data: data}})
+	gens, err := s.c.WriteDayFiles(ctx, []ssdb.DayFile{{Key: key, Data: data, Heartbeats: hbs, Decoded: hbs != nil}})
 	if err != nil {
 		return "", err
 	}
