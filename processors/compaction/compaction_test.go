@@ -678,31 +678,34 @@ func TestCloserHealsALateConsumerThatMissedADay(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(rctx, w.sinks(t)...) }()
+	// Every file comes to hold the late heartbeats too (the backup with a
+	// new version where they changed a file: a late heartbeat does).
+	var last string
 	ok := heartlogtest.Eventually(30*time.Second, func() bool {
-		got, found, err := w.stores.Cache.Get(ctx, dayfile.Key(w.prefix, fmt.Sprintf("u%s-%04d", w.prefix, 3), w.day))
-		return err == nil && found && len(got) > 0
+		for key, want := range w.want {
+			if got, found, err := w.stores.Cache.Get(ctx, key); err != nil || !found || !bytes.Equal(got, want) {
+				last = fmt.Sprintf("SSDB %s: %d bytes, found %t, %v; want %d bytes", key, len(got), found, err, len(want))
+				return false
+			}
+			if got, _, err := w.stores.Primary.Get(ctx, key); err != nil || !bytes.Equal(got, want) {
+				last = fmt.Sprintf("S3 %s: %d bytes, %v; want %d bytes", key, len(got), err, len(want))
+				return false
+			}
+			if got, _, err := w.stores.Backup.Get(ctx, key); err != nil || !bytes.Equal(got, want) {
+				last = fmt.Sprintf("backup %s: %d bytes, %v; want %d bytes", key, len(got), err, len(want))
+				return false
+			}
+		}
+		return true
 	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	if !ok {
-		t.Fatal("the closer did not heal the cache's late consumer: the late user-day never reached SSDB")
+		t.Fatalf("the closer did not heal the cache's late consumer: %s", last)
 	}
 	if read, err := streams.LateReads(ctx, w.js, w.sc, streams.DurableCache, 0, w.day); err != nil || !read {
 		t.Fatalf("the cache's late consumer still does not read the day: %v", err)
-	}
-	// Every file holds the late heartbeats too (the backup with a new
-	// version where they changed a file: a late heartbeat does).
-	for key, want := range w.want {
-		if got, ok, err := w.stores.Cache.Get(ctx, key); err != nil || !ok || !bytes.Equal(got, want) {
-			t.Errorf("SSDB %s: %d bytes, found %t, %v; want %d bytes", key, len(got), ok, err, len(want))
-		}
-		if got, _, err := w.stores.Primary.Get(ctx, key); err != nil || !bytes.Equal(got, want) {
-			t.Errorf("S3 %s: %d bytes, %v; want %d bytes", key, len(got), err, len(want))
-		}
-		if got, _, err := w.stores.Backup.Get(ctx, key); err != nil || !bytes.Equal(got, want) {
-			t.Errorf("backup %s: %d bytes, %v; want %d bytes", key, len(got), err, len(want))
-		}
 	}
 }
