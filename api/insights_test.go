@@ -228,3 +228,43 @@ func checkList(t *testing.T, code int, body map[string]any, want []map[string]an
 		}
 	}
 }
+
+// TestListsFromDayFiles: the lists and the heat map read a day the same
+// way once it has left Postgres, from SSDB and then from S3. User agents
+// need whole heartbeats, the others the day's digest.
+func TestListsFromDayFiles(t *testing.T) {
+	svc := heartlogtest.Start(t, heartlogtest.Options{})
+	svc.StartDayFiles(t, heartlogtest.DayFileOptions{})
+	alice, key := svc.CreateUser(t, "alice", "")
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
+	at := func(m int) time.Time { return day.Add(10*time.Hour + time.Duration(m)*time.Minute) }
+	postAs(t, svc, key, "P1", "desk", uaVim, at(0), at(5))
+	postAs(t, svc, key, "P2", "laptop", uaCode, at(7))
+	svc.WaitCount(t, 3, "SELECT count(*) FROM heartbeats WHERE user_id = $1", alice.ID)
+	check := func(store string) bool {
+		code, p := get(t, svc, "/api/v1/users/current/projects", key)
+		_, m := get(t, svc, "/api/v1/users/current/machine_names", key)
+		_, ua := get(t, svc, "/api/v1/users/current/user_agents", key)
+		_, hm := get(t, svc, "/api/v1/users/current/heatmap", key)
+		ok := code == 200 && dig(p, "data", 0, "name") == "P2" && dig(p, "data", 1, "total_seconds") == 420.0 &&
+			dig(p, "data", 1, "first_heartbeat_at") == at(0).Format(time.RFC3339) &&
+			dig(m, "data", 0, "value") == "laptop" && dig(m, "data", 1, "last_seen_at") == at(5).Format(time.RFC3339) &&
+			dig(ua, "data", 0, "value") == uaCode && dig(ua, "data", 1, "value") == uaVim && dig(ua, "data", 2) == nil &&
+			dig(hm, "data", 363, "date") == day.Format(time.DateOnly) && dig(hm, "data", 363, "total_seconds") == 420.0
+		if !ok {
+			t.Logf("%s: projects %v machines %v agents %v heat map day %v", store, p, m, ua, dig(hm, "data", 363))
+		}
+		return ok
+	}
+	if !check("Postgres") {
+		t.Fatal("hot day read wrong")
+	}
+	evict := dropToDayFiles(t, svc, alice, day)
+	if !heartlogtest.Eventually(10*time.Second, func() bool { return check("SSDB") }) {
+		t.Fatal("warm day (SSDB) read wrong")
+	}
+	evict()
+	if !check("S3") {
+		t.Fatal("cold day (S3) read wrong")
+	}
+}
