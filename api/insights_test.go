@@ -200,6 +200,11 @@ func TestInsightReads(t *testing.T) {
 			hm.Msg.Days[362].Total.TotalSeconds != 60 {
 			t.Fatalf("heat map: %v", err)
 		}
+		bad := connect.NewRequest(&heartlogv1.GetHeatMapRequest{End: "yesterday"})
+		auth(bad)
+		if _, err := client.GetHeatMap(ctx, bad); connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Fatalf("heat map ending %q: %v, want invalid_argument", "yesterday", err)
+		}
 		anon := connect.NewRequest(&heartlogv1.GetProjectsRequest{})
 		if _, err := client.GetProjects(ctx, anon); connect.CodeOf(err) != connect.CodeUnauthenticated {
 			t.Fatalf("no key: %v, want unauthenticated", err)
