@@ -32,6 +32,19 @@ func connectOptions(u users.User, o *heartlogv1.ReadOptions) (stats.Options, err
 	return optionsFor(u, o.GetTimezone(), int(o.GetTimeoutMinutes()), o.GetWritesOnly(), o.GetProject())
 }
 
+// begin is the start of every read: the caller and its options.
+func (ss *statsService) begin(ctx context.Context, ro *heartlogv1.ReadOptions) (users.User, stats.Options, error) {
+	u, err := userFrom(ctx)
+	if err != nil {
+		return users.User{}, stats.Options{}, err
+	}
+	o, err := connectOptions(u, ro)
+	if err != nil {
+		return users.User{}, stats.Options{}, ss.readError(u, err)
+	}
+	return u, o, nil
+}
+
 // readError maps a read failure to a Connect code.
 func (ss *statsService) readError(u users.User, err error) error {
 	if isBadRead(err) {
@@ -69,13 +82,9 @@ func (ss *statsService) GetSummaries(ctx context.Context, req *connect.Request[h
 }
 
 func (ss *statsService) GetDurations(ctx context.Context, req *connect.Request[heartlogv1.GetDurationsRequest]) (*connect.Response[heartlogv1.GetDurationsResponse], error) {
-	u, err := userFrom(ctx)
+	u, o, err := ss.begin(ctx, req.Msg.GetOptions())
 	if err != nil {
 		return nil, err
-	}
-	o, err := connectOptions(u, req.Msg.GetOptions())
-	if err != nil {
-		return nil, ss.readError(u, err)
 	}
 	day, err := parseDay("date", req.Msg.GetDate(), ss.s.opts.Now(), o.Location)
 	if err != nil {
@@ -103,13 +112,9 @@ func (ss *statsService) GetDurations(ctx context.Context, req *connect.Request[h
 }
 
 func (ss *statsService) GetStatusBar(ctx context.Context, req *connect.Request[heartlogv1.GetStatusBarRequest]) (*connect.Response[heartlogv1.GetStatusBarResponse], error) {
-	u, err := userFrom(ctx)
+	u, o, err := ss.begin(ctx, req.Msg.GetOptions())
 	if err != nil {
 		return nil, err
-	}
-	o, err := connectOptions(u, req.Msg.GetOptions())
-	if err != nil {
-		return nil, ss.readError(u, err)
 	}
 	o.Start = stats.DateOf(ss.s.opts.Now(), o.Location)
 	o.End = o.Start
@@ -121,13 +126,9 @@ func (ss *statsService) GetStatusBar(ctx context.Context, req *connect.Request[h
 }
 
 func (ss *statsService) GetStats(ctx context.Context, req *connect.Request[heartlogv1.GetStatsRequest]) (*connect.Response[heartlogv1.GetStatsResponse], error) {
-	u, err := userFrom(ctx)
+	u, o, err := ss.begin(ctx, req.Msg.GetOptions())
 	if err != nil {
 		return nil, err
-	}
-	o, err := connectOptions(u, req.Msg.GetOptions())
-	if err != nil {
-		return nil, ss.readError(u, err)
 	}
 	name := req.Msg.GetRange()
 	o.Start, o.End, err = ss.s.namedRange(ctx, u, name, o.Location)

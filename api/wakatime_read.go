@@ -39,6 +39,7 @@ func (s *Server) readRoutes() {
 		s.mux.Handle("GET "+root+"/users/{user}/all_time_since_today", s.user("all_time", s.getAllTime))
 		s.mux.Handle("GET "+root+"/users/{user}/heartbeats", s.user("heartbeats_read", s.getHeartbeats))
 	}
+	s.insightRoutes()
 }
 
 // badParam is a 400 with a message for the client.

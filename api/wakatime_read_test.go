@@ -11,6 +11,7 @@ import (
 
 	"heartlog/internal/heartlogtest"
 	"heartlog/streams"
+	"heartlog/users"
 )
 
 func get(t *testing.T, svc *heartlogtest.Service, path, key string) (int, map[string]any) {
@@ -171,35 +172,11 @@ func TestSameTotalsFromEveryStore(t *testing.T) {
 	if got := total(); got != 660.0 {
 		t.Fatalf("hot (Postgres): %v, want 660", got)
 	}
-	day := today.AddDate(0, 0, -1).Format("20060102")
-	stores := heartlogtest.OpenStores(t)
-	ctx := context.Background()
-	prefix := alice.ObjectPrefix + "/" + alice.ID + "/"
-	file := prefix + today.AddDate(0, 0, -1).Format(time.DateOnly) + ".ndjson.gz"
-	svc.CloseDay(t, today.AddDate(0, 0, -1), &stores)
-	if !heartlogtest.Eventually(30*time.Second, func() bool { // the day files are written
-		cached, ok, err := stores.Cache.Get(ctx, file)
-		stored, _, err2 := stores.Primary.Get(ctx, file)
-		return err == nil && ok && len(cached) > 0 && err2 == nil && len(stored) > 0
-	}) {
-		t.Fatal("the day file never reached SSDB and S3")
-	}
-	kv, err := svc.JS.KeyValue(ctx, svc.Streams.ShardsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := streams.PutShard(ctx, kv, day, streams.Shard{State: streams.ShardDropped, UpdatedAt: time.Now()}, 0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.Pool.Exec(ctx, "DELETE FROM heartbeats WHERE user_id = $1", alice.ID); err != nil {
-		t.Fatal(err) // make sure Postgres is not what answers
-	}
+	evict := dropToDayFiles(t, svc, alice, today.AddDate(0, 0, -1))
 	if !heartlogtest.Eventually(10*time.Second, func() bool { return total() == 660.0 }) {
 		t.Fatalf("warm (SSDB): %v, want 660", total())
 	}
-	if err := stores.Cache.Delete(ctx, file); err != nil {
-		t.Fatal(err)
-	}
+	evict()
 	if got := total(); got != 660.0 {
 		t.Fatalf("cold (S3): %v, want 660", got)
 	}
@@ -263,5 +240,39 @@ func TestAllTimeStartsAtTheFirstHeartbeat(t *testing.T) {
 	code, st := get(t, svc, "/api/v1/users/current/stats/all_time", key)
 	if code != 200 || dig(st, "data", "total_seconds") != 1320.0 {
 		t.Fatalf("stats/all_time: %d %v", code, st)
+	}
+}
+
+// dropToDayFiles closes day, waits for u's day file in SSDB and S3, marks
+// the day's shard dropped and deletes u's rows from Postgres, so that
+// reads of the day come from SSDB; evict then removes the SSDB copy, so
+// that they come from S3.
+func dropToDayFiles(t *testing.T, svc *heartlogtest.Service, u users.User, day time.Time) (evict func()) {
+	t.Helper()
+	stores := heartlogtest.OpenStores(t)
+	ctx := context.Background()
+	file := u.ObjectPrefix + "/" + u.ID + "/" + day.Format(time.DateOnly) + ".ndjson.gz"
+	svc.CloseDay(t, day, &stores)
+	if !heartlogtest.Eventually(30*time.Second, func() bool { // the day files are written
+		cached, ok, err := stores.Cache.Get(ctx, file)
+		stored, _, err2 := stores.Primary.Get(ctx, file)
+		return err == nil && ok && len(cached) > 0 && err2 == nil && len(stored) > 0
+	}) {
+		t.Fatal("the day file never reached SSDB and S3")
+	}
+	kv, err := svc.JS.KeyValue(ctx, svc.Streams.ShardsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streams.PutShard(ctx, kv, day.Format("20060102"), streams.Shard{State: streams.ShardDropped, UpdatedAt: time.Now()}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Pool.Exec(ctx, "DELETE FROM heartbeats WHERE user_id = $1", u.ID); err != nil {
+		t.Fatal(err) // make sure Postgres is not what answers
+	}
+	return func() {
+		if err := stores.Cache.Delete(ctx, file); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -998,6 +998,719 @@ func (x *Duration) GetDependencies() []string {
 	return nil
 }
 
+type GetProjectsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Options       *ReadOptions           `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProjectsRequest) Reset() {
+	*x = GetProjectsRequest{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProjectsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProjectsRequest) ProtoMessage() {}
+
+func (x *GetProjectsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProjectsRequest.ProtoReflect.Descriptor instead.
+func (*GetProjectsRequest) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetProjectsRequest) GetOptions() *ReadOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+type GetProjectsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Projects      []*Project             `protobuf:"bytes,1,rep,name=projects,proto3" json:"projects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProjectsResponse) Reset() {
+	*x = GetProjectsResponse{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProjectsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProjectsResponse) ProtoMessage() {}
+
+func (x *GetProjectsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProjectsResponse.ProtoReflect.Descriptor instead.
+func (*GetProjectsResponse) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetProjectsResponse) GetProjects() []*Project {
+	if x != nil {
+		return x.Projects
+	}
+	return nil
+}
+
+type Project struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Unix seconds of the first and last heartbeat in the range.
+	FirstHeartbeatAt float64 `protobuf:"fixed64,2,opt,name=first_heartbeat_at,json=firstHeartbeatAt,proto3" json:"first_heartbeat_at,omitempty"`
+	LastHeartbeatAt  float64 `protobuf:"fixed64,3,opt,name=last_heartbeat_at,json=lastHeartbeatAt,proto3" json:"last_heartbeat_at,omitempty"`
+	Total            *Total  `protobuf:"bytes,4,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Project) Reset() {
+	*x = Project{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Project) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Project) ProtoMessage() {}
+
+func (x *Project) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Project.ProtoReflect.Descriptor instead.
+func (*Project) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Project) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Project) GetFirstHeartbeatAt() float64 {
+	if x != nil {
+		return x.FirstHeartbeatAt
+	}
+	return 0
+}
+
+func (x *Project) GetLastHeartbeatAt() float64 {
+	if x != nil {
+		return x.LastHeartbeatAt
+	}
+	return 0
+}
+
+func (x *Project) GetTotal() *Total {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+type GetUserAgentsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Options       *ReadOptions           `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUserAgentsRequest) Reset() {
+	*x = GetUserAgentsRequest{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUserAgentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUserAgentsRequest) ProtoMessage() {}
+
+func (x *GetUserAgentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUserAgentsRequest.ProtoReflect.Descriptor instead.
+func (*GetUserAgentsRequest) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetUserAgentsRequest) GetOptions() *ReadOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+type GetMachineNamesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Options       *ReadOptions           `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMachineNamesRequest) Reset() {
+	*x = GetMachineNamesRequest{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMachineNamesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMachineNamesRequest) ProtoMessage() {}
+
+func (x *GetMachineNamesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMachineNamesRequest.ProtoReflect.Descriptor instead.
+func (*GetMachineNamesRequest) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetMachineNamesRequest) GetOptions() *ReadOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+type GetSeenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seen          []*Seen                `protobuf:"bytes,1,rep,name=seen,proto3" json:"seen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSeenResponse) Reset() {
+	*x = GetSeenResponse{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSeenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSeenResponse) ProtoMessage() {}
+
+func (x *GetSeenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSeenResponse.ProtoReflect.Descriptor instead.
+func (*GetSeenResponse) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetSeenResponse) GetSeen() []*Seen {
+	if x != nil {
+		return x.Seen
+	}
+	return nil
+}
+
+// Seen is a value (a user agent, a machine name) and when it was seen.
+type Seen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Value string                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	// Unix seconds of the first and last heartbeat carrying it.
+	FirstSeenAt   float64 `protobuf:"fixed64,2,opt,name=first_seen_at,json=firstSeenAt,proto3" json:"first_seen_at,omitempty"`
+	LastSeenAt    float64 `protobuf:"fixed64,3,opt,name=last_seen_at,json=lastSeenAt,proto3" json:"last_seen_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Seen) Reset() {
+	*x = Seen{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Seen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Seen) ProtoMessage() {}
+
+func (x *Seen) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Seen.ProtoReflect.Descriptor instead.
+func (*Seen) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Seen) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *Seen) GetFirstSeenAt() float64 {
+	if x != nil {
+		return x.FirstSeenAt
+	}
+	return 0
+}
+
+func (x *Seen) GetLastSeenAt() float64 {
+	if x != nil {
+		return x.LastSeenAt
+	}
+	return 0
+}
+
+type GetInsightsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As GetStatsRequest.range.
+	Range         string       `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	Options       *ReadOptions `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInsightsRequest) Reset() {
+	*x = GetInsightsRequest{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInsightsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInsightsRequest) ProtoMessage() {}
+
+func (x *GetInsightsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInsightsRequest.ProtoReflect.Descriptor instead.
+func (*GetInsightsRequest) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetInsightsRequest) GetRange() string {
+	if x != nil {
+		return x.Range
+	}
+	return ""
+}
+
+func (x *GetInsightsRequest) GetOptions() *ReadOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+type GetInsightsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Range string                 `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	// Local dates, YYYY-MM-DD.
+	Start string `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	End   string `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	// Monday first.
+	Weekdays []*Weekday `protobuf:"bytes,4,rep,name=weekdays,proto3" json:"weekdays,omitempty"`
+	// 24 entries, local hour 0 first.
+	Hours []*Total `protobuf:"bytes,5,rep,name=hours,proto3" json:"hours,omitempty"`
+	// The local day with the most time; empty date when none has any.
+	BestDay       *DayTotal `protobuf:"bytes,6,opt,name=best_day,json=bestDay,proto3" json:"best_day,omitempty"`
+	DailyAverage  *Total    `protobuf:"bytes,7,opt,name=daily_average,json=dailyAverage,proto3" json:"daily_average,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInsightsResponse) Reset() {
+	*x = GetInsightsResponse{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInsightsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInsightsResponse) ProtoMessage() {}
+
+func (x *GetInsightsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInsightsResponse.ProtoReflect.Descriptor instead.
+func (*GetInsightsResponse) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetInsightsResponse) GetRange() string {
+	if x != nil {
+		return x.Range
+	}
+	return ""
+}
+
+func (x *GetInsightsResponse) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *GetInsightsResponse) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
+}
+
+func (x *GetInsightsResponse) GetWeekdays() []*Weekday {
+	if x != nil {
+		return x.Weekdays
+	}
+	return nil
+}
+
+func (x *GetInsightsResponse) GetHours() []*Total {
+	if x != nil {
+		return x.Hours
+	}
+	return nil
+}
+
+func (x *GetInsightsResponse) GetBestDay() *DayTotal {
+	if x != nil {
+		return x.BestDay
+	}
+	return nil
+}
+
+func (x *GetInsightsResponse) GetDailyAverage() *Total {
+	if x != nil {
+		return x.DailyAverage
+	}
+	return nil
+}
+
+type Weekday struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Monday .. Sunday.
+	Name  string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Total *Total `protobuf:"bytes,2,opt,name=total,proto3" json:"total,omitempty"`
+	// Total over the number of such days in the range.
+	Average       *Total `protobuf:"bytes,3,opt,name=average,proto3" json:"average,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Weekday) Reset() {
+	*x = Weekday{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Weekday) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Weekday) ProtoMessage() {}
+
+func (x *Weekday) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Weekday.ProtoReflect.Descriptor instead.
+func (*Weekday) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Weekday) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Weekday) GetTotal() *Total {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+func (x *Weekday) GetAverage() *Total {
+	if x != nil {
+		return x.Average
+	}
+	return nil
+}
+
+type DayTotal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Local date, YYYY-MM-DD.
+	Date          string `protobuf:"bytes,1,opt,name=date,proto3" json:"date,omitempty"`
+	Total         *Total `protobuf:"bytes,2,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DayTotal) Reset() {
+	*x = DayTotal{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DayTotal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DayTotal) ProtoMessage() {}
+
+func (x *DayTotal) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DayTotal.ProtoReflect.Descriptor instead.
+func (*DayTotal) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DayTotal) GetDate() string {
+	if x != nil {
+		return x.Date
+	}
+	return ""
+}
+
+func (x *DayTotal) GetTotal() *Total {
+	if x != nil {
+		return x.Total
+	}
+	return nil
+}
+
+type GetHeatMapRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Local date, YYYY-MM-DD; default today.
+	End           string       `protobuf:"bytes,1,opt,name=end,proto3" json:"end,omitempty"`
+	Options       *ReadOptions `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHeatMapRequest) Reset() {
+	*x = GetHeatMapRequest{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHeatMapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHeatMapRequest) ProtoMessage() {}
+
+func (x *GetHeatMapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHeatMapRequest.ProtoReflect.Descriptor instead.
+func (*GetHeatMapRequest) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetHeatMapRequest) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
+}
+
+func (x *GetHeatMapRequest) GetOptions() *ReadOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+type GetHeatMapResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 365 entries, oldest first.
+	Days          []*DayTotal `protobuf:"bytes,1,rep,name=days,proto3" json:"days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHeatMapResponse) Reset() {
+	*x = GetHeatMapResponse{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHeatMapResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHeatMapResponse) ProtoMessage() {}
+
+func (x *GetHeatMapResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHeatMapResponse.ProtoReflect.Descriptor instead.
+func (*GetHeatMapResponse) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetHeatMapResponse) GetDays() []*DayTotal {
+	if x != nil {
+		return x.Days
+	}
+	return nil
+}
+
 var File_heartlog_v1_stats_proto protoreflect.FileDescriptor
 
 const file_heartlog_v1_stats_proto_rawDesc = "" +
@@ -1079,12 +1792,61 @@ const file_heartlog_v1_stats_proto_rawDesc = "" +
 	"\x10operating_system\x18\t \x01(\tR\x0foperatingSystem\x12\x18\n" +
 	"\amachine\x18\n" +
 	" \x01(\tR\amachine\x12\"\n" +
-	"\fdependencies\x18\v \x03(\tR\fdependencies2\xde\x02\n" +
+	"\fdependencies\x18\v \x03(\tR\fdependencies\"H\n" +
+	"\x12GetProjectsRequest\x122\n" +
+	"\aoptions\x18\x01 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\"G\n" +
+	"\x13GetProjectsResponse\x120\n" +
+	"\bprojects\x18\x01 \x03(\v2\x14.heartlog.v1.ProjectR\bprojects\"\xa1\x01\n" +
+	"\aProject\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
+	"\x12first_heartbeat_at\x18\x02 \x01(\x01R\x10firstHeartbeatAt\x12*\n" +
+	"\x11last_heartbeat_at\x18\x03 \x01(\x01R\x0flastHeartbeatAt\x12(\n" +
+	"\x05total\x18\x04 \x01(\v2\x12.heartlog.v1.TotalR\x05total\"J\n" +
+	"\x14GetUserAgentsRequest\x122\n" +
+	"\aoptions\x18\x01 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\"L\n" +
+	"\x16GetMachineNamesRequest\x122\n" +
+	"\aoptions\x18\x01 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\"8\n" +
+	"\x0fGetSeenResponse\x12%\n" +
+	"\x04seen\x18\x01 \x03(\v2\x11.heartlog.v1.SeenR\x04seen\"b\n" +
+	"\x04Seen\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\x12\"\n" +
+	"\rfirst_seen_at\x18\x02 \x01(\x01R\vfirstSeenAt\x12 \n" +
+	"\flast_seen_at\x18\x03 \x01(\x01R\n" +
+	"lastSeenAt\"^\n" +
+	"\x12GetInsightsRequest\x12\x14\n" +
+	"\x05range\x18\x01 \x01(\tR\x05range\x122\n" +
+	"\aoptions\x18\x02 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\"\x9a\x02\n" +
+	"\x13GetInsightsResponse\x12\x14\n" +
+	"\x05range\x18\x01 \x01(\tR\x05range\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
+	"\x03end\x18\x03 \x01(\tR\x03end\x120\n" +
+	"\bweekdays\x18\x04 \x03(\v2\x14.heartlog.v1.WeekdayR\bweekdays\x12(\n" +
+	"\x05hours\x18\x05 \x03(\v2\x12.heartlog.v1.TotalR\x05hours\x120\n" +
+	"\bbest_day\x18\x06 \x01(\v2\x15.heartlog.v1.DayTotalR\abestDay\x127\n" +
+	"\rdaily_average\x18\a \x01(\v2\x12.heartlog.v1.TotalR\fdailyAverage\"u\n" +
+	"\aWeekday\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
+	"\x05total\x18\x02 \x01(\v2\x12.heartlog.v1.TotalR\x05total\x12,\n" +
+	"\aaverage\x18\x03 \x01(\v2\x12.heartlog.v1.TotalR\aaverage\"H\n" +
+	"\bDayTotal\x12\x12\n" +
+	"\x04date\x18\x01 \x01(\tR\x04date\x12(\n" +
+	"\x05total\x18\x02 \x01(\v2\x12.heartlog.v1.TotalR\x05total\"Y\n" +
+	"\x11GetHeatMapRequest\x12\x10\n" +
+	"\x03end\x18\x01 \x01(\tR\x03end\x122\n" +
+	"\aoptions\x18\x02 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\"?\n" +
+	"\x12GetHeatMapResponse\x12)\n" +
+	"\x04days\x18\x01 \x03(\v2\x15.heartlog.v1.DayTotalR\x04days2\x83\x06\n" +
 	"\fStatsService\x12U\n" +
 	"\fGetSummaries\x12 .heartlog.v1.GetSummariesRequest\x1a!.heartlog.v1.GetSummariesResponse\"\x00\x12U\n" +
 	"\fGetDurations\x12 .heartlog.v1.GetDurationsRequest\x1a!.heartlog.v1.GetDurationsResponse\"\x00\x12U\n" +
 	"\fGetStatusBar\x12 .heartlog.v1.GetStatusBarRequest\x1a!.heartlog.v1.GetStatusBarResponse\"\x00\x12I\n" +
-	"\bGetStats\x12\x1c.heartlog.v1.GetStatsRequest\x1a\x1d.heartlog.v1.GetStatsResponse\"\x00B,Z*heartlog/schema/gen/heartlog/v1;heartlogv1b\x06proto3"
+	"\bGetStats\x12\x1c.heartlog.v1.GetStatsRequest\x1a\x1d.heartlog.v1.GetStatsResponse\"\x00\x12R\n" +
+	"\vGetProjects\x12\x1f.heartlog.v1.GetProjectsRequest\x1a .heartlog.v1.GetProjectsResponse\"\x00\x12R\n" +
+	"\rGetUserAgents\x12!.heartlog.v1.GetUserAgentsRequest\x1a\x1c.heartlog.v1.GetSeenResponse\"\x00\x12V\n" +
+	"\x0fGetMachineNames\x12#.heartlog.v1.GetMachineNamesRequest\x1a\x1c.heartlog.v1.GetSeenResponse\"\x00\x12R\n" +
+	"\vGetInsights\x12\x1f.heartlog.v1.GetInsightsRequest\x1a .heartlog.v1.GetInsightsResponse\"\x00\x12O\n" +
+	"\n" +
+	"GetHeatMap\x12\x1e.heartlog.v1.GetHeatMapRequest\x1a\x1f.heartlog.v1.GetHeatMapResponse\"\x00B,Z*heartlog/schema/gen/heartlog/v1;heartlogv1b\x06proto3"
 
 var (
 	file_heartlog_v1_stats_proto_rawDescOnce sync.Once
@@ -1098,22 +1860,35 @@ func file_heartlog_v1_stats_proto_rawDescGZIP() []byte {
 	return file_heartlog_v1_stats_proto_rawDescData
 }
 
-var file_heartlog_v1_stats_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_heartlog_v1_stats_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_heartlog_v1_stats_proto_goTypes = []any{
-	(*ReadOptions)(nil),          // 0: heartlog.v1.ReadOptions
-	(*GetSummariesRequest)(nil),  // 1: heartlog.v1.GetSummariesRequest
-	(*GetSummariesResponse)(nil), // 2: heartlog.v1.GetSummariesResponse
-	(*GetDurationsRequest)(nil),  // 3: heartlog.v1.GetDurationsRequest
-	(*GetDurationsResponse)(nil), // 4: heartlog.v1.GetDurationsResponse
-	(*GetStatusBarRequest)(nil),  // 5: heartlog.v1.GetStatusBarRequest
-	(*GetStatusBarResponse)(nil), // 6: heartlog.v1.GetStatusBarResponse
-	(*GetStatsRequest)(nil),      // 7: heartlog.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),     // 8: heartlog.v1.GetStatsResponse
-	(*DaySummary)(nil),           // 9: heartlog.v1.DaySummary
-	(*Breakdown)(nil),            // 10: heartlog.v1.Breakdown
-	(*Total)(nil),                // 11: heartlog.v1.Total
-	(*Item)(nil),                 // 12: heartlog.v1.Item
-	(*Duration)(nil),             // 13: heartlog.v1.Duration
+	(*ReadOptions)(nil),            // 0: heartlog.v1.ReadOptions
+	(*GetSummariesRequest)(nil),    // 1: heartlog.v1.GetSummariesRequest
+	(*GetSummariesResponse)(nil),   // 2: heartlog.v1.GetSummariesResponse
+	(*GetDurationsRequest)(nil),    // 3: heartlog.v1.GetDurationsRequest
+	(*GetDurationsResponse)(nil),   // 4: heartlog.v1.GetDurationsResponse
+	(*GetStatusBarRequest)(nil),    // 5: heartlog.v1.GetStatusBarRequest
+	(*GetStatusBarResponse)(nil),   // 6: heartlog.v1.GetStatusBarResponse
+	(*GetStatsRequest)(nil),        // 7: heartlog.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),       // 8: heartlog.v1.GetStatsResponse
+	(*DaySummary)(nil),             // 9: heartlog.v1.DaySummary
+	(*Breakdown)(nil),              // 10: heartlog.v1.Breakdown
+	(*Total)(nil),                  // 11: heartlog.v1.Total
+	(*Item)(nil),                   // 12: heartlog.v1.Item
+	(*Duration)(nil),               // 13: heartlog.v1.Duration
+	(*GetProjectsRequest)(nil),     // 14: heartlog.v1.GetProjectsRequest
+	(*GetProjectsResponse)(nil),    // 15: heartlog.v1.GetProjectsResponse
+	(*Project)(nil),                // 16: heartlog.v1.Project
+	(*GetUserAgentsRequest)(nil),   // 17: heartlog.v1.GetUserAgentsRequest
+	(*GetMachineNamesRequest)(nil), // 18: heartlog.v1.GetMachineNamesRequest
+	(*GetSeenResponse)(nil),        // 19: heartlog.v1.GetSeenResponse
+	(*Seen)(nil),                   // 20: heartlog.v1.Seen
+	(*GetInsightsRequest)(nil),     // 21: heartlog.v1.GetInsightsRequest
+	(*GetInsightsResponse)(nil),    // 22: heartlog.v1.GetInsightsResponse
+	(*Weekday)(nil),                // 23: heartlog.v1.Weekday
+	(*DayTotal)(nil),               // 24: heartlog.v1.DayTotal
+	(*GetHeatMapRequest)(nil),      // 25: heartlog.v1.GetHeatMapRequest
+	(*GetHeatMapResponse)(nil),     // 26: heartlog.v1.GetHeatMapResponse
 }
 var file_heartlog_v1_stats_proto_depIdxs = []int32{
 	0,  // 0: heartlog.v1.GetSummariesRequest.options:type_name -> heartlog.v1.ReadOptions
@@ -1139,19 +1914,45 @@ var file_heartlog_v1_stats_proto_depIdxs = []int32{
 	12, // 20: heartlog.v1.Breakdown.categories:type_name -> heartlog.v1.Item
 	12, // 21: heartlog.v1.Breakdown.entities:type_name -> heartlog.v1.Item
 	12, // 22: heartlog.v1.Breakdown.dependencies:type_name -> heartlog.v1.Item
-	1,  // 23: heartlog.v1.StatsService.GetSummaries:input_type -> heartlog.v1.GetSummariesRequest
-	3,  // 24: heartlog.v1.StatsService.GetDurations:input_type -> heartlog.v1.GetDurationsRequest
-	5,  // 25: heartlog.v1.StatsService.GetStatusBar:input_type -> heartlog.v1.GetStatusBarRequest
-	7,  // 26: heartlog.v1.StatsService.GetStats:input_type -> heartlog.v1.GetStatsRequest
-	2,  // 27: heartlog.v1.StatsService.GetSummaries:output_type -> heartlog.v1.GetSummariesResponse
-	4,  // 28: heartlog.v1.StatsService.GetDurations:output_type -> heartlog.v1.GetDurationsResponse
-	6,  // 29: heartlog.v1.StatsService.GetStatusBar:output_type -> heartlog.v1.GetStatusBarResponse
-	8,  // 30: heartlog.v1.StatsService.GetStats:output_type -> heartlog.v1.GetStatsResponse
-	27, // [27:31] is the sub-list for method output_type
-	23, // [23:27] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	0,  // 23: heartlog.v1.GetProjectsRequest.options:type_name -> heartlog.v1.ReadOptions
+	16, // 24: heartlog.v1.GetProjectsResponse.projects:type_name -> heartlog.v1.Project
+	11, // 25: heartlog.v1.Project.total:type_name -> heartlog.v1.Total
+	0,  // 26: heartlog.v1.GetUserAgentsRequest.options:type_name -> heartlog.v1.ReadOptions
+	0,  // 27: heartlog.v1.GetMachineNamesRequest.options:type_name -> heartlog.v1.ReadOptions
+	20, // 28: heartlog.v1.GetSeenResponse.seen:type_name -> heartlog.v1.Seen
+	0,  // 29: heartlog.v1.GetInsightsRequest.options:type_name -> heartlog.v1.ReadOptions
+	23, // 30: heartlog.v1.GetInsightsResponse.weekdays:type_name -> heartlog.v1.Weekday
+	11, // 31: heartlog.v1.GetInsightsResponse.hours:type_name -> heartlog.v1.Total
+	24, // 32: heartlog.v1.GetInsightsResponse.best_day:type_name -> heartlog.v1.DayTotal
+	11, // 33: heartlog.v1.GetInsightsResponse.daily_average:type_name -> heartlog.v1.Total
+	11, // 34: heartlog.v1.Weekday.total:type_name -> heartlog.v1.Total
+	11, // 35: heartlog.v1.Weekday.average:type_name -> heartlog.v1.Total
+	11, // 36: heartlog.v1.DayTotal.total:type_name -> heartlog.v1.Total
+	0,  // 37: heartlog.v1.GetHeatMapRequest.options:type_name -> heartlog.v1.ReadOptions
+	24, // 38: heartlog.v1.GetHeatMapResponse.days:type_name -> heartlog.v1.DayTotal
+	1,  // 39: heartlog.v1.StatsService.GetSummaries:input_type -> heartlog.v1.GetSummariesRequest
+	3,  // 40: heartlog.v1.StatsService.GetDurations:input_type -> heartlog.v1.GetDurationsRequest
+	5,  // 41: heartlog.v1.StatsService.GetStatusBar:input_type -> heartlog.v1.GetStatusBarRequest
+	7,  // 42: heartlog.v1.StatsService.GetStats:input_type -> heartlog.v1.GetStatsRequest
+	14, // 43: heartlog.v1.StatsService.GetProjects:input_type -> heartlog.v1.GetProjectsRequest
+	17, // 44: heartlog.v1.StatsService.GetUserAgents:input_type -> heartlog.v1.GetUserAgentsRequest
+	18, // 45: heartlog.v1.StatsService.GetMachineNames:input_type -> heartlog.v1.GetMachineNamesRequest
+	21, // 46: heartlog.v1.StatsService.GetInsights:input_type -> heartlog.v1.GetInsightsRequest
+	25, // 47: heartlog.v1.StatsService.GetHeatMap:input_type -> heartlog.v1.GetHeatMapRequest
+	2,  // 48: heartlog.v1.StatsService.GetSummaries:output_type -> heartlog.v1.GetSummariesResponse
+	4,  // 49: heartlog.v1.StatsService.GetDurations:output_type -> heartlog.v1.GetDurationsResponse
+	6,  // 50: heartlog.v1.StatsService.GetStatusBar:output_type -> heartlog.v1.GetStatusBarResponse
+	8,  // 51: heartlog.v1.StatsService.GetStats:output_type -> heartlog.v1.GetStatsResponse
+	15, // 52: heartlog.v1.StatsService.GetProjects:output_type -> heartlog.v1.GetProjectsResponse
+	19, // 53: heartlog.v1.StatsService.GetUserAgents:output_type -> heartlog.v1.GetSeenResponse
+	19, // 54: heartlog.v1.StatsService.GetMachineNames:output_type -> heartlog.v1.GetSeenResponse
+	22, // 55: heartlog.v1.StatsService.GetInsights:output_type -> heartlog.v1.GetInsightsResponse
+	26, // 56: heartlog.v1.StatsService.GetHeatMap:output_type -> heartlog.v1.GetHeatMapResponse
+	48, // [48:57] is the sub-list for method output_type
+	39, // [39:48] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_heartlog_v1_stats_proto_init() }
@@ -1165,7 +1966,7 @@ func file_heartlog_v1_stats_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_heartlog_v1_stats_proto_rawDesc), len(file_heartlog_v1_stats_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,20 @@ const (
 	StatsServiceGetStatusBarProcedure = "/heartlog.v1.StatsService/GetStatusBar"
 	// StatsServiceGetStatsProcedure is the fully-qualified name of the StatsService's GetStats RPC.
 	StatsServiceGetStatsProcedure = "/heartlog.v1.StatsService/GetStats"
+	// StatsServiceGetProjectsProcedure is the fully-qualified name of the StatsService's GetProjects
+	// RPC.
+	StatsServiceGetProjectsProcedure = "/heartlog.v1.StatsService/GetProjects"
+	// StatsServiceGetUserAgentsProcedure is the fully-qualified name of the StatsService's
+	// GetUserAgents RPC.
+	StatsServiceGetUserAgentsProcedure = "/heartlog.v1.StatsService/GetUserAgents"
+	// StatsServiceGetMachineNamesProcedure is the fully-qualified name of the StatsService's
+	// GetMachineNames RPC.
+	StatsServiceGetMachineNamesProcedure = "/heartlog.v1.StatsService/GetMachineNames"
+	// StatsServiceGetInsightsProcedure is the fully-qualified name of the StatsService's GetInsights
+	// RPC.
+	StatsServiceGetInsightsProcedure = "/heartlog.v1.StatsService/GetInsights"
+	// StatsServiceGetHeatMapProcedure is the fully-qualified name of the StatsService's GetHeatMap RPC.
+	StatsServiceGetHeatMapProcedure = "/heartlog.v1.StatsService/GetHeatMap"
 )
 
 // StatsServiceClient is a client for the heartlog.v1.StatsService service.
@@ -56,6 +70,21 @@ type StatsServiceClient interface {
 	GetStatusBar(context.Context, *connect.Request[v1.GetStatusBarRequest]) (*connect.Response[v1.GetStatusBarResponse], error)
 	// GetStats gives totals over a named range.
 	GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error)
+	// GetProjects lists the projects of the user's all-time range (at most
+	// 400 days back), most recently active first.
+	GetProjects(context.Context, *connect.Request[v1.GetProjectsRequest]) (*connect.Response[v1.GetProjectsResponse], error)
+	// GetUserAgents lists the plugins' user agents seen over the same range,
+	// most recently seen first.
+	GetUserAgents(context.Context, *connect.Request[v1.GetUserAgentsRequest]) (*connect.Response[v1.GetSeenResponse], error)
+	// GetMachineNames lists the machines seen over the same range, most
+	// recently seen first.
+	GetMachineNames(context.Context, *connect.Request[v1.GetMachineNamesRequest]) (*connect.Response[v1.GetSeenResponse], error)
+	// GetInsights gives coding time by weekday and by hour of the day, the
+	// best day and the daily average over a named range.
+	GetInsights(context.Context, *connect.Request[v1.GetInsightsRequest]) (*connect.Response[v1.GetInsightsResponse], error)
+	// GetHeatMap gives the coding time of each of the 365 local days ending
+	// at end.
+	GetHeatMap(context.Context, *connect.Request[v1.GetHeatMapRequest]) (*connect.Response[v1.GetHeatMapResponse], error)
 }
 
 // NewStatsServiceClient constructs a client for the heartlog.v1.StatsService service. By default,
@@ -93,15 +122,50 @@ func NewStatsServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(statsServiceMethods.ByName("GetStats")),
 			connect.WithClientOptions(opts...),
 		),
+		getProjects: connect.NewClient[v1.GetProjectsRequest, v1.GetProjectsResponse](
+			httpClient,
+			baseURL+StatsServiceGetProjectsProcedure,
+			connect.WithSchema(statsServiceMethods.ByName("GetProjects")),
+			connect.WithClientOptions(opts...),
+		),
+		getUserAgents: connect.NewClient[v1.GetUserAgentsRequest, v1.GetSeenResponse](
+			httpClient,
+			baseURL+StatsServiceGetUserAgentsProcedure,
+			connect.WithSchema(statsServiceMethods.ByName("GetUserAgents")),
+			connect.WithClientOptions(opts...),
+		),
+		getMachineNames: connect.NewClient[v1.GetMachineNamesRequest, v1.GetSeenResponse](
+			httpClient,
+			baseURL+StatsServiceGetMachineNamesProcedure,
+			connect.WithSchema(statsServiceMethods.ByName("GetMachineNames")),
+			connect.WithClientOptions(opts...),
+		),
+		getInsights: connect.NewClient[v1.GetInsightsRequest, v1.GetInsightsResponse](
+			httpClient,
+			baseURL+StatsServiceGetInsightsProcedure,
+			connect.WithSchema(statsServiceMethods.ByName("GetInsights")),
+			connect.WithClientOptions(opts...),
+		),
+		getHeatMap: connect.NewClient[v1.GetHeatMapRequest, v1.GetHeatMapResponse](
+			httpClient,
+			baseURL+StatsServiceGetHeatMapProcedure,
+			connect.WithSchema(statsServiceMethods.ByName("GetHeatMap")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // statsServiceClient implements StatsServiceClient.
 type statsServiceClient struct {
-	getSummaries *connect.Client[v1.GetSummariesRequest, v1.GetSummariesResponse]
-	getDurations *connect.Client[v1.GetDurationsRequest, v1.GetDurationsResponse]
-	getStatusBar *connect.Client[v1.GetStatusBarRequest, v1.GetStatusBarResponse]
-	getStats     *connect.Client[v1.GetStatsRequest, v1.GetStatsResponse]
+	getSummaries    *connect.Client[v1.GetSummariesRequest, v1.GetSummariesResponse]
+	getDurations    *connect.Client[v1.GetDurationsRequest, v1.GetDurationsResponse]
+	getStatusBar    *connect.Client[v1.GetStatusBarRequest, v1.GetStatusBarResponse]
+	getStats        *connect.Client[v1.GetStatsRequest, v1.GetStatsResponse]
+	getProjects     *connect.Client[v1.GetProjectsRequest, v1.GetProjectsResponse]
+	getUserAgents   *connect.Client[v1.GetUserAgentsRequest, v1.GetSeenResponse]
+	getMachineNames *connect.Client[v1.GetMachineNamesRequest, v1.GetSeenResponse]
+	getInsights     *connect.Client[v1.GetInsightsRequest, v1.GetInsightsResponse]
+	getHeatMap      *connect.Client[v1.GetHeatMapRequest, v1.GetHeatMapResponse]
 }
 
 // GetSummaries calls heartlog.v1.StatsService.GetSummaries.
@@ -124,6 +188,31 @@ func (c *statsServiceClient) GetStats(ctx context.Context, req *connect.Request[
 	return c.getStats.CallUnary(ctx, req)
 }
 
+// GetProjects calls heartlog.v1.StatsService.GetProjects.
+func (c *statsServiceClient) GetProjects(ctx context.Context, req *connect.Request[v1.GetProjectsRequest]) (*connect.Response[v1.GetProjectsResponse], error) {
+	return c.getProjects.CallUnary(ctx, req)
+}
+
+// GetUserAgents calls heartlog.v1.StatsService.GetUserAgents.
+func (c *statsServiceClient) GetUserAgents(ctx context.Context, req *connect.Request[v1.GetUserAgentsRequest]) (*connect.Response[v1.GetSeenResponse], error) {
+	return c.getUserAgents.CallUnary(ctx, req)
+}
+
+// GetMachineNames calls heartlog.v1.StatsService.GetMachineNames.
+func (c *statsServiceClient) GetMachineNames(ctx context.Context, req *connect.Request[v1.GetMachineNamesRequest]) (*connect.Response[v1.GetSeenResponse], error) {
+	return c.getMachineNames.CallUnary(ctx, req)
+}
+
+// GetInsights calls heartlog.v1.StatsService.GetInsights.
+func (c *statsServiceClient) GetInsights(ctx context.Context, req *connect.Request[v1.GetInsightsRequest]) (*connect.Response[v1.GetInsightsResponse], error) {
+	return c.getInsights.CallUnary(ctx, req)
+}
+
+// GetHeatMap calls heartlog.v1.StatsService.GetHeatMap.
+func (c *statsServiceClient) GetHeatMap(ctx context.Context, req *connect.Request[v1.GetHeatMapRequest]) (*connect.Response[v1.GetHeatMapResponse], error) {
+	return c.getHeatMap.CallUnary(ctx, req)
+}
+
 // StatsServiceHandler is an implementation of the heartlog.v1.StatsService service.
 type StatsServiceHandler interface {
 	// GetSummaries gives one summary per local day in [start, end].
@@ -134,6 +223,21 @@ type StatsServiceHandler interface {
 	GetStatusBar(context.Context, *connect.Request[v1.GetStatusBarRequest]) (*connect.Response[v1.GetStatusBarResponse], error)
 	// GetStats gives totals over a named range.
 	GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error)
+	// GetProjects lists the projects of the user's all-time range (at most
+	// 400 days back), most recently active first.
+	GetProjects(context.Context, *connect.Request[v1.GetProjectsRequest]) (*connect.Response[v1.GetProjectsResponse], error)
+	// GetUserAgents lists the plugins' user agents seen over the same range,
+	// most recently seen first.
+	GetUserAgents(context.Context, *connect.Request[v1.GetUserAgentsRequest]) (*connect.Response[v1.GetSeenResponse], error)
+	// GetMachineNames lists the machines seen over the same range, most
+	// recently seen first.
+	GetMachineNames(context.Context, *connect.Request[v1.GetMachineNamesRequest]) (*connect.Response[v1.GetSeenResponse], error)
+	// GetInsights gives coding time by weekday and by hour of the day, the
+	// best day and the daily average over a named range.
+	GetInsights(context.Context, *connect.Request[v1.GetInsightsRequest]) (*connect.Response[v1.GetInsightsResponse], error)
+	// GetHeatMap gives the coding time of each of the 365 local days ending
+	// at end.
+	GetHeatMap(context.Context, *connect.Request[v1.GetHeatMapRequest]) (*connect.Response[v1.GetHeatMapResponse], error)
 }
 
 // NewStatsServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -167,6 +271,36 @@ func NewStatsServiceHandler(svc StatsServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(statsServiceMethods.ByName("GetStats")),
 		connect.WithHandlerOptions(opts...),
 	)
+	statsServiceGetProjectsHandler := connect.NewUnaryHandler(
+		StatsServiceGetProjectsProcedure,
+		svc.GetProjects,
+		connect.WithSchema(statsServiceMethods.ByName("GetProjects")),
+		connect.WithHandlerOptions(opts...),
+	)
+	statsServiceGetUserAgentsHandler := connect.NewUnaryHandler(
+		StatsServiceGetUserAgentsProcedure,
+		svc.GetUserAgents,
+		connect.WithSchema(statsServiceMethods.ByName("GetUserAgents")),
+		connect.WithHandlerOptions(opts...),
+	)
+	statsServiceGetMachineNamesHandler := connect.NewUnaryHandler(
+		StatsServiceGetMachineNamesProcedure,
+		svc.GetMachineNames,
+		connect.WithSchema(statsServiceMethods.ByName("GetMachineNames")),
+		connect.WithHandlerOptions(opts...),
+	)
+	statsServiceGetInsightsHandler := connect.NewUnaryHandler(
+		StatsServiceGetInsightsProcedure,
+		svc.GetInsights,
+		connect.WithSchema(statsServiceMethods.ByName("GetInsights")),
+		connect.WithHandlerOptions(opts...),
+	)
+	statsServiceGetHeatMapHandler := connect.NewUnaryHandler(
+		StatsServiceGetHeatMapProcedure,
+		svc.GetHeatMap,
+		connect.WithSchema(statsServiceMethods.ByName("GetHeatMap")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/heartlog.v1.StatsService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case StatsServiceGetSummariesProcedure:
@@ -177,6 +311,16 @@ func NewStatsServiceHandler(svc StatsServiceHandler, opts ...connect.HandlerOpti
 			statsServiceGetStatusBarHandler.ServeHTTP(w, r)
 		case StatsServiceGetStatsProcedure:
 			statsServiceGetStatsHandler.ServeHTTP(w, r)
+		case StatsServiceGetProjectsProcedure:
+			statsServiceGetProjectsHandler.ServeHTTP(w, r)
+		case StatsServiceGetUserAgentsProcedure:
+			statsServiceGetUserAgentsHandler.ServeHTTP(w, r)
+		case StatsServiceGetMachineNamesProcedure:
+			statsServiceGetMachineNamesHandler.ServeHTTP(w, r)
+		case StatsServiceGetInsightsProcedure:
+			statsServiceGetInsightsHandler.ServeHTTP(w, r)
+		case StatsServiceGetHeatMapProcedure:
+			statsServiceGetHeatMapHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -200,4 +344,24 @@ func (UnimplementedStatsServiceHandler) GetStatusBar(context.Context, *connect.R
 
 func (UnimplementedStatsServiceHandler) GetStats(context.Context, *connect.Request[v1.GetStatsRequest]) (*connect.Response[v1.GetStatsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("heartlog.v1.StatsService.GetStats is not implemented"))
+}
+
+func (UnimplementedStatsServiceHandler) GetProjects(context.Context, *connect.Request[v1.GetProjectsRequest]) (*connect.Response[v1.GetProjectsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("heartlog.v1.StatsService.GetProjects is not implemented"))
+}
+
+func (UnimplementedStatsServiceHandler) GetUserAgents(context.Context, *connect.Request[v1.GetUserAgentsRequest]) (*connect.Response[v1.GetSeenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("heartlog.v1.StatsService.GetUserAgents is not implemented"))
+}
+
+func (UnimplementedStatsServiceHandler) GetMachineNames(context.Context, *connect.Request[v1.GetMachineNamesRequest]) (*connect.Response[v1.GetSeenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("heartlog.v1.StatsService.GetMachineNames is not implemented"))
+}
+
+func (UnimplementedStatsServiceHandler) GetInsights(context.Context, *connect.Request[v1.GetInsightsRequest]) (*connect.Response[v1.GetInsightsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("heartlog.v1.StatsService.GetInsights is not implemented"))
+}
+
+func (UnimplementedStatsServiceHandler) GetHeatMap(context.Context, *connect.Request[v1.GetHeatMapRequest]) (*connect.Response[v1.GetHeatMapResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("heartlog.v1.StatsService.GetHeatMap is not implemented"))
 }
