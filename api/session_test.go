@@ -356,3 +356,27 @@ func TestSecurityHeadersOnEverything(t *testing.T) {
 		}
 	}
 }
+
+// A session lives no longer than its key: rotating the key ends it.
+func TestSessionEndsWithItsKey(t *testing.T) {
+	svc := heartlogtest.Start(t, heartlogtest.Options{})
+	alice, key := svc.CreateUser(t, "alice", "")
+	_, body, cookie := signIn(t, svc, keyBody(key), nil)
+	if cookie == nil {
+		t.Fatalf("sign-in: %s", body)
+	}
+	date := time.Now().UTC().Format(time.DateOnly)
+	if _, err := summaries(t, svc, date, pageHeaders(svc, cookie)); err != nil {
+		t.Fatalf("before rotation: %v", err)
+	}
+	if _, err := svc.Users.RotateKey(context.Background(), alice.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if !heartlogtest.Eventually(30*time.Second, func() bool {
+		_, err = summaries(t, svc, date, pageHeaders(svc, cookie))
+		return err != nil
+	}) || connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("session after its key was rotated: %v, want unauthenticated", err)
+	}
+}
