@@ -67,10 +67,11 @@ func (s *Server) connectIngestError(u users.User, n int, err error) error {
 	return cerr
 }
 
-// connectHandler is the IngestService behind the guard: the request and
-// its decompressed message are both capped at MaxBodyBytes.
+// connectHandler is the IngestService behind the guard, by API key only:
+// the request and its decompressed message are both capped at
+// MaxBodyBytes.
 func (s *Server) connectHandler() (string, http.Handler) {
 	opts := handlerOptions(s.opts.MaxBodyBytes)
 	path, h := heartlogv1connect.NewIngestServiceHandler(&ingestService{s: s}, opts...)
-	return path, s.guard(h, s.opts.MaxBodyBytes, opts...)
+	return path, s.keyGuard(h, s.opts.MaxBodyBytes, opts...)
 }

@@ -40,15 +40,25 @@ func userFrom(ctx context.Context) (users.User, error) {
 	return u, nil
 }
 
-// guard wraps a Connect handler so that a request is authenticated and
-// rate-limited from its headers, and its body capped at maxBytes, before
-// connect-go reads or decompresses a byte of it: an interceptor would run
-// only after a unary request's message was decoded. Refusals are written
-// as the caller's protocol (Connect, gRPC or gRPC-Web) expects them.
+// guard wraps a Connect handler so that a request is authenticated (by
+// API key or session cookie) and rate-limited from its headers, and its
+// body capped at maxBytes, before connect-go reads or decompresses a byte
+// of it: an interceptor would run only after a unary request's message was
+// decoded. Refusals are written as the caller's protocol (Connect, gRPC or
+// gRPC-Web) expects them.
 func (s *Server) guard(h http.Handler, maxBytes int64, opts ...connect.HandlerOption) http.Handler {
+	return s.guardBy(keyOrSession, h, maxBytes, opts...)
+}
+
+// keyGuard is guard for a service that takes an API key only: ingest.
+func (s *Server) keyGuard(h http.Handler, maxBytes int64, opts ...connect.HandlerOption) http.Handler {
+	return s.guardBy(keyOnly, h, maxBytes, opts...)
+}
+
+func (s *Server) guardBy(creds credentials, h http.Handler, maxBytes int64, opts ...connect.HandlerOption) http.Handler {
 	errW := connect.NewErrorWriter(opts...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := s.admit(w, r, maxBytes)
+		u, err := s.admit(w, r, creds, maxBytes)
 		if err != nil {
 			_ = errW.Write(w, r, err)
 			return
@@ -81,12 +91,13 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 // the declared body size, in that order: an unauthenticated caller learns
 // nothing about limits. A refusal is a *connect.Error; Retry-After is set on
 // w for a rate limit.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, maxBytes int64) (users.User, error) {
-	key := keyFrom(r.Header, nil)
-	if key == "" {
-		return users.User{}, connect.NewError(connect.CodeUnauthenticated, errConnectNoKey)
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, creds credentials, maxBytes int64) (users.User, error) {
+	u, bySession, err := s.authenticate(r, creds, false)
+	if err == nil && bySession {
+		if err = connectCSRF(r); err != nil {
+			return users.User{}, connect.NewError(connect.CodePermissionDenied, err)
+		}
 	}
-	u, err := s.auth.user(r.Context(), key)
 	if err != nil {
 		return users.User{}, s.connectAuthError(err)
 	}
@@ -106,8 +117,18 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, maxBytes int64) (
 // store's own error goes to the log only.
 func (s *Server) connectAuthError(err error) error {
 	var ae *authError
-	if errors.As(err, &ae) {
+	var th *throttled
+	switch {
+	case errors.Is(err, errNoKey):
+		return connect.NewError(connect.CodeUnauthenticated, errConnectNoKey)
+	case errors.As(err, &ae):
 		return connect.NewError(connect.CodeUnauthenticated, err)
+	case errors.Is(err, errCrossOrigin):
+		return connect.NewError(connect.CodePermissionDenied, err)
+	case errors.As(err, &th):
+		ce := connect.NewError(connect.CodeResourceExhausted, err)
+		ce.Meta().Set("Retry-After", th.retryAfter())
+		return ce
 	}
 	s.unavailableLog.Error().Err(err).Msg("user store unavailable")
 	ce := connect.NewError(connect.CodeUnavailable, errors.New("user store unavailable, retry later"))

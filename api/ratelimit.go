@@ -30,6 +30,16 @@ func newLimiter(perSecond float64, burst int) *limiter {
 // allow takes a token for the user, or says how long until one is free.
 func (l *limiter) allow(user string) (bool, time.Duration) { return l.allowN(user, 1) }
 
+// blocked says, taking nothing, whether the key's bucket is empty, and
+// how long until it holds a token.
+func (l *limiter) blocked(key string) (bool, time.Duration) {
+	now := time.Now()
+	r := l.reserve(key, 1, now)
+	d := r.DelayFrom(now)
+	r.CancelAt(now)
+	return d > 0, d
+}
+
 // allowN takes n tokens for the user at once, or none and says how long
 // until n are free. n above the burst can never be allowed: the wait is
 // then how long the whole burst takes to refill.

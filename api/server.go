@@ -54,6 +54,16 @@ type Options struct {
 	// Reader serves the read routes (summaries, status bar, durations,
 	// stats); without it they are not registered.
 	Reader HeartbeatReader
+	// Sessions keep browser sessions; with them the API serves sign-in
+	// (POST /api/v1/session) and sign-out (DELETE), and the reads accept a
+	// session cookie. Nil: keys only.
+	Sessions Sessions
+	// AuthFailureRate is failed sign-ins and refused session cookies per
+	// second allowed per client address (default 1), with AuthFailureBurst
+	// above it (default 20); past it sign-in and cookies get 429 without
+	// a lookup.
+	AuthFailureRate  float64
+	AuthFailureBurst int
 	// Health answers /readyz; nil means always ready.
 	Health *health.Checker
 	// Log receives request errors.
@@ -74,6 +84,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.RateBurst <= 0 {
 		o.RateBurst = 100
+	}
+	if o.AuthFailureRate <= 0 {
+		o.AuthFailureRate = 1
+	}
+	if o.AuthFailureBurst <= 0 {
+		o.AuthFailureBurst = 20
 	}
 	o.setWorkDefaults()
 	if o.Now == nil {
@@ -124,6 +140,9 @@ type Server struct {
 	// one line in a while says as much as one per request.
 	unavailableLog zerolog.Logger
 	mux            *http.ServeMux
+
+	// failures counts failed sign-ins and refused cookies by client address.
+	failures *limiter
 }
 
 // New builds the API on a user store and the log's publisher.
@@ -139,14 +158,19 @@ func New(u UserLookup, pub Publisher, opts Options) *Server {
 		mux:    http.NewServeMux(),
 
 		unavailableLog: opts.Log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second}),
+		failures:       newLimiter(opts.AuthFailureRate, opts.AuthFailureBurst),
 	}
 	s.routes()
 	return s
 }
 
 // ServeHTTP implements http.Handler. It serves no /metrics: internals are
-// for the admin listener (package admin), never the public address.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// for the admin listener (package admin), never the public address. Every
+// answer carries the security headers.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	securityHeaders(w.Header())
+	s.mux.ServeHTTP(w, r)
+}
 
 // wakatimeRoots are the prefixes under which the WakaTime API is served:
 // its own, and the one compatible servers (Wakapi, Hakatime) use.
@@ -154,8 +178,12 @@ var wakatimeRoots = []string{"/api/v1", "/api/compat/wakatime/v1"}
 
 func (s *Server) routes() {
 	for _, root := range wakatimeRoots {
-		s.mux.Handle("POST "+root+"/users/{user}/heartbeats", s.user("heartbeats", s.postOne))
-		s.mux.Handle("POST "+root+"/users/{user}/heartbeats.bulk", s.user("heartbeats.bulk", s.postBulk))
+		s.mux.Handle("POST "+root+"/users/{user}/heartbeats", s.keyUser("heartbeats", s.postOne))
+		s.mux.Handle("POST "+root+"/users/{user}/heartbeats.bulk", s.keyUser("heartbeats.bulk", s.postBulk))
+	}
+	if s.opts.Sessions != nil {
+		s.mux.Handle("POST /api/v1/session", instrument("session", http.HandlerFunc(s.signIn)))
+		s.mux.Handle("DELETE /api/v1/session", instrument("session", http.HandlerFunc(s.signOut)))
 	}
 	if s.opts.Reader != nil {
 		s.readRoutes()
@@ -194,25 +222,24 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // userHandler serves a route on behalf of an authenticated user.
 type userHandler func(w http.ResponseWriter, r *http.Request, u users.User)
 
-// user authenticates the request, checks that the {user} path segment is
-// "current" or the key owner's own id, applies the rate limit, and only
-// then calls h.
+// user authenticates the request by API key or session cookie (see
+// authenticate), checks that the {user} path segment is "current" or the
+// user's own id, applies the rate limit, and only then calls h.
 func (s *Server) user(route string, h userHandler) http.Handler {
+	return s.userBy(route, keyOrSession, h)
+}
+
+// keyUser is user for the routes that take an API key only: ingest.
+func (s *Server) keyUser(route string, h userHandler) http.Handler {
+	return s.userBy(route, keyOnly, h)
+}
+
+func (s *Server) userBy(route string, creds credentials, h userHandler) http.Handler {
 	return instrument(route, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := s.auth.user(r.Context(), keyFrom(r.Header, r.URL.Query().Get))
+		u, bySession, err := s.authenticate(r, creds, true)
 		if err != nil {
 			skipBody(w, r)
-		}
-		var ae *authError
-		switch {
-		case errors.As(err, &ae):
-			w.Header().Set("WWW-Authenticate", `Basic realm="heartlog"`)
-			writeError(w, http.StatusUnauthorized, ae.msg)
-			return
-		case err != nil:
-			s.unavailableLog.Error().Err(err).Msg("user store unavailable")
-			w.Header().Set("Retry-After", retryAfterUnavailable)
-			writeError(w, http.StatusServiceUnavailable, "user store unavailable, retry later")
+			s.refuse(w, err, bySession)
 			return
 		}
 		if who := r.PathValue("user"); who != "current" && who != u.ID {
@@ -228,6 +255,28 @@ func (s *Server) user(route string, h userHandler) http.Handler {
 		}
 		h(w, r, u)
 	}))
+}
+
+// refuse answers a failed authenticate. A refused cookie gets no
+// WWW-Authenticate: a browser would answer it with its own password
+// dialog over the dashboard.
+func (s *Server) refuse(w http.ResponseWriter, err error, bySession bool) {
+	var ae *authError
+	var th *throttled
+	switch {
+	case errors.As(err, &ae):
+		if !bySession {
+			w.Header().Set("WWW-Authenticate", `Basic realm="heartlog"`)
+		}
+		writeError(w, http.StatusUnauthorized, ae.msg)
+	case errors.Is(err, errCrossOrigin):
+		writeError(w, http.StatusForbidden, err.Error())
+	case errors.As(err, &th):
+		w.Header().Set("Retry-After", th.retryAfter())
+		writeError(w, http.StatusTooManyRequests, th.Error())
+	default:
+		s.unavailable(w, err)
+	}
 }
 
 // skipBody closes the connection after a refusal answered before the body

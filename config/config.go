@@ -40,6 +40,7 @@ var Vars = []Var{
 	{"HEARTLOG_MAX_HEARTBEATS", "1000", "most heartbeats in one request", false},
 	{"HEARTLOG_RATE_LIMIT", "10", "requests per second allowed per user (token bucket); over it gets 429", false},
 	{"HEARTLOG_RATE_BURST", "100", "burst of requests allowed per user above the rate", false},
+	{"HEARTLOG_SESSION_TTL", "168h", "lifetime of a browser session (the dashboard's sign-in cookie, 7 days); not extended by use", false},
 	{"HEARTLOG_HEARTBEAT_RATE", "20", "heartbeats per second allowed per user at ingest (token bucket; a busy developer sends one every few seconds); over it the request gets 429 with Retry-After", false},
 	{"HEARTLOG_HEARTBEAT_BURST", "2000", "burst of heartbeats allowed per user above the rate (an offline-queue sync sends up to 1000 at once); never below HEARTLOG_MAX_HEARTBEATS", false},
 	{"HEARTLOG_BYTE_RATE", "65536", "request body bytes per second allowed per user at ingest; over it gets 429 with Retry-After", false},
@@ -168,6 +169,8 @@ type Config struct {
 	CompactionMemoryBytes int64
 	CompactionPartitions  int
 	CompactionDir         string
+	// SessionTTL is a browser session's lifetime.
+	SessionTTL time.Duration
 }
 
 // FromEnv reads every variable, falling back to its default. The error
@@ -231,6 +234,7 @@ func FromEnv() (Config, error) {
 	c.CompactionMemoryBytes = int64(r.int("HEARTLOG_COMPACTION_MEMORY_BYTES", 64<<10, 1<<40))
 	c.CompactionPartitions = r.int("HEARTLOG_COMPACTION_PARTITIONS", 1, 1024)
 	c.CompactionDir = r.str("HEARTLOG_COMPACTION_DIR")
+	c.SessionTTL = r.duration("HEARTLOG_SESSION_TTL")
 	return c, r.err
 }
 

@@ -42,6 +42,9 @@ type Config struct {
 	// UsersBucket holds the user records ingest authenticates from, keyed
 	// by API key hash (default users; see package users).
 	UsersBucket string
+	// SessionsBucket holds browser sessions by token hash, each key with
+	// its own TTL (default sessions; see package sessions).
+	SessionsBucket string
 	// AckWait is how long a processor's consumer waits for an ack before
 	// redelivering (default 30s). It is also how long the messages a killed
 	// processor held wait before another gets them; processors signal
@@ -65,6 +68,7 @@ func DefaultConfig() Config {
 		ShardsBucket:     "shards",
 		LocksBucket:      "locks",
 		UsersBucket:      "users",
+		SessionsBucket:   "sessions",
 		AckWait:          30 * time.Second,
 		PinnedTTL:        30 * time.Second,
 	}
@@ -142,6 +146,15 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 		Replicas:    c.Replicas,
 	}); err != nil {
 		return fmt.Errorf("streams: ensure KV bucket %s: %w", c.UsersBucket, err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         c.SessionsBucket,
+		Description:    "browser sessions by SHA-256 of their token; each key carries the session's TTL",
+		Storage:        jetstream.FileStorage,
+		Replicas:       c.Replicas,
+		LimitMarkerTTL: time.Minute,
+	}); err != nil {
+		return fmt.Errorf("streams: ensure KV bucket %s: %w", c.SessionsBucket, err)
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"heartlog/processors/compaction"
 	"heartlog/processors/dayfiles"
 	"heartlog/reads"
+	"heartlog/sessions"
 	"heartlog/shards"
 	"heartlog/ssdb"
 	"heartlog/streams"
@@ -156,7 +157,12 @@ func (rt *runtime) serve(ctx context.Context) error {
 		return err
 	}
 	defer stop()
+	sess, err := sessions.Open(ctx, rt.js, rt.sc.SessionsBucket, sessions.Options{TTL: rt.cfg.SessionTTL})
+	if err != nil {
+		return err
+	}
 	srv := api.New(users.Accounts{Keys: rt.dir, Store: rt.users}, pub, api.Options{
+		Sessions:     sess,
 		MaxBodyBytes: rt.cfg.MaxBodyBytes,
 		Limits:       limits,
 		RateLimit:    rt.cfg.RateLimit,

@@ -21,6 +21,7 @@ import (
 	"heartlog/processors"
 	pgsink "heartlog/processors/postgres"
 	"heartlog/reads"
+	"heartlog/sessions"
 	"heartlog/streams"
 	"heartlog/users"
 )
@@ -48,6 +49,9 @@ type Options struct {
 	// the reader: days past it get no partition and are read from the day
 	// files. Zero: every day gets a partition (most tests use fixed dates).
 	ShardsGrace time.Duration
+	// SessionTTL is the browser sessions' lifetime (default
+	// sessions.DefaultTTL).
+	SessionTTL time.Duration
 }
 
 // Service is a whole heartlog: embedded JetStream, a fresh database, the
@@ -65,6 +69,8 @@ type Service struct {
 	URL       string
 	// PostgresProxy is set with Options.PostgresProxy.
 	PostgresProxy *Proxy
+	// Sessions is the API's store of browser sessions.
+	Sessions *sessions.Store
 
 	opts Options
 	mu   sync.Mutex
@@ -118,8 +124,11 @@ func Start(t testing.TB, opts Options) *Service {
 	reader := reads.New(s.Pool, view, stores.Cache, stores.Primary, 16, Logger(t)).WithShardsGrace(opts.ShardsGrace)
 	checks := health.Deps{NATS: s.NC, JetStream: s.JS, Stream: s.Streams.Stream, UsersBucket: s.Streams.UsersBucket,
 		Postgres: s.Pool, Cache: stores.Cache, S3: stores.Primary}.Checks()
+	if s.Sessions, err = sessions.Open(ctx, s.JS, s.Streams.SessionsBucket, sessions.Options{TTL: opts.SessionTTL}); err != nil {
+		t.Fatal(err)
+	}
 	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader,
-		Health: health.New(checks, health.Options{Log: Logger(t)})}
+		Health: health.New(checks, health.Options{Log: Logger(t)}), Sessions: s.Sessions}
 	// Tests that are not about the work limits must not meet them.
 	apiOpts.HeartbeatRate, apiOpts.HeartbeatBurst = 1e9, 1<<30
 	apiOpts.ByteRate, apiOpts.ByteBurst = 1e12, 1<<40
