@@ -2,7 +2,6 @@ package streams
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -57,19 +56,12 @@ func EnsureLateConsumers(ctx context.Context, js jetstream.JetStream, c Config, 
 	return out, nil
 }
 
-// LateReads reports whether the partition consumer reads day's subject;
-// false for a consumer that does not exist.
-func LateReads(ctx context.Context, js jetstream.JetStream, c Config, processor string, partition uint32, day string) (bool, error) {
-	cons, err := js.Consumer(ctx, c.Stream, PartitionDurable(processor, partition))
-	if err != nil {
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return false, nil
-		}
-		return false, fmt.Errorf("streams: consumer %s: %w", PartitionDurable(processor, partition), err)
-	}
-	cfg := cons.CachedInfo().Config
+// LateReads reports whether a partition consumer configured as cfg reads
+// day's subject: a late consumer whose filter names the day, or one that
+// reads every day of the partition (PartitionConsumerConfig).
+func LateReads(cfg jetstream.ConsumerConfig, partition uint32, day string) bool {
 	want := Subject(day, partition)
-	return cfg.FilterSubject == PartitionSubjects(partition) || cfg.FilterSubject == want || slices.Contains(cfg.FilterSubjects, want), nil
+	return cfg.FilterSubject == PartitionSubjects(partition) || cfg.FilterSubject == want || slices.Contains(cfg.FilterSubjects, want)
 }
 
 // PartitionConsumers looks up a processor's consumer of every partition,

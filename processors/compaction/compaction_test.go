@@ -666,7 +666,7 @@ func TestCloserHealsALateConsumerThatMissedADay(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, proc := range []string{streams.DurableObjects, streams.DurableCache, streams.DurableBackup} {
-		ok, err := streams.LateReads(ctx, w.js, w.sc, proc, 0, w.day)
+		ok, err := w.lateReads(proc)
 		if err != nil || !ok {
 			t.Fatalf("after close, %s's late consumer does not read the day: %v", proc, err)
 		}
@@ -705,7 +705,17 @@ func TestCloserHealsALateConsumerThatMissedADay(t *testing.T) {
 	if !ok {
 		t.Fatalf("the closer did not heal the cache's late consumer: %s", last)
 	}
-	if read, err := streams.LateReads(ctx, w.js, w.sc, streams.DurableCache, 0, w.day); err != nil || !read {
+	if read, err := w.lateReads(streams.DurableCache); err != nil || !read {
 		t.Fatalf("the cache's late consumer still does not read the day: %v", err)
 	}
+}
+
+// lateReads reports whether processor's late consumer of partition 0
+// reads the world's day.
+func (w *world) lateReads(processor string) (bool, error) {
+	cons, err := w.js.Consumer(context.Background(), w.sc.Stream, streams.PartitionDurable(processor, 0))
+	if err != nil {
+		return false, err
+	}
+	return streams.LateReads(cons.CachedInfo().Config, 0, w.day), nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -95,17 +94,42 @@ func (c *Compactor) inStream(day string) bool {
 	return c.opts.Now().Sub(start) < maxAge+48*time.Hour
 }
 
-// lateReads reports the late consumers that do not read day yet, as
-// "objects-p03".
+// lateConsumer names one partition consumer of a late-path processor.
+type lateConsumer struct {
+	processor string
+	partition uint32
+}
+
+// lateConfigs are the configs of the late consumers that exist.
+func (c *Compactor) lateConfigs(ctx context.Context) (map[lateConsumer]jetstream.ConsumerConfig, error) {
+	out := map[lateConsumer]jetstream.ConsumerConfig{}
+	for _, proc := range c.opts.LateProcessors {
+		for p := range c.sc.Partitions {
+			name := streams.PartitionDurable(proc, p)
+			cons, err := c.js.Consumer(ctx, c.sc.Stream, name)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("compaction: consumer %s: %w", name, err)
+			}
+			out[lateConsumer{proc, p}] = cons.CachedInfo().Config
+		}
+	}
+	return out, nil
+}
+
+// lateMissing returns the late consumers that do not read day yet (or do
+// not exist), as "objects-p03".
 func (c *Compactor) lateMissing(ctx context.Context, day string) ([]string, error) {
+	configs, err := c.lateConfigs(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var missing []string
 	for _, proc := range c.opts.LateProcessors {
 		for p := range c.sc.Partitions {
-			ok, err := streams.LateReads(ctx, c.js, c.sc, proc, p, day)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
+			if cfg, ok := configs[lateConsumer{proc, p}]; !ok || !streams.LateReads(cfg, p, day) {
 				missing = append(missing, streams.PartitionDurable(proc, p))
 			}
 		}
@@ -114,53 +138,28 @@ func (c *Compactor) lateMissing(ctx context.Context, day string) ([]string, erro
 }
 
 // unread returns the closed days of days (in the stream's reach) that
-// some late consumer does not read: a filter sync lost a race, or a
-// consumer was recreated by hand. Messages of such a day past its bounds
-// may have gone by unread.
+// some existing late consumer does not read: a filter sync lost a race,
+// or a consumer was recreated by hand. Messages of such a day past its
+// bounds may have gone by unread. (A consumer that does not exist yet is
+// no loss: SyncLateFilters creates it reading every closed day.)
 func (c *Compactor) unread(ctx context.Context, days []DayInfo) ([]string, error) {
-	filters := map[string]map[string]bool{} // durable -> subjects
-	for _, proc := range c.opts.LateProcessors {
-		for p := range c.sc.Partitions {
-			name := streams.PartitionDurable(proc, p)
-			cons, err := c.js.Consumer(ctx, c.sc.Stream, name)
-			if err != nil {
-				if errors.Is(err, jetstream.ErrConsumerNotFound) {
-					continue // no late path of that processor runs yet: SyncLateFilters creates it with every day
-				}
-				return nil, fmt.Errorf("compaction: consumer %s: %w", name, err)
-			}
-			cfg := cons.CachedInfo().Config
-			set := map[string]bool{cfg.FilterSubject: true}
-			for _, f := range cfg.FilterSubjects {
-				set[f] = true
-			}
-			filters[name] = set
-		}
+	configs, err := c.lateConfigs(ctx)
+	if err != nil {
+		return nil, err
 	}
 	var out []string
 	for _, d := range days {
 		if d.Lifecycle.State != streams.DayClosed || !c.inStream(d.Day) {
 			continue
 		}
-		for name, set := range filters {
-			p := partitionOf(name)
-			if !set[streams.Subject(d.Day, p)] && !set[streams.PartitionSubjects(p)] {
+		for lc, cfg := range configs {
+			if !streams.LateReads(cfg, lc.partition, d.Day) {
 				out = append(out, d.Day)
 				break
 			}
 		}
 	}
 	return out, nil
-}
-
-// partitionOf is the partition of a durable named by
-// streams.PartitionDurable.
-func partitionOf(durable string) uint32 {
-	var p uint32
-	if i := strings.LastIndex(durable, "-p"); i >= 0 {
-		_, _ = fmt.Sscanf(durable[i+2:], "%d", &p)
-	}
-	return p
 }
 
 // heal makes every late consumer read the days it missed, then has them
