@@ -1711,6 +1711,104 @@ func (x *GetHeatMapResponse) GetDays() []*DayTotal {
 	return nil
 }
 
+type WatchTodayRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Options       *ReadOptions           `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTodayRequest) Reset() {
+	*x = WatchTodayRequest{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTodayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTodayRequest) ProtoMessage() {}
+
+func (x *WatchTodayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTodayRequest.ProtoReflect.Descriptor instead.
+func (*WatchTodayRequest) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *WatchTodayRequest) GetOptions() *ReadOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+type WatchTodayResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As GetStatusBarResponse.today.
+	Today *DaySummary `protobuf:"bytes,1,opt,name=today,proto3" json:"today,omitempty"`
+	// Unix seconds of the newest heartbeat counted; 0 when none.
+	LastHeartbeatAt float64 `protobuf:"fixed64,2,opt,name=last_heartbeat_at,json=lastHeartbeatAt,proto3" json:"last_heartbeat_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *WatchTodayResponse) Reset() {
+	*x = WatchTodayResponse{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTodayResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTodayResponse) ProtoMessage() {}
+
+func (x *WatchTodayResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTodayResponse.ProtoReflect.Descriptor instead.
+func (*WatchTodayResponse) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *WatchTodayResponse) GetToday() *DaySummary {
+	if x != nil {
+		return x.Today
+	}
+	return nil
+}
+
+func (x *WatchTodayResponse) GetLastHeartbeatAt() float64 {
+	if x != nil {
+		return x.LastHeartbeatAt
+	}
+	return 0
+}
+
 var File_heartlog_v1_stats_proto protoreflect.FileDescriptor
 
 const file_heartlog_v1_stats_proto_rawDesc = "" +
@@ -1835,7 +1933,12 @@ const file_heartlog_v1_stats_proto_rawDesc = "" +
 	"\x03end\x18\x01 \x01(\tR\x03end\x122\n" +
 	"\aoptions\x18\x02 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\"?\n" +
 	"\x12GetHeatMapResponse\x12)\n" +
-	"\x04days\x18\x01 \x03(\v2\x15.heartlog.v1.DayTotalR\x04days2\x83\x06\n" +
+	"\x04days\x18\x01 \x03(\v2\x15.heartlog.v1.DayTotalR\x04days\"G\n" +
+	"\x11WatchTodayRequest\x122\n" +
+	"\aoptions\x18\x01 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\"o\n" +
+	"\x12WatchTodayResponse\x12-\n" +
+	"\x05today\x18\x01 \x01(\v2\x17.heartlog.v1.DaySummaryR\x05today\x12*\n" +
+	"\x11last_heartbeat_at\x18\x02 \x01(\x01R\x0flastHeartbeatAt2\xd6\x06\n" +
 	"\fStatsService\x12U\n" +
 	"\fGetSummaries\x12 .heartlog.v1.GetSummariesRequest\x1a!.heartlog.v1.GetSummariesResponse\"\x00\x12U\n" +
 	"\fGetDurations\x12 .heartlog.v1.GetDurationsRequest\x1a!.heartlog.v1.GetDurationsResponse\"\x00\x12U\n" +
@@ -1846,7 +1949,9 @@ const file_heartlog_v1_stats_proto_rawDesc = "" +
 	"\x0fGetMachineNames\x12#.heartlog.v1.GetMachineNamesRequest\x1a\x1c.heartlog.v1.GetSeenResponse\"\x00\x12R\n" +
 	"\vGetInsights\x12\x1f.heartlog.v1.GetInsightsRequest\x1a .heartlog.v1.GetInsightsResponse\"\x00\x12O\n" +
 	"\n" +
-	"GetHeatMap\x12\x1e.heartlog.v1.GetHeatMapRequest\x1a\x1f.heartlog.v1.GetHeatMapResponse\"\x00B,Z*heartlog/schema/gen/heartlog/v1;heartlogv1b\x06proto3"
+	"GetHeatMap\x12\x1e.heartlog.v1.GetHeatMapRequest\x1a\x1f.heartlog.v1.GetHeatMapResponse\"\x00\x12Q\n" +
+	"\n" +
+	"WatchToday\x12\x1e.heartlog.v1.WatchTodayRequest\x1a\x1f.heartlog.v1.WatchTodayResponse\"\x000\x01B,Z*heartlog/schema/gen/heartlog/v1;heartlogv1b\x06proto3"
 
 var (
 	file_heartlog_v1_stats_proto_rawDescOnce sync.Once
@@ -1860,7 +1965,7 @@ func file_heartlog_v1_stats_proto_rawDescGZIP() []byte {
 	return file_heartlog_v1_stats_proto_rawDescData
 }
 
-var file_heartlog_v1_stats_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_heartlog_v1_stats_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_heartlog_v1_stats_proto_goTypes = []any{
 	(*ReadOptions)(nil),            // 0: heartlog.v1.ReadOptions
 	(*GetSummariesRequest)(nil),    // 1: heartlog.v1.GetSummariesRequest
@@ -1889,6 +1994,8 @@ var file_heartlog_v1_stats_proto_goTypes = []any{
 	(*DayTotal)(nil),               // 24: heartlog.v1.DayTotal
 	(*GetHeatMapRequest)(nil),      // 25: heartlog.v1.GetHeatMapRequest
 	(*GetHeatMapResponse)(nil),     // 26: heartlog.v1.GetHeatMapResponse
+	(*WatchTodayRequest)(nil),      // 27: heartlog.v1.WatchTodayRequest
+	(*WatchTodayResponse)(nil),     // 28: heartlog.v1.WatchTodayResponse
 }
 var file_heartlog_v1_stats_proto_depIdxs = []int32{
 	0,  // 0: heartlog.v1.GetSummariesRequest.options:type_name -> heartlog.v1.ReadOptions
@@ -1930,29 +2037,33 @@ var file_heartlog_v1_stats_proto_depIdxs = []int32{
 	11, // 36: heartlog.v1.DayTotal.total:type_name -> heartlog.v1.Total
 	0,  // 37: heartlog.v1.GetHeatMapRequest.options:type_name -> heartlog.v1.ReadOptions
 	24, // 38: heartlog.v1.GetHeatMapResponse.days:type_name -> heartlog.v1.DayTotal
-	1,  // 39: heartlog.v1.StatsService.GetSummaries:input_type -> heartlog.v1.GetSummariesRequest
-	3,  // 40: heartlog.v1.StatsService.GetDurations:input_type -> heartlog.v1.GetDurationsRequest
-	5,  // 41: heartlog.v1.StatsService.GetStatusBar:input_type -> heartlog.v1.GetStatusBarRequest
-	7,  // 42: heartlog.v1.StatsService.GetStats:input_type -> heartlog.v1.GetStatsRequest
-	14, // 43: heartlog.v1.StatsService.GetProjects:input_type -> heartlog.v1.GetProjectsRequest
-	17, // 44: heartlog.v1.StatsService.GetUserAgents:input_type -> heartlog.v1.GetUserAgentsRequest
-	18, // 45: heartlog.v1.StatsService.GetMachineNames:input_type -> heartlog.v1.GetMachineNamesRequest
-	21, // 46: heartlog.v1.StatsService.GetInsights:input_type -> heartlog.v1.GetInsightsRequest
-	25, // 47: heartlog.v1.StatsService.GetHeatMap:input_type -> heartlog.v1.GetHeatMapRequest
-	2,  // 48: heartlog.v1.StatsService.GetSummaries:output_type -> heartlog.v1.GetSummariesResponse
-	4,  // 49: heartlog.v1.StatsService.GetDurations:output_type -> heartlog.v1.GetDurationsResponse
-	6,  // 50: heartlog.v1.StatsService.GetStatusBar:output_type -> heartlog.v1.GetStatusBarResponse
-	8,  // 51: heartlog.v1.StatsService.GetStats:output_type -> heartlog.v1.GetStatsResponse
-	15, // 52: heartlog.v1.StatsService.GetProjects:output_type -> heartlog.v1.GetProjectsResponse
-	19, // 53: heartlog.v1.StatsService.GetUserAgents:output_type -> heartlog.v1.GetSeenResponse
-	19, // 54: heartlog.v1.StatsService.GetMachineNames:output_type -> heartlog.v1.GetSeenResponse
-	22, // 55: heartlog.v1.StatsService.GetInsights:output_type -> heartlog.v1.GetInsightsResponse
-	26, // 56: heartlog.v1.StatsService.GetHeatMap:output_type -> heartlog.v1.GetHeatMapResponse
-	48, // [48:57] is the sub-list for method output_type
-	39, // [39:48] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	0,  // 39: heartlog.v1.WatchTodayRequest.options:type_name -> heartlog.v1.ReadOptions
+	9,  // 40: heartlog.v1.WatchTodayResponse.today:type_name -> heartlog.v1.DaySummary
+	1,  // 41: heartlog.v1.StatsService.GetSummaries:input_type -> heartlog.v1.GetSummariesRequest
+	3,  // 42: heartlog.v1.StatsService.GetDurations:input_type -> heartlog.v1.GetDurationsRequest
+	5,  // 43: heartlog.v1.StatsService.GetStatusBar:input_type -> heartlog.v1.GetStatusBarRequest
+	7,  // 44: heartlog.v1.StatsService.GetStats:input_type -> heartlog.v1.GetStatsRequest
+	14, // 45: heartlog.v1.StatsService.GetProjects:input_type -> heartlog.v1.GetProjectsRequest
+	17, // 46: heartlog.v1.StatsService.GetUserAgents:input_type -> heartlog.v1.GetUserAgentsRequest
+	18, // 47: heartlog.v1.StatsService.GetMachineNames:input_type -> heartlog.v1.GetMachineNamesRequest
+	21, // 48: heartlog.v1.StatsService.GetInsights:input_type -> heartlog.v1.GetInsightsRequest
+	25, // 49: heartlog.v1.StatsService.GetHeatMap:input_type -> heartlog.v1.GetHeatMapRequest
+	27, // 50: heartlog.v1.StatsService.WatchToday:input_type -> heartlog.v1.WatchTodayRequest
+	2,  // 51: heartlog.v1.StatsService.GetSummaries:output_type -> heartlog.v1.GetSummariesResponse
+	4,  // 52: heartlog.v1.StatsService.GetDurations:output_type -> heartlog.v1.GetDurationsResponse
+	6,  // 53: heartlog.v1.StatsService.GetStatusBar:output_type -> heartlog.v1.GetStatusBarResponse
+	8,  // 54: heartlog.v1.StatsService.GetStats:output_type -> heartlog.v1.GetStatsResponse
+	15, // 55: heartlog.v1.StatsService.GetProjects:output_type -> heartlog.v1.GetProjectsResponse
+	19, // 56: heartlog.v1.StatsService.GetUserAgents:output_type -> heartlog.v1.GetSeenResponse
+	19, // 57: heartlog.v1.StatsService.GetMachineNames:output_type -> heartlog.v1.GetSeenResponse
+	22, // 58: heartlog.v1.StatsService.GetInsights:output_type -> heartlog.v1.GetInsightsResponse
+	26, // 59: heartlog.v1.StatsService.GetHeatMap:output_type -> heartlog.v1.GetHeatMapResponse
+	28, // 60: heartlog.v1.StatsService.WatchToday:output_type -> heartlog.v1.WatchTodayResponse
+	51, // [51:61] is the sub-list for method output_type
+	41, // [41:51] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_heartlog_v1_stats_proto_init() }
@@ -1966,7 +2077,7 @@ func file_heartlog_v1_stats_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_heartlog_v1_stats_proto_rawDesc), len(file_heartlog_v1_stats_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

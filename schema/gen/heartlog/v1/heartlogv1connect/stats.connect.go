@@ -58,6 +58,8 @@ const (
 	StatsServiceGetInsightsProcedure = "/heartlog.v1.StatsService/GetInsights"
 	// StatsServiceGetHeatMapProcedure is the fully-qualified name of the StatsService's GetHeatMap RPC.
 	StatsServiceGetHeatMapProcedure = "/heartlog.v1.StatsService/GetHeatMap"
+	// StatsServiceWatchTodayProcedure is the fully-qualified name of the StatsService's WatchToday RPC.
+	StatsServiceWatchTodayProcedure = "/heartlog.v1.StatsService/WatchToday"
 )
 
 // StatsServiceClient is a client for the heartlog.v1.StatsService service.
@@ -85,6 +87,12 @@ type StatsServiceClient interface {
 	// GetHeatMap gives the coding time of each of the 365 local days ending
 	// at end.
 	GetHeatMap(context.Context, *connect.Request[v1.GetHeatMapRequest]) (*connect.Response[v1.GetHeatMapResponse], error)
+	// WatchToday sends today's status bar at once, then again each time new
+	// heartbeats of the user are stored in the stream, coalesced: a burst of
+	// heartbeats is one message, and a client that reads slowly gets the
+	// newest state, never a queue of old ones. It ends when the client goes
+	// or the server stops; clients reconnect and get the current state.
+	WatchToday(context.Context, *connect.Request[v1.WatchTodayRequest]) (*connect.ServerStreamForClient[v1.WatchTodayResponse], error)
 }
 
 // NewStatsServiceClient constructs a client for the heartlog.v1.StatsService service. By default,
@@ -152,6 +160,12 @@ func NewStatsServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(statsServiceMethods.ByName("GetHeatMap")),
 			connect.WithClientOptions(opts...),
 		),
+		watchToday: connect.NewClient[v1.WatchTodayRequest, v1.WatchTodayResponse](
+			httpClient,
+			baseURL+StatsServiceWatchTodayProcedure,
+			connect.WithSchema(statsServiceMethods.ByName("WatchToday")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -166,6 +180,7 @@ type statsServiceClient struct {
 	getMachineNames *connect.Client[v1.GetMachineNamesRequest, v1.GetSeenResponse]
 	getInsights     *connect.Client[v1.GetInsightsRequest, v1.GetInsightsResponse]
 	getHeatMap      *connect.Client[v1.GetHeatMapRequest, v1.GetHeatMapResponse]
+	watchToday      *connect.Client[v1.WatchTodayRequest, v1.WatchTodayResponse]
 }
 
 // GetSummaries calls heartlog.v1.StatsService.GetSummaries.
@@ -213,6 +228,11 @@ func (c *statsServiceClient) GetHeatMap(ctx context.Context, req *connect.Reques
 	return c.getHeatMap.CallUnary(ctx, req)
 }
 
+// WatchToday calls heartlog.v1.StatsService.WatchToday.
+func (c *statsServiceClient) WatchToday(ctx context.Context, req *connect.Request[v1.WatchTodayRequest]) (*connect.ServerStreamForClient[v1.WatchTodayResponse], error) {
+	return c.watchToday.CallServerStream(ctx, req)
+}
+
 // StatsServiceHandler is an implementation of the heartlog.v1.StatsService service.
 type StatsServiceHandler interface {
 	// GetSummaries gives one summary per local day in [start, end].
@@ -238,6 +258,12 @@ type StatsServiceHandler interface {
 	// GetHeatMap gives the coding time of each of the 365 local days ending
 	// at end.
 	GetHeatMap(context.Context, *connect.Request[v1.GetHeatMapRequest]) (*connect.Response[v1.GetHeatMapResponse], error)
+	// WatchToday sends today's status bar at once, then again each time new
+	// heartbeats of the user are stored in the stream, coalesced: a burst of
+	// heartbeats is one message, and a client that reads slowly gets the
+	// newest state, never a queue of old ones. It ends when the client goes
+	// or the server stops; clients reconnect and get the current state.
+	WatchToday(context.Context, *connect.Request[v1.WatchTodayRequest], *connect.ServerStream[v1.WatchTodayResponse]) error
 }
 
 // NewStatsServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -301,6 +327,12 @@ func NewStatsServiceHandler(svc StatsServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(statsServiceMethods.ByName("GetHeatMap")),
 		connect.WithHandlerOptions(opts...),
 	)
+	statsServiceWatchTodayHandler := connect.NewServerStreamHandler(
+		StatsServiceWatchTodayProcedure,
+		svc.WatchToday,
+		connect.WithSchema(statsServiceMethods.ByName("WatchToday")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/heartlog.v1.StatsService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case StatsServiceGetSummariesProcedure:
@@ -321,6 +353,8 @@ func NewStatsServiceHandler(svc StatsServiceHandler, opts ...connect.HandlerOpti
 			statsServiceGetInsightsHandler.ServeHTTP(w, r)
 		case StatsServiceGetHeatMapProcedure:
 			statsServiceGetHeatMapHandler.ServeHTTP(w, r)
+		case StatsServiceWatchTodayProcedure:
+			statsServiceWatchTodayHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -364,4 +398,8 @@ func (UnimplementedStatsServiceHandler) GetInsights(context.Context, *connect.Re
 
 func (UnimplementedStatsServiceHandler) GetHeatMap(context.Context, *connect.Request[v1.GetHeatMapRequest]) (*connect.Response[v1.GetHeatMapResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("heartlog.v1.StatsService.GetHeatMap is not implemented"))
+}
+
+func (UnimplementedStatsServiceHandler) WatchToday(context.Context, *connect.Request[v1.WatchTodayRequest], *connect.ServerStream[v1.WatchTodayResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("heartlog.v1.StatsService.WatchToday is not implemented"))
 }
