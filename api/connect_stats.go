@@ -116,7 +116,7 @@ func (ss *statsService) GetStatusBar(ctx context.Context, req *connect.Request[h
 	if err != nil {
 		return nil, err
 	}
-	bar, err := ss.s.statusBar(ctx, u, o, ss.s.opts.Now())
+	bar, err := ss.s.statusBar(ctx, u, o, ss.s.opts.Now(), false)
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}

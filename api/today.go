@@ -33,12 +33,13 @@ type todayBar struct {
 
 // statusBar is today's status bar of u with options o (today being
 // DateOf(now)): from the live state when o are u's own time zone and
-// timeout without filters and the tracker can tell, else computed.
-func (s *Server) statusBar(ctx context.Context, u users.User, o stats.Options, now time.Time) (todayBar, error) {
+// timeout without filters and the tracker can tell, else computed. A
+// watch keeps u live whatever o are: the live state is what wakes it.
+func (s *Server) statusBar(ctx context.Context, u users.User, o stats.Options, now time.Time, watch bool) (todayBar, error) {
 	o.Start = stats.DateOf(now, o.Location)
 	o.End = o.Start
 	var out todayBar
-	if own, ok := s.ownOptions(u, now); ok && s.opts.Today != nil {
+	if own, ok := s.ownOptions(u, now); ok && s.opts.Today != nil && (watch || plain(o, own)) {
 		bar, err := s.opts.Today.StatusBar(ctx, u, own)
 		switch {
 		case err == nil:
@@ -88,10 +89,12 @@ func withReauth(ctx context.Context, f func(context.Context) (users.User, error)
 	return context.WithValue(ctx, reauthKey{}, f)
 }
 
-// liveStream prepares a guarded stream request: an HTTP/1 connection's
-// read deadline (the server's ReadTimeout) would otherwise end the stream
-// when it passes, and the request's credentials are checked again at each
-// update, so that a revoked key or an ended session ends the stream.
+// liveStream prepares a guarded stream request: the read deadline of the
+// connection (the server's ReadTimeout) is lifted, since net/http ends an
+// HTTP/1 request's context when a background read of a fully read body
+// meets it (defensive: connect-go clients were not seen to trigger it),
+// and the request's credentials are checked again at each update, so that
+// a revoked key or an ended session ends the stream.
 func (s *Server) liveStream(w http.ResponseWriter, r *http.Request, creds credentials) *http.Request {
 	if r.URL.Path != heartlogv1connect.StatsServiceWatchTodayProcedure {
 		return r
@@ -125,7 +128,7 @@ func (ss *statsService) WatchToday(ctx context.Context, req *connect.Request[hea
 		if err != nil {
 			return ss.readError(u, err)
 		}
-		bar, err := ss.s.statusBar(ctx, u, o, ss.s.opts.Now())
+		bar, err := ss.s.statusBar(ctx, u, o, ss.s.opts.Now(), true)
 		if ctx.Err() != nil {
 			return nil // the client left
 		}

@@ -292,3 +292,37 @@ func TestWatchTodayNeedsKey(t *testing.T) {
 		t.Fatalf("no key: %v, want unauthenticated", err)
 	}
 }
+
+// The dashboard watches with its session cookie (Connect JSON streams, as
+// connect-web sends them); signing out ends the stream at its next update.
+func TestWatchTodayBySessionEndsAtSignOut(t *testing.T) {
+	svc := heartlogtest.Start(t, heartlogtest.Options{})
+	alice, key := svc.CreateUser(t, "alice", "")
+	svc.SetZone(t, alice.ID, key, heartlogtest.MiddayZone(time.Now()), 0)
+	_, _, cookie := signIn(t, svc, keyBody(key), nil)
+	if cookie == nil {
+		t.Fatal("no session cookie")
+	}
+	client := heartlogv1connect.NewStatsServiceClient(&http.Client{Transport: &http.Transport{}}, svc.URL, connect.WithProtoJSON())
+	req := connect.NewRequest(&heartlogv1.WatchTodayRequest{})
+	pageHeaders(svc, cookie)(req.Header())
+	stream, err := client.WatchToday(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &watcher{done: make(chan struct{})}
+	go w.read(stream)
+	w.await(t, "at once", func(*heartlogv1.WatchTodayResponse) bool { return true })
+	if resp, b := rawRequest(t, svc, http.MethodDelete, sessionPath, "", pageHeaders(svc, cookie)); resp.StatusCode/100 != 2 {
+		t.Fatalf("sign out: %d %s", resp.StatusCode, b)
+	}
+	postAt(t, svc, key, "x", time.Now().Add(-time.Minute))
+	select {
+	case <-w.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stream outlived its session")
+	}
+	if connect.CodeOf(w.err) != connect.CodeUnauthenticated {
+		t.Fatalf("stream ended with %v, want unauthenticated", w.err)
+	}
+}

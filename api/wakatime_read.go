@@ -201,7 +201,7 @@ func (s *Server) getStatusBar(w http.ResponseWriter, r *http.Request, u users.Us
 		return
 	}
 	now := s.opts.Now()
-	bar, err := s.statusBar(r.Context(), u, o, now)
+	bar, err := s.statusBar(r.Context(), u, o, now, false)
 	if err != nil {
 		s.readFailed(w, u, err)
 		return
