@@ -97,7 +97,7 @@ func (ss *statsService) GetHeatMap(ctx context.Context, req *connect.Request[hea
 	}
 	out := &heartlogv1.GetHeatMapResponse{}
 	for _, d := range days {
-		out.Days = append(out.Days, &heartlogv1.DayTotal{Date: d.Date.String(), Total: totalMsg(d.GrandTotal.Total)})
+		out.Days = append(out.Days, &heartlogv1.DayTotal{Date: d.Date.String(), Total: totalMsg(d.Total)})
 	}
 	return connect.NewResponse(out), nil
 }

@@ -197,6 +197,7 @@ func (s *Server) routes() {
 		path, h := s.statsHandler()
 		s.mux.Handle(path, instrument("connect_stats", h))
 	}
+	s.settingsRoutes()
 	path, h := s.connectHandler()
 	s.mux.Handle(path, instrument("connect_ingest", h))
 	s.mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
