@@ -62,7 +62,11 @@ func (ss *statsService) GetInsights(ctx context.Context, req *connect.Request[he
 		return nil, err
 	}
 	name := req.Msg.GetRange()
-	in, err := ss.s.insights(ctx, u, &o, name)
+	o.Start, o.End, err = ss.s.statsRange(ctx, u, name, req.Msg.GetStart(), req.Msg.GetEnd(), o.Location)
+	var in insight
+	if err == nil {
+		in, err = ss.s.insights(ctx, u, &o)
+	}
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}

@@ -106,12 +106,9 @@ type insight struct {
 	average  time.Duration
 }
 
-// insights reads the named range once and derives each insight from it.
-func (s *Server) insights(ctx context.Context, u users.User, o *stats.Options, name string) (insight, error) {
-	var err error
-	if o.Start, o.End, err = s.namedRange(ctx, u, name, o.Location); err != nil {
-		return insight{}, err
-	}
+// insights reads the range o.Start..o.End once and derives each insight
+// from it.
+func (s *Server) insights(ctx context.Context, u users.User, o *stats.Options) (insight, error) {
 	if n := o.Start.DaysUntil(o.End) + 1; n > maxRangeDays {
 		return insight{}, badf("the range covers %d days; at most %d per request", n, maxRangeDays)
 	}
@@ -220,7 +217,10 @@ func (s *Server) getInsights(w http.ResponseWriter, r *http.Request, u users.Use
 	o, err := s.readOptions(r, u)
 	var in insight
 	if err == nil {
-		in, err = s.insights(r.Context(), u, &o, name)
+		o.Start, o.End, err = s.namedRange(r.Context(), u, name, o.Location)
+	}
+	if err == nil {
+		in, err = s.insights(r.Context(), u, &o)
 	}
 	if err != nil {
 		s.readFailed(w, u, err)
