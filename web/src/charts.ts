@@ -1,5 +1,7 @@
 // ECharts, tree-shaken: only the chart types and components the page
-// draws, with the canvas renderer (no SVG/DOM styles the CSP would refuse).
+// draws, with the canvas renderer (no SVG/DOM styles the CSP would
+// refuse). chart.ts loads this module, and ECharts with it, as a chunk of
+// its own, so that the page's calls go out before ECharts is parsed.
 // Tooltips render as rich text on the canvas, because ECharts' HTML
 // tooltips carry style attributes, which style-src 'self' blocks.
 import { BarChart, CustomChart, HeatmapChart } from "echarts/charts";
@@ -13,6 +15,7 @@ import {
 } from "echarts/components";
 import * as echarts from "echarts/core";
 import { CanvasRenderer } from "echarts/renderers";
+import { dark, palette } from "./theme";
 
 echarts.use([
   BarChart,
@@ -29,14 +32,6 @@ echarts.use([
 
 export type Option = echarts.EChartsCoreOption;
 
-export const dark = matchMedia("(prefers-color-scheme: dark)").matches;
-
-/** palette is the series colors, also used for the breakdown bars. */
-export const palette = [
-  "#5470c6", "#91cc75", "#fac858", "#ee6666", "#73c0de",
-  "#3ba272", "#fc8452", "#9a60b4", "#ea7ccc", "#8d98b3",
-];
-
 /** Chart is one ECharts instance on a container, created on first draw. */
 export class Chart {
   private chart?: echarts.ECharts;
@@ -46,8 +41,6 @@ export class Chart {
   constructor(dom: HTMLElement, label: string) {
     this.dom = dom;
     this.label = label;
-    // Hidden from screen readers: each chart's table says the same in full.
-    dom.setAttribute("aria-hidden", "true");
   }
 
   /**

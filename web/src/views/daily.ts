@@ -1,6 +1,6 @@
 // Daily bars: coding time per day of the range, stacked by project, from
 // GetSummaries; the table beside the chart lists the same numbers.
-import { Chart } from "../charts";
+import { Chart } from "../chart";
 import { byId, el, fillTable } from "../dom";
 import { hours } from "../format";
 import type { DaySummary, Item } from "../gen/heartlog/v1/stats_pb";

@@ -1,6 +1,7 @@
 // The year heat map: coding time of each of the 365 days, from one
 // GetHeatMap call, on an ECharts calendar.
-import { Chart, dark } from "../charts";
+import { Chart } from "../chart";
+import { dark } from "../theme";
 import { byId, el, fillTable } from "../dom";
 import { hours } from "../format";
 import type { DayTotal } from "../gen/heartlog/v1/stats_pb";

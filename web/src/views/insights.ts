@@ -1,6 +1,6 @@
 // Insights: coding time by weekday and by hour of the day over the range,
 // from GetInsights.
-import { Chart } from "../charts";
+import { Chart } from "../chart";
 import { byId, el, fillTable } from "../dom";
 import { hours } from "../format";
 import type { GetInsightsResponse } from "../gen/heartlog/v1/stats_pb";

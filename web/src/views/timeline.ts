@@ -1,7 +1,8 @@
 // A day's timeline, as WakaTime draws it: one row per project (or file),
 // each duration a bar on the day's clock, from GetDurations.
 import type { CustomSeriesRenderItemAPI, CustomSeriesRenderItemParams, CustomSeriesRenderItemReturn } from "echarts";
-import { Chart, palette } from "../charts";
+import { Chart } from "../chart";
+import { palette } from "../theme";
 import { byId, el, fillTable } from "../dom";
 import { clock, duration } from "../format";
 import type { Duration } from "../gen/heartlog/v1/stats_pb";
