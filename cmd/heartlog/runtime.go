@@ -30,6 +30,7 @@ import (
 	"heartlog/streams"
 	"heartlog/today"
 	"heartlog/users"
+	"heartlog/web"
 )
 
 // runtime is one process's connections: NATS with the topology ensured,
@@ -168,6 +169,7 @@ func (rt *runtime) serve(ctx context.Context) error {
 	srv := api.New(users.Accounts{Keys: rt.dir, Store: rt.users}, pub, api.Options{
 		Today:        live,
 		Sessions:     sess,
+		Web:          web.Handler(),
 		MaxBodyBytes: rt.cfg.MaxBodyBytes,
 		Limits:       limits,
 		RateLimit:    rt.cfg.RateLimit,

@@ -25,6 +25,7 @@ import (
 	"heartlog/streams"
 	"heartlog/today"
 	"heartlog/users"
+	"heartlog/web"
 )
 
 // Options change the service a test starts.
@@ -147,6 +148,7 @@ func Start(t testing.TB, opts Options) *Service {
 	t.Cleanup(s.Today.Close)
 	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader, Today: s.Today,
 		Health: health.New(checks, health.Options{Log: Logger(t)}), Sessions: s.Sessions}
+	apiOpts.Web = web.Handler()
 	// Tests that are not about the work limits must not meet them.
 	apiOpts.HeartbeatRate, apiOpts.HeartbeatBurst = 1e9, 1<<30
 	apiOpts.ByteRate, apiOpts.ByteBurst = 1e12, 1<<40

@@ -1,0 +1,1 @@
+var t=Object.defineProperty;var r=(a,c)=>{for(var e in c)t(a,e,{get:c[e],enumerable:!0})};var d=matchMedia("(prefers-color-scheme: dark)").matches,s=["#5470c6","#91cc75","#fac858","#ee6666","#73c0de","#3ba272","#fc8452","#9a60b4","#ea7ccc","#8d98b3"];export{r as a,d as b,s as c};
