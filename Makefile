@@ -22,7 +22,7 @@ BENCHFLAGS ?=
 CHAOSFLAGS ?=
 FUZZTIME ?= 30s
 
-.PHONY: help build run stop status test fmt-check proto proto-check bench chaos fuzz clean
+.PHONY: help build run stop status test fmt-check proto proto-check web web-check bench chaos fuzz clean
 
 help: ## List the targets (default)
 	@echo "Usage: make TARGET [PKG=./pkg/...] [TESTFLAGS='-run X -v'] [FUZZTIME=30s]"
@@ -46,7 +46,7 @@ status: ## Show the local services
 
 # `make test` starts whatever part of the stack is not already running (Postgres without fsync),
 # and afterwards stops exactly what it started, also on failure or Ctrl-C, keeping the exit code.
-test: fmt-check proto-check ## gofmt + proto checks, then go vet and go test against a private stack
+test: fmt-check proto-check web-check ## gofmt + proto + web checks, then go vet and go test against a private stack
 	$(STACK) install
 	trap 'rc=$$?; $(STACK) down --only-started test || true; exit $$rc' EXIT; \
 	HEARTLOG_STACK_PG_FAST=1 HEARTLOG_STACK_TAG=test $(STACK) up; \
@@ -76,6 +76,28 @@ proto-check: ## Run `make proto` and fail if schema/gen changed (generated code 
 	  exit 1; \
 	fi; \
 	echo "proto-check: ok (schema/gen up to date)"
+
+# The dashboard (web/, package heartlog/web). Its bundle web/dist and the client web/src/gen are
+# committed, so building and `make run` need no Node; `make web` needs Node 20 and npm.
+# npm ci runs only when web/package-lock.json differs from the one last installed.
+web: ## Rebuild the dashboard: npm ci (if needed), web/src/gen from the protos, tsc, bundle into web/dist
+	@if ! cmp -s web/package-lock.json web/node_modules/.heartlog-installed-lock.json; then \
+	  (cd web && npm ci --no-audit --no-fund) && cp web/package-lock.json web/node_modules/.heartlog-installed-lock.json; \
+	fi
+	$(GO) tool -modfile=tools/go.mod buf generate --template web/buf.gen.yaml
+	cd web && node_modules/.bin/tsc --noEmit -p .
+	cd web && node build.mjs
+
+web-check: ## Run `make web` and fail if web/dist or web/src/gen changed (bundle stale)
+	$(MAKE) --no-print-directory web
+	@changes="$$(git status --porcelain -- web/dist web/src/gen)"; \
+	if [ -n "$$changes" ]; then \
+	  echo "error: the dashboard bundle is stale: 'make web' changed it:" >&2; \
+	  echo "$$changes" >&2; \
+	  echo "run 'make web' and commit web/dist and web/src/gen together with the change." >&2; \
+	  exit 1; \
+	fi; \
+	echo "web-check: ok (web/dist and web/src/gen up to date)"
 
 bench: ## Run ./ops/bench against the local stack (tag bench), then stop what it started
 	$(STACK) install

@@ -10,7 +10,8 @@ import (
 	"heartlog/users"
 )
 
-// UserLookup finds users; users.Accounts implements it.
+// UserLookup finds users and changes their settings; users.Accounts
+// implements it.
 type UserLookup interface {
 	// ByKey finds the owner of an API key: users.ErrNotFound if none,
 	// another error if it cannot tell. It must not need Postgres: ingest
@@ -19,6 +20,9 @@ type UserLookup interface {
 	// ByID reads a user afresh: all_time needs a first day newer than
 	// the cached user's.
 	ByID(ctx context.Context, id string) (users.User, error)
+	// Update changes a user's settings in Postgres and the users bucket;
+	// when it returns, ByKey answers with the change.
+	Update(ctx context.Context, id string, c users.Change) (users.User, error)
 }
 
 // authError is a refused credential; its message is safe to show.

@@ -64,6 +64,9 @@ type Options struct {
 	// a lookup.
 	AuthFailureRate  float64
 	AuthFailureBurst int
+	// Web serves the dashboard (web.Handler): GET / and GET /assets/ go
+	// to it. Nil: / is a 404 like any unknown path.
+	Web http.Handler
 	// Health answers /readyz; nil means always ready.
 	Health *health.Checker
 	// Log receives request errors.
@@ -190,12 +193,17 @@ func (s *Server) routes() {
 		path, h := s.statsHandler()
 		s.mux.Handle(path, instrument("connect_stats", h))
 	}
+	s.settingsRoutes()
 	path, h := s.connectHandler()
 	s.mux.Handle(path, instrument("connect_ingest", h))
 	s.mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	if s.opts.Web != nil {
+		s.mux.Handle("GET /{$}", instrument("web", s.opts.Web))
+		s.mux.Handle("GET /assets/", instrument("web", s.opts.Web))
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})

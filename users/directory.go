@@ -41,6 +41,9 @@ type DirectoryOptions struct {
 type Directory struct {
 	mu     sync.RWMutex
 	byHash map[KeyHash]User
+	// changed is closed, and replaced, on every record applied: it wakes
+	// Await.
+	changed chan struct{}
 
 	kv       jetstream.KeyValue
 	misses   *rate.Limiter
@@ -71,7 +74,7 @@ func WatchDirectory(ctx context.Context, js jetstream.JetStream, bucket string, 
 		return nil, fmt.Errorf("users: watch KV bucket %s: %w", bucket, err)
 	}
 	d := &Directory{
-		byHash: map[KeyHash]User{}, kv: kv, w: w, nc: js.Conn(), maxStale: opts.MaxStale,
+		byHash: map[KeyHash]User{}, changed: make(chan struct{}), kv: kv, w: w, nc: js.Conn(), maxStale: opts.MaxStale,
 		misses: rate.NewLimiter(rate.Limit(opts.MissesPerSecond), int(max(opts.MissesPerSecond, 1))),
 	}
 	for {
@@ -129,6 +132,8 @@ func (d *Directory) apply(e jetstream.KeyValueEntry) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	close(d.changed)
+	d.changed = make(chan struct{})
 	if e.Operation() != jetstream.KeyValuePut {
 		delete(d.byHash, h)
 		return
@@ -172,6 +177,30 @@ func (d *Directory) ByKey(ctx context.Context, h KeyHash) (User, error) {
 	return u, nil
 }
 
+// Await waits until the Directory holds a record of user id for which ok
+// holds, or ctx ends.
+func (d *Directory) Await(ctx context.Context, id string, ok func(User) bool) error {
+	for {
+		d.mu.RLock()
+		changed, found := d.changed, false
+		for _, u := range d.byHash {
+			if u.ID == id && ok(u) {
+				found = true
+				break
+			}
+		}
+		d.mu.RUnlock()
+		if found {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // Len is how many records the Directory holds.
 func (d *Directory) Len() int {
 	d.mu.RLock()
@@ -199,3 +228,24 @@ func (a Accounts) ByKey(ctx context.Context, h KeyHash) (User, error) { return a
 
 // ByID reads a user from the Store.
 func (a Accounts) ByID(ctx context.Context, id string) (User, error) { return a.Store.ByID(ctx, id) }
+
+// awaitDirectory bounds how long Update waits for the Directory: the watch
+// delivers in milliseconds, and a change that takes longer is stored all
+// the same.
+const awaitDirectory = 2 * time.Second
+
+// Update applies c in the Store, then waits until the Directory serves
+// the result (at most awaitDirectory), so that the caller's next request
+// to this instance already reads with it.
+func (a Accounts) Update(ctx context.Context, id string, c Change) (User, error) {
+	u, err := a.Store.Update(ctx, id, c)
+	if err != nil {
+		return User{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, awaitDirectory)
+	defer cancel()
+	_ = a.Keys.Await(ctx, id, func(d User) bool {
+		return d.Name == u.Name && d.TimeZone == u.TimeZone && d.TimeoutMinutes == u.TimeoutMinutes
+	})
+	return u, nil
+}

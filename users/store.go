@@ -246,7 +246,13 @@ func (s *Store) mirrorChange(ctx context.Context, old, next *current) error {
 	return nil
 }
 
+// checkTimeZone accepts IANA names only: time.LoadLocation also takes ""
+// (UTC) and "Local" (the server's own zone, which would move the user's
+// days with the machine the API happens to run on).
 func checkTimeZone(tz string) error {
+	if tz == "" || tz == "Local" {
+		return fmt.Errorf("users: %q is not an IANA time zone", tz)
+	}
 	if _, err := time.LoadLocation(tz); err != nil {
 		return fmt.Errorf("users: unknown time zone %q", tz)
 	}

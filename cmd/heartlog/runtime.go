@@ -29,6 +29,7 @@ import (
 	"heartlog/ssdb"
 	"heartlog/streams"
 	"heartlog/users"
+	"heartlog/web"
 )
 
 // runtime is one process's connections: NATS with the topology ensured,
@@ -163,6 +164,7 @@ func (rt *runtime) serve(ctx context.Context) error {
 	}
 	srv := api.New(users.Accounts{Keys: rt.dir, Store: rt.users}, pub, api.Options{
 		Sessions:     sess,
+		Web:          web.Handler(),
 		MaxBodyBytes: rt.cfg.MaxBodyBytes,
 		Limits:       limits,
 		RateLimit:    rt.cfg.RateLimit,

@@ -24,6 +24,7 @@ import (
 	"heartlog/sessions"
 	"heartlog/streams"
 	"heartlog/users"
+	"heartlog/web"
 )
 
 // Options change the service a test starts.
@@ -128,7 +129,7 @@ func Start(t testing.TB, opts Options) *Service {
 		t.Fatal(err)
 	}
 	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader,
-		Health: health.New(checks, health.Options{Log: Logger(t)}), Sessions: s.Sessions}
+		Health: health.New(checks, health.Options{Log: Logger(t)}), Sessions: s.Sessions, Web: web.Handler()}
 	// Tests that are not about the work limits must not meet them.
 	apiOpts.HeartbeatRate, apiOpts.HeartbeatBurst = 1e9, 1<<30
 	apiOpts.ByteRate, apiOpts.ByteBurst = 1e12, 1<<40

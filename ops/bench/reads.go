@@ -19,6 +19,7 @@ import (
 
 	"heartlog/api"
 	"heartlog/heartbeat"
+	"heartlog/internal/wiring"
 	"heartlog/pgheartbeats"
 	pgsink "heartlog/processors/postgres"
 	"heartlog/reads"
@@ -345,38 +346,101 @@ type readRun struct {
 	bodyBytes    int
 }
 
+// yearSeed is a heavy user with a year of heartbeats in the stores (see
+// setupReads: -reads-days days of -reads-per-day heartbeats, among
+// -reads-users users) and the API that serves it over the real read path,
+// limits off. The reads scenario measures it; a scenario that drives the
+// dashboard takes handler (or serve's URL) and data.key.
+type yearSeed struct {
+	data    *readData      // data.heavy is the user, data.key its API key
+	handler http.Handler   // the API
+	loc     *time.Location // the user's time zone (-reads-timezone)
+	now     time.Time      // the days end the day before now, in loc
+
+	st     *stack
+	ds     *dayStores
+	view   *streams.ShardView
+	bucket *timedBucket // the primary bucket, its requests counted
+	reader *timedReader // the read path, timed
+}
+
+// seedYear writes the year into the stores and builds the API on it; opts,
+// if not nil, adjusts the API's options (sessions, say). The days are hot
+// (in Postgres) until drop. close removes what it wrote.
+func seedYear(ctx context.Context, st *stack, cfg config, opts func(*api.Options)) (*yearSeed, error) {
+	y := &yearSeed{st: st, now: time.Now()}
+	var err error
+	if y.loc, err = time.LoadLocation(cfg.readsTimezone); err != nil {
+		return nil, err
+	}
+	if y.ds, err = openDayStores(ctx); err != nil {
+		return nil, err
+	}
+	y.data, err = setupReads(ctx, st, cfg, y.ds, y.now)
+	if err == nil {
+		y.view, err = streams.WatchShards(ctx, st.js, st.sc)
+	}
+	if err != nil {
+		y.close(ctx)
+		return nil, err
+	}
+	y.bucket = newTimedBucket(y.ds.primary)
+	y.reader = &timedReader{r: reads.New(st.pool, y.view, y.ds.cache, y.bucket, 0, zerolog.Nop())}
+	o := api.Options{Reader: y.reader, RateLimit: 1e9, RateBurst: 1e9, HeartbeatRate: 1e9, HeartbeatBurst: 1e9, ByteRate: 1e12, ByteBurst: 1 << 40, MaxDaysPerRequest: 1 << 20, MaxDayHeartbeats: 1 << 30, MaxDayBytes: 1 << 40, Log: st.log}
+	if opts != nil {
+		opts(&o)
+	}
+	y.handler = api.New(st.accounts(), st.pub, o)
+	return y, nil
+}
+
+// drop leaves the user's days as the janitor does, so that they are read
+// from SSDB (warm) or, with their cache keys gone, from S3 (cold).
+func (y *yearSeed) drop(ctx context.Context) error {
+	if y.view.State(y.data.days[0]) == streams.ShardDropped {
+		return nil
+	}
+	return dropShards(ctx, y.st, y.view, y.data.days)
+}
+
+// serve puts handler on a loopback port, for a client outside the process
+// (a browser); stop closes it.
+func (y *yearSeed) serve() (url string, stop func() error, err error) {
+	srv, err := wiring.ListenAPI("127.0.0.1:0", y.handler)
+	if err != nil {
+		return "", nil, err
+	}
+	return srv.URL(), func() error { return srv.Close(10 * time.Second) }, nil
+}
+
+// close deletes the day files and the cache keys; the database goes with
+// the stack.
+func (y *yearSeed) close(ctx context.Context) {
+	if y.view != nil {
+		_ = y.view.Stop()
+	}
+	if y.data != nil {
+		cleanupReads(ctx, y.ds, y.data)
+	}
+	y.ds.close()
+}
+
 func runReads(ctx context.Context, st *stack, cfg config) ([]result, error) {
-	ds, err := openDayStores(ctx)
+	y, err := seedYear(ctx, st, cfg, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer ds.close()
-	now := time.Now()
-	rd, err := setupReads(ctx, st, cfg, ds, now)
-	if rd != nil {
-		defer cleanupReads(ctx, ds, rd)
-	}
-	if err != nil {
-		return nil, err
-	}
-	view, err := streams.WatchShards(ctx, st.js, st.sc)
-	if err != nil {
-		return nil, err
-	}
-	defer view.Stop()
-	bucket := newTimedBucket(ds.primary)
-	tr := &timedReader{r: reads.New(st.pool, view, ds.cache, bucket, 0, zerolog.Nop())}
-	srv := api.New(st.accounts(), st.pub, api.Options{Reader: tr, RateLimit: 1e9, RateBurst: 1e9, HeartbeatRate: 1e9, HeartbeatBurst: 1e9, ByteRate: 1e12, ByteBurst: 1 << 40, MaxDaysPerRequest: 1 << 20, MaxDayHeartbeats: 1 << 30, MaxDayBytes: 1 << 40, Log: st.log})
-	loc, _ := time.LoadLocation(cfg.readsTimezone)
-	end := stats.DateOf(now, loc).AddDays(-1)
+	defer y.close(ctx)
+	srv, tr, bucket, ds, rd, loc := y.handler, y.reader, y.bucket, y.ds, y.data, y.loc
+	end := stats.DateOf(y.now, loc).AddDays(-1)
 
 	out := []result{setupRow(rd)}
 	for _, state := range readStates {
 		if !slices.Contains(cfg.readsStates, state) {
 			continue
 		}
-		if state != "hot" && view.State(rd.days[0]) != streams.ShardDropped {
-			if err := dropShards(ctx, st, view, rd.days); err != nil {
+		if state != "hot" {
+			if err := y.drop(ctx); err != nil {
 				return out, err
 			}
 		}
