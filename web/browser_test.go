@@ -18,57 +18,32 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
+	"heartlog/internal/chromium"
 )
-
-// chromiumPath is Debian's chromium package (ops/stack.sh install puts it
-// there); the tests never download a browser.
-const chromiumPath = "/usr/bin/chromium"
-
-// viewport is the window the pages are drawn in, and so the width of the
-// screenshots.
-const viewportWidth, viewportHeight = 1280, 900
 
 // startBrowser starts one headless Chromium for the test and its
 // subtests. It skips when the browser is not installed, except in CI
 // (CI=true), where a missing browser is a failure: CI installs it.
 func startBrowser(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
+	if !chromium.Installed() {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s: %v; CI must install Debian's chromium (ops/stack.sh install)", chromiumPath, err)
+			t.Fatalf("%v; CI must install it", chromium.ErrNotInstalled)
 		}
-		t.Skipf("%s not found: the browser test needs Debian's chromium (run ops/stack.sh install as root)", chromiumPath)
+		t.Skipf("skipping the browser test: %v", chromium.ErrNotInstalled)
 	}
 	var out lockedBuffer
-	// The flags of the machine notes: without the background-networking
-	// ones Chromium tries Google's hosts at every start, which a closed
-	// network refuses. chromedp gives it a temporary --user-data-dir and
-	// removes it at the end.
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(viewportWidth, viewportHeight),
-		chromedp.CombinedOutput(&out),
-	)
-	if os.Getuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox) // Chromium's sandbox refuses to run as root
+	ctx, stop, err := chromium.Start(&out)
+	if err != nil {
+		t.Fatal(err)
 	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
 	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
+		stop()
 		if t.Failed() && out.String() != "" {
 			t.Logf("chromium's output:\n%s", out.String())
 		}
 	})
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		t.Fatalf("starting %s: %v", chromiumPath, err)
-	}
 	return ctx
 }
 
@@ -90,7 +65,7 @@ func openPage(t *testing.T, browser context.Context, origin string) *page {
 	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext(), chromedp.WithListener(p.listen))
 	t.Cleanup(cancel)
 	p.ctx = ctx
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(viewportWidth, viewportHeight)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(chromium.Width, chromium.Height)); err != nil {
 		t.Fatal(err)
 	}
 	return p

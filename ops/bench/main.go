@@ -147,6 +147,14 @@
 //     heartbeats of the closed day each and reports the late path's writes
 //     per user-day per sink (expected 1: one flush each). The day files
 //     are deleted at the end unless -dayfiles-keep.
+//   - dashboard (not run by default; needs Debian's chromium, HEARTLOG_S3_*
+//     and HEARTLOG_CACHE_URL; about the reads setup plus 3 minutes): the
+//     reads scenario's year, warm, served with the dashboard; headless
+//     Chromium times navigation to performance.mark("dashboard-ready") for
+//     last 7 days and last year (-dashboard-loads warm loads each; target
+//     last year ≤ 500 ms), the bundle's gzip -9 size (≤ 300 KB) and
+//     -dashboard-live heartbeats from ack to the paint of #today-total
+//     (p99 ≤ 2 s). See dashboard.go.
 //
 // How to read the output: for bulk and single, the clients run for -warmup
 // (not counted) and then for -duration; throughput counts the requests that
@@ -283,9 +291,12 @@ type config struct {
 	pacedLateUsers   int
 	pacedCloseDelay  time.Duration
 	idleTimeout      time.Duration
+
+	dashboardLoads int
+	dashboardLive  int
 }
 
-var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced"}
+var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "dashboard"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -367,6 +378,8 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.pacedMaxInterval, "paced-max-interval", 2*time.Minute, "paced: longest time between a user's heartbeats")
 	fs.IntVar(&c.pacedLateUsers, "paced-late-users", 20, "paced: users that send one bulk of late heartbeats after the close (0: none)")
 	fs.DurationVar(&c.pacedCloseDelay, "paced-close-delay", 48*time.Hour, "paced: the running day closer's CloseDelay (HEARTLOG_DAY_CLOSE_DELAY), long enough that it does not close yesterday during the traffic")
+	fs.IntVar(&c.dashboardLoads, "dashboard-loads", 20, "dashboard: timed warm loads per range (after 2 untimed)")
+	fs.IntVar(&c.dashboardLive, "dashboard-live", 50, "dashboard: heartbeats timed from ack to #today-total's paint")
 	fs.DurationVar(&c.idleTimeout, "lifecycle-idle-timeout", 2*time.Minute, "ingest-all, paced: longest wait for the processors' consumers to have nothing pending or unacked")
 	fs.Usage = func() {
 		out := fs.Output()
@@ -475,6 +488,8 @@ Flags:
 		return c, errors.New("-ingest-users must be at least -bulk-conns, -paced-users positive, -paced-late-users 0 to -paced-users, -lifecycle-idle-timeout positive")
 	case c.pacedDuration <= 0 || c.pacedMinInterval <= 0 || c.pacedMaxInterval < c.pacedMinInterval || c.pacedCloseDelay < 25*time.Hour+c.pacedDuration:
 		return c, errors.New("-paced-duration and -paced-min-interval must be positive, -paced-max-interval at least -paced-min-interval, -paced-close-delay more than 25h plus -paced-duration (yesterday must stay open)")
+	case c.dashboardLoads < 1 || c.dashboardLive < 1:
+		return c, errors.New("-dashboard-loads and -dashboard-live must be positive")
 	case c.readsDays < 1 || c.readsDays > 390 || c.readsPerDay < 1 || c.readsUsers < 1 || c.readsOtherDays < 0 || c.readsOtherDays > 30 || c.readsOtherPerDay < 1 || c.janitorRows < 1:
 		return c, errors.New("-reads-days must be 1-390, -reads-other-days 0-30, the other -reads-* counts and -janitor-rows positive")
 	}
@@ -633,7 +648,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				}
 			}
 			results = append(results, rs...)
-		case "ingest-all", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced":
+		case "ingest-all", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "dashboard":
 			if processorOn {
 				st.stopProcessor()
 				processorOn = false
@@ -642,6 +657,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				"dayfiles-drain": runDayfilesDrain, "dayfiles-latency": runDayfilesLatency,
 				"reads": runReads, "janitor": runJanitor, "noisy-neighbour": runNoisy, "compaction": runCompaction,
 				"compaction-latency": runCompactionLatency, "ingest-all": runIngestAll, "paced": runPaced,
+				"dashboard": runDashboard,
 			}[name]
 			rs, err := run(ctx, st, cfg)
 			if err != nil {
