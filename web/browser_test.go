@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -33,16 +32,20 @@ func startBrowser(t *testing.T) context.Context {
 		}
 		t.Skipf("skipping the browser test: %v", chromium.ErrNotInstalled)
 	}
-	var out lockedBuffer
-	ctx, stop, err := chromium.Start(&out)
+	out, err := os.Create(filepath.Join(t.TempDir(), "chromium.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop, err := chromium.Start(out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		stop()
-		if t.Failed() && out.String() != "" {
-			t.Logf("chromium's output:\n%s", out.String())
+		if b, _ := os.ReadFile(out.Name()); t.Failed() && len(b) > 0 {
+			t.Logf("chromium's output:\n%s", b)
 		}
+		_ = out.Close()
 	})
 	return ctx
 }
@@ -347,22 +350,4 @@ func artifactsDir(t *testing.T) string {
 		t.Fatalf("artefacts directory: %v", err)
 	}
 	return dir
-}
-
-// lockedBuffer collects Chromium's output from its own goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
