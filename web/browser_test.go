@@ -156,10 +156,13 @@ func (p *page) assertSameOrigin(t *testing.T) int {
 	return len(p.requests)
 }
 
-// do runs actions on the page and fails the test on an error.
+// do runs actions on the page and fails the test on an error, or if they
+// take longer than pollBound (a query waits for its element forever).
 func (p *page) do(t *testing.T, what string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	if err := chromedp.Do(p.ctx, actions...); err != nil {
+	ctx, cancel := context.WithTimeout(p.ctx, pollBound)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
 }
@@ -167,7 +170,9 @@ func (p *page) do(t *testing.T, what string, actions ...chromedp.Action[chromedp
 // eval evaluates a JavaScript expression in the page.
 func eval[T any](t *testing.T, p *page, expr string) T {
 	t.Helper()
-	v, err := chromedp.Run(p.ctx, chromedp.Evaluate[T](expr))
+	ctx, cancel := context.WithTimeout(p.ctx, pollBound)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
 	if err != nil {
 		t.Fatalf("%s: %v", expr, err)
 	}
@@ -317,12 +322,14 @@ func (p *page) focusByTab(t *testing.T, selector string, limit int) int {
 // into the artefacts directory, and logs where.
 func (p *page) screenshot(t *testing.T, name, selector string) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, pollBound)
+	defer cancel()
 	var png []byte
 	var err error
 	if selector == "" {
-		png, err = chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
+		png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	} else {
-		png, err = chromedp.Run(p.ctx, chromedp.Screenshot(chromedp.CSS(selector)))
+		png, err = chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(selector)))
 	}
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
