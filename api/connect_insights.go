@@ -62,7 +62,11 @@ func (ss *statsService) GetInsights(ctx context.Context, req *connect.Request[he
 		return nil, err
 	}
 	name := req.Msg.GetRange()
-	in, err := ss.s.insights(ctx, u, &o, name)
+	o.Start, o.End, err = ss.s.statsRange(ctx, u, name, req.Msg.GetStart(), req.Msg.GetEnd(), o.Location)
+	var in insight
+	if err == nil {
+		in, err = ss.s.insights(ctx, u, &o)
+	}
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}
@@ -93,7 +97,7 @@ func (ss *statsService) GetHeatMap(ctx context.Context, req *connect.Request[hea
 	}
 	out := &heartlogv1.GetHeatMapResponse{}
 	for _, d := range days {
-		out.Days = append(out.Days, &heartlogv1.DayTotal{Date: d.Date.String(), Total: totalMsg(d.GrandTotal.Total)})
+		out.Days = append(out.Days, &heartlogv1.DayTotal{Date: d.Date.String(), Total: totalMsg(d.Total)})
 	}
 	return connect.NewResponse(out), nil
 }

@@ -131,7 +131,7 @@ func (ss *statsService) GetStats(ctx context.Context, req *connect.Request[heart
 		return nil, err
 	}
 	name := req.Msg.GetRange()
-	o.Start, o.End, err = ss.s.namedRange(ctx, u, name, o.Location)
+	o.Start, o.End, err = ss.s.statsRange(ctx, u, name, req.Msg.GetStart(), req.Msg.GetEnd(), o.Location)
 	var days []stats.Day
 	if err == nil {
 		days, err = ss.s.summarize(ctx, u, o)

@@ -60,3 +60,58 @@ func TestConnectStatsService(t *testing.T) {
 		t.Fatalf("status bar: %v", err)
 	}
 }
+
+// A custom range (start and end instead of a name) counts exactly its
+// days, in GetStats and GetInsights alike; a request naming both, or a
+// range reversed or too long, is refused.
+func TestConnectCustomRange(t *testing.T) {
+	svc := heartlogtest.Start(t, heartlogtest.Options{})
+	alice, key := svc.CreateUser(t, "alice", "")
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
+	sendDay(t, svc, key, day) // A 600 s, B 60 s
+	svc.WaitCount(t, 5, "SELECT count(*) FROM heartbeats WHERE user_id = $1", alice.ID)
+	client := heartlogv1connect.NewStatsServiceClient(h2cClient(), svc.URL, connect.WithGRPC())
+	ctx := context.Background()
+	date := func(offset int) string { return day.AddDate(0, 0, offset).Format(time.DateOnly) }
+	utc := &heartlogv1.ReadOptions{Timezone: "UTC"}
+
+	for _, c := range []struct {
+		start, end string
+		want       float64
+	}{{date(0), date(0), 660}, {date(-3), date(1), 660}, {date(-3), date(-1), 0}, {date(1), date(1), 0}} {
+		req := connect.NewRequest(&heartlogv1.GetStatsRequest{Start: c.start, End: c.end, Options: utc})
+		req.Header().Set("Authorization", "Bearer "+key)
+		st, err := client.GetStats(ctx, req)
+		if err != nil {
+			t.Fatalf("stats %s..%s: %v", c.start, c.end, err)
+		}
+		if st.Msg.Total.TotalSeconds != c.want || st.Msg.Start != c.start || st.Msg.End != c.end || st.Msg.Range != "" {
+			t.Errorf("stats %s..%s: total %v from %s to %s (range %q), want %v", c.start, c.end,
+				st.Msg.Total.TotalSeconds, st.Msg.Start, st.Msg.End, st.Msg.Range, c.want)
+		}
+	}
+	ireq := connect.NewRequest(&heartlogv1.GetInsightsRequest{Start: date(-2), End: date(0), Options: utc})
+	ireq.Header().Set("Authorization", "Bearer "+key)
+	in, err := client.GetInsights(ctx, ireq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Msg.BestDay.Date != date(0) || in.Msg.BestDay.Total.TotalSeconds != 660 || in.Msg.DailyAverage.TotalSeconds != 220 {
+		t.Errorf("insights %s..%s: best %v, average %v; want %s with 660 s, average 220 s", date(-2), date(0),
+			in.Msg.BestDay, in.Msg.DailyAverage, date(0))
+	}
+
+	for name, msg := range map[string]*heartlogv1.GetStatsRequest{
+		"both":     {Range: "last_7_days", Start: date(0), End: date(0)},
+		"neither":  {},
+		"reversed": {Start: date(0), End: date(-1)},
+		"too long": {Start: date(-400), End: date(0)},
+		"bad date": {Start: "yesterday", End: date(0)},
+	} {
+		req := connect.NewRequest(msg)
+		req.Header().Set("Authorization", "Bearer "+key)
+		if _, err := client.GetStats(ctx, req); connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("%s: %v, want invalid_argument", name, err)
+		}
+	}
+}

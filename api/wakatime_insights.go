@@ -106,12 +106,9 @@ type insight struct {
 	average  time.Duration
 }
 
-// insights reads the named range once and derives each insight from it.
-func (s *Server) insights(ctx context.Context, u users.User, o *stats.Options, name string) (insight, error) {
-	var err error
-	if o.Start, o.End, err = s.namedRange(ctx, u, name, o.Location); err != nil {
-		return insight{}, err
-	}
+// insights reads the range o.Start..o.End once and derives each insight
+// from it.
+func (s *Server) insights(ctx context.Context, u users.User, o *stats.Options) (insight, error) {
 	if n := o.Start.DaysUntil(o.End) + 1; n > maxRangeDays {
 		return insight{}, badf("the range covers %d days; at most %d per request", n, maxRangeDays)
 	}
@@ -135,8 +132,9 @@ func (s *Server) insights(ctx context.Context, u users.User, o *stats.Options, n
 	return in, nil
 }
 
-// heatMap reads the heatMapDays local days ending at end ("": today).
-func (s *Server) heatMap(ctx context.Context, u users.User, o stats.Options, end string) ([]stats.Day, error) {
+// heatMap reads the heatMapDays local days ending at end ("": today): their
+// grand totals only, which is most of a year's accounting saved.
+func (s *Server) heatMap(ctx context.Context, u users.User, o stats.Options, end string) ([]stats.DayTotal, error) {
 	now := s.opts.Now()
 	o.End = stats.DateOf(now, o.Location)
 	if end != "" {
@@ -146,7 +144,11 @@ func (s *Server) heatMap(ctx context.Context, u users.User, o stats.Options, end
 		}
 	}
 	o.Start = o.End.AddDays(-(heatMapDays - 1))
-	return s.summarize(ctx, u, o)
+	act, err := s.opts.Reader.Activity(ctx, u, stats.UTCDays(o.Start, o.End, o.Location))
+	if err != nil {
+		return nil, err
+	}
+	return stats.DayTotals(act, o)
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
@@ -220,7 +222,10 @@ func (s *Server) getInsights(w http.ResponseWriter, r *http.Request, u users.Use
 	o, err := s.readOptions(r, u)
 	var in insight
 	if err == nil {
-		in, err = s.insights(r.Context(), u, &o, name)
+		o.Start, o.End, err = s.namedRange(r.Context(), u, name, o.Location)
+	}
+	if err == nil {
+		in, err = s.insights(r.Context(), u, &o)
 	}
 	if err != nil {
 		s.readFailed(w, u, err)
@@ -259,7 +264,7 @@ func (s *Server) getInsights(w http.ResponseWriter, r *http.Request, u users.Use
 
 func (s *Server) getHeatMap(w http.ResponseWriter, r *http.Request, u users.User) {
 	o, err := s.readOptions(r, u)
-	var days []stats.Day
+	var days []stats.DayTotal
 	if err == nil {
 		days, err = s.heatMap(r.Context(), u, o, r.URL.Query().Get("end"))
 	}
@@ -269,7 +274,7 @@ func (s *Server) getHeatMap(w http.ResponseWriter, r *http.Request, u users.User
 	}
 	data := make([]map[string]any, len(days))
 	for i, d := range days {
-		data[i] = map[string]any{"date": d.Date.String(), "total_seconds": d.GrandTotal.Total.Seconds()}
+		data[i] = map[string]any{"date": d.Date.String(), "total_seconds": d.Total.Seconds()}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"data": data, "timezone": o.Location.String()})
 }

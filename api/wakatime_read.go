@@ -304,6 +304,31 @@ func (s *Server) namedRange(ctx context.Context, u users.User, name string, loc 
 	return start, end, err
 }
 
+// statsRange resolves a Connect request's range: a name (namedRange), or
+// a custom start and end, never both. A custom range is bounded like
+// summaries (maxRangeDays, start not after end).
+func (s *Server) statsRange(ctx context.Context, u users.User, name, start, end string, loc *time.Location) (stats.Date, stats.Date, error) {
+	switch {
+	case name != "" && (start != "" || end != ""):
+		return stats.Date{}, stats.Date{}, badf("give a range name or start and end, not both (got range %q, start %q, end %q)", name, start, end)
+	case name != "":
+		return s.namedRange(ctx, u, name, loc)
+	case start == "" && end == "":
+		return stats.Date{}, stats.Date{}, badf("give a range name (last_7_days, ...) or start and end (YYYY-MM-DD)")
+	}
+	from, to, err := parseDates(start, end, s.opts.Now(), loc)
+	if err != nil {
+		return stats.Date{}, stats.Date{}, err
+	}
+	if to.Before(from) {
+		return stats.Date{}, stats.Date{}, badf("end %s is before start %s", to, from)
+	}
+	if n := from.DaysUntil(to) + 1; n > maxRangeDays {
+		return stats.Date{}, stats.Date{}, badf("the range covers %d days; at most %d per request", n, maxRangeDays)
+	}
+	return from, to, nil
+}
+
 // allTimeStart is the local day of the user's first heartbeat (kept by the
 // postgres processor), or today for a user without one, but no more than
 // maxRangeDays before today: all_time is bounded like any range (see the

@@ -49,6 +49,12 @@ import (
 //     from SSDB; S3 requests are counted and must be 0;
 //   - cold: the user's cache keys of the range are deleted before each
 //     iteration (not timed), so every day comes from S3 (and refills SSDB).
+//
+// Warm and cold, it also times the dashboard's other year-long reads as
+// its connect-web client sends them (Connect protocol, JSON, through the
+// same handler): GetHeatMap, GetStats and GetInsights of last_year, and
+// GetProjects, as many times as the 365-day summaries. seedYear is the
+// setup, for other scenarios too.
 
 // readStates are where the days are read from, in the order measured.
 var readStates = []string{"hot", "warm", "cold"}
@@ -57,7 +63,7 @@ var readStates = []string{"hot", "warm", "cold"}
 var readRanges = []int{7, 30, 365}
 
 // readTargets are the issue's p99 targets, by state and range.
-var readTargets = map[string]time.Duration{"warm/7d": 10 * time.Millisecond, "warm/365d": 150 * time.Millisecond}
+var readTargets = map[string]time.Duration{"warm/7d": 10 * time.Millisecond, "warm/365d": 150 * time.Millisecond, "warm/heatmap": 100 * time.Millisecond}
 
 // alwaysActive lets the Postgres sink write every day while the bench
 // loads data, whatever the shards bucket says.
@@ -431,10 +437,9 @@ func runReads(ctx context.Context, st *stack, cfg config) ([]result, error) {
 		return nil, err
 	}
 	defer y.close(ctx)
-	srv, tr, bucket, ds, rd, loc := y.handler, y.reader, y.bucket, y.ds, y.data, y.loc
-	end := stats.DateOf(y.now, loc).AddDays(-1)
+	end := stats.DateOf(y.now, y.loc).AddDays(-1)
 
-	out := []result{setupRow(rd)}
+	out := []result{setupRow(y.data)}
 	for _, state := range readStates {
 		if !slices.Contains(cfg.readsStates, state) {
 			continue
@@ -445,21 +450,25 @@ func runReads(ctx context.Context, st *stack, cfg config) ([]result, error) {
 			}
 		}
 		for i, n := range readRanges {
-			if ctx.Err() != nil {
-				return out, ctx.Err()
-			}
-			stop, err := startProfile(cfg, fmt.Sprintf("reads-%s-%dd", state, n))
+			start := end.AddDays(1 - n)
+			call := readCall{name: fmt.Sprintf("%dd", n), days: stats.UTCDays(start, end, y.loc),
+				method: http.MethodGet, path: "/api/v1/users/current/summaries?start=" + start.String() + "&end=" + end.String()}
+			row, err := y.measure(ctx, cfg, state, call, cfg.readsIterations[i])
 			if err != nil {
 				return out, err
 			}
-			run, err := measureReads(ctx, srv, tr, bucket, ds, rd, state, end.AddDays(1-n), end, loc, cfg.readsIterations[i])
-			if perr := stop(); err == nil {
-				err = perr
-			}
+			out = append(out, row)
+		}
+		if state == "hot" {
+			continue // a year attached in Postgres is a state the janitor never leaves
+		}
+		for _, call := range dashboardCalls {
+			call.days = y.data.days
+			row, err := y.measure(ctx, cfg, state, call, cfg.readsIterations[len(readRanges)-1])
 			if err != nil {
-				return out, fmt.Errorf("%s %dd: %w", state, n, err)
+				return out, err
 			}
-			out = append(out, readRow(state, n, run))
+			out = append(out, row)
 		}
 	}
 	return out, nil
@@ -490,41 +499,88 @@ func dropShards(ctx context.Context, st *stack, view *streams.ShardView, days []
 	return fmt.Errorf("the shard view did not see %d days dropped within 30s", len(days))
 }
 
-// measureReads runs iterations timed summaries requests (after 2 untimed
-// ones). For cold, the user's cache keys of the range are deleted before
-// each request, untimed.
-func measureReads(ctx context.Context, srv http.Handler, tr *timedReader, bucket *timedBucket, ds *dayStores, rd *readData, state string, start, end stats.Date, loc *time.Location, iterations int) (readRun, error) {
+// readCall is one request the scenario times: a WakaTime route (GET) or a
+// StatsService method over the Connect protocol with JSON, as the
+// dashboard's connect-web client sends it.
+type readCall struct {
+	name         string
+	method, path string
+	body         string   // a Connect call's JSON message
+	days         []string // UTC days it reads: their cache keys go for cold
+}
+
+// connectCall is a StatsService method as the dashboard calls it.
+func connectCall(name, method, body string) readCall {
+	return readCall{name: name, method: http.MethodPost, path: "/heartlog.v1.StatsService/" + method, body: body}
+}
+
+// dashboardCalls are the dashboard's year-long reads beside the summaries,
+// measured warm and cold over the heavy user's whole year.
+var dashboardCalls = []readCall{
+	connectCall("heatmap", "GetHeatMap", `{}`),
+	connectCall("stats-last_year", "GetStats", `{"range":"last_year"}`),
+	connectCall("insights-last_year", "GetInsights", `{"range":"last_year"}`),
+	connectCall("projects", "GetProjects", `{}`),
+}
+
+// measure times a call in a state (profiled with -cpuprofile) and gives
+// its row.
+func (y *yearSeed) measure(ctx context.Context, cfg config, state string, call readCall, iterations int) (result, error) {
+	if ctx.Err() != nil {
+		return result{}, ctx.Err()
+	}
+	stop, err := startProfile(cfg, "reads-"+state+"-"+call.name)
+	if err != nil {
+		return result{}, err
+	}
+	run, err := y.measureReads(ctx, state, call, iterations)
+	if perr := stop(); err == nil {
+		err = perr
+	}
+	if err != nil {
+		return result{}, fmt.Errorf("%s %s: %w", state, call.name, err)
+	}
+	return readRow(state+"/"+call.name, run), nil
+}
+
+// measureReads runs iterations timed requests (after 2 untimed ones)
+// through the API handler. For cold, the user's cache keys of the call's
+// days are deleted before each request, untimed.
+func (y *yearSeed) measureReads(ctx context.Context, state string, call readCall, iterations int) (readRun, error) {
 	var run readRun
 	var keys []string
-	for _, d := range stats.UTCDays(start, end, loc) {
-		k := dayfile.Key(rd.heavy.ObjectPrefix, rd.heavy.ID, d)
+	for _, d := range call.days {
+		k := dayfile.Key(y.data.heavy.ObjectPrefix, y.data.heavy.ID, d)
 		keys = append(keys, k, digest.Key(k), digest.GenKey(k)) // a wipe: a day with a generation left is not filled
 	}
-	target := "/api/v1/users/current/summaries?start=" + start.String() + "&end=" + end.String()
-	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(rd.key))
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(y.data.key))
 	for i := range iterations + 2 {
 		if state == "cold" {
-			if err := ds.cache.Delete(ctx, keys...); err != nil {
+			if err := y.ds.cache.Delete(ctx, keys...); err != nil {
 				return run, err
 			}
 		}
-		gets := bucket.get.n.Load()
-		req := httptest.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+		gets := y.bucket.get.n.Load()
+		req := httptest.NewRequestWithContext(ctx, call.method, call.path, strings.NewReader(call.body))
 		req.Header.Set("Authorization", auth)
+		if call.body != "" {
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Connect-Protocol-Version", "1")
+		}
 		rec := httptest.NewRecorder()
 		t0 := time.Now()
-		srv.ServeHTTP(rec, req)
+		y.handler.ServeHTTP(rec, req)
 		took := time.Since(t0)
 		if rec.Code != http.StatusOK {
-			return run, fmt.Errorf("GET %s: %d %s", target, rec.Code, strings.TrimSpace(rec.Body.String()))
+			return run, fmt.Errorf("%s %s: %d %s", call.method, call.path, rec.Code, strings.TrimSpace(rec.Body.String()))
 		}
 		if i < 2 {
 			continue // warm-up: connections, buffers, the key cache
 		}
 		run.total = append(run.total, took)
-		run.fetch = append(run.fetch, tr.last)
-		run.heartbeats, run.bodyBytes = tr.heartbeats, rec.Body.Len()
-		run.s3Gets += bucket.get.n.Load() - gets
+		run.fetch = append(run.fetch, y.reader.last)
+		run.heartbeats, run.bodyBytes = y.reader.heartbeats, rec.Body.Len()
+		run.s3Gets += y.bucket.get.n.Load() - gets
 	}
 	return run, nil
 }
@@ -539,8 +595,7 @@ func setupRow(rd *readData) result {
 	}
 }
 
-func readRow(state string, days int, run readRun) result {
-	name := fmt.Sprintf("%s/%dd", state, days)
+func readRow(name string, run readRun) result {
 	r := result{scenario: "reads/" + name, target: "—", latency: summarize(run.total), cpuNote: "-"}
 	r.result = "p99 " + ms(r.latency.p99)
 	if t, ok := readTargets[name]; ok {

@@ -1,1 +1,392 @@
-document.body.dataset.state = "signed-out";
+// The dashboard's entry point: sign-in, the selection controls, and the
+// loading of every view. Views only display what the API computed; this
+// file decides what to ask for and tracks the page's state
+// (document.body.dataset.state, see DASHBOARD-CONTRACT.md).
+import {
+  errorText,
+  isAbort,
+  isUnauthenticated,
+  isUnimplemented,
+  SessionError,
+  settings,
+  signIn,
+  signOut,
+  stats,
+} from "./api";
+import { byId, el } from "./dom";
+import { today, timeZones } from "./format";
+import type { Settings } from "./gen/heartlog/v1/settings_pb";
+import { watch } from "./live";
+import { dates, options, type Selection } from "./state";
+import { renderBreakdowns } from "./views/breakdowns";
+import { renderDaily } from "./views/daily";
+import { renderHeatMap } from "./views/heatmap";
+import { renderInsights } from "./views/insights";
+import { bindSettings, showSettings } from "./views/settings";
+import { renderTimeline } from "./views/timeline";
+import { renderBestDay, renderTotals } from "./views/totals";
+
+type State = "signed-out" | "loading" | "ready" | "error";
+
+const ui = {
+  signinView: byId("signin-view"),
+  dashboard: byId("dashboard-view"),
+  signin: byId<HTMLFormElement>("signin"),
+  apiKey: byId<HTMLInputElement>("api-key"),
+  signinError: byId("signin-error"),
+  error: byId("error"),
+  username: byId("username"),
+  signout: byId<HTMLButtonElement>("signout"),
+  selection: byId<HTMLFormElement>("selection"),
+  range: byId<HTMLSelectElement>("range"),
+  custom: byId("custom-range"),
+  start: byId<HTMLInputElement>("range-start"),
+  end: byId<HTMLInputElement>("range-end"),
+  tz: byId<HTMLSelectElement>("view-timezone"),
+  filter: byId("project-filter"),
+  filterName: byId("project-filter-name"),
+  clearProject: byId<HTMLButtonElement>("clear-project"),
+  timelineForm: byId<HTMLFormElement>("timeline-form"),
+  timelineDate: byId<HTMLInputElement>("timeline-date"),
+  timelineSlice: byId<HTMLSelectElement>("timeline-slice"),
+};
+
+// The signed-in session: aborting it cancels every call and the live stream.
+let session: AbortController | undefined;
+let user: Settings | undefined;
+let signedInAs = "";
+let tzFollowsUser = true;
+const sel: Selection = { range: "last_7_days", customStart: "", customEnd: "", tz: "", project: "" };
+// The range's last day, once known; the timeline shows it unless the user picked a day.
+let rangeEnd = "";
+let timelinePicked = false;
+
+// Load tracking: the state is "ready" once every call of the current
+// selection has been answered and drawn.
+let inflight = 0;
+let failed = false;
+let markPending = false;
+let refreshPending = false;
+let gen = 0;
+let timelineGen = 0;
+
+function setState(s: State): void {
+  document.body.dataset.state = s;
+}
+
+function showError(msg: string): void {
+  ui.error.textContent = msg;
+  ui.error.hidden = msg === "";
+}
+
+function begin(mark: boolean): void {
+  if (inflight === 0) {
+    failed = false;
+    showError("");
+  }
+  if (mark) markPending = true;
+  setState("loading");
+}
+
+/** track counts a load of generation g until it is answered and drawn. */
+function track(p: Promise<unknown>, isCurrent: () => boolean): void {
+  inflight++;
+  p.catch((e) => {
+    if (isCurrent()) fail(e);
+  }).finally(() => {
+    inflight--;
+    if (inflight === 0) settle();
+  });
+}
+
+function settle(): void {
+  if (!session) return;
+  if (refreshPending) {
+    refreshPending = false;
+    loadAll(false);
+    return;
+  }
+  if (failed) {
+    setState("error");
+    return;
+  }
+  setState("ready");
+  if (markPending) {
+    markPending = false;
+    performance.mark("dashboard-ready");
+  }
+}
+
+function fail(e: unknown): void {
+  if (isAbort(e)) return;
+  if (isUnauthenticated(e)) {
+    expire(e);
+    return;
+  }
+  failed = true;
+  showError(errorText(e));
+}
+
+function userTz(): string {
+  return user?.timezone ?? "";
+}
+
+/** loadAll fetches every view of the selection, in parallel where it can. */
+function loadAll(mark: boolean): void {
+  if (!session) return;
+  const signal = session.signal;
+  const g = ++gen;
+  const tg = ++timelineGen;
+  const current = () => g === gen;
+  begin(mark);
+  const opts = options(sel);
+  const span = dates(sel, userTz());
+  if (span && (!span.start || !span.end || span.start > span.end)) {
+    track(Promise.reject(new Error("Choose a start date on or before the end date.")), current);
+    return;
+  }
+  // Named ranges are resolved by the server, which returns their dates.
+  const rangeReq = span ? { range: "", start: span.start, end: span.end, options: opts } : { range: sel.range, options: opts };
+  const statsP = stats.getStats(rangeReq, { signal });
+  const datesP = span ? Promise.resolve(span) : statsP.then((s) => ({ start: s.start, end: s.end }));
+
+  track(
+    statsP.then((s) => {
+      if (!current()) return;
+      renderTotals(s);
+      renderBreakdowns(s.breakdown, sel.project, selectProject);
+    }),
+    current,
+  );
+  track(
+    stats.getInsights(rangeReq, { signal }).then((ins) => {
+      if (!current()) return;
+      renderBestDay(ins);
+      return renderInsights(ins);
+    }),
+    current,
+  );
+  track(
+    stats.getHeatMap({ end: span?.end ?? "", options: opts }, { signal }).then((h) => (current() ? renderHeatMap(h.days) : undefined)),
+    current,
+  );
+  track(
+    datesP.then(async ({ start, end }) => {
+      const [sum, s] = await Promise.all([stats.getSummaries({ start, end, options: opts }, { signal }), statsP]);
+      if (current()) return renderDaily(sum.days, s.breakdown?.projects ?? []);
+    }),
+    current,
+  );
+  track(
+    datesP.then(({ end }) => {
+      if (!current()) return;
+      rangeEnd = end;
+      if (!timelinePicked) ui.timelineDate.value = end;
+      return timeline(tg);
+    }),
+    current,
+  );
+}
+
+/** loadTimeline re-reads the timeline alone (its day or slice changed). */
+function loadTimeline(): void {
+  if (!session) return;
+  const tg = ++timelineGen;
+  begin(true);
+  track(timeline(tg), () => tg === timelineGen);
+}
+
+async function timeline(tg: number): Promise<void> {
+  const slice = ui.timelineSlice.value === "entity" ? "entity" : "project";
+  const date = ui.timelineDate.value;
+  if (!date) return;
+  const res = await stats.getDurations({ date, sliceBy: slice, options: options(sel) }, { signal: session?.signal });
+  if (tg === timelineGen) await renderTimeline(res.durations, slice, sel.tz || userTz());
+}
+
+/** refresh re-reads the views after a live update, once per burst. */
+function refresh(): void {
+  if (!rangeEnd || rangeEnd < today(sel.tz || userTz())) return; // the range ends before today
+  if (inflight > 0) {
+    refreshPending = true;
+    return;
+  }
+  loadAll(false);
+}
+
+function selectProject(name: string): void {
+  sel.project = name;
+  showProject();
+  loadAll(true);
+  ui.clearProject.focus();
+}
+
+function showProject(): void {
+  ui.filter.dataset.project = sel.project;
+  ui.filterName.textContent = sel.project || "all projects";
+  ui.clearProject.disabled = sel.project === "";
+}
+
+function fillTimeZones(): void {
+  const zones = timeZones(userTz(), sel.tz);
+  const opts = zones.map((z) => el("option", { value: z }, z));
+  if (!userTz()) opts.unshift(el("option", { value: "" }, "Account setting"));
+  ui.tz.replaceChildren(...opts);
+  ui.tz.value = sel.tz;
+}
+
+// --- signing in and out
+
+function showSignIn(msg: string): void {
+  session?.abort();
+  session = undefined;
+  ui.dashboard.hidden = true;
+  ui.signinView.hidden = false;
+  ui.signinError.textContent = msg;
+  setState("signed-out");
+  ui.apiKey.focus();
+}
+
+function expire(e: unknown): void {
+  if (!session) return;
+  showSignIn(errorText(e));
+}
+
+function enterDashboard(settingsUnavailable?: string): void {
+  session?.abort();
+  session = new AbortController();
+  ui.signinView.hidden = true;
+  ui.dashboard.hidden = false;
+  ui.username.textContent = user?.username || signedInAs;
+  if (tzFollowsUser) sel.tz = userTz();
+  fillTimeZones();
+  showProject();
+  showSettings(user, settingsUnavailable);
+  void watch(session.signal, {
+    today: (_, changed) => {
+      if (changed) refresh();
+    },
+    expired: expire,
+  });
+  loadAll(true);
+}
+
+/** start finds out whether the browser has a session and shows the right view. */
+async function start(): Promise<void> {
+  setState("loading");
+  try {
+    user = (await settings.getSettings({})).settings;
+    enterDashboard();
+  } catch (e) {
+    if (isUnauthenticated(e)) return showSignIn("");
+    if (!isUnimplemented(e)) return startFailed(e);
+    // A server without SettingsService yet: ask the status bar who we are.
+    try {
+      await stats.getStatusBar({});
+      user = undefined;
+      enterDashboard(errorText(e));
+    } catch (e2) {
+      if (isUnauthenticated(e2)) return showSignIn("");
+      startFailed(e2);
+    }
+  }
+}
+
+function startFailed(e: unknown): void {
+  showSignIn("");
+  showError(errorText(e));
+  setState("error");
+}
+
+// --- controls
+
+ui.signin.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  ui.signinError.textContent = "";
+  ui.signinView.setAttribute("aria-busy", "true");
+  try {
+    signedInAs = await signIn(ui.apiKey.value.trim());
+    ui.apiKey.value = "";
+    showError("");
+    await start();
+  } catch (e) {
+    ui.signinError.textContent = e instanceof SessionError ? e.message : errorText(e);
+  } finally {
+    ui.signinView.removeAttribute("aria-busy");
+  }
+});
+
+ui.signout.addEventListener("click", async () => {
+  try {
+    await signOut();
+  } catch (e) {
+    showError(errorText(e));
+    return;
+  }
+  showError("");
+  showSignIn("");
+});
+
+ui.range.addEventListener("change", () => {
+  const custom = ui.range.value === "custom";
+  ui.custom.hidden = !custom;
+  if (custom) {
+    // Start from the range shown so far.
+    ui.start.value ||= sel.customStart || rangeEnd;
+    ui.end.value ||= sel.customEnd || rangeEnd;
+    ui.start.focus();
+    return;
+  }
+  sel.range = ui.range.value;
+  timelinePicked = false;
+  loadAll(true);
+});
+
+ui.selection.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  sel.range = ui.range.value;
+  sel.customStart = ui.start.value;
+  sel.customEnd = ui.end.value;
+  timelinePicked = false;
+  loadAll(true);
+});
+
+ui.tz.addEventListener("change", () => {
+  sel.tz = ui.tz.value;
+  tzFollowsUser = sel.tz === userTz();
+  timelinePicked = false;
+  loadAll(true);
+});
+
+ui.clearProject.addEventListener("click", () => {
+  sel.project = "";
+  showProject();
+  loadAll(true);
+});
+
+ui.timelineDate.addEventListener("change", () => {
+  timelinePicked = true;
+  loadTimeline();
+});
+ui.timelineSlice.addEventListener("change", loadTimeline);
+ui.timelineForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  loadTimeline();
+});
+
+bindSettings(
+  (s) => {
+    user = s;
+    ui.username.textContent = s.username;
+    if (tzFollowsUser) sel.tz = s.timezone;
+    fillTimeZones();
+    loadAll(true);
+  },
+  (e) => {
+    if (!isUnauthenticated(e)) return false;
+    expire(e);
+    return true;
+  },
+);
+
+void start();

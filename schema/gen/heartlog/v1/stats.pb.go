@@ -412,9 +412,14 @@ func (x *GetStatusBarResponse) GetToday() *DaySummary {
 type GetStatsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// last_7_days, last_30_days, last_6_months, last_year, all_time, a year
-	// (2026) or a month (2026-11).
-	Range         string       `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
-	Options       *ReadOptions `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	// (2026) or a month (2026-11). Empty for a custom range: then start and
+	// end.
+	Range   string       `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	Options *ReadOptions `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	// A custom range instead of a named one: local dates, YYYY-MM-DD,
+	// inclusive, at most 400 days.
+	Start         string `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
+	End           string `protobuf:"bytes,4,opt,name=end,proto3" json:"end,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -463,9 +468,24 @@ func (x *GetStatsRequest) GetOptions() *ReadOptions {
 	return nil
 }
 
+func (x *GetStatsRequest) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *GetStatsRequest) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
+}
+
 type GetStatsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Range string                 `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	// The request's range name; empty for a custom range.
+	Range string `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
 	// Local dates, YYYY-MM-DD.
 	Start         string     `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
 	End           string     `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
@@ -1351,9 +1371,11 @@ func (x *Seen) GetLastSeenAt() float64 {
 
 type GetInsightsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// As GetStatsRequest.range.
+	// As GetStatsRequest: a named range, or start and end.
 	Range         string       `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
 	Options       *ReadOptions `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	Start         string       `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
+	End           string       `protobuf:"bytes,4,opt,name=end,proto3" json:"end,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1400,6 +1422,20 @@ func (x *GetInsightsRequest) GetOptions() *ReadOptions {
 		return x.Options
 	}
 	return nil
+}
+
+func (x *GetInsightsRequest) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *GetInsightsRequest) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
 }
 
 type GetInsightsResponse struct {
@@ -1837,10 +1873,12 @@ const file_heartlog_v1_stats_proto_rawDesc = "" +
 	"\x13GetStatusBarRequest\x122\n" +
 	"\aoptions\x18\x01 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\"E\n" +
 	"\x14GetStatusBarResponse\x12-\n" +
-	"\x05today\x18\x01 \x01(\v2\x17.heartlog.v1.DaySummaryR\x05today\"[\n" +
+	"\x05today\x18\x01 \x01(\v2\x17.heartlog.v1.DaySummaryR\x05today\"\x83\x01\n" +
 	"\x0fGetStatsRequest\x12\x14\n" +
 	"\x05range\x18\x01 \x01(\tR\x05range\x122\n" +
-	"\aoptions\x18\x02 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\"\xe9\x01\n" +
+	"\aoptions\x18\x02 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\x12\x14\n" +
+	"\x05start\x18\x03 \x01(\tR\x05start\x12\x10\n" +
+	"\x03end\x18\x04 \x01(\tR\x03end\"\xe9\x01\n" +
 	"\x10GetStatsResponse\x12\x14\n" +
 	"\x05range\x18\x01 \x01(\tR\x05range\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
@@ -1910,10 +1948,12 @@ const file_heartlog_v1_stats_proto_rawDesc = "" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\"\n" +
 	"\rfirst_seen_at\x18\x02 \x01(\x01R\vfirstSeenAt\x12 \n" +
 	"\flast_seen_at\x18\x03 \x01(\x01R\n" +
-	"lastSeenAt\"^\n" +
+	"lastSeenAt\"\x86\x01\n" +
 	"\x12GetInsightsRequest\x12\x14\n" +
 	"\x05range\x18\x01 \x01(\tR\x05range\x122\n" +
-	"\aoptions\x18\x02 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\"\x9a\x02\n" +
+	"\aoptions\x18\x02 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\x12\x14\n" +
+	"\x05start\x18\x03 \x01(\tR\x05start\x12\x10\n" +
+	"\x03end\x18\x04 \x01(\tR\x03end\"\x9a\x02\n" +
 	"\x13GetInsightsResponse\x12\x14\n" +
 	"\x05range\x18\x01 \x01(\tR\x05range\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +

@@ -1,0 +1,49 @@
+// What the page shows: the selection (range, time zone, project) the
+// views read, and how it maps to the API's requests.
+import type { GetStatsResponse, ReadOptions } from "./gen/heartlog/v1/stats_pb";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ReadOptionsSchema } from "./gen/heartlog/v1/stats_pb";
+import { addDays, today } from "./format";
+
+/** RangeStats is what the totals and breakdowns show. */
+export type RangeStats = GetStatsResponse;
+
+/** The ranges the server names (GetStats and GetInsights resolve them). */
+export const namedRanges: ReadonlySet<string> = new Set(["last_7_days", "last_30_days", "last_6_months", "last_year"]);
+
+export interface Selection {
+  /** A value of select#range. */
+  range: string;
+  /** Local dates of a custom range (YYYY-MM-DD). */
+  customStart: string;
+  customEnd: string;
+  /** The view's IANA time zone; "" is the user's setting. */
+  tz: string;
+  /** The project every view is filtered by; "" for all. */
+  project: string;
+}
+
+/** options are the ReadOptions of every request for a selection. */
+export function options(sel: Selection): MessageInitShape<typeof ReadOptionsSchema> & Partial<ReadOptions> {
+  return { timezone: sel.tz, project: sel.project };
+}
+
+/**
+ * dates are the local first and last day of a range the page resolves
+ * itself (today, yesterday, custom); null for the named ranges, whose dates
+ * the server gives back with their stats.
+ */
+export function dates(sel: Selection, userTz: string): { start: string; end: string } | null {
+  const now = today(sel.tz || userTz);
+  switch (sel.range) {
+    case "today":
+      return { start: now, end: now };
+    case "yesterday": {
+      const y = addDays(now, -1);
+      return { start: y, end: y };
+    }
+    case "custom":
+      return { start: sel.customStart, end: sel.customEnd };
+  }
+  return null;
+}
