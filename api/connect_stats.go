@@ -116,13 +116,11 @@ func (ss *statsService) GetStatusBar(ctx context.Context, req *connect.Request[h
 	if err != nil {
 		return nil, err
 	}
-	o.Start = stats.DateOf(ss.s.opts.Now(), o.Location)
-	o.End = o.Start
-	days, err := ss.s.summarize(ctx, u, o)
+	bar, err := ss.s.statusBar(ctx, u, o, ss.s.opts.Now(), false)
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}
-	return connect.NewResponse(&heartlogv1.GetStatusBarResponse{Today: daySummary(days[0])}), nil
+	return connect.NewResponse(&heartlogv1.GetStatusBarResponse{Today: daySummary(bar.day)}), nil
 }
 
 func (ss *statsService) GetStats(ctx context.Context, req *connect.Request[heartlogv1.GetStatsRequest]) (*connect.Response[heartlogv1.GetStatsResponse], error) {

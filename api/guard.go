@@ -63,6 +63,7 @@ func (s *Server) guardBy(creds credentials, h http.Handler, maxBytes int64, opts
 			_ = errW.Write(w, r, err)
 			return
 		}
+		r = s.liveStream(w, r, creds)
 		r.Body = &cappedBody{http.MaxBytesReader(w, r.Body, maxBytes), w, r.ProtoMajor == 1}
 		h.ServeHTTP(w, r.WithContext(withUser(r.Context(), u)))
 	})

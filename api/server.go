@@ -14,6 +14,7 @@ import (
 
 	"heartlog/health"
 	"heartlog/heartbeat"
+	"heartlog/today"
 	"heartlog/users"
 )
 
@@ -54,6 +55,12 @@ type Options struct {
 	// Reader serves the read routes (summaries, status bar, durations,
 	// stats); without it they are not registered.
 	Reader HeartbeatReader
+	// Today keeps the live status bar of active users: with it
+	// GetStatusBar and statusbar/today read it when asked for the user's
+	// own time zone and timeout without filters, and WatchToday streams
+	// it. Nil: the status bar is computed on every read and WatchToday is
+	// unimplemented.
+	Today *today.Tracker
 	// Sessions keep browser sessions; with them the API serves sign-in
 	// (POST /api/v1/session) and sign-out (DELETE), and the reads accept a
 	// session cookie. Nil: keys only.

@@ -201,14 +201,12 @@ func (s *Server) getStatusBar(w http.ResponseWriter, r *http.Request, u users.Us
 		return
 	}
 	now := s.opts.Now()
-	o.Start = stats.DateOf(now, o.Location)
-	o.End = o.Start
-	days, err := s.summarize(r.Context(), u, o)
+	bar, err := s.statusBar(r.Context(), u, o, now, false)
 	if err != nil {
 		s.readFailed(w, u, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": days[0], "cached_at": now.UTC().Format(time.RFC3339)})
+	writeJSON(w, http.StatusOK, map[string]any{"data": bar.day, "cached_at": now.UTC().Format(time.RFC3339)})
 }
 
 func (s *Server) getDurations(w http.ResponseWriter, r *http.Request, u users.User) {

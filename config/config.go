@@ -41,6 +41,8 @@ var Vars = []Var{
 	{"HEARTLOG_RATE_LIMIT", "10", "requests per second allowed per user (token bucket); over it gets 429", false},
 	{"HEARTLOG_RATE_BURST", "100", "burst of requests allowed per user above the rate", false},
 	{"HEARTLOG_SESSION_TTL", "168h", "lifetime of a browser session (the dashboard's sign-in cookie, 7 days); not extended by use", false},
+	{"HEARTLOG_TODAY_MAX_USERS", "10000", "live status bar: most users whose today serve keeps in memory (least recently used dropped past it; a dropped user is read again)", false},
+	{"HEARTLOG_TODAY_MAX_HEARTBEATS", "1000000", "live status bar: most heartbeats serve keeps over those users (about 300 bytes each)", false},
 	{"HEARTLOG_HEARTBEAT_RATE", "20", "heartbeats per second allowed per user at ingest (token bucket; a busy developer sends one every few seconds); over it the request gets 429 with Retry-After", false},
 	{"HEARTLOG_HEARTBEAT_BURST", "2000", "burst of heartbeats allowed per user above the rate (an offline-queue sync sends up to 1000 at once); never below HEARTLOG_MAX_HEARTBEATS", false},
 	{"HEARTLOG_BYTE_RATE", "65536", "request body bytes per second allowed per user at ingest; over it gets 429 with Retry-After", false},
@@ -171,6 +173,9 @@ type Config struct {
 	CompactionDir         string
 	// SessionTTL is a browser session's lifetime.
 	SessionTTL time.Duration
+	// TodayMaxUsers and TodayMaxHeartbeats bound the live status bar's
+	// memory (package today).
+	TodayMaxUsers, TodayMaxHeartbeats int
 }
 
 // FromEnv reads every variable, falling back to its default. The error
@@ -235,6 +240,8 @@ func FromEnv() (Config, error) {
 	c.CompactionPartitions = r.int("HEARTLOG_COMPACTION_PARTITIONS", 1, 1024)
 	c.CompactionDir = r.str("HEARTLOG_COMPACTION_DIR")
 	c.SessionTTL = r.duration("HEARTLOG_SESSION_TTL")
+	c.TodayMaxUsers = r.int("HEARTLOG_TODAY_MAX_USERS", 1, 1<<30)
+	c.TodayMaxHeartbeats = r.int("HEARTLOG_TODAY_MAX_HEARTBEATS", 1, 1<<40)
 	return c, r.err
 }
 

@@ -28,6 +28,7 @@ import (
 	"heartlog/shards"
 	"heartlog/ssdb"
 	"heartlog/streams"
+	"heartlog/today"
 	"heartlog/users"
 	"heartlog/web"
 )
@@ -162,7 +163,11 @@ func (rt *runtime) serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	live := today.New(ctx, rt.js, rt.sc, reader, today.Options{Log: rt.log,
+		MaxUsers: rt.cfg.TodayMaxUsers, MaxHeartbeats: rt.cfg.TodayMaxHeartbeats})
+	defer live.Close()
 	srv := api.New(users.Accounts{Keys: rt.dir, Store: rt.users}, pub, api.Options{
+		Today:        live,
 		Sessions:     sess,
 		Web:          web.Handler(),
 		MaxBodyBytes: rt.cfg.MaxBodyBytes,
@@ -183,6 +188,7 @@ func (rt *runtime) serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (HEARTLOG_HTTP_ADDR): %w", rt.cfg.HTTPAddr, err)
 	}
+	hs.OnShutdown(live.Close) // ends the open WatchToday streams
 	rt.log.Info().Str("addr", hs.URL()).Msg("API listening")
 	select {
 	case <-hs.Done():

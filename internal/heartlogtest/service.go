@@ -23,6 +23,7 @@ import (
 	"heartlog/reads"
 	"heartlog/sessions"
 	"heartlog/streams"
+	"heartlog/today"
 	"heartlog/users"
 	"heartlog/web"
 )
@@ -53,6 +54,8 @@ type Options struct {
 	// SessionTTL is the browser sessions' lifetime (default
 	// sessions.DefaultTTL).
 	SessionTTL time.Duration
+	// Today adjusts the live status bar's tracker (api.Options.Today).
+	Today func(*today.Options)
 }
 
 // Service is a whole heartlog: embedded JetStream, a fresh database, the
@@ -72,6 +75,14 @@ type Service struct {
 	PostgresProxy *Proxy
 	// Sessions is the API's store of browser sessions.
 	Sessions *sessions.Store
+	// Reader is the API's read path, for computing what the API should
+	// answer.
+	Reader *reads.Reader
+	// Today keeps the API's live status bars.
+	Today *today.Tracker
+	// CloseAPI shuts the API's HTTP server down as serve does at exit
+	// (a grace of 5 s), once; the test's end calls it too.
+	CloseAPI func() error
 
 	opts Options
 	mu   sync.Mutex
@@ -128,7 +139,14 @@ func Start(t testing.TB, opts Options) *Service {
 	if s.Sessions, err = sessions.Open(ctx, s.JS, s.Streams.SessionsBucket, sessions.Options{TTL: opts.SessionTTL}); err != nil {
 		t.Fatal(err)
 	}
-	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader,
+	s.Reader = reader
+	todayOpts := today.Options{Log: Logger(t)}
+	if opts.Today != nil {
+		opts.Today(&todayOpts)
+	}
+	s.Today = today.New(ctx, s.JS, s.Streams, reader, todayOpts)
+	t.Cleanup(s.Today.Close)
+	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader, Today: s.Today,
 		Health: health.New(checks, health.Options{Log: Logger(t)}), Sessions: s.Sessions, Web: web.Handler()}
 	// Tests that are not about the work limits must not meet them.
 	apiOpts.HeartbeatRate, apiOpts.HeartbeatBurst = 1e9, 1<<30
@@ -147,8 +165,15 @@ func Start(t testing.TB, opts Options) *Service {
 		t.Fatal(err)
 	}
 	s.URL = srv.URL()
+	srv.OnShutdown(s.Today.Close)
+	var closeOnce sync.Once
+	var closeErr error
+	s.CloseAPI = func() error {
+		closeOnce.Do(func() { closeErr = srv.Close(5 * time.Second) })
+		return closeErr
+	}
 	t.Cleanup(func() {
-		if err := srv.Close(5 * time.Second); err != nil {
+		if err := s.CloseAPI(); err != nil {
 			t.Errorf("API server: %v", err)
 		}
 		pub.Close()

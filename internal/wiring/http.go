@@ -124,6 +124,11 @@ func (s *Server) Err() error {
 	}
 }
 
+// OnShutdown runs f, in a goroutine of its own, when Close begins: the
+// way to end long-lived responses (streams), which Close would otherwise
+// wait on for all of its grace.
+func (s *Server) OnShutdown(f func()) { s.hs.RegisterOnShutdown(f) }
+
 // Close stops accepting connections and waits up to grace for the
 // requests in flight; those still running then are cut. It returns the
 // timeout if grace ran out, and any error Serve stopped with.

@@ -147,6 +147,15 @@
 //     heartbeats of the closed day each and reports the late path's writes
 //     per user-day per sink (expected 1: one flush each). The day files
 //     are deleted at the end unless -dayfiles-keep.
+//   - statusbar (not run by default; some 3 minutes): one user with
+//     -statusbar-heartbeats heartbeats today, GET
+//     /api/v1/users/current/statusbar/today over loopback HTTP, warm
+//     (-statusbar-requests timed), on an API serving it from package
+//     today's live state and on one computing it (the path before); then
+//     the same, interleaved, for -statusbar-duration while -paced-users
+//     users each send a heartbeat and read their own status bar every 60 to
+//     120 s. Reported: p50 and p99 of each. Target (live): p50 ≤ 1 ms,
+//     p99 ≤ 5 ms.
 //   - dashboard (not run by default; needs Debian's chromium, HEARTLOG_S3_*
 //     and HEARTLOG_CACHE_URL; about the reads setup plus 3 minutes): the
 //     reads scenario's year, warm, served with the dashboard; headless
@@ -292,11 +301,15 @@ type config struct {
 	pacedCloseDelay  time.Duration
 	idleTimeout      time.Duration
 
+	statusBarHeartbeats int
+	statusBarRequests   int
+	statusBarDuration   time.Duration
+
 	dashboardLoads int
 	dashboardLive  int
 }
 
-var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "dashboard"}
+var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -378,6 +391,9 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.pacedMaxInterval, "paced-max-interval", 2*time.Minute, "paced: longest time between a user's heartbeats")
 	fs.IntVar(&c.pacedLateUsers, "paced-late-users", 20, "paced: users that send one bulk of late heartbeats after the close (0: none)")
 	fs.DurationVar(&c.pacedCloseDelay, "paced-close-delay", 48*time.Hour, "paced: the running day closer's CloseDelay (HEARTLOG_DAY_CLOSE_DELAY), long enough that it does not close yesterday during the traffic")
+	fs.IntVar(&c.statusBarHeartbeats, "statusbar-heartbeats", 1000, "statusbar: the measured user's heartbeats today (1-1000: one request)")
+	fs.IntVar(&c.statusBarRequests, "statusbar-requests", 2000, "statusbar: timed warm reads of the live API (a quarter as many of the computed one)")
+	fs.DurationVar(&c.statusBarDuration, "statusbar-duration", 90*time.Second, "statusbar: how long the paced users send and read while the measured user's reads are timed")
 	fs.IntVar(&c.dashboardLoads, "dashboard-loads", 20, "dashboard: timed warm loads per range (after 2 untimed)")
 	fs.IntVar(&c.dashboardLive, "dashboard-live", 50, "dashboard: heartbeats timed from ack to #today-total's paint")
 	fs.DurationVar(&c.idleTimeout, "lifecycle-idle-timeout", 2*time.Minute, "ingest-all, paced: longest wait for the processors' consumers to have nothing pending or unacked")
@@ -488,6 +504,8 @@ Flags:
 		return c, errors.New("-ingest-users must be at least -bulk-conns, -paced-users positive, -paced-late-users 0 to -paced-users, -lifecycle-idle-timeout positive")
 	case c.pacedDuration <= 0 || c.pacedMinInterval <= 0 || c.pacedMaxInterval < c.pacedMinInterval || c.pacedCloseDelay < 25*time.Hour+c.pacedDuration:
 		return c, errors.New("-paced-duration and -paced-min-interval must be positive, -paced-max-interval at least -paced-min-interval, -paced-close-delay more than 25h plus -paced-duration (yesterday must stay open)")
+	case c.statusBarHeartbeats < 1 || c.statusBarHeartbeats > 1000 || c.statusBarRequests < 4 || c.statusBarDuration <= 0:
+		return c, errors.New("-statusbar-heartbeats must be 1-1000, -statusbar-requests at least 4, -statusbar-duration positive")
 	case c.dashboardLoads < 1 || c.dashboardLive < 1:
 		return c, errors.New("-dashboard-loads and -dashboard-live must be positive")
 	case c.readsDays < 1 || c.readsDays > 390 || c.readsPerDay < 1 || c.readsUsers < 1 || c.readsOtherDays < 0 || c.readsOtherDays > 30 || c.readsOtherPerDay < 1 || c.janitorRows < 1:
@@ -648,7 +666,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				}
 			}
 			results = append(results, rs...)
-		case "ingest-all", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "dashboard":
+		case "ingest-all", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard":
 			if processorOn {
 				st.stopProcessor()
 				processorOn = false
@@ -657,6 +675,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				"dayfiles-drain": runDayfilesDrain, "dayfiles-latency": runDayfilesLatency,
 				"reads": runReads, "janitor": runJanitor, "noisy-neighbour": runNoisy, "compaction": runCompaction,
 				"compaction-latency": runCompactionLatency, "ingest-all": runIngestAll, "paced": runPaced,
+				"statusbar": runStatusBar,
 				"dashboard": runDashboard,
 			}[name]
 			rs, err := run(ctx, st, cfg)
