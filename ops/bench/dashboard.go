@@ -19,6 +19,7 @@ import (
 	"heartlog/api"
 	"heartlog/internal/chromium"
 	"heartlog/sessions"
+	"heartlog/today"
 	"heartlog/web"
 )
 
@@ -62,13 +63,17 @@ func runDashboard(ctx context.Context, st *stack, cfg config) ([]result, error) 
 	if err != nil {
 		return nil, err
 	}
+	var live *today.Tracker
 	y, err := seedYear(ctx, st, cfg, func(o *api.Options) {
-		o.Sessions, o.Web = sess, web.Handler()
+		// As heartlog serve wires it: the live status bar on the same read path.
+		live = today.New(ctx, st.js, st.sc, o.Reader, today.Options{Log: st.log})
+		o.Sessions, o.Web, o.Today = sess, web.Handler(), live
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer y.close(ctx)
+	defer live.Close()
 	if err := y.drop(ctx); err != nil {
 		return nil, err
 	}
@@ -89,20 +94,34 @@ func runDashboard(ctx context.Context, st *stack, cfg config) ([]result, error) 
 	defer stopBrowser()
 	tab, closeTab := chromedp.NewContext(browser)
 	defer closeTab()
+	progress("signing in on %s", url)
 	if err := dashboardSignIn(tab, url, y.data.key); err != nil {
 		return nil, err
 	}
+	progress("signed in; %d timed loads", cfg.dashboardLoads)
 	out := []result{bundle}
 	l, err := timeLoads(tab, url, cfg.dashboardLoads)
 	if err != nil {
 		return out, fmt.Errorf("loads: %w", err)
 	}
 	out = append(out, loadRows(l)...)
-	live, err := timeLive(ctx, tab, url, y.data.key, cfg.dashboardLive)
+	progress("loads done; %d live heartbeats", cfg.dashboardLive)
+	lr, err := timeLive(ctx, tab, url, y.data.key, cfg.dashboardLive)
 	if err != nil {
 		return out, fmt.Errorf("live: %w", err)
 	}
-	return append(out, live), nil
+	return append(out, lr), nil
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: dashboard: "+format+"\n", args...)
+}
+
+// navigate opens the dashboard, bounded.
+func navigate(tab context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(tab, pageBound)
+	defer cancel()
+	return chromedp.Do(ctx, chromedp.Navigate(url+"/"))
 }
 
 // pageBound stops a wait for the page that would otherwise hang.
@@ -160,7 +179,7 @@ func msDuration(ms float64) time.Duration { return time.Duration(ms * float64(ti
 func timeLoads(tab context.Context, url string, n int) (loads, error) {
 	var out loads
 	for i := range n + 2 {
-		if err := chromedp.Do(tab, chromedp.Navigate(url+"/")); err != nil {
+		if err := navigate(tab, url); err != nil {
 			return out, err
 		}
 		week, err := chromedp.Run(tab, readyMark(1))
@@ -266,7 +285,7 @@ type liveStamp struct {
 // that draws #today-total's change.
 func timeLive(ctx context.Context, tab context.Context, url, key string, n int) (result, error) {
 	r := result{scenario: "dashboard/live", target: "p99 ≤ " + ms(dashboardLiveTarget), cpuNote: "-"}
-	if err := chromedp.Do(tab, chromedp.Navigate(url+"/")); err != nil {
+	if err := navigate(tab, url); err != nil {
 		return r, err
 	}
 	if _, err := chromedp.Run(tab, readyMark(1)); err != nil {
