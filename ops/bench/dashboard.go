@@ -94,6 +94,11 @@ func runDashboard(ctx context.Context, st *stack, cfg config) ([]result, error) 
 	defer stopBrowser()
 	tab, closeTab := chromedp.NewContext(browser)
 	defer closeTab()
+	// The first action opens the tab and binds it to its context: this one
+	// has no deadline, the later, bounded ones do.
+	if err := chromedp.Do(tab, chromedp.EmulateViewport(chromium.Width, chromium.Height)); err != nil {
+		return nil, err
+	}
 	progress("signing in on %s", url)
 	if err := dashboardSignIn(tab, url, y.data.key); err != nil {
 		return nil, err
@@ -133,7 +138,6 @@ func dashboardSignIn(tab context.Context, url, key string) error {
 	ctx, cancel := context.WithTimeout(tab, pageBound)
 	defer cancel()
 	if err := chromedp.Do(ctx,
-		chromedp.EmulateViewport(chromium.Width, chromium.Height),
 		chromedp.Navigate(url+"/"),
 		chromedp.WaitVisible(chromedp.CSS("#api-key")),
 		chromedp.SendKeys(chromedp.CSS("#api-key"), key+"\r"),
