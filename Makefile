@@ -66,16 +66,22 @@ fmt-check: ## Fail if a tracked .go file is not gofmt-clean
 proto: ## Regenerate schema/gen from the .proto files (buf, pinned in tools/go.mod)
 	$(GO) tool -modfile=tools/go.mod buf generate
 
-proto-check: ## Run `make proto` and fail if schema/gen changed (generated code stale)
-	$(MAKE) --no-print-directory proto
-	@changes="$$(git status --porcelain -- schema/gen)"; \
+# unchanged-since-regenerated PATHS TARGET: fail if `make TARGET` left changes under PATHS
+# (generated code committed stale).
+define unchanged-since-regenerated
+	@changes="$$(git status --porcelain -- $(1))"; \
 	if [ -n "$$changes" ]; then \
-	  echo "error: generated code in schema/gen is stale: 'make proto' changed it:" >&2; \
+	  echo "error: generated code in $(1) is stale: 'make $(2)' changed it:" >&2; \
 	  echo "$$changes" >&2; \
-	  echo "run 'make proto' and commit schema/gen together with the .proto change." >&2; \
+	  echo "run 'make $(2)' and commit $(1) together with the change." >&2; \
 	  exit 1; \
 	fi; \
-	echo "proto-check: ok (schema/gen up to date)"
+	echo "$(2)-check: ok ($(1) up to date)"
+endef
+
+proto-check: ## Run `make proto` and fail if schema/gen changed (generated code stale)
+	$(MAKE) --no-print-directory proto
+	$(call unchanged-since-regenerated,schema/gen,proto)
 
 # The dashboard (web/, package heartlog/web). Its bundle web/dist and the client web/src/gen are
 # committed, so building and `make run` need no Node; `make web` needs Node 20 and npm.
@@ -90,14 +96,7 @@ web: ## Rebuild the dashboard: npm ci (if needed), web/src/gen from the protos, 
 
 web-check: ## Run `make web` and fail if web/dist or web/src/gen changed (bundle stale)
 	$(MAKE) --no-print-directory web
-	@changes="$$(git status --porcelain -- web/dist web/src/gen)"; \
-	if [ -n "$$changes" ]; then \
-	  echo "error: the dashboard bundle is stale: 'make web' changed it:" >&2; \
-	  echo "$$changes" >&2; \
-	  echo "run 'make web' and commit web/dist and web/src/gen together with the change." >&2; \
-	  exit 1; \
-	fi; \
-	echo "web-check: ok (web/dist and web/src/gen up to date)"
+	$(call unchanged-since-regenerated,web/dist web/src/gen,web)
 
 bench: ## Run ./ops/bench against the local stack (tag bench), then stop what it started
 	$(STACK) install

@@ -29,7 +29,7 @@ echarts.use([
 
 export type Option = echarts.EChartsCoreOption;
 
-const dark = matchMedia("(prefers-color-scheme: dark)").matches;
+export const dark = matchMedia("(prefers-color-scheme: dark)").matches;
 
 /** palette is the series colors, also used for the breakdown bars. */
 export const palette = [

@@ -15,6 +15,8 @@ export interface LiveHandlers {
   today(m: WatchTodayResponse, changed: boolean): void;
   /** expired is called once when the session is no longer valid. */
   expired(e: unknown): void;
+  /** settled is called once, when today's total is first shown or first failed. */
+  settled(): void;
 }
 
 /** watch runs until signal aborts. */
@@ -30,6 +32,7 @@ export async function watch(signal: AbortSignal, h: LiveHandlers): Promise<void>
         backoff = minBackoff;
         show(m);
         filled = true;
+        h.settled();
         h.today(m, last !== undefined && m.lastHeartbeatAt !== last);
         last = m.lastHeartbeatAt;
       }
@@ -43,6 +46,7 @@ export async function watch(signal: AbortSignal, h: LiveHandlers): Promise<void>
       if (isUnimplemented(e) && !filled) {
         filled = await statusBar(signal);
       }
+      h.settled();
     }
     status.textContent = "reconnecting";
     await sleep(backoff * (0.5 + Math.random() / 2), signal);

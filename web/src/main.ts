@@ -13,7 +13,7 @@ import {
   signOut,
   stats,
 } from "./api";
-import { byId, el } from "./dom";
+import { byId, el, fillTable } from "./dom";
 import { today, timeZones } from "./format";
 import type { Settings } from "./gen/heartlog/v1/settings_pb";
 import { watch } from "./live";
@@ -53,9 +53,13 @@ const ui = {
 
 // The signed-in session: aborting it cancels every call and the live stream.
 let session: AbortController | undefined;
+// entered: the dashboard is shown (the session was found valid); shown
+// resolves then, and the views draw only after it, at their real size.
+let entered = false;
+let shown: Promise<void> = Promise.resolve();
+let showDashboard = () => {};
 let user: Settings | undefined;
 let signedInAs = "";
-let tzFollowsUser = true;
 const sel: Selection = { range: "last_7_days", customStart: "", customEnd: "", tz: "", project: "" };
 // The range's last day, once known; the timeline shows it unless the user picked a day.
 let rangeEnd = "";
@@ -100,7 +104,7 @@ function track(p: Promise<unknown>, isCurrent: () => boolean): void {
 }
 
 function settle(): void {
-  if (!session) return;
+  if (!session || !entered) return;
   if (refreshPending) {
     refreshPending = false;
     loadAll(false);
@@ -120,7 +124,7 @@ function settle(): void {
 function fail(e: unknown): void {
   if (isAbort(e)) return;
   if (isUnauthenticated(e)) {
-    expire(e);
+    if (entered) expire(e);
     return;
   }
   failed = true;
@@ -131,13 +135,22 @@ function userTz(): string {
   return user?.timezone ?? "";
 }
 
-/** loadAll fetches every view of the selection, in parallel where it can. */
+/** loadAll fetches every view of the selection, all calls at once where it can. */
 function loadAll(mark: boolean): void {
   if (!session) return;
   const signal = session.signal;
   const g = ++gen;
   const tg = ++timelineGen;
   const current = () => g === gen;
+  // show draws a view once its data is in and the dashboard is on screen.
+  const show = <T>(p: Promise<T>, draw: (v: T) => unknown) =>
+    track(
+      p.then(async (v) => {
+        await shown;
+        if (current()) return draw(v);
+      }),
+      current,
+    );
   begin(mark);
   const opts = options(sel);
   const span = dates(sel, userTz());
@@ -146,46 +159,28 @@ function loadAll(mark: boolean): void {
     return;
   }
   // Named ranges are resolved by the server, which returns their dates.
-  const rangeReq = span ? { range: "", start: span.start, end: span.end, options: opts } : { range: sel.range, options: opts };
+  const rangeReq = span ? { start: span.start, end: span.end, options: opts } : { range: sel.range, options: opts };
   const statsP = stats.getStats(rangeReq, { signal });
   const datesP = span ? Promise.resolve(span) : statsP.then((s) => ({ start: s.start, end: s.end }));
 
-  track(
-    statsP.then((s) => {
-      if (!current()) return;
-      renderTotals(s);
-      renderBreakdowns(s.breakdown, sel.project, selectProject);
-    }),
-    current,
+  show(statsP, (s) => {
+    renderTotals(s);
+    renderBreakdowns(s.breakdown, sel.project, selectProject);
+  });
+  show(stats.getInsights(rangeReq, { signal }), (ins) => {
+    renderBestDay(ins);
+    return renderInsights(ins);
+  });
+  show(stats.getHeatMap({ end: span?.end ?? "", options: opts }, { signal }), (h) => renderHeatMap(h.days));
+  show(
+    datesP.then(({ start, end }) => Promise.all([stats.getSummaries({ start, end, options: opts }, { signal }), statsP])),
+    ([sum, s]) => renderDaily(sum.days, s.breakdown?.projects ?? []),
   );
-  track(
-    stats.getInsights(rangeReq, { signal }).then((ins) => {
-      if (!current()) return;
-      renderBestDay(ins);
-      return renderInsights(ins);
-    }),
-    current,
-  );
-  track(
-    stats.getHeatMap({ end: span?.end ?? "", options: opts }, { signal }).then((h) => (current() ? renderHeatMap(h.days) : undefined)),
-    current,
-  );
-  track(
-    datesP.then(async ({ start, end }) => {
-      const [sum, s] = await Promise.all([stats.getSummaries({ start, end, options: opts }, { signal }), statsP]);
-      if (current()) return renderDaily(sum.days, s.breakdown?.projects ?? []);
-    }),
-    current,
-  );
-  track(
-    datesP.then(({ end }) => {
-      if (!current()) return;
-      rangeEnd = end;
-      if (!timelinePicked) ui.timelineDate.value = end;
-      return timeline(tg);
-    }),
-    current,
-  );
+  show(datesP, ({ end }) => {
+    rangeEnd = end;
+    if (!timelinePicked) ui.timelineDate.value = end;
+    return timeline(tg);
+  });
 }
 
 /** loadTimeline re-reads the timeline alone (its day or slice changed). */
@@ -201,6 +196,7 @@ async function timeline(tg: number): Promise<void> {
   const date = ui.timelineDate.value;
   if (!date) return;
   const res = await stats.getDurations({ date, sliceBy: slice, options: options(sel) }, { signal: session?.signal });
+  await shown;
   if (tg === timelineGen) await renderTimeline(res.durations, slice, sel.tz || userTz());
 }
 
@@ -232,7 +228,8 @@ function fillTimeZones(): void {
   const opts = zones.map((z) => el("option", { value: z }, z));
   if (!userTz()) opts.unshift(el("option", { value: "" }, "Account setting"));
   ui.tz.replaceChildren(...opts);
-  ui.tz.value = sel.tz;
+  // An empty sel.tz follows the user's setting, which the select shows.
+  ui.tz.value = sel.tz || userTz();
 }
 
 // --- signing in and out
@@ -240,6 +237,11 @@ function fillTimeZones(): void {
 function showSignIn(msg: string): void {
   session?.abort();
   session = undefined;
+  entered = false;
+  user = undefined;
+  sel.project = "";
+  sel.tz = "";
+  clearViews();
   ui.dashboard.hidden = true;
   ui.signinView.hidden = false;
   ui.signinError.textContent = msg;
@@ -247,49 +249,93 @@ function showSignIn(msg: string): void {
   ui.apiKey.focus();
 }
 
+// clearViews empties what the last user saw, so that the next one to sign
+// in on this page never glimpses it.
+function clearViews(): void {
+  for (const id of ["today-total", "grand-total", "daily-average", "best-day"]) {
+    const e = byId(id);
+    e.textContent = "…";
+    e.dataset.seconds = "0";
+  }
+  byId("best-day").dataset.date = "";
+  byId("username").textContent = "";
+  for (const t of document.querySelectorAll<HTMLTableElement>("table.visually-hidden")) fillTable(t, [], []);
+  for (const l of document.querySelectorAll("section.breakdown ol")) l.replaceChildren();
+  byId("live-status").textContent = "reconnecting";
+}
+
 function expire(e: unknown): void {
   if (!session) return;
   showSignIn(errorText(e));
 }
 
-function enterDashboard(settingsUnavailable?: string): void {
+function newSession(): void {
   session?.abort();
   session = new AbortController();
+  entered = false;
+  shown = new Promise((resolve) => (showDashboard = resolve));
+}
+
+function enterDashboard(settingsUnavailable?: string): void {
+  if (!session) return;
+  entered = true;
   ui.signinView.hidden = true;
   ui.dashboard.hidden = false;
   ui.username.textContent = user?.username || signedInAs;
-  if (tzFollowsUser) sel.tz = userTz();
   fillTimeZones();
   showProject();
   showSettings(user, settingsUnavailable);
+  // Today's total is one of the views: the first state counts toward "ready".
+  let settled = () => {};
+  track(new Promise<void>((resolve) => (settled = resolve)), () => true);
   void watch(session.signal, {
     today: (_, changed) => {
       if (changed) refresh();
     },
     expired: expire,
+    settled: () => settled(),
   });
-  loadAll(true);
+  showDashboard();
+  if (inflight === 0) settle();
 }
 
-/** start finds out whether the browser has a session and shows the right view. */
+/**
+ * start finds out whether the browser has a session and shows the right
+ * view. The reads go out at once, beside GetSettings: they need nothing
+ * from it (an empty time zone is the user's own), and are drawn as soon as
+ * the dashboard is shown.
+ */
 async function start(): Promise<void> {
   setState("loading");
+  newSession();
+  loadAll(true);
+  const signal = session!.signal;
   try {
-    user = (await settings.getSettings({})).settings;
+    user = (await settings.getSettings({}, { signal })).settings;
     enterDashboard();
   } catch (e) {
-    if (isUnauthenticated(e)) return showSignIn("");
+    if (isAbort(e)) return;
+    if (isUnauthenticated(e)) return showSignIn(signInMessage(e));
     if (!isUnimplemented(e)) return startFailed(e);
     // A server without SettingsService yet: ask the status bar who we are.
     try {
-      await stats.getStatusBar({});
+      await stats.getStatusBar({}, { signal });
       user = undefined;
       enterDashboard(errorText(e));
     } catch (e2) {
-      if (isUnauthenticated(e2)) return showSignIn("");
+      if (isAbort(e2)) return;
+      if (isUnauthenticated(e2)) return showSignIn(signInMessage(e2));
       startFailed(e2);
     }
   }
+}
+
+// signInMessage is what the sign-in view says on a load without a valid
+// session: nothing for a browser that simply has none, the API's reason
+// for one it refused (a revoked session, a rotated key).
+function signInMessage(e: unknown): string {
+  const msg = errorText(e);
+  return msg.startsWith("missing API key") ? "" : msg;
 }
 
 function startFailed(e: unknown): void {
@@ -352,8 +398,7 @@ ui.selection.addEventListener("submit", (ev) => {
 });
 
 ui.tz.addEventListener("change", () => {
-  sel.tz = ui.tz.value;
-  tzFollowsUser = sel.tz === userTz();
+  sel.tz = ui.tz.value === userTz() ? "" : ui.tz.value;
   timelinePicked = false;
   loadAll(true);
 });
@@ -378,7 +423,6 @@ bindSettings(
   (s) => {
     user = s;
     ui.username.textContent = s.username;
-    if (tzFollowsUser) sel.tz = s.timezone;
     fillTimeZones();
     loadAll(true);
   },

@@ -1,6 +1,6 @@
 // The year heat map: coding time of each of the 365 days, from one
 // GetHeatMap call, on an ECharts calendar.
-import { Chart } from "../charts";
+import { Chart, dark } from "../charts";
 import { byId, el, fillTable } from "../dom";
 import { hours } from "../format";
 import type { DayTotal } from "../gen/heartlog/v1/stats_pb";
@@ -23,7 +23,7 @@ export function renderHeatMap(days: DayTotal[]): Promise<void> {
       show: false,
       min: 0,
       max: top,
-      inRange: { color: ["#ebedf0", "#9be9a8", "#40c463", "#30a14e", "#216e39"] },
+      inRange: { color: dark ? ["#232a33", "#0e4429", "#006d32", "#26a641", "#39d353"] : ["#ebedf0", "#9be9a8", "#40c463", "#30a14e", "#216e39"] },
     },
     calendar: {
       range: days.length ? [days[0].date, days[days.length - 1].date] : undefined,

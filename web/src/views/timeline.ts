@@ -28,17 +28,23 @@ export function renderTimeline(durations: Duration[], slice: "project" | "entity
   // One row per name, within bounds, set from script (CSSOM).
   chartEl.style.height = `${Math.min(480, Math.max(120, 48 + names.length * 28))}px`;
   chart ??= new Chart(chartEl, "Timeline of the day's durations.");
+  byId("timeline-empty").hidden = durations.length > 0;
+  // The axis spans whole hours around the durations, ticked at a round step.
   const first = durations.length ? durations[0].start : 0;
   const last = durations.reduce((m, d) => Math.max(m, d.start + d.durationSeconds), first + 1);
+  const min = Math.floor(first / 3600) * 3600;
+  const max = Math.max(min + 3600, Math.ceil(last / 3600) * 3600);
+  const span = (max - min) / 3600;
+  const interval = span <= 2 ? 900 : span <= 6 ? 1800 : span <= 12 ? 3600 : 7200;
   return chart.draw({
     grid: { left: 8, right: 24, top: 8, bottom: 28, containLabel: true },
     tooltip: { trigger: "item", renderMode: "richText", confine: true },
     xAxis: {
       type: "value",
-      min: first,
-      max: last,
-      axisLabel: { formatter: (v: number) => clock(v, tz) },
-      splitNumber: 8,
+      min,
+      max,
+      interval,
+      axisLabel: { formatter: (v: number) => clock(v, tz), hideOverlap: true },
     },
     yAxis: {
       type: "category",
