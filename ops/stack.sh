@@ -32,6 +32,8 @@ PG_LOG="$LOGDIR/postgres.log"
 PG_SYSUSER="postgres" # Postgres refuses to run as root; as root we run it as this user.
 PG_URL_LOCAL="postgres://heartlog@127.0.0.1:${PG_PORT}/heartlog?sslmode=disable"
 
+CHROMIUM_BIN="/usr/bin/chromium" # Debian's package "chromium"; the browser test and bench use it
+
 REDIS_PORT=56379
 REDIS_DIR="$VAR/redis"
 REDIS_CONF="$REDIS_DIR/redis.conf"
@@ -160,6 +162,9 @@ cmd_install() {
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  # Debian's Chromium for the dashboard's browser test and benchmark (driven by chromedp); test
+  # tools never download a browser of their own.
+  [ -x "$CHROMIUM_BIN" ] || missing+=(chromium)
 
   if [ "${#missing[@]}" -gt 0 ]; then
     if is_root; then
@@ -186,7 +191,7 @@ cmd_install() {
     mkdir -p "$TOOLS_BIN"
     GOBIN="$TOOLS_BIN" "$go" install "$VGW_MODULE/cmd/versitygw@$VGW_VERSION"
   fi
-  log "install: all tools present (postgres: $PG_BIN, versitygw $VGW_VERSION: $VGW_BIN)"
+  log "install: all tools present (postgres: $PG_BIN, chromium: $CHROMIUM_BIN, versitygw $VGW_VERSION: $VGW_BIN)"
 }
 
 # --- Postgres ---------------------------------------------------------------------------------
@@ -700,8 +705,9 @@ The private local service stack for heartlog, under $VAR:
 NATS is embedded in \`heartlog dev\` ($NATS_URL_LOCAL); it is not started here.
 
 Commands:
-  install                    Install what is missing: $PG_PKG, redis-server, curl with
-                             apt-get when root (else print the apt-get command and exit 1),
+  install                    Install what is missing: $PG_PKG, redis-server, curl and chromium
+                             (for the dashboard's browser test and benchmark, $CHROMIUM_BIN)
+                             with apt-get when root (else print the apt-get command and exit 1),
                              and versitygw $VGW_VERSION into .tools/bin with go install.
   up                         Start whichever services are not running (idempotent), create the
                              buckets, enable versioning on $S3_BUCKET_BACKUP, write var/env and

@@ -156,6 +156,14 @@
 //     users each send a heartbeat and read their own status bar every 60 to
 //     120 s. Reported: p50 and p99 of each. Target (live): p50 ≤ 1 ms,
 //     p99 ≤ 5 ms.
+//   - dashboard (not run by default; needs Debian's chromium, HEARTLOG_S3_*
+//     and HEARTLOG_CACHE_URL; about the reads setup plus 3 minutes): the
+//     reads scenario's year, warm, served with the dashboard; headless
+//     Chromium times navigation to performance.mark("dashboard-ready") for
+//     last 7 days and last year (-dashboard-loads warm loads each; target
+//     last year ≤ 500 ms), the bundle's gzip -9 size (≤ 300 KB) and
+//     -dashboard-live heartbeats from ack to the paint of #today-total
+//     (p99 ≤ 2 s). See dashboard.go.
 //
 // How to read the output: for bulk and single, the clients run for -warmup
 // (not counted) and then for -duration; throughput counts the requests that
@@ -296,9 +304,12 @@ type config struct {
 	statusBarHeartbeats int
 	statusBarRequests   int
 	statusBarDuration   time.Duration
+
+	dashboardLoads int
+	dashboardLive  int
 }
 
-var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar"}
+var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -383,6 +394,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.statusBarHeartbeats, "statusbar-heartbeats", 1000, "statusbar: the measured user's heartbeats today (1-1000: one request)")
 	fs.IntVar(&c.statusBarRequests, "statusbar-requests", 2000, "statusbar: timed warm reads of the live API (a quarter as many of the computed one)")
 	fs.DurationVar(&c.statusBarDuration, "statusbar-duration", 90*time.Second, "statusbar: how long the paced users send and read while the measured user's reads are timed")
+	fs.IntVar(&c.dashboardLoads, "dashboard-loads", 20, "dashboard: timed warm loads per range (after 2 untimed)")
+	fs.IntVar(&c.dashboardLive, "dashboard-live", 50, "dashboard: heartbeats timed from ack to #today-total's paint")
 	fs.DurationVar(&c.idleTimeout, "lifecycle-idle-timeout", 2*time.Minute, "ingest-all, paced: longest wait for the processors' consumers to have nothing pending or unacked")
 	fs.Usage = func() {
 		out := fs.Output()
@@ -493,6 +506,8 @@ Flags:
 		return c, errors.New("-paced-duration and -paced-min-interval must be positive, -paced-max-interval at least -paced-min-interval, -paced-close-delay more than 25h plus -paced-duration (yesterday must stay open)")
 	case c.statusBarHeartbeats < 1 || c.statusBarHeartbeats > 1000 || c.statusBarRequests < 4 || c.statusBarDuration <= 0:
 		return c, errors.New("-statusbar-heartbeats must be 1-1000, -statusbar-requests at least 4, -statusbar-duration positive")
+	case c.dashboardLoads < 1 || c.dashboardLive < 1:
+		return c, errors.New("-dashboard-loads and -dashboard-live must be positive")
 	case c.readsDays < 1 || c.readsDays > 390 || c.readsPerDay < 1 || c.readsUsers < 1 || c.readsOtherDays < 0 || c.readsOtherDays > 30 || c.readsOtherPerDay < 1 || c.janitorRows < 1:
 		return c, errors.New("-reads-days must be 1-390, -reads-other-days 0-30, the other -reads-* counts and -janitor-rows positive")
 	}
@@ -651,7 +666,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				}
 			}
 			results = append(results, rs...)
-		case "ingest-all", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar":
+		case "ingest-all", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard":
 			if processorOn {
 				st.stopProcessor()
 				processorOn = false
@@ -661,6 +676,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				"reads": runReads, "janitor": runJanitor, "noisy-neighbour": runNoisy, "compaction": runCompaction,
 				"compaction-latency": runCompactionLatency, "ingest-all": runIngestAll, "paced": runPaced,
 				"statusbar": runStatusBar,
+				"dashboard": runDashboard,
 			}[name]
 			rs, err := run(ctx, st, cfg)
 			if err != nil {
