@@ -36,4 +36,11 @@
 // before today to one after, which contain the UTC days of every time
 // zone's local today (UTC-12 to UTC+14) with stats.MaxTimeout either side;
 // each user keeps only stats.UTCDays of their own local day.
+//
+// # When watchers hear
+//
+// The status bar a read returns moves as soon as the feed has a message;
+// a watcher is told of it only once the Postgres projector has it too (or
+// after Options.MaxAnnounceDelay), because a watcher then reads the other
+// views again from the read path (announce.go).
 package today

@@ -209,6 +209,7 @@ func (f *feed) handle(msg jetstream.Msg) error {
 		}
 	}
 	now := f.t.o.Now()
+	var news []string
 	for id, hbs := range byUser {
 		st := f.users[id]
 		if n := st.add(b.Day, hbs); n > 0 {
@@ -216,8 +217,11 @@ func (f *feed) handle(msg jetstream.Msg) error {
 			if f.t.addKept(int64(n)) > int64(f.t.o.MaxHeartbeats) {
 				f.t.nudge()
 			}
-			f.t.notify(id)
+			news = append(news, id)
 		}
+	}
+	if len(news) > 0 {
+		f.t.announceAfterProjected(meta.Sequence.Stream, news)
 	}
 	return nil
 }

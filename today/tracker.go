@@ -40,6 +40,14 @@ type Options struct {
 	MaxHeartbeats int
 	// ActivateTimeout bounds one user's activation (default 30 s).
 	ActivateTimeout time.Duration
+	// A watcher hears of new heartbeats once the Postgres projector has
+	// them, so that the views it then reads again show them (announce.go):
+	// AnnouncePoll is how often the projector's ack floor is read while
+	// news waits (default 20 ms), MaxAnnounceDelay the longest news waits
+	// for it (default 1 s; a projector that is behind or down delays the
+	// live total no longer).
+	AnnouncePoll     time.Duration
+	MaxAnnounceDelay time.Duration
 	// Log receives the feeds' starts and stops and their errors.
 	Log zerolog.Logger
 	// Now is the clock of the idle checks and local midnights (default
@@ -59,6 +67,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.ActivateTimeout <= 0 {
 		o.ActivateTimeout = 30 * time.Second
+	}
+	if o.AnnouncePoll <= 0 {
+		o.AnnouncePoll = 20 * time.Millisecond
+	}
+	if o.MaxAnnounceDelay <= 0 {
+		o.MaxAnnounceDelay = time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -109,6 +123,12 @@ type Tracker struct {
 
 	wmu      sync.Mutex
 	watchers map[string]map[*Watch]struct{}
+
+	// News for watchers waiting for the projector (announce.go); pmu is
+	// a leaf.
+	pmu      sync.Mutex
+	pending  []pendingNews
+	pendingC chan struct{}
 }
 
 // New starts a Tracker over the stream c names, reading users' days with
@@ -116,12 +136,13 @@ type Tracker struct {
 func New(ctx context.Context, js jetstream.JetStream, c streams.Config, r Reader, o Options) *Tracker {
 	o.setDefaults()
 	t := &Tracker{js: js, sc: c, reader: r, o: o, log: o.Log,
-		evict: make(chan struct{}, 1),
+		evict: make(chan struct{}, 1), pendingC: make(chan struct{}, 1),
 		users: map[string]*user{}, lru: list.New(), feeds: map[uint32]*feed{},
 		watchers: map[string]map[*Watch]struct{}{}}
 	t.ctx, t.cancel = context.WithCancel(ctx)
-	t.wg.Add(1)
+	t.wg.Add(2)
 	go t.sweep()
+	go t.announce()
 	go func() {
 		<-t.ctx.Done()
 		t.shutdown()
