@@ -8,7 +8,6 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"time"
 
 	"connectrpc.com/connect"
 
@@ -141,18 +140,15 @@ func (s *Server) updateSettings(ctx context.Context, u users.User, tz *string, t
 	return n, err
 }
 
-// checkZone accepts an IANA time zone name. "Local" is refused: it is
-// whatever zone the server runs in, not the user's.
+// checkZone is users.CheckTimeZone, with a message for the caller.
 func checkZone(tz string) error {
 	const hint = `give an IANA time zone such as "Europe/Berlin" or "UTC"`
-	if tz == "" {
+	switch err := users.CheckTimeZone(tz); {
+	case err == nil:
+		return nil
+	case tz == "":
 		return badf("timezone must not be empty: %s", hint)
-	}
-	if tz == "Local" {
+	default:
 		return badf("unknown time zone %q: %s", tz, hint)
 	}
-	if _, err := time.LoadLocation(tz); err != nil {
-		return badf("unknown time zone %q: %s", tz, hint)
-	}
-	return nil
 }

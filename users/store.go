@@ -70,7 +70,7 @@ func (s *Store) Create(ctx context.Context, n NewUser) (User, string, error) {
 	if n.TimeZone == "" {
 		n.TimeZone = "UTC"
 	}
-	if err := checkTimeZone(n.TimeZone); err != nil {
+	if err := CheckTimeZone(n.TimeZone); err != nil {
 		return User{}, "", err
 	}
 	key := n.APIKey
@@ -110,7 +110,7 @@ type Change struct {
 // Update applies c to the user and returns the result.
 func (s *Store) Update(ctx context.Context, id string, c Change) (User, error) {
 	if c.TimeZone != nil {
-		if err := checkTimeZone(*c.TimeZone); err != nil {
+		if err := CheckTimeZone(*c.TimeZone); err != nil {
 			return User{}, err
 		}
 	}
@@ -246,10 +246,11 @@ func (s *Store) mirrorChange(ctx context.Context, old, next *current) error {
 	return nil
 }
 
-// checkTimeZone accepts IANA names only: time.LoadLocation also takes ""
+// CheckTimeZone accepts IANA names only: time.LoadLocation also takes ""
 // (UTC) and "Local" (the server's own zone, which would move the user's
-// days with the machine the API happens to run on).
-func checkTimeZone(tz string) error {
+// days with the machine the API happens to run on). Create and Update
+// apply it; callers that owe a user a message of their own call it first.
+func CheckTimeZone(tz string) error {
 	if tz == "" || tz == "Local" {
 		return fmt.Errorf("users: %q is not an IANA time zone", tz)
 	}
