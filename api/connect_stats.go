@@ -102,7 +102,7 @@ func (ss *statsService) GetDurations(ctx context.Context, req *connect.Request[h
 	out := &heartlogv1.GetDurationsResponse{}
 	for _, d := range durations {
 		out.Durations = append(out.Durations, &heartlogv1.Duration{
-			Start: float64(d.Start.UnixMicro()) / 1e6, DurationSeconds: d.Duration.Seconds(),
+			Start: unix(d.Start), DurationSeconds: d.Duration.Seconds(),
 			Project: d.Project, Language: d.Language, Entity: d.Entity, Branch: d.Branch,
 			Category: d.Category, Editor: d.Editor, OperatingSystem: d.OS, Machine: d.Machine,
 			Dependencies: d.Dependencies,

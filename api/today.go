@@ -141,7 +141,7 @@ func (ss *statsService) WatchToday(ctx context.Context, req *connect.Request[hea
 		}
 		msg := &heartlogv1.WatchTodayResponse{Today: daySummary(bar.day)}
 		if !bar.last.IsZero() {
-			msg.LastHeartbeatAt = float64(bar.last.UnixMicro()) / 1e6
+			msg.LastHeartbeatAt = unix(bar.last)
 		}
 		if err := stream.Send(msg); err != nil {
 			return err // the client left
