@@ -34,31 +34,37 @@ func (t *Tracker) announceAfterProjected(seq uint64, users []string) {
 	}
 }
 
-// announce runs until the Tracker stops: while news is pending it reads
-// the projector's ack floor every AnnouncePoll (one consumer-info request
-// for all users, none while nothing is pending) and tells the watchers of
-// every message at or below it, or older than MaxAnnounceDelay.
+// announce runs until the Tracker stops. It sleeps while nothing is
+// pending; while news waits it reads the projector's ack floor every
+// AnnouncePoll (one consumer-info request for all users) and tells the
+// watchers of every message at or below it, or older than
+// MaxAnnounceDelay.
 func (t *Tracker) announce() {
 	defer t.wg.Done()
-	tick := time.NewTicker(t.o.AnnouncePoll)
-	defer tick.Stop()
 	for {
 		select {
 		case <-t.ctx.Done():
 			return
 		case <-t.pendingC:
-		case <-tick.C:
 		}
-		t.announceDue()
+		for t.announceDue() {
+			select {
+			case <-t.ctx.Done():
+				return
+			case <-time.After(t.o.AnnouncePoll):
+			}
+		}
 	}
 }
 
-func (t *Tracker) announceDue() {
+// announceDue tells the watchers of the news that is due; it reports
+// whether news still waits.
+func (t *Tracker) announceDue() bool {
 	t.pmu.Lock()
 	n := len(t.pending)
 	t.pmu.Unlock()
 	if n == 0 {
-		return
+		return false
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.o.AnnouncePoll*10)
 	floor, err := t.projectorFloor(ctx)
@@ -79,8 +85,10 @@ func (t *Tracker) announceDue() {
 	}
 	clear(t.pending[len(keep):])
 	t.pending = keep
+	waiting := len(keep) > 0
 	t.pmu.Unlock()
 	for _, id := range due {
 		t.notify(id)
 	}
+	return waiting
 }
