@@ -18,9 +18,9 @@ import (
 	"mime"
 	"net/http"
 	"path"
-	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 //go:embed dist
@@ -125,15 +125,9 @@ func (a *asset) serve(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Encoding", "gzip")
 	}
 	h.Set("ETag", etag)
-	if matches(r.Header.Get("If-None-Match"), etag) {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(body)
-	}
+	// ServeContent answers If-None-Match against the ETag (304), HEAD and
+	// Content-Length.
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 }
 
 func (a *asset) gzipped() []byte {
@@ -157,17 +151,6 @@ func acceptsGzip(header string) bool {
 		}
 		q := strings.ReplaceAll(params, " ", "")
 		return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
-	}
-	return false
-}
-
-// matches says whether an If-None-Match header names etag (or is "*").
-func matches(header, etag string) bool {
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
-		if t == etag || t == "*" {
-			return true
-		}
 	}
 	return false
 }
