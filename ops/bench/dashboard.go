@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,7 +107,14 @@ func runDashboard(ctx context.Context, st *stack, cfg config) ([]result, error) 
 	}
 	progress("signed in; %d timed loads", cfg.dashboardLoads)
 	out := []result{bundle}
+	stopProfile, err := startProfile(cfg, "dashboard-loads")
+	if err != nil {
+		return nil, err
+	}
 	l, err := timeLoads(tab, url, cfg.dashboardLoads)
+	if perr := stopProfile(); err == nil {
+		err = perr
+	}
 	if err != nil {
 		return out, fmt.Errorf("loads: %w", err)
 	}
@@ -172,7 +181,21 @@ const switchJS = `(rng) => {
 // loads are the timed loads of the dashboard: navigation to ready on its
 // first range (last 7 days), then the switch to last year until ready
 // again, and navigation to that second ready.
-type loads struct{ week, year, navYear []time.Duration }
+type loads struct {
+	week, year, navYear []time.Duration
+	calls               map[string][]callSpan // last year's, by RPC method
+}
+
+// callSpan is one API call of a last-year load: when it started and when
+// its response ended, from the pick in #range.
+type callSpan struct{ start, end time.Duration }
+
+// callsJS lists the StatsService and SettingsService calls that started at
+// or after t0, from the page's resource timings (cleared before each pick,
+// so the buffer of 250 entries never fills).
+const callsJS = `(t0) => performance.getEntriesByType('resource')
+	.filter(e => e.startTime >= t0 && e.name.includes('/heartlog.v1.'))
+	.map(e => [e.name.split('/').pop(), e.startTime - t0, e.responseEnd - t0])`
 
 func msDuration(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
 
@@ -190,6 +213,9 @@ func timeLoads(tab context.Context, url string, n int) (loads, error) {
 		if err != nil {
 			return out, err
 		}
+		if _, err := chromedp.Run(tab, chromedp.Evaluate[any]("performance.clearResourceTimings()")); err != nil {
+			return out, err
+		}
 		t0, err := chromedp.Run(tab, chromedp.Evaluate[float64](fmt.Sprintf("(%s)(%q)", switchJS, "last_year")))
 		if err != nil {
 			return out, err
@@ -202,9 +228,53 @@ func timeLoads(tab context.Context, url string, n int) (loads, error) {
 			out.week = append(out.week, msDuration(week))
 			out.year = append(out.year, msDuration(year-t0))
 			out.navYear = append(out.navYear, msDuration(year))
+			if err := out.noteCalls(tab, t0); err != nil {
+				return out, err
+			}
 		}
 	}
 	return out, nil
+}
+
+// noteCalls records the API calls of the load that began at t0.
+func (l *loads) noteCalls(tab context.Context, t0 float64) error {
+	calls, err := chromedp.Run(tab, chromedp.Evaluate[[][]any](fmt.Sprintf("(%s)(%f)", callsJS, t0)))
+	if err != nil {
+		return err
+	}
+	if l.calls == nil {
+		l.calls = map[string][]callSpan{}
+	}
+	for _, c := range calls {
+		name, _ := c[0].(string)
+		start, _ := c[1].(float64)
+		end, _ := c[2].(float64)
+		l.calls[name] = append(l.calls[name], callSpan{msDuration(start), msDuration(end)})
+	}
+	return nil
+}
+
+// callsNote says where a last-year load spends its time: each call's
+// median start and end after the pick, in the order they end.
+func (l loads) callsNote() string {
+	type row struct {
+		name       string
+		start, end time.Duration
+	}
+	var rows []row
+	for name, spans := range l.calls {
+		var starts, ends []time.Duration
+		for _, s := range spans {
+			starts, ends = append(starts, s.start), append(ends, s.end)
+		}
+		rows = append(rows, row{name, summarize(starts).p50, summarize(ends).p50})
+	}
+	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(a.end, b.end) })
+	parts := make([]string, len(rows))
+	for i, r := range rows {
+		parts[i] = fmt.Sprintf("%s %s→%s", r.name, ms(r.start), ms(r.end))
+	}
+	return "calls (median start→end after the pick): " + strings.Join(parts, ", ")
 }
 
 func loadRows(l loads) []result {
@@ -215,7 +285,7 @@ func loadRows(l loads) []result {
 	year.result = verdict("p50 "+ms(year.latency.p50), year.latency.p50, dashboardLoadTarget)
 	nav := summarize(l.navYear)
 	year.notes = []string{fmt.Sprintf("%d warm loads, from picking Last year in #range (the page opens on last 7 days) to the mark: every view refetched and redrawn; navigation to that mark, through last 7 days: p50 %s p99 %s",
-		year.latency.n, ms(nav.p50), ms(nav.p99))}
+		year.latency.n, ms(nav.p50), ms(nav.p99)), l.callsNote()}
 	return []result{week, year}
 }
 

@@ -158,10 +158,12 @@ function loadAll(mark: boolean): void {
     track(Promise.reject(new Error("Choose a start date on or before the end date.")), current);
     return;
   }
-  // Named ranges are resolved by the server, which returns their dates.
+  // Named ranges are resolved by the server (stats.ParseRange), and every
+  // call takes the name, so that all start at once. Each named range the
+  // picker offers ends today, so the page knows every selection's end.
   const rangeReq = span ? { start: span.start, end: span.end, options: opts } : { range: sel.range, options: opts };
+  const end = span?.end ?? today(sel.tz || userTz());
   const statsP = stats.getStats(rangeReq, { signal });
-  const datesP = span ? Promise.resolve(span) : statsP.then((s) => ({ start: s.start, end: s.end }));
 
   show(statsP, (s) => {
     renderTotals(s);
@@ -171,16 +173,13 @@ function loadAll(mark: boolean): void {
     renderBestDay(ins);
     return renderInsights(ins);
   });
-  show(stats.getHeatMap({ end: span?.end ?? "", options: opts }, { signal }), (h) => renderHeatMap(h.days));
-  show(
-    datesP.then(({ start, end }) => Promise.all([stats.getSummaries({ start, end, options: opts }, { signal }), statsP])),
-    ([sum, s]) => renderDaily(sum.days, s.breakdown?.projects ?? []),
+  show(stats.getHeatMap({ end, options: opts }, { signal }), (h) => renderHeatMap(h.days));
+  show(Promise.all([stats.getSummaries(rangeReq, { signal }), statsP]), ([sum, s]) =>
+    renderDaily(sum.days, s.breakdown?.projects ?? []),
   );
-  show(datesP, ({ end }) => {
-    rangeEnd = end;
-    if (!timelinePicked) ui.timelineDate.value = end;
-    return timeline(tg);
-  });
+  rangeEnd = end;
+  if (!timelinePicked) ui.timelineDate.value = end;
+  track(timeline(tg), current);
 }
 
 /** loadTimeline re-reads the timeline alone (its day or slice changed). */

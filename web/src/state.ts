@@ -8,7 +8,7 @@ import { addDays, today } from "./format";
 /** RangeStats is what the totals and breakdowns show. */
 export type RangeStats = GetStatsResponse;
 
-/** The ranges the server names (GetStats and GetInsights resolve them). */
+/** The ranges the server names (GetStats, GetInsights and GetSummaries resolve them). */
 export const namedRanges: ReadonlySet<string> = new Set(["last_7_days", "last_30_days", "last_6_months", "last_year"]);
 
 export interface Selection {
