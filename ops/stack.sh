@@ -165,6 +165,12 @@ cmd_install() {
   # Debian's Chromium for the dashboard's browser test and benchmark (driven by chromedp); test
   # tools never download a browser of their own.
   [ -x "$CHROMIUM_BIN" ] || missing+=(chromium)
+  # Node and npm for `make web-check` (part of `make test`), which rebuilds the committed
+  # bundle to prove it current; `make run` needs neither. Tested with Node 20; Debian 12's
+  # own nodejs is 18, below what protoc-gen-es declares (engines: node >= 22, though it runs
+  # on 20): install a newer Node first where that matters.
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
 
   if [ "${#missing[@]}" -gt 0 ]; then
     if is_root; then
@@ -191,7 +197,7 @@ cmd_install() {
     mkdir -p "$TOOLS_BIN"
     GOBIN="$TOOLS_BIN" "$go" install "$VGW_MODULE/cmd/versitygw@$VGW_VERSION"
   fi
-  log "install: all tools present (postgres: $PG_BIN, chromium: $CHROMIUM_BIN, versitygw $VGW_VERSION: $VGW_BIN)"
+  log "install: all tools present (postgres: $PG_BIN, chromium: $CHROMIUM_BIN, node $(node --version), versitygw $VGW_VERSION: $VGW_BIN)"
 }
 
 # --- Postgres ---------------------------------------------------------------------------------
@@ -705,7 +711,7 @@ The private local service stack for heartlog, under $VAR:
 NATS is embedded in \`heartlog dev\` ($NATS_URL_LOCAL); it is not started here.
 
 Commands:
-  install                    Install what is missing: $PG_PKG, redis-server, curl and chromium
+  install                    Install what is missing: $PG_PKG, redis-server, curl, chromium, nodejs and npm
                              (for the dashboard's browser test and benchmark, $CHROMIUM_BIN)
                              with apt-get when root (else print the apt-get command and exit 1),
                              and versitygw $VGW_VERSION into .tools/bin with go install.
