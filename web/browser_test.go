@@ -59,6 +59,7 @@ type page struct {
 	mu       sync.Mutex
 	problems []string // console errors, exceptions, CSP violations, failed loads
 	requests []string // every URL the page asked for
+	outage   bool     // the server is away on purpose: its failed loads are expected
 }
 
 // openPage opens a tab on origin; the tab closes when the test ends.
@@ -102,13 +103,24 @@ func (p *page) listen(ev any) {
 	}
 }
 
-// expectedRefusal is the one failed load the page causes on purpose: a 401
-// from this server's API, which is how the page learns that it is signed
-// out (or that a key was wrong) and shows the sign-in view.
+// expectedRefusal is a failed load the page causes on purpose: a 401 from
+// this server's API, which is how the page learns that it is signed out
+// (or that a key was wrong) and shows the sign-in view; or, while the test
+// has taken the server away (setOutage), any failed load from it.
 func (p *page) expectedRefusal(e *log.Entry) bool {
-	return e.Source == log.EntrySourceNetwork && strings.Contains(e.Text, "status of 401") &&
-		strings.HasPrefix(e.URL, p.origin+"/") &&
+	if e.Source != log.EntrySourceNetwork || !strings.HasPrefix(e.URL, p.origin+"/") {
+		return false
+	}
+	return p.outage || strings.Contains(e.Text, "status of 401") &&
 		(strings.HasPrefix(e.URL, p.origin+"/heartlog.v1.") || e.URL == p.origin+"/api/v1/session")
+}
+
+// setOutage says whether the test has taken the server away, so that the
+// page's failed loads from it are expected rather than problems.
+func (p *page) setOutage(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.outage = on
 }
 
 func consoleText(args []*runtime.RemoteObject) string {

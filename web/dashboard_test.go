@@ -388,17 +388,7 @@ func assertLiveUpdate(t *testing.T, svc *heartlogtest.Service, a *statsAPI, p *p
 	}
 	sb := call(a, a.client.GetStatusBar, &heartlogv1.GetStatusBarRequest{})
 	assertTotal(t, "today's total before the heartbeat", before.Today, sb.Today.GrandTotal)
-	postBeats(t, svc, key, []time.Time{time.Now()}, "alpha", "Go")
-	acked := time.Now()
-	changed := fmt.Sprintf(`(() => { const e = document.querySelector('#today-total'); return e && e.dataset.seconds !== %q ? e.dataset.seconds : false; })()`, before.Today.Seconds)
-	ctx, cancel := context.WithTimeout(p.ctx, liveBound)
-	defer cancel()
-	got, err := chromedp.Run(ctx, chromedp.Poll[string](changed, chromedp.WithPollingTimeout(0)))
-	delay := time.Since(acked)
-	if err != nil {
-		t.Fatalf("#today-total still says %s s %v after the heartbeat's ack (requirement: %v): %v", before.Today.Seconds, delay.Round(time.Millisecond), liveBound, err)
-	}
-	t.Logf("live: #today-total went from %s s to %s s %v after the ack", before.Today.Seconds, got, delay.Round(time.Millisecond))
+	acked := postLiveBeat(t, svc, p, key, before.Today.Seconds)
 
 	// The page shows what the API says once the heartbeat is stored.
 	svc.WaitCount(t, n+1, "SELECT count(*) FROM heartbeats WHERE user_id = $1", userID)
@@ -425,6 +415,25 @@ func assertLiveUpdate(t *testing.T, svc *heartlogtest.Service, a *statsAPI, p *p
 		assertMatchesAPI(t, a, s, "last_7_days", "")
 		assertTimeline(t, a, s, "")
 	})
+}
+
+// postLiveBeat posts a heartbeat of now and fails the test unless
+// #today-total changes from beforeSeconds within liveBound of the ack. It
+// returns when the ack came.
+func postLiveBeat(t *testing.T, svc *heartlogtest.Service, p *page, key, beforeSeconds string) time.Time {
+	t.Helper()
+	postBeats(t, svc, key, []time.Time{time.Now()}, "alpha", "Go")
+	acked := time.Now()
+	changed := fmt.Sprintf(`(() => { const e = document.querySelector('#today-total'); return e && e.dataset.seconds !== %q ? e.dataset.seconds : false; })()`, beforeSeconds)
+	ctx, cancel := context.WithTimeout(p.ctx, liveBound)
+	defer cancel()
+	got, err := chromedp.Run(ctx, chromedp.Poll[string](changed, chromedp.WithPollingTimeout(0)))
+	delay := time.Since(acked)
+	if err != nil {
+		t.Fatalf("#today-total still says %s s %v after the heartbeat's ack (requirement: %v): %v", beforeSeconds, delay.Round(time.Millisecond), liveBound, err)
+	}
+	t.Logf("live: #today-total went from %s s to %s s %v after the ack", beforeSeconds, got, delay.Round(time.Millisecond))
+	return acked
 }
 
 // sessionCookie is the browser's session cookie for origin.

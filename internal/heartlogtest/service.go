@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,15 +85,18 @@ type Service struct {
 	// (a grace of 5 s), once; the test's end calls it too.
 	CloseAPI func() error
 
-	opts Options
-	mu   sync.Mutex
-	stop func()
+	t      testing.TB // the test that started the Service
+	opts   Options
+	pub    *streams.Publisher
+	checks []health.Check
+	mu     sync.Mutex
+	stop   func()
 }
 
 // Start brings a Service up and tears it down when the test ends.
 func Start(t testing.TB, opts Options) *Service {
 	t.Helper()
-	s := &Service{NATS: StartNATS(t), Streams: streams.DefaultConfig(), opts: opts}
+	s := &Service{NATS: StartNATS(t), Streams: streams.DefaultConfig(), t: t, opts: opts}
 	// Shorter than production, so that redelivery after a stop and the
 	// takeover of a pinned partition happen within a test.
 	s.Streams.AckWait, s.Streams.PinnedTTL = 10*time.Second, 2*time.Second
@@ -136,18 +140,36 @@ func Start(t testing.TB, opts Options) *Service {
 	reader := reads.New(s.Pool, view, stores.Cache, stores.Primary, 16, Logger(t)).WithShardsGrace(opts.ShardsGrace)
 	checks := health.Deps{NATS: s.NC, JetStream: s.JS, Stream: s.Streams.Stream, UsersBucket: s.Streams.UsersBucket,
 		Postgres: s.Pool, Cache: stores.Cache, S3: stores.Primary}.Checks()
-	if s.Sessions, err = sessions.Open(ctx, s.JS, s.Streams.SessionsBucket, sessions.Options{TTL: opts.SessionTTL}); err != nil {
+	s.Reader, s.pub, s.checks = reader, pub, checks
+	t.Cleanup(pub.Close) // after the API's server, which the next cleanups close
+	if err := s.startAPI("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	s.Reader = reader
+	if !opts.NoProcessor {
+		s.StartProcessor(t)
+	}
+	t.Cleanup(s.StopProcessor)
+	return s
+}
+
+// startAPI starts the API (its sessions store, live tracker, handler and
+// HTTP server) on addr; "127.0.0.1:0" picks a free port. It logs to, and
+// is torn down with, the test that started the Service, whichever test
+// (a subtest) calls it.
+func (s *Service) startAPI(addr string) error {
+	t, ctx, opts := s.t, context.Background(), s.opts
+	var err error
+	if s.Sessions, err = sessions.Open(ctx, s.JS, s.Streams.SessionsBucket, sessions.Options{TTL: opts.SessionTTL}); err != nil {
+		return err
+	}
 	todayOpts := today.Options{Log: Logger(t)}
 	if opts.Today != nil {
 		opts.Today(&todayOpts)
 	}
-	s.Today = today.New(ctx, s.JS, s.Streams, reader, todayOpts)
+	s.Today = today.New(ctx, s.JS, s.Streams, s.Reader, todayOpts)
 	t.Cleanup(s.Today.Close)
-	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: reader, Today: s.Today,
-		Health: health.New(checks, health.Options{Log: Logger(t)}), Sessions: s.Sessions}
+	apiOpts := api.Options{Log: Logger(t), RateLimit: 1000, RateBurst: 1000, Reader: s.Reader, Today: s.Today,
+		Health: health.New(s.checks, health.Options{Log: Logger(t)}), Sessions: s.Sessions}
 	apiOpts.Web = web.Handler()
 	// Tests that are not about the work limits must not meet them.
 	apiOpts.HeartbeatRate, apiOpts.HeartbeatBurst = 1e9, 1<<30
@@ -156,14 +178,14 @@ func Start(t testing.TB, opts Options) *Service {
 	if opts.API != nil {
 		opts.API(&apiOpts)
 	}
-	var h http.Handler = api.New(users.Accounts{Keys: s.Directory, Store: s.Users}, pub, apiOpts)
+	var h http.Handler = api.New(users.Accounts{Keys: s.Directory, Store: s.Users}, s.pub, apiOpts)
 	if opts.Wrap != nil {
 		h = opts.Wrap(h)
 	}
-	// The API's own server and limits, on a free loopback port.
-	srv, err := wiring.ListenAPI("127.0.0.1:0", h)
+	// The API's own server and limits.
+	srv, err := wiring.ListenAPI(addr, h)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	s.URL = srv.URL()
 	srv.OnShutdown(s.Today.Close)
@@ -177,13 +199,21 @@ func Start(t testing.TB, opts Options) *Service {
 		if err := s.CloseAPI(); err != nil {
 			t.Errorf("API server: %v", err)
 		}
-		pub.Close()
 	})
-	if !opts.NoProcessor {
-		s.StartProcessor(t)
+	return nil
+}
+
+// ReopenAPI starts the API again on its old address after CloseAPI, as a
+// restart of `heartlog serve` against a separate NATS would: a new sessions
+// store, live tracker and handler, over the same JetStream, whose streams
+// and buckets (the sessions among them) survived; the processor and the
+// read path are untouched. CloseAPI then closes the new server, and so does
+// the end of the test that started the Service.
+func (s *Service) ReopenAPI(t testing.TB) {
+	t.Helper()
+	if err := s.startAPI(strings.TrimPrefix(s.URL, "http://")); err != nil {
+		t.Fatalf("reopening the API on %s: %v", s.URL, err)
 	}
-	t.Cleanup(s.StopProcessor)
-	return s
 }
 
 // StartProcessor runs the Postgres processor on its durable consumer.
