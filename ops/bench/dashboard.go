@@ -231,10 +231,19 @@ func timeLoads(tab context.Context, url string, n int) (loads, error) {
 				return out, err
 			}
 		}
+		if slow := msDuration(pick - t0); slow > 5*time.Second {
+			calls := map[string][]callSpan{}
+			if err := noteCalls(tab, t0, calls); err != nil {
+				return out, err
+			}
+			progress("slow pick (%s): %s", ms(slow), callsNote(calls, "the pick"))
+		}
 		year, err := navigateReady(tab, url, "?range=last_year")
 		if err != nil {
 			return out, fmt.Errorf("last year: %w", err)
 		}
+		progress("load %d/%d%s: last 7 days %s, last year picked %s, last year %s", i+1, n+2,
+			map[bool]string{false: " (untimed)", true: ""}[timed], ms(msDuration(week)), ms(msDuration(pick-t0)), ms(msDuration(year)))
 		if timed {
 			if err := noteCalls(tab, 0, out.yearCalls); err != nil {
 				return out, err

@@ -59,6 +59,10 @@ let entered = false;
 let shown: Promise<void> = Promise.resolve();
 let showDashboard = () => {};
 let user: Settings | undefined;
+// settingsIn resolves once start has asked for the user's settings (user
+// is then set, or stays unknown on a server without SettingsService).
+let settingsIn: Promise<void> = Promise.resolve();
+let settingsKnown = () => {};
 let signedInAs = "";
 const sel: Selection = { range: "last_7_days", customStart: "", customEnd: "", tz: "", project: "" };
 // The range's last day, once known; the timeline shows it unless the user picked a day.
@@ -168,7 +172,10 @@ function loadAll(mark: boolean): void {
   const statsP = stats.getStats(rangeReq, { signal });
   const tz = sel.tz || userTz();
   const end = span?.end ?? (tz ? today(tz) : "");
-  const endP = end ? Promise.resolve(end) : statsP.then((s) => s.end);
+  const statsEnd = () => statsP.then((s) => s.end);
+  const endP = end
+    ? Promise.resolve(end)
+    : Promise.race([statsEnd(), settingsIn.then(() => (userTz() ? today(sel.tz || userTz()) : statsEnd()))]);
 
   show(statsP, (s) => {
     renderTotals(s);
@@ -284,6 +291,7 @@ function newSession(): void {
   session = new AbortController();
   entered = false;
   shown = new Promise((resolve) => (showDashboard = resolve));
+  settingsIn = new Promise((resolve) => (settingsKnown = resolve));
 }
 
 function enterDashboard(settingsUnavailable?: string): void {
@@ -322,6 +330,7 @@ async function start(): Promise<void> {
   const signal = session!.signal;
   try {
     user = (await settings.getSettings({}, { signal })).settings;
+    settingsKnown();
     enterDashboard();
   } catch (e) {
     if (isAbort(e)) return;
@@ -331,6 +340,7 @@ async function start(): Promise<void> {
     try {
       await stats.getStatusBar({}, { signal });
       user = undefined;
+      settingsKnown();
       enterDashboard(errorText(e));
     } catch (e2) {
       if (isAbort(e2)) return;
@@ -442,6 +452,16 @@ bindSettings(
     return true;
   },
 );
+
+// Leaving the page ends its calls and its live stream at once. Over
+// HTTP/1.1 a browser keeps at most 6 connections to a server, and a stream
+// left open by a page being unloaded (or frozen in the back/forward cache)
+// holds one: a few navigations would queue every call behind them. A page
+// restored from that cache starts again.
+addEventListener("pagehide", () => session?.abort());
+addEventListener("pageshow", (ev) => {
+  if (ev.persisted) void start();
+});
 
 // The range may come from the address (?range=last_year): the picker
 // shows it before the first load.
