@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"heartlog/daydb"
 	"heartlog/schema/migrations"
 )
 
@@ -33,20 +34,70 @@ func NewPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 }
 
 // Migrate checks within PingTimeout that Postgres answers, then applies
-// the pending migrations and logs which.
+// the pending migrations of both sets (a catalog that holds the day
+// partitions too) and logs which.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, log zerolog.Logger) error {
+	return MigrateSet(ctx, pool, migrations.Both, log)
+}
+
+// MigrateSet is Migrate for the migrations of one set.
+func MigrateSet(ctx context.Context, pool *pgxpool.Pool, set migrations.Set, log zerolog.Logger) error {
 	pingCtx, cancel := context.WithTimeout(ctx, PingTimeout)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pc := pool.Config().ConnConfig
 		return fmt.Errorf("connect to Postgres at %s:%d/%s: %w", pc.Host, pc.Port, pc.Database, err)
 	}
-	applied, err := migrations.Apply(ctx, pool)
+	applied, err := migrations.ApplySet(ctx, pool, set)
 	if err != nil {
 		return err
 	}
 	if len(applied) > 0 {
-		log.Info().Strs("migrations", applied).Msg("database migrated")
+		log.Info().Str("database", daydb.NameOf(pool)).Strs("migrations", applied).Msg("database migrated")
+	}
+	return nil
+}
+
+// NewDays makes pools on the shard databases (without connecting, as
+// NewPool) and the set of databases over them and catalog; close closes
+// the shard pools, not the catalog's. No shard URLs: the catalog holds the
+// day partitions. An error names the entry at fault, never its text.
+func NewDays(ctx context.Context, catalog *pgxpool.Pool, shardURLs []string) (days *daydb.Set, close func(), err error) {
+	var pools []*pgxpool.Pool
+	close = func() {
+		for _, p := range pools {
+			p.Close()
+		}
+	}
+	for i, u := range shardURLs {
+		p, err := NewPool(ctx, u)
+		if err != nil {
+			close()
+			return nil, nil, fmt.Errorf("HEARTLOG_POSTGRES_SHARD_URLS entry %d: %w", i+1, err)
+		}
+		pools = append(pools, p)
+	}
+	if days, err = daydb.New(catalog, pools...); err != nil {
+		close()
+		return nil, nil, err
+	}
+	return days, close, nil
+}
+
+// MigrateDays applies the catalog's migrations to the catalog and the
+// shards' to each shard database (both to a catalog that holds the days),
+// each database under its own advisory lock.
+func MigrateDays(ctx context.Context, days *daydb.Set, log zerolog.Logger) error {
+	if !days.Sharded() {
+		return Migrate(ctx, days.Catalog(), log)
+	}
+	if err := MigrateSet(ctx, days.Catalog(), migrations.Catalog, log); err != nil {
+		return err
+	}
+	for _, db := range days.All() {
+		if err := MigrateSet(ctx, db.Pool, migrations.Shard, log); err != nil {
+			return fmt.Errorf("shard %s: %w", db.Name, err)
+		}
 	}
 	return nil
 }
