@@ -24,11 +24,18 @@ const PingTimeout = 10 * time.Second
 var ErrPostgresURL = errors.New("not a valid Postgres URL")
 
 // NewPool makes a pool without connecting: pgxpool connects on first use,
-// so a service can start while Postgres is down.
+// so a service can start while Postgres is down. A connection attempt
+// gives up after PingTimeout unless the URL sets connect_timeout.
 func NewPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, ErrPostgresURL
+	}
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		// A database that drops packets must fail a commit, not hang it:
+		// the Postgres processor holds back that database's days and goes
+		// on with the others only once the attempt has failed.
+		pc.ConnConfig.ConnectTimeout = PingTimeout
 	}
 	return pgxpool.NewWithConfig(ctx, pc)
 }

@@ -124,10 +124,12 @@ type group struct {
 // leaves nothing, and a part that committed is absorbed by the conflict
 // path when the batch comes again.
 //
-// When some databases fail and others commit, Commit returns a
-// *processors.Held naming the batches of the failed ones: the others are
-// acked, and only the messages of the unreachable database wait. When all
-// fail, it returns the error, and the loop retries the commit as a whole.
+// When a database fails, Commit returns a *processors.Held naming the
+// batches of that database, whether or not others committed: the others
+// are acked, the held messages come again later, and the loop goes on with
+// the next messages, so only the unreachable database's days wait (a
+// commit that retried in place would hold every day back). With a single
+// database, it returns the error, and the loop retries the commit in place.
 func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 	// First days go first, so that a reader who sees the rows also sees
 	// the first day that covers them.
@@ -160,7 +162,8 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 		}
 	}
 	switch {
-	case len(held) == len(batches):
+	case len(held) == len(batches) && len(s.days.All()) == 1:
+		// One database, down: retrying in place is all there is to do.
 		return errors.Join(heldErrs...)
 	case len(held) > 0:
 		return &processors.Held{Batches: held, Rejected: rejected, Err: errors.Join(heldErrs...)}
