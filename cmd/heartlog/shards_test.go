@@ -1,0 +1,134 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"heartlog/internal/heartlogtest"
+	"heartlog/internal/wiring"
+	heartlogv1 "heartlog/schema/gen/heartlog/v1"
+)
+
+// emptyDatabase creates a database without migrations in the shared
+// server, dropped when the test ends.
+func emptyDatabase(t *testing.T, name string) (*pgxpool.Pool, string) {
+	t.Helper()
+	ctx := context.Background()
+	server := heartlogtest.PostgresURL(t)
+	name = fmt.Sprintf("heartlog_test_%s_%d_%d", name, os.Getpid(), time.Now().UnixNano()%1e9)
+	url, err := wiring.CreateDatabase(ctx, server, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := wiring.NewPool(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pool.Close()
+		if err := wiring.DropDatabase(context.Background(), server, name); err != nil {
+			t.Error(err)
+		}
+	})
+	return pool, url
+}
+
+func versions(t *testing.T, pool *pgxpool.Pool) []int {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), "SELECT version FROM schema_migrations ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestProcessWritesToShardDatabases runs `heartlog process` with a catalog
+// and two shard databases, all empty: it migrates each with its own set
+// (users and placements on the catalog, the heartbeats table on the
+// shards), and every day's heartbeats land on one shard, none on the
+// catalog.
+func TestProcessWritesToShardDatabases(t *testing.T) {
+	n := heartlogtest.StartNATS(t)
+	nc, js := heartlogtest.Connect(t, n.URL)
+	_, pub := heartlogtest.Publisher(t, nc, js)
+	catalog, catalogURL := emptyDatabase(t, "catalog")
+	s1, s1URL := emptyDatabase(t, "shard1")
+	s2, s2URL := emptyDatabase(t, "shard2")
+	ctx := context.Background()
+	user := uuid.NewString()
+	first := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	for d := range 4 {
+		var hbs []*heartlogv1.Heartbeat
+		for i := range 25 {
+			hbs = append(hbs, heartlogtest.Heartbeat(t, user, fmt.Sprintf("/src/f%d.go", i), first.AddDate(0, 0, d).Add(time.Duration(i)*time.Second)))
+		}
+		if err := pub.Publish(ctx, hbs, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + catalogURL,
+		"HEARTLOG_POSTGRES_SHARD_URLS=" + s1URL + "," + s2URL, "HEARTLOG_LOG_LEVEL=warn", "HEARTLOG_SHARDS_GRACE=87600h"}
+	proc := command(env, "process", "--only", "postgres")
+	proc.Stderr = os.Stderr
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = proc.Process.Signal(syscall.SIGTERM)
+		_ = proc.Wait()
+	}()
+	rows := func(p *pgxpool.Pool) int {
+		var c int
+		if err := p.QueryRow(ctx, "SELECT count(*) FROM heartbeats").Scan(&c); err != nil {
+			return -1 // not migrated yet
+		}
+		return c
+	}
+	if !heartlogtest.Eventually(60*time.Second, func() bool { return rows(s1)+rows(s2) == 100 }) {
+		t.Fatalf("rows on the shards: %d and %d, want 100 in all", rows(s1), rows(s2))
+	}
+	if rows(s1) != 50 || rows(s2) != 50 {
+		t.Errorf("rows on the shards: %d and %d, want two days (50) on each", rows(s1), rows(s2))
+	}
+	if v := versions(t, catalog); !slices.Equal(v, []int{1, 3, 4}) {
+		t.Errorf("catalog migrations %v, want 1, 3, 4 (no heartbeats table)", v)
+	}
+	for _, s := range []*pgxpool.Pool{s1, s2} {
+		if v := versions(t, s); !slices.Equal(v, []int{2}) {
+			t.Errorf("shard migrations %v, want 2 alone (no users table)", v)
+		}
+	}
+	var placed int
+	if err := catalog.QueryRow(ctx, "SELECT count(*) FROM day_placements").Scan(&placed); err != nil || placed != 4 {
+		t.Errorf("%d placements in the catalog (%v), want 4", placed, err)
+	}
+	var catalogHeartbeats bool
+	if err := catalog.QueryRow(ctx, "SELECT to_regclass('heartbeats') IS NOT NULL").Scan(&catalogHeartbeats); err != nil || catalogHeartbeats {
+		t.Errorf("the catalog has a heartbeats table (%v)", err)
+	}
+}
+
+// TestBadShardURLNamesTheEntry: a bad entry stops the process at start
+// with its place in the list and without its password.
+func TestBadShardURLNamesTheEntry(t *testing.T) {
+	_, catalogURL := emptyDatabase(t, "catalog")
+	out, err := command([]string{"HEARTLOG_POSTGRES_URL=" + catalogURL, "HEARTLOG_NATS_URL=nats://127.0.0.1:1",
+		"HEARTLOG_POSTGRES_SHARD_URLS=postgres://u:sekrit@127.0.0.1:1/a,http://u:sekrit@x/b"}, "migrate").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "HEARTLOG_POSTGRES_SHARD_URLS: entry 2") || strings.Contains(string(out), "sekrit") {
+		t.Fatalf("migrate with a bad shard URL: %v\n%s", err, out)
+	}
+}
