@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"heartlog/daydb"
 	"heartlog/internal/heartlogtest"
 	"heartlog/internal/wiring"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
@@ -115,6 +116,22 @@ func TestProcessWritesToShardDatabases(t *testing.T) {
 	var placed int
 	if err := catalog.QueryRow(ctx, "SELECT count(*) FROM day_placements").Scan(&placed); err != nil || placed != 4 {
 		t.Errorf("%d placements in the catalog (%v), want 4", placed, err)
+	}
+	out, err := command(env, "shards", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("shards list: %v\n%s", err, out)
+	}
+	for d := range 4 {
+		day := first.AddDate(0, 0, d).Format(time.DateOnly)
+		line := ""
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, day) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, daydb.NameOf(s1)) && !strings.Contains(line, daydb.NameOf(s2)) {
+			t.Errorf("shards list has no shard database for %s:\n%s", day, out)
+		}
 	}
 	var catalogHeartbeats bool
 	if err := catalog.QueryRow(ctx, "SELECT to_regclass('heartbeats') IS NOT NULL").Scan(&catalogHeartbeats); err != nil || catalogHeartbeats {
