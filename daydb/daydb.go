@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"heartlog/heartbeat"
+	"heartlog/pgheartbeats"
 )
 
 // DB is one database that holds day partitions.
@@ -252,6 +253,51 @@ func (s *Set) remember(day, name string) (DB, error) {
 	s.placed[day] = db
 	s.mu.Unlock()
 	return db, nil
+}
+
+// Adopt records, for every day partition already on one of the set's
+// databases and not placed yet, that it is placed there: the placement of
+// the days written before day_placements existed (an upgrade from one
+// database), so that adding shard URLs never sends a late heartbeat of
+// such a day to another database. Days placed already stay placed.
+func (s *Set) Adopt(ctx context.Context) error {
+	dbs := make([]DB, 0, len(s.byName))
+	for _, db := range s.takers {
+		dbs = append(dbs, db)
+	}
+	if s.Sharded() {
+		dbs = append(dbs, s.byName[NameOf(s.catalog)])
+	}
+	for _, db := range dbs {
+		var has bool
+		if err := db.Pool.QueryRow(ctx, `SELECT to_regclass('heartbeats') IS NOT NULL`).Scan(&has); err != nil {
+			return fmt.Errorf("daydb: adopt the days of %s: %w", db.Name, err)
+		}
+		if !has {
+			continue
+		}
+		tables, err := pgheartbeats.DayTables(ctx, db.Pool, "")
+		if err != nil {
+			return fmt.Errorf("daydb: adopt the days of %s: %w", db.Name, err)
+		}
+		var days []time.Time
+		for _, t := range tables {
+			if d, err := parseDay(t.Day); err == nil && t.Attached {
+				days = append(days, d)
+			}
+		}
+		if len(days) == 0 {
+			continue
+		}
+		if _, err := s.catalog.Exec(ctx, `INSERT INTO shard_databases (name) VALUES ($1) ON CONFLICT DO NOTHING`, db.Name); err != nil {
+			return fmt.Errorf("daydb: adopt the days of %s: %w", db.Name, err)
+		}
+		if _, err := s.catalog.Exec(ctx, `INSERT INTO day_placements (day, database) SELECT unnest($1::date[]), $2
+			ON CONFLICT (day) DO NOTHING`, days, db.Name); err != nil {
+			return fmt.Errorf("daydb: adopt the days of %s: %w", db.Name, err)
+		}
+	}
+	return nil
 }
 
 // register records the databases that take new days in shard_databases,

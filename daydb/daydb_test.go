@@ -12,6 +12,7 @@ import (
 	"heartlog/heartbeat"
 	"heartlog/internal/heartlogtest"
 	"heartlog/internal/wiring"
+	"heartlog/pgheartbeats"
 )
 
 func daysFrom(first time.Time, n int) []string {
@@ -216,5 +217,37 @@ func TestNamesSurviveANewPassword(t *testing.T) {
 	}
 	if _, err := daydb.New(p1, p1, p2); err == nil || strings.Contains(err.Error(), "secret") {
 		t.Fatalf("one database twice in the list: %v, want an error without the password", err)
+	}
+}
+
+// TestAdoptTheDaysOfOneDatabase: an upgrade from one database. Its day
+// partitions predate placements; once shard databases are listed, Adopt
+// places those days on the catalog where they are, and only new days go
+// to the shards.
+func TestAdoptTheDaysOfOneDatabase(t *testing.T) {
+	ctx := context.Background()
+	one := heartlogtest.NewDatabases(t, 0)
+	for _, d := range []string{"20260901", "20260902"} {
+		if err := pgheartbeats.CreatePartition(ctx, one.Catalog, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grown := one.AddShard(t, "").AddShard(t, "")
+	if err := grown.Days.Adopt(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := grown.Days.Adopt(ctx); err != nil { // every start does it
+		t.Fatal(err)
+	}
+	cat := daydb.NameOf(one.Catalog)
+	for _, d := range []string{"20260901", "20260902"} {
+		db, err := grown.Days.For(ctx, d)
+		if err != nil || db.Name != cat {
+			t.Fatalf("old day %s: %s, %v; want it on the catalog %s", d, db.Name, err, cat)
+		}
+	}
+	db, err := grown.Days.For(ctx, "20260903")
+	if err != nil || db.Name == cat {
+		t.Fatalf("new day: %s, %v; want a shard", db.Name, err)
 	}
 }

@@ -94,9 +94,14 @@ func NewDays(ctx context.Context, catalog *pgxpool.Pool, shardURLs []string) (da
 // MigrateDays applies the catalog's migrations to the catalog and the
 // shards' to each shard database (both to a catalog that holds the days),
 // each database under its own advisory lock.
+// Then it records the placement of day partitions that predate
+// placements (daydb.Set.Adopt).
 func MigrateDays(ctx context.Context, days *daydb.Set, log zerolog.Logger) error {
 	if !days.Sharded() {
-		return Migrate(ctx, days.Catalog(), log)
+		if err := Migrate(ctx, days.Catalog(), log); err != nil {
+			return err
+		}
+		return days.Adopt(ctx)
 	}
 	if err := MigrateSet(ctx, days.Catalog(), migrations.Catalog, log); err != nil {
 		return err
@@ -106,7 +111,7 @@ func MigrateDays(ctx context.Context, days *daydb.Set, log zerolog.Logger) error
 			return fmt.Errorf("shard %s: %w", db.Name, err)
 		}
 	}
-	return nil
+	return days.Adopt(ctx)
 }
 
 // OpenPostgres is NewPool and Migrate: a pool on a database that answers
