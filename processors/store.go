@@ -3,6 +3,7 @@ package processors
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -86,6 +87,7 @@ func (s *storer) commit(ctx context.Context, batches []*heartlogv1.Batch, origin
 			s.m.observeBatch(batches)
 			return s.parkAll(ctx, rejected.Heartbeats, origin)
 		case errors.As(err, &held):
+			s.m.observeBatch(without(batches, held.Batches))
 			if err := s.parkAll(ctx, held.Rejected, origin); err != nil {
 				return err
 			}
@@ -110,6 +112,17 @@ func (s *storer) commit(ctx context.Context, batches []*heartlogv1.Batch, origin
 		sleep(ctx, jitter(wait))
 		wait = min(2*wait, s.retryMax)
 	}
+}
+
+// without is batches less those in drop.
+func without(batches, drop []*heartlogv1.Batch) []*heartlogv1.Batch {
+	out := make([]*heartlogv1.Batch, 0, len(batches))
+	for _, b := range batches {
+		if !slices.Contains(drop, b) {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // parkAll parks the rejected heartbeats.

@@ -3,10 +3,8 @@ package main_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,33 +14,8 @@ import (
 
 	"heartlog/daydb"
 	"heartlog/internal/heartlogtest"
-	"heartlog/internal/wiring"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 )
-
-// emptyDatabase creates a database without migrations in the shared
-// server, dropped when the test ends.
-func emptyDatabase(t *testing.T, name string) (*pgxpool.Pool, string) {
-	t.Helper()
-	ctx := context.Background()
-	server := heartlogtest.PostgresURL(t)
-	name = fmt.Sprintf("heartlog_test_%s_%d_%d", name, os.Getpid(), time.Now().UnixNano()%1e9)
-	url, err := wiring.CreateDatabase(ctx, server, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := wiring.NewPool(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		pool.Close()
-		if err := wiring.DropDatabase(context.Background(), server, name); err != nil {
-			t.Error(err)
-		}
-	})
-	return pool, url
-}
 
 func versions(t *testing.T, pool *pgxpool.Pool) []int {
 	t.Helper()
@@ -66,9 +39,9 @@ func TestProcessWritesToShardDatabases(t *testing.T) {
 	n := heartlogtest.StartNATS(t)
 	nc, js := heartlogtest.Connect(t, n.URL)
 	_, pub := heartlogtest.Publisher(t, nc, js)
-	catalog, catalogURL := emptyDatabase(t, "catalog")
-	s1, s1URL := emptyDatabase(t, "shard1")
-	s2, s2URL := emptyDatabase(t, "shard2")
+	catalog, catalogURL := heartlogtest.EmptyDatabase(t)
+	s1, s1URL := heartlogtest.EmptyDatabase(t)
+	s2, s2URL := heartlogtest.EmptyDatabase(t)
 	ctx := context.Background()
 	user := uuid.NewString()
 	first := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
@@ -83,15 +56,7 @@ func TestProcessWritesToShardDatabases(t *testing.T) {
 	}
 	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + catalogURL,
 		"HEARTLOG_POSTGRES_SHARD_URLS=" + s1URL + "," + s2URL, "HEARTLOG_LOG_LEVEL=warn", "HEARTLOG_SHARDS_GRACE=87600h"}
-	proc := command(env, "process", "--only", "postgres")
-	proc.Stderr = os.Stderr
-	if err := proc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = proc.Process.Signal(syscall.SIGTERM)
-		_ = proc.Wait()
-	}()
+	startHeartlog(t, env, "process", "--only", "postgres")
 	rows := func(p *pgxpool.Pool) int {
 		var c int
 		if err := p.QueryRow(ctx, "SELECT count(*) FROM heartbeats").Scan(&c); err != nil {
@@ -142,7 +107,7 @@ func TestProcessWritesToShardDatabases(t *testing.T) {
 // TestBadShardURLNamesTheEntry: a bad entry stops the process at start
 // with its place in the list and without its password.
 func TestBadShardURLNamesTheEntry(t *testing.T) {
-	_, catalogURL := emptyDatabase(t, "catalog")
+	_, catalogURL := heartlogtest.EmptyDatabase(t)
 	out, err := command([]string{"HEARTLOG_POSTGRES_URL=" + catalogURL, "HEARTLOG_NATS_URL=nats://127.0.0.1:1",
 		"HEARTLOG_POSTGRES_SHARD_URLS=postgres://u:sekrit@127.0.0.1:1/a,http://u:sekrit@x/b"}, "migrate").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "HEARTLOG_POSTGRES_SHARD_URLS: entry 2") || strings.Contains(string(out), "sekrit") {

@@ -48,8 +48,16 @@ func newDatabase(t testing.TB, adminURL string) (*pgxpool.Pool, string) {
 	return newDatabaseOf(t, adminURL, migrations.Both)
 }
 
+// EmptyDatabase creates a database without migrations in the shared
+// server (for a test of what the binary migrates) and drops it when the
+// test ends.
+func EmptyDatabase(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	return newDatabaseOf(t, PostgresURL(t), 0)
+}
+
 // newDatabaseOf creates a database in the server adminURL reaches with the
-// migrations of set applied.
+// migrations of set applied (none for 0).
 func newDatabaseOf(t testing.TB, adminURL string, set migrations.Set) (*pgxpool.Pool, string) {
 	t.Helper()
 	ctx := context.Background()
@@ -68,6 +76,9 @@ func newDatabaseOf(t testing.TB, adminURL string, set migrations.Set) (*pgxpool.
 			t.Errorf("drop test database: %v", err)
 		}
 	})
+	if set == 0 {
+		return pool, dbURL
+	}
 	if err := wiring.MigrateSet(ctx, pool, set, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}

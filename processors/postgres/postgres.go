@@ -140,6 +140,7 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 	if err != nil {
 		return err
 	}
+	unplaceable := len(held) // days on a database this process lacks
 	errs := make([]error, len(groups))
 	rejects := make([][]processors.Rejection, len(groups))
 	var wg sync.WaitGroup
@@ -162,7 +163,7 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 		}
 	}
 	switch {
-	case len(held) == len(batches) && len(s.days.All()) == 1:
+	case len(held) == len(batches) && len(s.days.All()) == 1 && unplaceable == 0:
 		// One database, down: retrying in place is all there is to do.
 		return errors.Join(heldErrs...)
 	case len(held) > 0:
