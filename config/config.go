@@ -6,6 +6,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -24,7 +25,8 @@ type Var struct {
 var Vars = []Var{
 	{"HEARTLOG_HTTP_ADDR", "127.0.0.1:8080", "address the API (WakaTime routes, Connect services, /livez, /readyz) listens on", false},
 	{"HEARTLOG_ADMIN_ADDR", "127.0.0.1:9090", "address of /metrics and /debug/pprof/ (serve, process and dev each); unauthenticated, so keep it private; empty disables it", false},
-	{"HEARTLOG_POSTGRES_URL", "postgres://heartlog@127.0.0.1:55432/heartlog?sslmode=disable", "Postgres connection URL (pgx syntax)", true},
+	{"HEARTLOG_POSTGRES_URL", "postgres://heartlog@127.0.0.1:55432/heartlog?sslmode=disable", "Postgres connection URL (pgx syntax) of the catalog: users, the placement of days, and the day partitions too when no shard URLs are set", true},
+	{"HEARTLOG_POSTGRES_SHARD_URLS", "", "Postgres URLs of the shard databases that hold the day partitions, comma-separated; a database added to the list takes new days, old days stay where they are; empty: the catalog holds them", true},
 	{"HEARTLOG_NATS_URL", "nats://127.0.0.1:54222", "NATS server URL(s), comma-separated; `heartlog dev` serves it embedded", false},
 	{"HEARTLOG_NATS_CREDS", "", "NATS credentials file, if the server requires one", false},
 	{"HEARTLOG_NATS_CONFIG", "nats.conf", "nats-server config that `heartlog dev` embeds", false},
@@ -176,6 +178,9 @@ type Config struct {
 	// TodayMaxUsers and TodayMaxHeartbeats bound the live status bar's
 	// memory (package today).
 	TodayMaxUsers, TodayMaxHeartbeats int
+	// PostgresShardURLs are the shard databases; empty: the catalog
+	// holds the day partitions.
+	PostgresShardURLs []string
 }
 
 // FromEnv reads every variable, falling back to its default. The error
@@ -211,6 +216,7 @@ func FromEnv() (Config, error) {
 		LogFormat:        r.str("HEARTLOG_LOG_FORMAT"),
 	}
 	c.DebugJanitorPause = r.str("HEARTLOG_DEBUG_JANITOR_PAUSE")
+	c.PostgresShardURLs = r.postgresURLs("HEARTLOG_POSTGRES_SHARD_URLS")
 	c.StreamMaxBytes = int64(r.int("HEARTLOG_STREAM_MAX_BYTES", 0, 1<<50))
 	c.Work = Work{
 		HeartbeatRate:     r.float("HEARTLOG_HEARTBEAT_RATE"),
@@ -342,6 +348,34 @@ func (r *reader) list(name string) []string {
 		}
 	}
 	return out
+}
+
+// postgresURLs reads a comma-separated list of Postgres URLs. An entry at
+// fault is named by its place and its host and database, never by its
+// text: it may hold a password.
+func (r *reader) postgresURLs(name string) []string {
+	urls := r.list(name)
+	seen := map[string]int{}
+	for i, s := range urls {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" || strings.Trim(u.Path, "/") == "" {
+			r.failAt(name, fmt.Sprintf("entry %d: want a postgres://host:port/dbname URL", i+1))
+			continue
+		}
+		where := u.Host + u.Path
+		if j, ok := seen[where]; ok {
+			r.failAt(name, fmt.Sprintf("entries %d and %d are both %s", j+1, i+1, where))
+		}
+		seen[where] = i
+	}
+	return urls
+}
+
+// failAt is fail for a value that must not be repeated.
+func (r *reader) failAt(name, why string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("config: %s: %s", name, why)
+	}
 }
 
 // Markdown is the configuration table of README.md: every variable, its

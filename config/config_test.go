@@ -46,3 +46,27 @@ func TestREADMEListsEverySetting(t *testing.T) {
 		t.Fatal("README.md's configuration table is stale: replace it with the output of `go run ./cmd/heartlog config --markdown`")
 	}
 }
+
+// TestShardURLs: the list parses into its entries; an entry at fault is
+// named by its place, and its password is never repeated.
+func TestShardURLs(t *testing.T) {
+	for _, v := range config.Vars {
+		t.Setenv(v.Name, v.Default)
+	}
+	t.Setenv("HEARTLOG_POSTGRES_SHARD_URLS", " postgres://u:pw1@a:5432/s1 , postgres://u:pw2@b:5432/s2")
+	c, err := config.FromEnv()
+	if err != nil || len(c.PostgresShardURLs) != 2 || c.PostgresShardURLs[1] != "postgres://u:pw2@b:5432/s2" {
+		t.Fatalf("two shard URLs: %q, %v", c.PostgresShardURLs, err)
+	}
+	for value, want := range map[string]string{
+		"postgres://u:hunter2@a:5432/s1,mysql://u:hunter2@b/s2":           "entry 2",
+		"postgres://u:hunter2@a:5432/s1,postgres://u:hunter2@a:5432/":     "entry 2",
+		"postgres://u:hunter2@a:5432/s1,postgres://v:other@a:5432/s1?x=1": "entries 1 and 2",
+	} {
+		t.Setenv("HEARTLOG_POSTGRES_SHARD_URLS", value)
+		_, err := config.FromEnv()
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "other") {
+			t.Errorf("%s: %v, want an error naming %s without the password", value, err, want)
+		}
+	}
+}

@@ -4,7 +4,8 @@
 # Everything lives under var/ at the repository root, on project-specific loopback ports, so
 # the stack never collides with (or depends on) services that happen to run on the machine:
 #
-#   postgres   Postgres 15, data in var/postgres, 127.0.0.1:55432, user/db "heartlog", trust auth
+#   postgres   Postgres 15, data in var/postgres, 127.0.0.1:55432, user "heartlog", trust auth;
+#              the catalog database "heartlog" and shard databases heartlog_shard_1, _2
 #   redis      Redis (stand-in for SSDB), var/redis, 127.0.0.1:56379, no persistence
 #   versitygw  S3 gateway (posix backend), var/s3 + var/s3-versions, 127.0.0.1:57070,
 #              buckets "heartlog" (primary) and "heartlog-backup" (versioned backup)
@@ -31,6 +32,16 @@ PG_DATA="$VAR/postgres"
 PG_LOG="$LOGDIR/postgres.log"
 PG_SYSUSER="postgres" # Postgres refuses to run as root; as root we run it as this user.
 PG_URL_LOCAL="postgres://heartlog@127.0.0.1:${PG_PORT}/heartlog?sslmode=disable"
+# The day partitions live on shard databases beside the catalog "heartlog" (DESIGN.md,
+# "Postgres"): heartlog_shard_1 .. heartlog_shard_N in the same local server.
+PG_SHARDS="${HEARTLOG_STACK_SHARDS:-2}"
+pg_shard_urls() {
+  local i urls=""
+  for ((i = 1; i <= PG_SHARDS; i++)); do
+    urls+="${urls:+,}postgres://heartlog@127.0.0.1:${PG_PORT}/heartlog_shard_${i}?sslmode=disable"
+  done
+  printf '%s' "$urls"
+}
 
 CHROMIUM_BIN="/usr/bin/chromium" # Debian's package "chromium"; the browser test and bench use it
 
@@ -331,6 +342,14 @@ pg_ensure_db() {
     log "postgres: creating database heartlog"
     "${psql[@]}" -c 'create database heartlog' || die "could not create database heartlog; see $PG_LOG"
   fi
+  local i db
+  for ((i = 1; i <= PG_SHARDS; i++)); do
+    db="heartlog_shard_${i}"
+    if [ "$("${psql[@]}" -tAc "select 1 from pg_database where datname = '$db'")" != "1" ]; then
+      log "postgres: creating shard database $db"
+      "${psql[@]}" -c "create database $db" || die "could not create database $db; see $PG_LOG"
+    fi
+  done
 }
 
 pg_stop() {
@@ -559,6 +578,7 @@ write_env() {
     echo "# heartlog local stack environment, written by ops/stack.sh up. Use: . $ENV_FILE"
     echo "# Values already set in the environment at \`up\` time (a real deployment) are kept."
     env_line HEARTLOG_POSTGRES_URL "$PG_URL_LOCAL" "$pg"
+    env_line HEARTLOG_POSTGRES_SHARD_URLS "$(pg_shard_urls)" "$pg"
     env_line HEARTLOG_NATS_URL "$NATS_URL_LOCAL" "$nats"
     env_line HEARTLOG_NATS_STORE_DIR "$NATS_STORE_DIR" "$nats"
     env_line HEARTLOG_HTTP_ADDR "$HTTP_ADDR_LOCAL" "$http"
@@ -729,6 +749,9 @@ Environment:
   HEARTLOG_STACK_PG_FAST=1      Start postgres with fsync, synchronous_commit and full_page_writes
                                 off (tests only; has no effect if postgres is already running).
   HEARTLOG_STACK_TIMEOUT=SECS   How long to wait for each service to be ready (default: 60).
+  HEARTLOG_STACK_SHARDS=N       Shard databases heartlog_shard_1..N created beside the catalog and
+                                listed in var/env's HEARTLOG_POSTGRES_SHARD_URLS (default: 2;
+                                0: the catalog holds the day partitions).
   HEARTLOG_STACK_PG_BIN=DIR     Postgres binaries (default: /usr/lib/postgresql/15/bin).
   HEARTLOG_POSTGRES_URL, HEARTLOG_CACHE_URL, HEARTLOG_S3_*, HEARTLOG_BACKUP_S3_*, HEARTLOG_NATS_*,
   HEARTLOG_HTTP_ADDR            If set at \`up\` time (to a non-local value), the corresponding local

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 
+	"heartlog/daydb"
 	"heartlog/heartbeat"
 	"heartlog/internal/heartlogtest"
 	"heartlog/pgheartbeats"
@@ -72,7 +73,7 @@ func TestRoundTripThroughProcessorAndReads(t *testing.T) {
 		}
 	}
 	day := at.Format(heartbeat.DayLayout)
-	sink := pgsink.New(pool, allActive{}, zerolog.Nop(), pgsink.Options{})
+	sink := pgsink.New(daydb.One(pool), allActive{}, zerolog.Nop(), pgsink.Options{})
 	if err := sink.Commit(ctx, []*heartlogv1.Batch{{Day: day, Heartbeats: []*heartlogv1.Heartbeat{full, bare}}}); err != nil {
 		t.Fatal(err)
 	}

@@ -63,3 +63,25 @@ func (e *Rejected) Error() string {
 	}
 	return fmt.Sprintf("%d heartbeat(s) rejected, first: %s: %v", len(e.Heartbeats), e.Heartbeats[0].Reason, e.Heartbeats[0].Err)
 }
+
+// Held is what a Commit returns when it committed every batch except those
+// listed, which need a store that cannot be reached now (one shard database
+// among several; the error says why). Run acks the messages of the
+// committed batches and gives the held ones back to the server, to be
+// delivered again after Options.HoldDelay, so that an outage of one
+// database holds back only the messages that touch it. Replay and a
+// Committer, which have no message to give back, retry the held batches
+// alone. Batches must be batches Commit was given (the same pointers).
+// Rejected lists heartbeats of the committed batches that can never be
+// stored, as a *Rejected would.
+type Held struct {
+	Batches  []*heartlogv1.Batch
+	Rejected []Rejection
+	Err      error
+}
+
+func (e *Held) Error() string {
+	return fmt.Sprintf("%d batch(es) held back: %v", len(e.Batches), e.Err)
+}
+
+func (e *Held) Unwrap() error { return e.Err }

@@ -155,6 +155,7 @@ func Run(ctx context.Context, cons jetstream.Consumer, sink Sink, opts Options) 
 		}
 	}()
 	st := newStorer(sink, opts.DeadLetters, log, opts.RetryMin, opts.RetryMax)
+	st.handBack = true
 	for w := range pending {
 		commit(ctx, st, w, opts, log)
 	}
@@ -271,7 +272,11 @@ func commit(ctx context.Context, st *storer, w work, opts Options, log zerolog.L
 		log.Warn().Err(err).Int("messages", len(w.msgs)).Msg("stopped before the commit finished; messages stay unacked and will be redelivered")
 		return
 	}
-	for _, msg := range w.msgs {
+	for i, msg := range w.msgs {
+		if w.items[i].held {
+			_ = msg.NakWithDelay(opts.HoldDelay)
+			continue
+		}
 		ack(msg, log)
 	}
 }

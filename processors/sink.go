@@ -25,6 +25,12 @@ import (
 //     committed and names the heartbeats that never can be. Either way the
 //     loop parks those heartbeats in the dead-letter stream, with their
 //     reason, and goes on: one bad heartbeat never holds back the others.
+//   - A *Held (errors.go) says everything was committed except the batches
+//     it lists, which wait on a store that is down: Run acks the other
+//     messages and lets the server deliver the held ones again later, so
+//     one unreachable database never holds back what does not touch it.
+//     What was committed is committed once: the held batches come back
+//     alone.
 //   - One Run never calls Commit concurrently; several processes may each run
 //     a sink of the same kind, each on its own messages.
 type Sink interface {

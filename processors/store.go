@@ -3,6 +3,7 @@ package processors
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -21,6 +22,7 @@ type item struct {
 	subject string
 	seq     uint64
 	retryOf uint64 // the dead letter this item is retried from
+	held    bool   // the sink held its batch back (Held): give the message back
 }
 
 // storer is the retry and poison handling that Run, Replay and
@@ -34,6 +36,9 @@ type storer struct {
 	m                  *metrics
 	retryMin, retryMax time.Duration
 	parked             int // heartbeats and messages parked so far
+	// handBack: a Held marks its items held and returns, for Run to give
+	// their messages back; otherwise the held batches are retried here.
+	handBack bool
 }
 
 func newStorer(sink Sink, dead *streams.DeadLetters, log zerolog.Logger, retryMin, retryMax time.Duration) *storer {
@@ -71,6 +76,7 @@ func (s *storer) commit(ctx context.Context, batches []*heartlogv1.Batch, origin
 		err := s.sink.Commit(ctx, batches)
 		s.m.observeCommit(time.Since(start), err)
 		var rejected *Rejected
+		var held *Held
 		switch {
 		case err == nil:
 			s.m.observeBatch(batches)
@@ -79,12 +85,26 @@ func (s *storer) commit(ctx context.Context, batches []*heartlogv1.Batch, origin
 			return err
 		case errors.As(err, &rejected):
 			s.m.observeBatch(batches)
-			for _, r := range rejected.Heartbeats {
-				if err := s.park(ctx, r.Batch, r.Heartbeat, r.Reason, r.Err, origin[r.Batch]); err != nil {
-					return err
-				}
+			return s.parkAll(ctx, rejected.Heartbeats, origin)
+		case errors.As(err, &held):
+			s.m.observeBatch(without(batches, held.Batches))
+			if err := s.parkAll(ctx, held.Rejected, origin); err != nil {
+				return err
 			}
-			return nil
+			if len(held.Batches) == 0 {
+				return nil
+			}
+			if s.handBack {
+				for _, b := range held.Batches {
+					if it := origin[b]; it != nil {
+						it.held = true
+					}
+				}
+				s.log.Warn().Err(held.Err).Int("held", len(held.Batches)).Int("committed", len(batches)-len(held.Batches)).
+					Msg("commit held batches back; the others are committed, the held ones come again later")
+				return nil
+			}
+			batches = held.Batches
 		case errors.Is(err, ErrPermanent):
 			return s.split(ctx, batches, err, origin)
 		}
@@ -92,6 +112,27 @@ func (s *storer) commit(ctx context.Context, batches []*heartlogv1.Batch, origin
 		sleep(ctx, jitter(wait))
 		wait = min(2*wait, s.retryMax)
 	}
+}
+
+// without is batches less those in drop.
+func without(batches, drop []*heartlogv1.Batch) []*heartlogv1.Batch {
+	out := make([]*heartlogv1.Batch, 0, len(batches))
+	for _, b := range batches {
+		if !slices.Contains(drop, b) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// parkAll parks the rejected heartbeats.
+func (s *storer) parkAll(ctx context.Context, rejected []Rejection, origin map[*heartlogv1.Batch]*item) error {
+	for _, r := range rejected {
+		if err := s.park(ctx, r.Batch, r.Heartbeat, r.Reason, r.Err, origin[r.Batch]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // split commits the two halves of batches (by heartbeats, across and

@@ -68,12 +68,22 @@ func connectNATS(cfg config.Config, name string, log zerolog.Logger) (*nats.Conn
 	return nc, js, nil
 }
 
-// openPostgres connects to HEARTLOG_POSTGRES_URL and applies pending
-// migrations.
+// openPostgres connects to HEARTLOG_POSTGRES_URL, the catalog, and applies
+// pending migrations: the catalog's to it, and the shards' to each of
+// HEARTLOG_POSTGRES_SHARD_URLS (or to the catalog, without them).
 func openPostgres(ctx context.Context, cfg config.Config, log zerolog.Logger) (*pgxpool.Pool, error) {
-	pool, err := wiring.OpenPostgres(ctx, cfg.PostgresURL, log)
+	pool, err := wiring.NewPool(ctx, cfg.PostgresURL)
 	if err != nil {
 		return nil, fmt.Errorf("HEARTLOG_POSTGRES_URL: %w", err)
+	}
+	days, closeDays, err := wiring.NewDays(ctx, pool, cfg.PostgresShardURLs)
+	if err == nil {
+		err = wiring.MigrateDays(ctx, days, log)
+		closeDays()
+	}
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("HEARTLOG_POSTGRES_URL, HEARTLOG_POSTGRES_SHARD_URLS: %w", err)
 	}
 	return pool, nil
 }

@@ -47,10 +47,12 @@ func TestMain(m *testing.M) {
 
 // command runs the binary with env added; the admin listener is off
 // unless env sets HEARTLOG_ADMIN_ADDR (its default port would be shared by
-// every test and process on the machine).
+// every test and process on the machine), and so are the shard databases
+// of the shared stack's var/env unless env sets HEARTLOG_POSTGRES_SHARD_URLS
+// (the test's catalog is its own database).
 func command(env []string, args ...string) *exec.Cmd {
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(append(os.Environ(), "HEARTLOG_ADMIN_ADDR="), env...)
+	cmd.Env = append(append(os.Environ(), "HEARTLOG_ADMIN_ADDR=", "HEARTLOG_POSTGRES_SHARD_URLS="), env...)
 	return cmd
 }
 

@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"heartlog/daydb"
+	"heartlog/heartbeat"
 	"heartlog/shards"
 )
 
@@ -28,15 +30,16 @@ drop one at once.`,
 }
 
 // janitor connects to NATS and Postgres (ensuring the topology and the
-// schema, as every command does) and returns a janitor over them.
-func janitor(cmd *cobra.Command) (*shards.Janitor, func(), error) {
+// schema, as every command does) and returns a janitor over them and the
+// databases of the days.
+func janitor(cmd *cobra.Command) (*shards.Janitor, *daydb.Set, func(), error) {
 	cfg, log, err := loadConfig()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	rt, err := startRuntime(cmd.Context(), cfg, log, "shards")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	host, _ := os.Hostname()
 	j := shards.New(rt.js, rt.sc, rt.pool, shards.Options{
@@ -44,7 +47,7 @@ func janitor(cmd *cobra.Command) (*shards.Janitor, func(), error) {
 		Grace: cfg.ShardsGrace,
 		Log:   log,
 	})
-	return j, rt.close, nil
+	return j, rt.days, rt.close, nil
 }
 
 func shardsListCmd() *cobra.Command {
@@ -53,18 +56,35 @@ func shardsListCmd() *cobra.Command {
 		Short: "List the days that have a partition or a shard state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			j, done, err := janitor(cmd)
+			j, set, done, err := janitor(cmd)
 			if err != nil {
 				return err
 			}
 			defer done()
-			days, err := j.List(cmd.Context())
+			// SEAM(issue 10): the janitor knows the catalog's tables alone;
+			// with shard databases, the days are listed by their placement.
+			var days []shards.Day
+			if !set.Sharded() {
+				if days, err = j.List(cmd.Context()); err != nil {
+					return err
+				}
+			}
+			placements, err := set.Placements(cmd.Context())
 			if err != nil {
 				return err
 			}
+			on := map[string]string{}
+			for _, p := range placements {
+				on[p.Day.Format(heartbeat.DayLayout)] = p.Database
+			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "DAY\tSTATE\tTABLE\tROWS (EST.)\tELIGIBLE\tCHANGED BY")
+			fmt.Fprintln(tw, "DAY\tDATABASE\tSTATE\tTABLE\tROWS (EST.)\tELIGIBLE\tCHANGED BY")
 			for _, d := range days {
+				db := on[d.Day]
+				if db == "" {
+					db = "-"
+				}
+				delete(on, d.Day)
 				rows := "-"
 				if d.Rows >= 0 {
 					rows = strconv.FormatInt(d.Rows, 10)
@@ -73,7 +93,12 @@ func shardsListCmd() *cobra.Command {
 				if d.By != "" {
 					by = d.By + " at " + d.UpdatedAt.Format(time.DateTime)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\n", shards.DisplayDay(d.Day), d.State, d.Table, rows, d.Eligible, by)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\t%s\n", shards.DisplayDay(d.Day), db, d.State, d.Table, rows, d.Eligible, by)
+			}
+			for _, p := range placements {
+				if day := p.Day.Format(heartbeat.DayLayout); on[day] != "" {
+					fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t\n", shards.DisplayDay(day), p.Database)
+				}
 			}
 			return tw.Flush()
 		},
@@ -99,7 +124,7 @@ janitor holds the lock, the command retries for --wait.`,
 			if err != nil {
 				return err
 			}
-			j, done, err := janitor(cmd)
+			j, _, done, err := janitor(cmd)
 			if err != nil {
 				return err
 			}

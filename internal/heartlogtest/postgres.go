@@ -185,6 +185,13 @@ func (p *Postgres) NewDatabase(t testing.TB) (*pgxpool.Pool, string) {
 	return newDatabase(t, p.URL)
 }
 
+// NewDatabases creates a catalog and shards shard databases in the
+// cluster, as the package-level NewDatabases does in the shared server.
+func (p *Postgres) NewDatabases(t testing.TB, shards int) Databases {
+	t.Helper()
+	return newDatabases(t, p.URL, shards)
+}
+
 func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"heartlog/api"
+	"heartlog/daydb"
 	"heartlog/health"
 	"heartlog/internal/wiring"
 	"heartlog/processors"
@@ -46,6 +47,11 @@ type Options struct {
 	// Postgres, if set, holds the test's database instead of the shared
 	// server: a private cluster the test may stop.
 	Postgres *Postgres
+	// ShardDatabases is how many shard databases hold the day partitions,
+	// beside the catalog (Service.Pool); zero: the catalog holds them.
+	// SEAM(issue 10): to default to 2 once reads, the janitor and /readyz
+	// go over daydb; until then only the Postgres processor does.
+	ShardDatabases int
 	// Directory configures the API's copy of the users bucket.
 	Directory users.DirectoryOptions
 	// ShardsGrace is HEARTLOG_SHARDS_GRACE for the Postgres processor and
@@ -66,9 +72,14 @@ type Service struct {
 	NC      *nats.Conn
 	JS      jetstream.JetStream
 	Streams streams.Config
-	Pool    *pgxpool.Pool
-	DBURL   string
-	Users   *users.Store
+	// Pool and DBURL are the catalog database's.
+	Pool  *pgxpool.Pool
+	DBURL string
+	// Days is the set over the catalog and the shard databases
+	// (Options.ShardDatabases), whose URLs ShardURLs are.
+	Days      *daydb.Set
+	ShardURLs []string
+	Users     *users.Store
 	// Directory is the API's copy of the users bucket.
 	Directory *users.Directory
 	URL       string
@@ -108,11 +119,13 @@ func Start(t testing.TB, opts Options) *Service {
 	if err := streams.Ensure(ctx, s.JS, s.Streams); err != nil {
 		t.Fatal(err)
 	}
+	var dbs Databases
 	if opts.Postgres != nil {
-		s.Pool, s.DBURL = opts.Postgres.NewDatabase(t)
+		dbs = opts.Postgres.NewDatabases(t, opts.ShardDatabases)
 	} else {
-		s.Pool, s.DBURL = NewDatabase(t)
+		dbs = NewDatabases(t, opts.ShardDatabases)
 	}
+	s.Pool, s.DBURL, s.Days, s.ShardURLs = dbs.Catalog, dbs.CatalogURL, dbs.Days, dbs.ShardURLs
 	mirror, err := users.OpenMirror(ctx, s.JS, s.Streams.UsersBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -235,6 +248,10 @@ func (s *Service) StartProcessor(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	days, closeDays, err := wiring.NewDays(ctx, pool, s.ShardURLs)
+	if err != nil {
+		t.Fatal(err)
+	}
 	view, err := streams.WatchShards(ctx, s.JS, s.Streams)
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +263,7 @@ func (s *Service) StartProcessor(t testing.TB) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sink := pgsink.New(pool, view, Logger(t), pgsink.Options{Grace: s.opts.ShardsGrace})
+		sink := pgsink.New(days, view, Logger(t), pgsink.Options{Grace: s.opts.ShardsGrace})
 		opts := processors.Options{Log: Logger(t), RetryMax: 500 * time.Millisecond, DeadLetters: streams.NewDeadLetters(s.JS, s.Streams)}
 		if err := processors.Run(ctx, cons, sink, opts); err != nil {
 			t.Errorf("processor: %v", err)
@@ -256,6 +273,7 @@ func (s *Service) StartProcessor(t testing.TB) {
 		cancel()
 		<-done
 		_ = view.Stop()
+		closeDays()
 		pool.Close()
 	}
 }

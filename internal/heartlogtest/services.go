@@ -16,8 +16,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"heartlog/daydb"
 	"heartlog/internal/devstack"
 	"heartlog/internal/wiring"
+	"heartlog/schema/migrations"
 	"heartlog/streams"
 )
 
@@ -43,6 +45,21 @@ func NewDatabase(t testing.TB) (*pgxpool.Pool, string) {
 // newDatabase creates a migrated database in the server adminURL reaches.
 func newDatabase(t testing.TB, adminURL string) (*pgxpool.Pool, string) {
 	t.Helper()
+	return newDatabaseOf(t, adminURL, migrations.Both)
+}
+
+// EmptyDatabase creates a database without migrations in the shared
+// server (for a test of what the binary migrates) and drops it when the
+// test ends.
+func EmptyDatabase(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	return newDatabaseOf(t, PostgresURL(t), 0)
+}
+
+// newDatabaseOf creates a database in the server adminURL reaches with the
+// migrations of set applied (none for 0).
+func newDatabaseOf(t testing.TB, adminURL string, set migrations.Set) (*pgxpool.Pool, string) {
+	t.Helper()
 	ctx := context.Background()
 	name := "heartlog_test_" + randomHex(6)
 	dbURL, err := wiring.CreateDatabase(ctx, adminURL, name)
@@ -59,7 +76,10 @@ func newDatabase(t testing.TB, adminURL string) (*pgxpool.Pool, string) {
 			t.Errorf("drop test database: %v", err)
 		}
 	})
-	if err := wiring.Migrate(ctx, pool, zerolog.Nop()); err != nil {
+	if set == 0 {
+		return pool, dbURL
+	}
+	if err := wiring.MigrateSet(ctx, pool, set, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
 	return pool, dbURL
@@ -137,4 +157,62 @@ func Publisher(t testing.TB, nc *nats.Conn, js jetstream.JetStream) (streams.Con
 	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
 	t.Cleanup(pub.Close)
 	return cfg, pub
+}
+
+// Databases are a test's catalog and shard databases.
+type Databases struct {
+	// Days is the set over Catalog and the shards (the catalog alone
+	// without shards).
+	Days       *daydb.Set
+	Catalog    *pgxpool.Pool
+	CatalogURL string
+	// Shards and ShardURLs are the shard databases, in list order.
+	Shards    []*pgxpool.Pool
+	ShardURLs []string
+}
+
+// NewDatabases creates a catalog database and shards shard databases in
+// the shared server, each migrated with its own set (the catalog takes
+// both without shards), and drops them when the test ends.
+func NewDatabases(t testing.TB, shards int) Databases {
+	t.Helper()
+	return newDatabases(t, PostgresURL(t), shards)
+}
+
+func newDatabases(t testing.TB, adminURL string, shards int) Databases {
+	t.Helper()
+	set := migrations.Both
+	if shards > 0 {
+		set = migrations.Catalog
+	}
+	d := Databases{}
+	d.Catalog, d.CatalogURL = newDatabaseOf(t, adminURL, set)
+	for range shards {
+		p, u := newDatabaseOf(t, adminURL, migrations.Shard)
+		d.Shards, d.ShardURLs = append(d.Shards, p), append(d.ShardURLs, u)
+	}
+	var err error
+	if d.Days, err = daydb.New(d.Catalog, d.Shards...); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// AddShard creates one more shard database in the server adminURL reaches
+// (the shared one when empty) and returns the set over the old databases
+// and it: what a process sees after the database is added to
+// HEARTLOG_POSTGRES_SHARD_URLS.
+func (d Databases) AddShard(t testing.TB, adminURL string) Databases {
+	t.Helper()
+	if adminURL == "" {
+		adminURL = PostgresURL(t)
+	}
+	p, u := newDatabaseOf(t, adminURL, migrations.Shard)
+	d.Shards = append(append([]*pgxpool.Pool(nil), d.Shards...), p)
+	d.ShardURLs = append(append([]string(nil), d.ShardURLs...), u)
+	var err error
+	if d.Days, err = daydb.New(d.Catalog, d.Shards...); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
+	"heartlog/daydb"
 	"heartlog/schema/migrations"
 )
 
@@ -23,32 +24,94 @@ const PingTimeout = 10 * time.Second
 var ErrPostgresURL = errors.New("not a valid Postgres URL")
 
 // NewPool makes a pool without connecting: pgxpool connects on first use,
-// so a service can start while Postgres is down.
+// so a service can start while Postgres is down. A connection attempt
+// gives up after PingTimeout unless the URL sets connect_timeout.
 func NewPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, ErrPostgresURL
 	}
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		// A database that drops packets must fail a commit, not hang it:
+		// the Postgres processor holds back that database's days and goes
+		// on with the others only once the attempt has failed.
+		pc.ConnConfig.ConnectTimeout = PingTimeout
+	}
 	return pgxpool.NewWithConfig(ctx, pc)
 }
 
 // Migrate checks within PingTimeout that Postgres answers, then applies
-// the pending migrations and logs which.
+// the pending migrations of both sets (a catalog that holds the day
+// partitions too) and logs which.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, log zerolog.Logger) error {
+	return MigrateSet(ctx, pool, migrations.Both, log)
+}
+
+// MigrateSet is Migrate for the migrations of one set.
+func MigrateSet(ctx context.Context, pool *pgxpool.Pool, set migrations.Set, log zerolog.Logger) error {
 	pingCtx, cancel := context.WithTimeout(ctx, PingTimeout)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pc := pool.Config().ConnConfig
 		return fmt.Errorf("connect to Postgres at %s:%d/%s: %w", pc.Host, pc.Port, pc.Database, err)
 	}
-	applied, err := migrations.Apply(ctx, pool)
+	applied, err := migrations.ApplySet(ctx, pool, set)
 	if err != nil {
 		return err
 	}
 	if len(applied) > 0 {
-		log.Info().Strs("migrations", applied).Msg("database migrated")
+		log.Info().Str("database", daydb.NameOf(pool)).Strs("migrations", applied).Msg("database migrated")
 	}
 	return nil
+}
+
+// NewDays makes pools on the shard databases (without connecting, as
+// NewPool) and the set of databases over them and catalog; close closes
+// the shard pools, not the catalog's. No shard URLs: the catalog holds the
+// day partitions. An error names the entry at fault, never its text.
+func NewDays(ctx context.Context, catalog *pgxpool.Pool, shardURLs []string) (days *daydb.Set, close func(), err error) {
+	var pools []*pgxpool.Pool
+	close = func() {
+		for _, p := range pools {
+			p.Close()
+		}
+	}
+	for i, u := range shardURLs {
+		p, err := NewPool(ctx, u)
+		if err != nil {
+			close()
+			return nil, nil, fmt.Errorf("HEARTLOG_POSTGRES_SHARD_URLS entry %d: %w", i+1, err)
+		}
+		pools = append(pools, p)
+	}
+	if days, err = daydb.New(catalog, pools...); err != nil {
+		close()
+		return nil, nil, err
+	}
+	return days, close, nil
+}
+
+// MigrateDays applies the catalog's migrations to the catalog and the
+// shards' to each shard database (both to a catalog that holds the days),
+// each database under its own advisory lock.
+// Then it records the placement of day partitions that predate
+// placements (daydb.Set.Adopt).
+func MigrateDays(ctx context.Context, days *daydb.Set, log zerolog.Logger) error {
+	if !days.Sharded() {
+		if err := Migrate(ctx, days.Catalog(), log); err != nil {
+			return err
+		}
+		return days.Adopt(ctx)
+	}
+	if err := MigrateSet(ctx, days.Catalog(), migrations.Catalog, log); err != nil {
+		return err
+	}
+	for _, db := range days.All() {
+		if err := MigrateSet(ctx, db.Pool, migrations.Shard, log); err != nil {
+			return fmt.Errorf("shard %s: %w", db.Name, err)
+		}
+	}
+	return days.Adopt(ctx)
 }
 
 // OpenPostgres is NewPool and Migrate: a pool on a database that answers

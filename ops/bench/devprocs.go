@@ -13,6 +13,7 @@ import (
 
 	"heartlog/api"
 	settings "heartlog/config"
+	"heartlog/daydb"
 	"heartlog/heartbeat"
 	"heartlog/internal/wiring"
 	"heartlog/objstore"
@@ -202,7 +203,7 @@ func (dp *devProcessors) stores(ctx context.Context, st *stack, c settings.Confi
 			return s, err
 		}
 		dp.cleanups = append(dp.cleanups, func() { _ = view.Stop() })
-		s.Postgres, s.Shards = pool, view
+		s.Days, s.Shards = daydb.One(pool), view
 		return s, nil
 	}
 	var err error

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"heartlog/daydb"
 	"heartlog/pgheartbeats"
 	pgsink "heartlog/processors/postgres"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
@@ -73,7 +74,7 @@ func runJanitor(ctx context.Context, st *stack, cfg config) ([]result, error) {
 // loadJanitorDay COPYs the rows into the day's partition, 100 users (100,000
 // rows) per commit, and returns how long that took.
 func loadJanitorDay(ctx context.Context, st *stack, cfg config, date, now time.Time) (time.Duration, error) {
-	sink := pgsink.New(st.pool, alwaysActive{}, st.log, pgsink.Options{})
+	sink := pgsink.New(daydb.One(st.pool), alwaysActive{}, st.log, pgsink.Options{})
 	const perUser, perCommit = 1000, 100
 	users := (cfg.janitorRows + perUser - 1) / perUser
 	var copying time.Duration

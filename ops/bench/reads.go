@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"heartlog/api"
+	"heartlog/daydb"
 	"heartlog/heartbeat"
 	"heartlog/internal/wiring"
 	"heartlog/pgheartbeats"
@@ -226,7 +227,7 @@ func setupReads(ctx context.Context, st *stack, cfg config, ds *dayStores, now t
 	if rd.heavy, rd.key, err = st.users.Create(ctx, users.NewUser{Name: "reads-heavy", TimeZone: cfg.readsTimezone}); err != nil {
 		return nil, err
 	}
-	sink := pgsink.New(st.pool, alwaysActive{}, st.log, pgsink.Options{})
+	sink := pgsink.New(daydb.One(st.pool), alwaysActive{}, st.log, pgsink.Options{})
 	today := stats.DateOf(now, loc)
 	// The heavy user: one UTC day per local working day, written a month at
 	// a time.

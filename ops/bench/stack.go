@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"heartlog/api"
+	"heartlog/daydb"
 	"heartlog/heartbeat"
 	"heartlog/internal/devstack"
 	"heartlog/internal/wiring"
@@ -247,7 +248,7 @@ func (st *stack) startProcessor(ctx context.Context, batchMessages int) error {
 		if cons, err = streams.EnsureConsumer(lctx, st.js, st.sc, streams.DurablePostgres); err != nil {
 			return
 		}
-		p.sink = &countingSink{Sink: pgsink.New(p.pool, p.view, st.log, pgsink.Options{})}
+		p.sink = &countingSink{Sink: pgsink.New(daydb.One(p.pool), p.view, st.log, pgsink.Options{})}
 		go func() {
 			p.done <- processors.Run(lctx, cons, p.sink, processors.Options{BatchMessages: batchMessages, Log: st.log, DeadLetters: streams.NewDeadLetters(st.js, st.sc)})
 		}()

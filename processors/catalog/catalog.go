@@ -14,10 +14,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 
 	"heartlog/config"
+	"heartlog/daydb"
 	"heartlog/objstore"
 	"heartlog/processors"
 	"heartlog/processors/backup"
@@ -71,11 +71,11 @@ type Env struct {
 
 // Stores are the connections sinks write through; each sink needs some.
 type Stores struct {
-	Postgres *pgxpool.Pool
-	Shards   *streams.ShardView // the Postgres sink's view of shard states
-	Primary  objstore.Bucket    // S3
-	Backup   objstore.Bucket    // the versioned backup bucket; may be nil for objects
-	Cache    *ssdb.Cache
+	Days    *daydb.Set         // the Postgres databases and the placement of days
+	Shards  *streams.ShardView // the Postgres sink's view of shard states
+	Primary objstore.Bucket    // S3
+	Backup  objstore.Bucket    // the versioned backup bucket; may be nil for objects
+	Cache   *ssdb.Cache
 }
 
 // Processors is the table, in the order they start.
@@ -84,7 +84,7 @@ var Processors = []Processor{
 		Name: streams.DurablePostgres, Consumes: Shared,
 		Flush: func(c config.Config) config.Flush { return config.Flush{Messages: c.FetchBatch} },
 		Build: func(_ context.Context, e Env) (processors.Sink, error) {
-			return pgsink.New(e.Stores.Postgres, e.Stores.Shards, e.Log, pgsink.Options{Writers: e.Config.PostgresWriters, Grace: e.Config.ShardsGrace}), nil
+			return pgsink.New(e.Stores.Days, e.Stores.Shards, e.Log, pgsink.Options{Writers: e.Config.PostgresWriters, Grace: e.Config.ShardsGrace}), nil
 		},
 	},
 	{

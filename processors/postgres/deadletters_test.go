@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"heartlog/daydb"
 	"heartlog/internal/heartlogtest"
 	"heartlog/processors"
 	pgsink "heartlog/processors/postgres"
@@ -68,7 +69,7 @@ func TestPoisonRowIsParkedAndRetriedAfterTheFix(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer view.Stop()
-	sink := pgsink.New(svc.Pool, view, heartlogtest.Logger(t), pgsink.Options{})
+	sink := pgsink.New(daydb.One(svc.Pool), view, heartlogtest.Logger(t), pgsink.Options{})
 	res, err := processors.RetryDeadLetters(ctx, dead, sink, processors.RetryOptions{Log: heartlogtest.Logger(t)})
 	if err != nil || res.Retried != 1 || res.Reparked != 0 {
 		t.Fatalf("retry: %+v, %v", res, err)
@@ -84,7 +85,7 @@ func TestPoisonRowIsParkedAndRetriedAfterTheFix(t *testing.T) {
 // TestErrorClasses: what retrying cannot fix is permanent; the rest is not.
 func TestErrorClasses(t *testing.T) {
 	pool, _ := heartlogtest.NewDatabase(t)
-	sink := pgsink.New(pool, states{}, heartlogtest.Logger(t), pgsink.Options{})
+	sink := pgsink.New(daydb.One(pool), states{}, heartlogtest.Logger(t), pgsink.Options{})
 	ctx := context.Background()
 	at := time.Now().Add(-time.Hour)
 	for _, tc := range []struct {

@@ -31,6 +31,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"heartlog/daydb"
 	"heartlog/heartbeat"
 	"heartlog/pgheartbeats"
 	"heartlog/processors"
@@ -66,20 +67,21 @@ var (
 // Sink writes heartbeats to Postgres. It is safe to run in several
 // processes at once: the primary key makes every write idempotent.
 type Sink struct {
-	pool   *pgxpool.Pool
+	days   *daydb.Set
 	shards ShardStates
 	log    zerolog.Logger
 	opts   Options
 
 	mu    sync.Mutex
-	known map[string]bool // days whose partition exists
+	known map[string]bool // database/day whose partition exists
 	cold  map[string]bool // days past grace without a partition
 }
 
 // Options tune the sink. Zero fields take the defaults.
 type Options struct {
 	// Writers is how many connections one commit writes over in parallel
-	// (default 2): a single session's COPY is Postgres-bound.
+	// on each database (default 2): a single session's COPY is
+	// Postgres-bound.
 	Writers int
 	// Grace is the shard grace period (HEARTLOG_SHARDS_GRACE): a day that
 	// ended longer ago than this gets no partition, and its rows are
@@ -90,54 +92,167 @@ type Options struct {
 	Now func() time.Time
 }
 
-// New returns the sink. The pool's database must have the migrations applied.
-func New(pool *pgxpool.Pool, shards ShardStates, log zerolog.Logger, opts Options) *Sink {
+// New returns the sink over the databases of days. Every database must
+// have its migrations applied.
+func New(days *daydb.Set, shards ShardStates, log zerolog.Logger, opts Options) *Sink {
 	if opts.Writers <= 0 {
 		opts.Writers = 2
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Sink{pool: pool, shards: shards, log: log, opts: opts, known: map[string]bool{}, cold: map[string]bool{}}
+	return &Sink{days: days, shards: shards, log: log, opts: opts, known: map[string]bool{}, cold: map[string]bool{}}
 }
 
 // Name implements processors.Sink.
 func (s *Sink) Name() string { return streams.DurablePostgres }
 
-// Commit implements processors.Sink. The rows are split over Writers
-// connections, and each part is written in its own transaction:
-// first by a plain COPY into heartbeats, the fast path when nothing is a
-// duplicate (the usual case); if the primary key refuses a row, that part
-// is written again through a temporary table and INSERT ... ON CONFLICT DO
-// NOTHING. A part that failed leaves nothing, and a part that committed is
-// absorbed by the conflict path when the batch is retried.
+// group is the batches of one commit that go to one database.
+type group struct {
+	db      daydb.DB
+	batches []*heartlogv1.Batch
+	late    []string // days past grace: written only if their partition exists
+}
+
+// Commit implements processors.Sink. Each batch goes to its day's database
+// (placing the day there if it is new), and the databases are written in
+// parallel. On each, the rows are split over Writers connections, and each
+// part is written in its own transaction: first by a plain COPY into
+// heartbeats, the fast path when nothing is a duplicate (the usual case);
+// if the primary key refuses a row, that part is written again through a
+// temporary table and INSERT ... ON CONFLICT DO NOTHING. A part that failed
+// leaves nothing, and a part that committed is absorbed by the conflict
+// path when the batch comes again.
+//
+// When a database fails, Commit returns a *processors.Held naming the
+// batches of that database, whether or not others committed: the others
+// are acked, the held messages come again later, and the loop goes on with
+// the next messages, so only the unreachable database's days wait (a
+// commit that retried in place would hold every day back). With a single
+// database, it returns the error, and the loop retries the commit in place.
 func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 	// First days go first, so that a reader who sees the rows also sees
 	// the first day that covers them.
 	if err := s.noteFirstDays(ctx, batches); err != nil {
 		return err
 	}
-	cold, err := s.coldDays(ctx, batches)
+	groups, held, heldErrs, err := s.place(ctx, batches)
 	if err != nil {
 		return err
 	}
-	rows, days, rejected := s.rows(batches, cold)
-	for day := range days {
-		if err := s.ensurePartition(ctx, day); err != nil {
-			return s.classify(err) // a day Postgres' date cannot hold is 22008
+	unplaceable := len(held) // days on a database this process lacks
+	errs := make([]error, len(groups))
+	rejects := make([][]processors.Rejection, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Go(func() { rejects[i], errs[i] = s.commitTo(ctx, g) })
+	}
+	wg.Wait()
+	var rejected []processors.Rejection
+	for i, g := range groups {
+		switch err := errs[i]; {
+		case err == nil:
+			rejected = append(rejected, rejects[i]...)
+		case errors.Is(err, processors.ErrPermanent):
+			// The loop splits the batches to find the bad heartbeat; what
+			// committed here meanwhile is absorbed by the conflict path.
+			return err
+		default:
+			held = append(held, g.batches...)
+			heldErrs = append(heldErrs, fmt.Errorf("%s: %w", g.db.Name, err))
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	for _, part := range split(rows, s.opts.Writers) {
-		g.Go(func() error { return s.write(gctx, part) })
-	}
-	if err := g.Wait(); err != nil {
-		return s.classify(err)
-	}
-	if len(rejected) > 0 {
+	switch {
+	case len(held) == len(batches) && len(s.days.All()) == 1 && unplaceable == 0:
+		// One database, down: retrying in place is all there is to do.
+		return errors.Join(heldErrs...)
+	case len(held) > 0:
+		return &processors.Held{Batches: held, Rejected: rejected, Err: errors.Join(heldErrs...)}
+	case len(rejected) > 0:
 		return &processors.Rejected{Heartbeats: rejected}
 	}
 	return nil
+}
+
+// place groups the writable batches by their day's database, placing new
+// days. A day past the grace period is never placed: if it has no
+// placement, its rows go to the day files alone. A batch whose day is on a
+// database this process does not have is held, with the reason.
+func (s *Sink) place(ctx context.Context, batches []*heartlogv1.Batch) (groups []*group, held []*heartlogv1.Batch, heldErrs []error, err error) {
+	now := s.opts.Now()
+	byDB := map[string]*group{}
+	for _, b := range batches {
+		if !s.shards.State(b.Day).Writable() {
+			rowsSkipped.Add(float64(len(b.Heartbeats)))
+			s.log.Debug().Str("day", b.Day).Int("heartbeats", len(b.Heartbeats)).Msg("shard not active; skipped")
+			continue
+		}
+		late := streams.PastGrace(b.Day, s.opts.Grace, now)
+		db, ok, err := s.database(ctx, b.Day, late)
+		switch {
+		case errors.Is(err, daydb.ErrBadDay):
+			return nil, nil, nil, processors.Permanent("postgres bad day", err)
+		case errors.Is(err, daydb.ErrUnknownDatabase):
+			held, heldErrs = append(held, b), append(heldErrs, err)
+			continue
+		case err != nil:
+			return nil, nil, nil, fmt.Errorf("postgres: %w", err)
+		case !ok:
+			s.skipCold(b)
+			continue
+		}
+		g := byDB[db.Name]
+		if g == nil {
+			g = &group{db: db}
+			byDB[db.Name] = g
+			groups = append(groups, g)
+		}
+		g.batches = append(g.batches, b)
+		if late && !slices.Contains(g.late, b.Day) {
+			g.late = append(g.late, b.Day)
+		}
+	}
+	return groups, held, heldErrs, nil
+}
+
+// database is the day's database. A late day (past grace) is only looked
+// up: without a placement (ok false) its rows go to the day files alone.
+func (s *Sink) database(ctx context.Context, day string, late bool) (db daydb.DB, ok bool, err error) {
+	if !late {
+		db, err = s.days.For(ctx, day)
+		return db, err == nil, err
+	}
+	placed, err := s.days.Lookup(ctx, []string{day})
+	db, ok = placed[day]
+	return db, ok, err
+}
+
+func (s *Sink) skipCold(b *heartlogv1.Batch) {
+	rowsPastGrace.Add(float64(len(b.Heartbeats)))
+	s.log.Debug().Str("day", b.Day).Int("heartbeats", len(b.Heartbeats)).Msg("day past the shard grace period; left to the day files")
+}
+
+// commitTo writes one database's batches: partitions first, then the rows
+// over Writers connections.
+func (s *Sink) commitTo(ctx context.Context, g *group) ([]processors.Rejection, error) {
+	cold, err := s.coldDays(ctx, g.db, g.late)
+	if err != nil {
+		return nil, err
+	}
+	rows, days, rejected := s.rows(g.batches, cold)
+	for day := range days {
+		if err := s.ensurePartition(ctx, g.db, day); err != nil {
+			return nil, s.classify(err) // a day Postgres' date cannot hold is 22008
+		}
+	}
+	eg, gctx := errgroup.WithContext(ctx)
+	for _, part := range split(rows, s.opts.Writers) {
+		eg.Go(func() error { return s.write(gctx, g.db.Pool, part) })
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, s.classify(err)
+	}
+	return rejected, nil
 }
 
 // classify marks as permanent what retrying the same rows cannot fix: data
@@ -197,7 +312,7 @@ func (s *Sink) noteFirstDays(ctx context.Context, batches []*heartlogv1.Batch) e
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE users u SET first_day = v.day
+	_, err := s.days.Catalog().Exec(ctx, `UPDATE users u SET first_day = v.day
 		FROM unnest($1::uuid[], $2::date[]) AS v(id, day)
 		WHERE u.id = v.id AND (u.first_day IS NULL OR u.first_day > v.day)`, ids, days)
 	if err != nil {
@@ -219,9 +334,9 @@ func split(rows [][]any, n int) [][][]any {
 	return parts
 }
 
-func (s *Sink) write(ctx context.Context, rows [][]any) error {
+func (s *Sink) write(ctx context.Context, pool *pgxpool.Pool, rows [][]any) error {
 	var copied int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var err error
 		copied, err = pgheartbeats.Copy(ctx, tx, pgheartbeats.Table, rows)
 		return err
@@ -232,16 +347,16 @@ func (s *Sink) write(ctx context.Context, rows [][]any) error {
 		rowsInserted.Add(float64(copied))
 		return nil
 	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation:
-		return s.writeDeduplicated(ctx, rows)
+		return s.writeDeduplicated(ctx, pool, rows)
 	}
 	return fmt.Errorf("postgres: copy %d rows: %w", len(rows), err)
 }
 
 // writeDeduplicated is the slow path for rows of which some are stored
 // already: a redelivery, a replay, a plugin resending from its queue.
-func (s *Sink) writeDeduplicated(ctx context.Context, rows [][]any) error {
+func (s *Sink) writeDeduplicated(ctx context.Context, pool *pgxpool.Pool, rows [][]any) error {
 	var inserted int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS heartbeats_in
 			(LIKE heartbeats INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`); err != nil {
 			return fmt.Errorf("postgres: temp table: %w", err)
@@ -264,29 +379,28 @@ func (s *Sink) writeDeduplicated(ctx context.Context, rows [][]any) error {
 	return nil
 }
 
-// coldDays returns the days of the batches that are past the grace period
-// and have no partition. A partition that exists (the janitor has not
-// dropped the day yet) still takes its late rows, as before. Both answers
-// are remembered: a day past grace never gets a partition later.
-func (s *Sink) coldDays(ctx context.Context, batches []*heartlogv1.Batch) (map[string]bool, error) {
-	now := s.opts.Now()
+// coldDays returns which of the late days (past the grace period, placed
+// on db) have no partition there. A partition that exists (the janitor has
+// not dropped the day yet) still takes its late rows, as before. Both
+// answers are remembered: a day past grace never gets a partition later.
+func (s *Sink) coldDays(ctx context.Context, db daydb.DB, late []string) (map[string]bool, error) {
 	cold := map[string]bool{}
 	var ask []string
 	s.mu.Lock()
-	for _, b := range batches {
+	for _, d := range late {
 		switch {
-		case cold[b.Day] || s.known[b.Day] || !streams.PastGrace(b.Day, s.opts.Grace, now):
-		case s.cold[b.Day]:
-			cold[b.Day] = true
-		case !slices.Contains(ask, b.Day):
-			ask = append(ask, b.Day)
+		case s.known[db.Name+"/"+d]:
+		case s.cold[d]:
+			cold[d] = true
+		default:
+			ask = append(ask, d)
 		}
 	}
 	s.mu.Unlock()
 	if len(ask) == 0 {
 		return cold, nil
 	}
-	exist, err := pgheartbeats.Partitioned(ctx, s.pool, ask)
+	exist, err := pgheartbeats.Partitioned(ctx, db.Pool, ask)
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +408,7 @@ func (s *Sink) coldDays(ctx context.Context, batches []*heartlogv1.Batch) (map[s
 	defer s.mu.Unlock()
 	for _, d := range ask {
 		if exist[d] {
-			s.known[d] = true
+			s.known[db.Name+"/"+d] = true
 		} else {
 			s.cold[d], cold[d] = true, true
 		}
@@ -311,14 +425,8 @@ func (s *Sink) rows(batches []*heartlogv1.Batch, cold map[string]bool) ([][]any,
 	var rows [][]any
 	var rejected []processors.Rejection
 	for _, b := range batches {
-		if !s.shards.State(b.Day).Writable() {
-			rowsSkipped.Add(float64(len(b.Heartbeats)))
-			s.log.Debug().Str("day", b.Day).Int("heartbeats", len(b.Heartbeats)).Msg("shard not active; skipped")
-			continue
-		}
 		if cold[b.Day] {
-			rowsPastGrace.Add(float64(len(b.Heartbeats)))
-			s.log.Debug().Str("day", b.Day).Int("heartbeats", len(b.Heartbeats)).Msg("day past the shard grace period; left to the day files")
+			s.skipCold(b)
 			continue
 		}
 		for _, hb := range b.Heartbeats {
@@ -340,23 +448,24 @@ func (s *Sink) rows(batches []*heartlogv1.Batch, cold map[string]bool) ([][]any,
 	return rows, days, rejected
 }
 
-// ensurePartition creates the day's partition unless this process has seen
-// it.
-func (s *Sink) ensurePartition(ctx context.Context, day string) error {
+// ensurePartition creates the day's partition on db unless this process
+// has seen it.
+func (s *Sink) ensurePartition(ctx context.Context, db daydb.DB, day string) error {
+	key := db.Name + "/" + day
 	s.mu.Lock()
-	ok := s.known[day]
+	ok := s.known[key]
 	s.mu.Unlock()
 	if ok {
 		return nil
 	}
-	if err := pgheartbeats.CreatePartition(ctx, s.pool, day); err != nil {
+	if err := pgheartbeats.CreatePartition(ctx, db.Pool, day); err != nil {
 		if errors.Is(err, pgheartbeats.ErrBadDay) {
 			return processors.Permanent("postgres bad day", err)
 		}
 		return err
 	}
 	s.mu.Lock()
-	s.known[day] = true
+	s.known[key] = true
 	s.mu.Unlock()
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"heartlog/daydb"
 	"heartlog/heartbeat"
 	"heartlog/internal/heartlogtest"
 	pgsink "heartlog/processors/postgres"
@@ -43,7 +44,7 @@ const user = "6f1e2a3b-0000-4000-8000-000000000001"
 
 func TestCommitIsIdempotentInAnyOrder(t *testing.T) {
 	pool, _ := heartlogtest.NewDatabase(t)
-	sink := pgsink.New(pool, states{}, zerolog.Nop(), pgsink.Options{})
+	sink := pgsink.New(daydb.One(pool), states{}, zerolog.Nop(), pgsink.Options{})
 	ctx := context.Background()
 	a := batchOf(t, user, time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC), 50)
 	b := batchOf(t, user, time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC), 30)
@@ -73,7 +74,7 @@ func TestCommitIsIdempotentInAnyOrder(t *testing.T) {
 func TestSkipsDrainingAndDroppedShards(t *testing.T) {
 	pool, _ := heartlogtest.NewDatabase(t)
 	ctx := context.Background()
-	sink := pgsink.New(pool, states{"20261101": streams.ShardDropped, "20261102": streams.ShardDraining}, zerolog.Nop(), pgsink.Options{})
+	sink := pgsink.New(daydb.One(pool), states{"20261101": streams.ShardDropped, "20261102": streams.ShardDraining}, zerolog.Nop(), pgsink.Options{})
 	err := sink.Commit(ctx, []*heartlogv1.Batch{
 		batchOf(t, user, time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC), 5),
 		batchOf(t, user, time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC), 5),

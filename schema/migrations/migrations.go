@@ -2,6 +2,12 @@
 // in the binary, and applies the ones a database lacks. Every instance runs
 // Apply at start; a Postgres advisory lock makes concurrent starts take
 // turns. A migration, once released, is never edited: add a new file.
+//
+// The files form two sets (Set): the catalog's (users, the placement of
+// days) and the shard databases' (the heartbeats parent table that day
+// partitions attach to). Versions are numbered across both, so a database
+// that is catalog and shard at once (no HEARTLOG_POSTGRES_SHARD_URLS) takes
+// both sets into one schema_migrations table without a clash.
 package migrations
 
 import (
@@ -28,7 +34,26 @@ type Migration struct {
 	Version int
 	Name    string
 	SQL     string
+	Set     Set // the databases it belongs on
 }
+
+// Set chooses the migrations of one kind of database.
+type Set int
+
+const (
+	// Catalog is the database of HEARTLOG_POSTGRES_URL: users, the
+	// placement of days, and each database's migration bookkeeping.
+	Catalog Set = 1 << iota
+	// Shard is a database that holds day partitions of heartbeats.
+	Shard
+	// Both is a catalog that holds the day partitions too (no shard URLs).
+	Both = Catalog | Shard
+)
+
+// shardVersions are the migrations that belong on shard databases; every
+// other one is the catalog's. A new migration of the heartbeats table is
+// added here.
+var shardVersions = map[int]bool{2: true}
 
 // All returns the embedded migrations in order.
 func All() ([]Migration, error) {
@@ -47,15 +72,26 @@ func All() ([]Migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Migration{Version: v, Name: name, SQL: string(sql)})
+		set := Catalog
+		if shardVersions[v] {
+			set = Shard
+		}
+		out = append(out, Migration{Version: v, Name: name, SQL: string(sql), Set: set})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	return out, nil
 }
 
 // Apply runs, in order and each in its own transaction, every migration the
-// database has not recorded. It returns the names it applied.
+// database has not recorded, of both sets: a database that is catalog and
+// shard at once. It returns the names it applied.
 func Apply(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
+	return ApplySet(ctx, pool, Both)
+}
+
+// ApplySet is Apply for the migrations of set only, under the database's
+// own advisory lock.
+func ApplySet(ctx context.Context, pool *pgxpool.Pool, set Set) ([]string, error) {
 	all, err := All()
 	if err != nil {
 		return nil, err
@@ -76,6 +112,9 @@ func Apply(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 	}
 	var applied []string
 	for _, m := range all {
+		if m.Set&set == 0 {
+			continue
+		}
 		done, err := apply(ctx, conn.Conn(), m)
 		if err != nil {
 			return applied, err

@@ -1,0 +1,331 @@
+// Package daydb holds the set of Postgres databases that the day
+// partitions of heartbeats live on, and the placement of each UTC day on
+// one of them, recorded in the catalog database (day_placements).
+//
+// A day is placed when its first heartbeat is written (Set.For) and then
+// never moves by itself: only `heartlog shards move` changes a placement,
+// and then calls Set.Forget. Reads look placements up (Set.Lookup) and
+// never place. The package must never move, copy or delete heartbeats, and
+// never place a day on a read: a read of a day nobody wrote must not claim
+// a database for it.
+package daydb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"heartlog/heartbeat"
+	"heartlog/pgheartbeats"
+)
+
+// DB is one database that holds day partitions.
+type DB struct {
+	// Name identifies the database in day_placements: host:port/dbname,
+	// without user or password, so that a new password or a longer list
+	// of shard URLs leaves every placement valid.
+	Name string
+	Pool *pgxpool.Pool
+}
+
+// ErrUnknownDatabase is Lookup's and For's answer for a day placed on a
+// database that this process was not given (a shard URL removed from the
+// list while it still holds days).
+var ErrUnknownDatabase = errors.New("daydb: day placed on a database not in HEARTLOG_POSTGRES_SHARD_URLS")
+
+// ErrBadDay is the answer for a day that is not YYYYMMDD.
+var ErrBadDay = errors.New("daydb: bad day")
+
+// Window is how far back the placement rule counts a database's days.
+//
+// The rule is least-loaded: a new day goes to the database with the fewest
+// days placed within Window of it (ties to the first in the list).
+// Days only live in Postgres for the shard grace period, so recent days are
+// what fills a database's disk; counting them makes a database added to
+// the list take the new days until it holds its share, then the databases
+// alternate. Round-robin over the list would give a new database only 1/N
+// of the new days while the old ones stay full, and counting every day ever
+// placed would send a new database all new days for as long as the old
+// ones have existed.
+const Window = 30 * 24 * time.Hour
+
+// Set is the databases and the placement of days on them. It is safe for
+// concurrent use.
+type Set struct {
+	catalog *pgxpool.Pool
+	takers  []DB          // the databases that take new days, in list order
+	byName  map[string]DB // every database a placement may name
+
+	mu         sync.Mutex
+	registered bool
+	placed     map[string]DB // day (YYYYMMDD) -> database, as recorded
+}
+
+// New returns the set over catalog and the shard databases. Without
+// shards, the catalog holds the day partitions itself. With shards, the
+// catalog still answers for days placed on it before the shards were
+// configured. Two shards with the same name (the same database twice in
+// the list) are an error. It does not connect.
+func New(catalog *pgxpool.Pool, shards ...*pgxpool.Pool) (*Set, error) {
+	s := &Set{catalog: catalog, byName: map[string]DB{}, placed: map[string]DB{}}
+	cat := DB{Name: NameOf(catalog), Pool: catalog}
+	s.byName[cat.Name] = cat
+	if len(shards) == 0 {
+		s.takers = []DB{cat}
+	}
+	for i, p := range shards {
+		db := DB{Name: NameOf(p), Pool: p}
+		for _, t := range s.takers {
+			if t.Name == db.Name {
+				return nil, fmt.Errorf("daydb: shard %d is %s again", i+1, db.Name)
+			}
+		}
+		s.takers = append(s.takers, db)
+		s.byName[db.Name] = db
+	}
+	return s, nil
+}
+
+// One is the set of a single database that is catalog and shard at once:
+// heartlog without HEARTLOG_POSTGRES_SHARD_URLS, and tools that load one
+// database.
+func One(pool *pgxpool.Pool) *Set {
+	s, _ := New(pool) // New fails only for two shards of one name
+	return s
+}
+
+// NameOf is a pool's database name: host:port/dbname.
+func NameOf(p *pgxpool.Pool) string {
+	c := p.Config().ConnConfig
+	return c.Host + ":" + strconv.Itoa(int(c.Port)) + "/" + c.Database
+}
+
+// Catalog is the catalog database's pool (users, placements).
+func (s *Set) Catalog() *pgxpool.Pool { return s.catalog }
+
+// All is every database that takes new days, in the order of the list: what
+// the janitor, /readyz and the metrics go over. A database that holds only
+// old days (the catalog once shards are configured) is reachable through
+// Lookup.
+func (s *Set) All() []DB { return append([]DB(nil), s.takers...) }
+
+// Sharded reports whether the day partitions live apart from the catalog.
+func (s *Set) Sharded() bool { return len(s.takers) != 1 || s.takers[0].Pool != s.catalog }
+
+// For returns the database of day (YYYYMMDD), placing the day on one if it
+// has none yet: the write path. Concurrent callers, in this process or
+// others, agree: the first recorded placement wins.
+func (s *Set) For(ctx context.Context, day string) (DB, error) {
+	if db, ok := s.cached(day); ok {
+		return db, nil
+	}
+	d, err := parseDay(day)
+	if err != nil {
+		return DB{}, err
+	}
+	if err := s.register(ctx); err != nil {
+		return DB{}, err
+	}
+	names := make([]string, len(s.takers))
+	for i, t := range s.takers {
+		names[i] = t.Name
+	}
+	var name string
+	err = s.catalog.QueryRow(ctx, `
+		WITH pick AS (
+			SELECT n.name FROM unnest($2::text[]) WITH ORDINALITY AS n(name, ord)
+			LEFT JOIN day_placements p ON p.database = n.name AND p.day > $1::date - $3::int AND p.day <= $1::date + $3::int
+			GROUP BY n.name, n.ord ORDER BY count(p.day), n.ord LIMIT 1)
+		INSERT INTO day_placements (day, database) SELECT $1, name FROM pick
+		ON CONFLICT (day) DO NOTHING RETURNING database`, d, names, int(Window.Hours()/24)).Scan(&name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Placed by someone else meanwhile: a new statement sees their row.
+		err = s.catalog.QueryRow(ctx, `SELECT database FROM day_placements WHERE day = $1`, d).Scan(&name)
+	}
+	if err != nil {
+		return DB{}, fmt.Errorf("daydb: place %s: %w", day, err)
+	}
+	return s.remember(day, name)
+}
+
+// Lookup returns the databases of the days that are placed; a day with no
+// placement is absent from the map (nothing was ever written for it, or
+// its heartbeats went to the day files alone). It never places. A day
+// placed on a database this set does not have is an error that names the
+// database and wraps ErrUnknownDatabase.
+func (s *Set) Lookup(ctx context.Context, days []string) (map[string]DB, error) {
+	out := make(map[string]DB, len(days))
+	var ask []time.Time
+	for _, day := range days {
+		if db, ok := s.cached(day); ok {
+			out[day] = db
+			continue
+		}
+		d, err := parseDay(day)
+		if err != nil {
+			return nil, err
+		}
+		ask = append(ask, d)
+	}
+	if len(ask) == 0 {
+		return out, nil
+	}
+	rows, err := s.catalog.Query(ctx, `SELECT day, database FROM day_placements WHERE day = ANY($1)`, ask)
+	if err != nil {
+		return nil, fmt.Errorf("daydb: look up placements: %w", err)
+	}
+	ps, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Placement])
+	if err != nil {
+		return nil, fmt.Errorf("daydb: look up placements: %w", err)
+	}
+	for _, p := range ps {
+		day := p.Day.Format(heartbeat.DayLayout)
+		db, err := s.remember(day, p.Database)
+		if err != nil {
+			return nil, err
+		}
+		out[day] = db
+	}
+	return out, nil
+}
+
+// Placement is one row of day_placements.
+type Placement struct {
+	Day      time.Time // the UTC day, at midnight
+	Database string    // a DB.Name
+}
+
+// Placements lists every placed day, oldest first.
+func (s *Set) Placements(ctx context.Context) ([]Placement, error) {
+	rows, err := s.catalog.Query(ctx, `SELECT day, database FROM day_placements ORDER BY day`)
+	if err != nil {
+		return nil, fmt.Errorf("daydb: list placements: %w", err)
+	}
+	ps, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Placement])
+	if err != nil {
+		return nil, fmt.Errorf("daydb: list placements: %w", err)
+	}
+	return ps, nil
+}
+
+// Database returns the database of that name, if the set has it.
+func (s *Set) Database(name string) (DB, bool) {
+	db, ok := s.byName[name]
+	return db, ok
+}
+
+// Forget drops the remembered placements of days, or of every day when
+// none is given, so that the next For or Lookup reads the catalog again:
+// what `shards move` calls after it switched a day. Another process learns
+// of a move only through its own Forget (or a restart), so a move must
+// make every process forget before it drops the source.
+func (s *Set) Forget(days ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(days) == 0 {
+		clear(s.placed)
+		return
+	}
+	for _, d := range days {
+		delete(s.placed, d)
+	}
+}
+
+func (s *Set) cached(day string) (DB, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	db, ok := s.placed[day]
+	return db, ok
+}
+
+func (s *Set) remember(day, name string) (DB, error) {
+	db, ok := s.byName[name]
+	if !ok {
+		return DB{}, fmt.Errorf("%w: day %s is on %s", ErrUnknownDatabase, day, name)
+	}
+	s.mu.Lock()
+	s.placed[day] = db
+	s.mu.Unlock()
+	return db, nil
+}
+
+// Adopt records, for every day partition already on one of the set's
+// databases and not placed yet, that it is placed there: the placement of
+// the days written before day_placements existed (an upgrade from one
+// database), so that adding shard URLs never sends a late heartbeat of
+// such a day to another database. Days placed already stay placed.
+func (s *Set) Adopt(ctx context.Context) error {
+	dbs := make([]DB, 0, len(s.byName))
+	for _, db := range s.takers {
+		dbs = append(dbs, db)
+	}
+	if s.Sharded() {
+		dbs = append(dbs, s.byName[NameOf(s.catalog)])
+	}
+	for _, db := range dbs {
+		var has bool
+		if err := db.Pool.QueryRow(ctx, `SELECT to_regclass('heartbeats') IS NOT NULL`).Scan(&has); err != nil {
+			return fmt.Errorf("daydb: adopt the days of %s: %w", db.Name, err)
+		}
+		if !has {
+			continue
+		}
+		tables, err := pgheartbeats.DayTables(ctx, db.Pool, "")
+		if err != nil {
+			return fmt.Errorf("daydb: adopt the days of %s: %w", db.Name, err)
+		}
+		var days []time.Time
+		for _, t := range tables {
+			if d, err := parseDay(t.Day); err == nil && t.Attached {
+				days = append(days, d)
+			}
+		}
+		if len(days) == 0 {
+			continue
+		}
+		if _, err := s.catalog.Exec(ctx, `INSERT INTO shard_databases (name) VALUES ($1) ON CONFLICT DO NOTHING`, db.Name); err != nil {
+			return fmt.Errorf("daydb: adopt the days of %s: %w", db.Name, err)
+		}
+		if _, err := s.catalog.Exec(ctx, `INSERT INTO day_placements (day, database) SELECT unnest($1::date[]), $2
+			ON CONFLICT (day) DO NOTHING`, days, db.Name); err != nil {
+			return fmt.Errorf("daydb: adopt the days of %s: %w", db.Name, err)
+		}
+	}
+	return nil
+}
+
+// register records the databases that take new days in shard_databases,
+// once per process (placements refer to them).
+func (s *Set) register(ctx context.Context) error {
+	s.mu.Lock()
+	done := s.registered
+	s.mu.Unlock()
+	if done {
+		return nil
+	}
+	names := make([]string, len(s.takers))
+	for i, t := range s.takers {
+		names[i] = t.Name
+	}
+	if _, err := s.catalog.Exec(ctx, `INSERT INTO shard_databases (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, names); err != nil {
+		return fmt.Errorf("daydb: record databases: %w", err)
+	}
+	s.mu.Lock()
+	s.registered = true
+	s.mu.Unlock()
+	return nil
+}
+
+func parseDay(day string) (time.Time, error) {
+	d, err := time.Parse(heartbeat.DayLayout, day)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w %q: %w", ErrBadDay, day, err)
+	}
+	return d, nil
+}
