@@ -61,7 +61,7 @@ func (ss *statsService) GetSummaries(ctx context.Context, req *connect.Request[h
 	}
 	o, err := connectOptions(u, req.Msg.GetOptions())
 	if err == nil {
-		o.Start, o.End, err = parseDates(req.Msg.GetStart(), req.Msg.GetEnd(), ss.s.opts.Now(), o.Location)
+		o.Start, o.End, err = ss.s.statsRange(ctx, u, req.Msg.GetRange(), req.Msg.GetStart(), req.Msg.GetEnd(), o.Location)
 	}
 	var days []stats.Day
 	if err == nil {

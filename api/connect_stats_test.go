@@ -101,6 +101,41 @@ func TestConnectCustomRange(t *testing.T) {
 			in.Msg.BestDay, in.Msg.DailyAverage, date(0))
 	}
 
+	// Summaries by range name cover the range's dates, as stats reports them.
+	sreq := connect.NewRequest(&heartlogv1.GetStatsRequest{Range: "last_7_days", Options: utc})
+	sreq.Header().Set("Authorization", "Bearer "+key)
+	week, err := client.GetStats(ctx, sreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, msg := range map[string]*heartlogv1.GetSummariesRequest{
+		"by range": {Range: "last_7_days", Options: utc},
+		"by dates": {Start: week.Msg.Start, End: week.Msg.End, Options: utc},
+	} {
+		req := connect.NewRequest(msg)
+		req.Header().Set("Authorization", "Bearer "+key)
+		sum, err := client.GetSummaries(ctx, req)
+		if err != nil {
+			t.Fatalf("summaries %s: %v", name, err)
+		}
+		days := sum.Msg.Days
+		if len(days) != 7 || days[0].Date != week.Msg.Start || days[6].Date != week.Msg.End || sum.Msg.CumulativeTotal.TotalSeconds != 660 {
+			t.Errorf("summaries %s: %d days, %v to %v, total %v; want 7 days from %s to %s, 660 s", name, len(days),
+				days[0].GetDate(), days[len(days)-1].GetDate(), sum.Msg.CumulativeTotal.GetTotalSeconds(), week.Msg.Start, week.Msg.End)
+		}
+	}
+	for name, msg := range map[string]*heartlogv1.GetSummariesRequest{
+		"both":    {Range: "last_7_days", Start: date(0), End: date(0)},
+		"neither": {},
+		"unknown": {Range: "last_fortnight"},
+	} {
+		req := connect.NewRequest(msg)
+		req.Header().Set("Authorization", "Bearer "+key)
+		if _, err := client.GetSummaries(ctx, req); connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("summaries %s: %v, want invalid_argument", name, err)
+		}
+	}
+
 	for name, msg := range map[string]*heartlogv1.GetStatsRequest{
 		"both":     {Range: "last_7_days", Start: date(0), End: date(0)},
 		"neither":  {},

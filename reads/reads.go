@@ -40,6 +40,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
 
 	"heartlog/objstore"
 	"heartlog/pgheartbeats"
@@ -71,6 +72,8 @@ type Reader struct {
 	// filling holds the keys this Reader is filling now (see claimFills).
 	fillMu  sync.Mutex
 	filling map[string]bool
+	// flights shares concurrent Activity reads of the same files (shared.go).
+	flights singleflight.Group
 
 	grace time.Duration
 	now   func() time.Time
@@ -100,10 +103,16 @@ func (r *Reader) WithShardsGrace(grace time.Duration) *Reader {
 	return r
 }
 
-var daysRead = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "heartlog_read_days_total",
-	Help: "User-days read, by where they came from (postgres, digest, cache, s3, none).",
-}, []string{"source"})
+var (
+	daysRead = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "heartlog_read_days_total",
+		Help: "User-days read, by where they came from (postgres, digest, cache, s3, none).",
+	}, []string{"source"})
+	readsShared = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "heartlog_read_files_shared_total",
+		Help: "Activity reads that shared one read of their day files with concurrent reads of the same user and days (each of them counts).",
+	})
+)
 
 // Heartbeats returns the user's heartbeats of the UTC days (YYYYMMDD),
 // sorted by (time, id).
@@ -186,7 +195,11 @@ func (r *Reader) read(ctx context.Context, u users.User, days []string, digests 
 	if len(cold) > 0 {
 		g.Go(func() error {
 			var err error
-			files, err = r.fromFiles(gctx, u, cold, digests)
+			if digests {
+				files, err = r.sharedActivityFiles(gctx, u, cold)
+			} else {
+				files, err = r.fromFiles(gctx, u, cold, false)
+			}
 			return err
 		})
 	}

@@ -2,7 +2,9 @@ package reads_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -237,6 +239,37 @@ func checkActivity(t *testing.T, r *reads.Reader, c *ssdb.Cache, u users.User, d
 		}
 	}
 	read("from digests")
+
+	// Concurrent reads of the same days share one read of their files
+	// (shared.go): each still gets the whole activity, and one whose caller
+	// gives up at once fails alone (or, if the shared read was done
+	// already, gets it).
+	gaveUp, cancel := context.WithCancel(ctx)
+	cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() {
+			c := ctx
+			if i == 0 {
+				c = gaveUp
+			}
+			got, err := r.Activity(c, u, days)
+			if err == nil && view(got) != view(wantBeats) {
+				err = fmt.Errorf("activity differs from Postgres:\n%s", view(got))
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if errs[0] != nil && !errors.Is(errs[0], context.Canceled) { // nil if the shared read won the race
+		t.Fatalf("concurrent read whose caller gave up: %v, want context.Canceled", errs[0])
+	}
+	for i, err := range errs[1:] {
+		if err != nil {
+			t.Fatalf("concurrent read %d: %v", i+1, err)
+		}
+	}
 
 	// A missing digest: the day file is read, and the digest written back.
 	if err := c.Delete(ctx, dkeys[0]); err != nil {

@@ -349,6 +349,15 @@ func testShowsWhatTheAPIReturns(t *testing.T, browser context.Context) {
 	assertMatchesAPI(t, a, s, "last_30_days", "")
 	p.screenshot(t, "settings", "section#settings-section")
 
+	// The range is in the address, so a reload or a link opens on it.
+	if q := eval[string](t, p, `location.search`); q != "?range=last_30_days" {
+		t.Errorf("address after picking last 30 days: %q, want ?range=last_30_days", q)
+	}
+	p.do(t, "open last year by its address", chromedp.Navigate(svc.URL+"/?range=last_year"))
+	s = p.snapshot(t, 0)
+	st = assertMatchesAPI(t, a, s, "last_year", "")
+	t.Logf("/?range=last_year: grand total %q, %d days", st.Total.Text, len(s.Daily))
+
 	s = selectRange(t, p, "last_7_days")
 	assertLiveUpdate(t, svc, a, p, user.ID, key, n, s)
 	p.assertNoProblems(t)

@@ -17,7 +17,7 @@ import { byId, el, fillTable } from "./dom";
 import { today, timeZones } from "./format";
 import type { Settings } from "./gen/heartlog/v1/settings_pb";
 import { watch } from "./live";
-import { dates, options, type Selection } from "./state";
+import { dates, options, readURL, urlQuery, type Selection } from "./state";
 import { renderBreakdowns } from "./views/breakdowns";
 import { renderDaily } from "./views/daily";
 import { renderHeatMap } from "./views/heatmap";
@@ -152,16 +152,23 @@ function loadAll(mark: boolean): void {
       current,
     );
   begin(mark);
+  if (location.search !== urlQuery(sel)) history.replaceState(null, "", urlQuery(sel));
   const opts = options(sel);
   const span = dates(sel, userTz());
   if (span && (!span.start || !span.end || span.start > span.end)) {
     track(Promise.reject(new Error("Choose a start date on or before the end date.")), current);
     return;
   }
-  // Named ranges are resolved by the server, which returns their dates.
+  // Named ranges are resolved by the server (stats.ParseRange), and every
+  // call takes the name, so that all start at once. Each named range the
+  // picker offers ends today: once the page knows the view's time zone (not
+  // before the user's settings are in, on the first load), it knows every
+  // selection's end; until then the server says it.
   const rangeReq = span ? { start: span.start, end: span.end, options: opts } : { range: sel.range, options: opts };
   const statsP = stats.getStats(rangeReq, { signal });
-  const datesP = span ? Promise.resolve(span) : statsP.then((s) => ({ start: s.start, end: s.end }));
+  const tz = sel.tz || userTz();
+  const end = span?.end ?? (tz ? today(tz) : "");
+  const endP = end ? Promise.resolve(end) : statsP.then((s) => s.end);
 
   show(statsP, (s) => {
     renderTotals(s);
@@ -171,16 +178,19 @@ function loadAll(mark: boolean): void {
     renderBestDay(ins);
     return renderInsights(ins);
   });
-  show(stats.getHeatMap({ end: span?.end ?? "", options: opts }, { signal }), (h) => renderHeatMap(h.days));
-  show(
-    datesP.then(({ start, end }) => Promise.all([stats.getSummaries({ start, end, options: opts }, { signal }), statsP])),
-    ([sum, s]) => renderDaily(sum.days, s.breakdown?.projects ?? []),
+  show(stats.getHeatMap({ end, options: opts }, { signal }), (h) => renderHeatMap(h.days));
+  show(Promise.all([stats.getSummaries(rangeReq, { signal }), statsP]), ([sum, s]) =>
+    renderDaily(sum.days, s.breakdown?.projects ?? []),
   );
-  show(datesP, ({ end }) => {
-    rangeEnd = end;
-    if (!timelinePicked) ui.timelineDate.value = end;
-    return timeline(tg);
-  });
+  track(
+    endP.then((end) => {
+      if (!current()) return;
+      rangeEnd = end;
+      if (!timelinePicked) ui.timelineDate.value = end;
+      return timeline(tg);
+    }),
+    current,
+  );
 }
 
 /** loadTimeline re-reads the timeline alone (its day or slice changed). */
@@ -433,4 +443,11 @@ bindSettings(
   },
 );
 
+// The range may come from the address (?range=last_year): the picker
+// shows it before the first load.
+readURL(sel, location.search, (r) => [...ui.range.options].some((o) => o.value === r));
+ui.range.value = sel.range;
+ui.custom.hidden = sel.range !== "custom";
+ui.start.value = sel.customStart;
+ui.end.value = sel.customEnd;
 void start();

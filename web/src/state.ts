@@ -8,7 +8,7 @@ import { addDays, today } from "./format";
 /** RangeStats is what the totals and breakdowns show. */
 export type RangeStats = GetStatsResponse;
 
-/** The ranges the server names (GetStats and GetInsights resolve them). */
+/** The ranges the server names (GetStats, GetInsights and GetSummaries resolve them). */
 export const namedRanges: ReadonlySet<string> = new Set(["last_7_days", "last_30_days", "last_6_months", "last_year"]);
 
 export interface Selection {
@@ -46,4 +46,30 @@ export function dates(sel: Selection, userTz: string): { start: string; end: str
       return { start: sel.customStart, end: sel.customEnd };
   }
   return null;
+}
+
+/**
+ * readURL takes the range from the page's query, so that a view can be
+ * linked and bookmarked: ?range=last_year, or ?range=custom&start=…&end=….
+ * A range the picker does not offer (isOffered) is ignored.
+ */
+export function readURL(sel: Selection, search: string, isOffered: (range: string) => boolean): void {
+  const q = new URLSearchParams(search);
+  const range = q.get("range") ?? "";
+  if (!isOffered(range)) return;
+  sel.range = range;
+  if (range === "custom") {
+    sel.customStart = q.get("start") ?? "";
+    sel.customEnd = q.get("end") ?? "";
+  }
+}
+
+/** urlQuery is the query readURL reads the selection's range from. */
+export function urlQuery(sel: Selection): string {
+  const q = new URLSearchParams({ range: sel.range });
+  if (sel.range === "custom") {
+    q.set("start", sel.customStart);
+    q.set("end", sel.customEnd);
+  }
+  return "?" + q.toString();
 }

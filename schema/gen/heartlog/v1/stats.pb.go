@@ -95,10 +95,16 @@ func (x *ReadOptions) GetProject() string {
 
 type GetSummariesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Local dates, YYYY-MM-DD, inclusive; at most 400 days.
-	Start         string       `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
-	End           string       `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
-	Options       *ReadOptions `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
+	// Local dates, YYYY-MM-DD, inclusive; at most 400 days. Empty for a
+	// named range: then range.
+	Start   string       `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	End     string       `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	Options *ReadOptions `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
+	// A named range instead of start and end, as GetStatsRequest.range
+	// (last_7_days, ..., last_year, all_time, 2026, 2026-11): a page can then
+	// ask for a range's summaries and its stats at once, without first
+	// learning the range's dates.
+	Range         string `protobuf:"bytes,4,opt,name=range,proto3" json:"range,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -152,6 +158,13 @@ func (x *GetSummariesRequest) GetOptions() *ReadOptions {
 		return x.Options
 	}
 	return nil
+}
+
+func (x *GetSummariesRequest) GetRange() string {
+	if x != nil {
+		return x.Range
+	}
+	return ""
 }
 
 type GetSummariesResponse struct {
@@ -1855,11 +1868,12 @@ const file_heartlog_v1_stats_proto_rawDesc = "" +
 	"\x0ftimeout_minutes\x18\x02 \x01(\x05R\x0etimeoutMinutes\x12\x1f\n" +
 	"\vwrites_only\x18\x03 \x01(\bR\n" +
 	"writesOnly\x12\x18\n" +
-	"\aproject\x18\x04 \x01(\tR\aproject\"q\n" +
+	"\aproject\x18\x04 \x01(\tR\aproject\"\x87\x01\n" +
 	"\x13GetSummariesRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\tR\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\tR\x03end\x122\n" +
-	"\aoptions\x18\x03 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\"\xbb\x01\n" +
+	"\aoptions\x18\x03 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\x12\x14\n" +
+	"\x05range\x18\x04 \x01(\tR\x05range\"\xbb\x01\n" +
 	"\x14GetSummariesResponse\x12+\n" +
 	"\x04days\x18\x01 \x03(\v2\x17.heartlog.v1.DaySummaryR\x04days\x12=\n" +
 	"\x10cumulative_total\x18\x02 \x01(\v2\x12.heartlog.v1.TotalR\x0fcumulativeTotal\x127\n" +
