@@ -261,21 +261,11 @@ func (s *Set) remember(day, name string) (DB, error) {
 // database), so that adding shard URLs never sends a late heartbeat of
 // such a day to another database. Days placed already stay placed.
 func (s *Set) Adopt(ctx context.Context) error {
-	dbs := make([]DB, 0, len(s.byName))
-	for _, db := range s.takers {
-		dbs = append(dbs, db)
-	}
-	if s.Sharded() {
-		dbs = append(dbs, s.byName[NameOf(s.catalog)])
+	dbs, err := s.Holders(ctx)
+	if err != nil {
+		return fmt.Errorf("daydb: adopt: %w", err)
 	}
 	for _, db := range dbs {
-		var has bool
-		if err := db.Pool.QueryRow(ctx, `SELECT to_regclass('heartbeats') IS NOT NULL`).Scan(&has); err != nil {
-			return fmt.Errorf("daydb: adopt the days of %s: %w", db.Name, err)
-		}
-		if !has {
-			continue
-		}
 		tables, err := pgheartbeats.DayTables(ctx, db.Pool, "")
 		if err != nil {
 			return fmt.Errorf("daydb: adopt the days of %s: %w", db.Name, err)
@@ -328,4 +318,23 @@ func parseDay(day string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%w %q: %w", ErrBadDay, day, err)
 	}
 	return d, nil
+}
+
+// Holders are the databases that may hold day tables: every one that takes
+// new days, and, with shard databases, the catalog if it still has a
+// heartbeats table (the days written there before the shards were
+// configured). What the janitor lists the tables of.
+func (s *Set) Holders(ctx context.Context) ([]DB, error) {
+	dbs := s.All()
+	if !s.Sharded() {
+		return dbs, nil
+	}
+	var has bool
+	if err := s.catalog.QueryRow(ctx, `SELECT to_regclass('heartbeats') IS NOT NULL`).Scan(&has); err != nil {
+		return nil, fmt.Errorf("daydb: look for day tables on the catalog: %w", err)
+	}
+	if has {
+		dbs = append(dbs, s.byName[NameOf(s.catalog)])
+	}
+	return dbs, nil
 }

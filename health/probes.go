@@ -40,9 +40,18 @@ func Users(js jetstream.JetStream, bucket string) Check {
 	}}
 }
 
-// Postgres answers a ping: it holds the hot days.
+// Postgres answers a ping: the catalog database, which holds the users and
+// the placement of days (and the hot days themselves without shard
+// databases).
 func Postgres(pool *pgxpool.Pool) Check {
 	return Check{Name: "postgres", Needed: []Capability{HotReads}, Probe: pool.Ping}
+}
+
+// PostgresShard answers a ping: shard database n (1-based, in the order of
+// HEARTLOG_POSTGRES_SHARD_URLS), which holds some of the hot days. The
+// report names it by number, not by host: /readyz is public.
+func PostgresShard(n int, pool *pgxpool.Pool) Check {
+	return Check{Name: fmt.Sprintf("postgres-shard-%d", n), Needed: []Capability{HotReads}, Probe: pool.Ping}
 }
 
 // Cache (SSDB) answers a PING. Reads of older days fall back to S3
@@ -74,8 +83,10 @@ type Deps struct {
 	Stream      string
 	UsersBucket string
 	Postgres    *pgxpool.Pool
-	Cache       *ssdb.Cache
-	S3          objstore.Bucket
+	// PostgresShards are the shard databases, in list order.
+	PostgresShards []*pgxpool.Pool
+	Cache          *ssdb.Cache
+	S3             objstore.Bucket
 }
 
 // Checks are the checks of d, in report order.
@@ -92,6 +103,9 @@ func (d Deps) Checks() []Check {
 	}
 	if d.Postgres != nil {
 		out = append(out, Postgres(d.Postgres))
+	}
+	for i, p := range d.PostgresShards {
+		out = append(out, PostgresShard(i+1, p))
 	}
 	if d.Cache != nil {
 		out = append(out, Cache(d.Cache))

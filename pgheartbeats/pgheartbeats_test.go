@@ -78,7 +78,7 @@ func TestRoundTripThroughProcessorAndReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Every day is hot: the reader reads Postgres alone, no cache or bucket.
-	got, err := reads.New(pool, allActive{}, nil, nil, 0, zerolog.Nop()).Heartbeats(ctx, users.User{ID: user}, []string{day})
+	got, err := reads.New(daydb.One(pool), allActive{}, nil, nil, 0, zerolog.Nop()).Heartbeats(ctx, users.User{ID: user}, []string{day})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,13 +35,13 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
+	"heartlog/daydb"
 	"heartlog/objstore"
 	"heartlog/pgheartbeats"
 	"heartlog/schema/dayfile"
@@ -61,7 +61,7 @@ type ShardStates interface {
 
 // Reader reads heartbeats. It is safe for concurrent use.
 type Reader struct {
-	pool     *pgxpool.Pool
+	days     *daydb.Set
 	shards   ShardStates
 	cache    *ssdb.Cache
 	primary  objstore.Bucket
@@ -81,12 +81,14 @@ type Reader struct {
 	cold  map[string]bool // days past grace found without a partition
 }
 
-// New returns a Reader; parallel bounds S3 GETs per call (default 16).
-func New(pool *pgxpool.Pool, shards ShardStates, c *ssdb.Cache, primary objstore.Bucket, parallel int, log zerolog.Logger) *Reader {
+// New returns a Reader of the hot days on days' databases (it may be nil
+// for a Reader that is only given dropped days); parallel bounds S3 GETs
+// per call (default 16).
+func New(days *daydb.Set, shards ShardStates, c *ssdb.Cache, primary objstore.Bucket, parallel int, log zerolog.Logger) *Reader {
 	if parallel <= 0 {
 		parallel = 16
 	}
-	return &Reader{pool: pool, shards: shards, cache: c, primary: primary, parallel: parallel, log: log,
+	return &Reader{days: days, shards: shards, cache: c, primary: primary, parallel: parallel, log: log,
 		now: time.Now, cold: map[string]bool{}, filling: map[string]bool{}}
 }
 
@@ -225,9 +227,19 @@ func (r *Reader) partitioned(ctx context.Context, days []string) (map[string]boo
 	if len(ask) == 0 {
 		return map[string]bool{}, nil
 	}
-	have, err := pgheartbeats.Partitioned(ctx, r.pool, ask)
+	have := make(map[string]bool, len(ask))
+	var mu sync.Mutex
+	err := r.eachDatabase(ctx, ask, func(ctx context.Context, db daydb.DB, days []string) error {
+		got, err := pgheartbeats.Partitioned(ctx, db.Pool, days)
+		mu.Lock()
+		defer mu.Unlock()
+		for d, ok := range got {
+			have[d] = ok
+		}
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("reads: %w", err)
+		return nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -260,23 +272,71 @@ func compareStrings(a, b string) int {
 	return 0
 }
 
+// fromPostgres reads the user's rows of the hot days, from each day's
+// database.
 func (r *Reader) fromPostgres(ctx context.Context, u users.User, days []string) ([]*heartlogv1.Heartbeat, error) {
 	id, err := uuid.Parse(u.ID)
 	if err != nil {
 		return nil, fmt.Errorf("reads: user id %q: %w", u.ID, err)
 	}
+	var out []*heartlogv1.Heartbeat
+	var mu sync.Mutex
+	err = r.eachDatabase(ctx, days, func(ctx context.Context, db daydb.DB, days []string) error {
+		rows, err := r.userRows(ctx, db, id, days)
+		mu.Lock()
+		defer mu.Unlock()
+		out = append(out, rows...)
+		return err
+	})
+	return out, err
+}
+
+// userRows reads the user's rows of days from one database.
+func (r *Reader) userRows(ctx context.Context, db daydb.DB, user uuid.UUID, days []string) ([]*heartlogv1.Heartbeat, error) {
 	dates := make([]pgtype.Date, len(days))
 	for i, d := range days {
 		if err := dates[i].Scan(d[:4] + "-" + d[4:6] + "-" + d[6:]); err != nil {
-			return nil, fmt.Errorf("reads: day %q: %w", d, err)
+			return nil, fmt.Errorf("day %q: %w", d, err)
 		}
 	}
-	rows, err := r.pool.Query(ctx, pgheartbeats.Select+" WHERE user_id = $1 AND day = ANY($2)",
-		pgtype.UUID{Bytes: id, Valid: true}, dates)
+	rows, err := db.Pool.Query(ctx, pgheartbeats.Select+" WHERE user_id = $1 AND day = ANY($2)",
+		pgtype.UUID{Bytes: user, Valid: true}, dates)
 	if err != nil {
-		return nil, fmt.Errorf("reads: postgres: %w", err)
+		return nil, err
 	}
 	return pgx.CollectRows(rows, pgheartbeats.Scan)
+}
+
+// eachDatabase calls fn once for each database that holds some of days,
+// with its days, all databases at once. A day placed nowhere has no
+// heartbeats in Postgres (a day is placed before its first row is
+// written), and is left out. The first failure cancels the others and is
+// returned naming its database, so that a read never answers with the
+// days of the databases that were up alone.
+func (r *Reader) eachDatabase(ctx context.Context, days []string, fn func(ctx context.Context, db daydb.DB, days []string) error) error {
+	if r.days == nil {
+		return errors.New("reads: no Postgres databases given for hot days")
+	}
+	placed, err := r.days.Lookup(ctx, days)
+	if err != nil {
+		return fmt.Errorf("reads: %w", err)
+	}
+	byName, dbs := map[string][]string{}, map[string]daydb.DB{}
+	for _, d := range days {
+		if db, ok := placed[d]; ok {
+			byName[db.Name], dbs[db.Name] = append(byName[db.Name], d), db
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for name, days := range byName {
+		g.Go(func() error {
+			if err := fn(gctx, dbs[name], days); err != nil {
+				return fmt.Errorf("reads: postgres %s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // fileDays are days read from day files or digests, in the order asked:

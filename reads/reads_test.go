@@ -91,7 +91,7 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 	}
 	ctx := context.Background()
 	bucket := &countingBucket{Bucket: stores.Primary}
-	hot := reads.New(svc.Pool, states{}, stores.Cache, bucket, 4, heartlogtest.Logger(t))
+	hot := reads.New(svc.Days, states{}, stores.Cache, bucket, 4, heartlogtest.Logger(t))
 	fromPG, err := hot.Heartbeats(ctx, u, days)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 	for _, d := range days {
 		dropped[d] = streams.ShardDropped
 	}
-	cold := reads.New(svc.Pool, dropped, stores.Cache, bucket, 4, heartlogtest.Logger(t))
+	cold := reads.New(svc.Days, dropped, stores.Cache, bucket, 4, heartlogtest.Logger(t))
 	keys := make([]string, len(days))
 	for i, d := range days {
 		keys[i] = dayfile.Key(u.ObjectPrefix, u.ID, d)

@@ -22,7 +22,7 @@ func TestDropWithPostgresProcessor(t *testing.T) {
 	t.Parallel()
 	svc := heartlogtest.Start(t, heartlogtest.Options{})
 	ctx := context.Background()
-	e := &env{t: t, js: svc.JS, sc: svc.Streams, pool: svc.Pool, consumers: map[string][]jetstream.Consumer{}}
+	e := &env{t: t, js: svc.JS, sc: svc.Streams, dbs: heartlogtest.Databases{Days: svc.Days, Catalog: svc.Pool}, consumers: map[string][]jetstream.Consumer{}}
 	for _, proc := range []string{streams.DurableObjects, streams.DurableCache} {
 		cs, err := streams.EnsurePartitionConsumers(ctx, svc.JS, svc.Streams, proc)
 		if err != nil {
@@ -42,7 +42,7 @@ func TestDropWithPostgresProcessor(t *testing.T) {
 	post("a.go")
 	svc.WaitCount(t, 1, "SELECT count(*) FROM heartbeats WHERE user_id = $1 AND day = $2", u.ID, at.Truncate(24*time.Hour))
 
-	j := shards.New(svc.JS, svc.Streams, svc.Pool, shards.Options{Owner: "janitor", Settle: time.Second, LockTTL: 3 * time.Second, Log: heartlogtest.Logger(t)})
+	j := shards.New(svc.JS, svc.Streams, svc.Days, shards.Options{Owner: "janitor", Settle: time.Second, LockTTL: 3 * time.Second, Log: heartlogtest.Logger(t)})
 	if dropped, err := j.RunOnce(ctx); len(dropped) != 0 || len(shards.NotProven(err)) != 1 {
 		t.Fatalf("before objects and cache acked: dropped %v, err %v", dropped, err)
 	}

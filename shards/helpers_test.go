@@ -27,7 +27,9 @@ type env struct {
 	nats *heartlogtest.NATS
 	js   jetstream.JetStream
 	sc   streams.Config
-	pool *pgxpool.Pool
+	// dbs are a catalog and two shard databases: each day's table is on
+	// the one its placement names (poolOf).
+	dbs heartlogtest.Databases
 	// consumers[processor][partition], kept so that fetches stay pinned.
 	consumers map[string][]jetstream.Consumer
 }
@@ -50,8 +52,19 @@ func setup(t *testing.T) *env {
 		}
 		e.consumers[proc] = cs
 	}
-	e.pool, _ = heartlogtest.NewDatabase(t)
+	e.dbs = heartlogtest.NewDatabases(t, 2)
 	return e
+}
+
+// poolOf is the database of day (YYYYMMDD), placing the day if it has no
+// database yet, as the Postgres processor does at its first heartbeat.
+func (e *env) poolOf(day string) *pgxpool.Pool {
+	e.t.Helper()
+	db, err := e.dbs.Days.For(context.Background(), day)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return db.Pool
 }
 
 func (e *env) janitor(owner string, mod func(*shards.Options)) *shards.Janitor {
@@ -65,7 +78,7 @@ func (e *env) janitor(owner string, mod func(*shards.Options)) *shards.Janitor {
 	if mod != nil {
 		mod(&opts)
 	}
-	return shards.New(e.js, e.sc, e.pool, opts)
+	return shards.New(e.js, e.sc, e.dbs.Days, opts)
 }
 
 // partition creates the day's partition (YYYYMMDD) with rows rows.
@@ -77,13 +90,14 @@ func (e *env) partition(day string, rows int) {
 	}
 	ctx := context.Background()
 	name := pgx.Identifier{"heartbeats_" + day}.Sanitize()
-	if _, err := e.pool.Exec(ctx, fmt.Sprintf(
+	pool := e.poolOf(day)
+	if _, err := pool.Exec(ctx, fmt.Sprintf(
 		"CREATE TABLE %s PARTITION OF heartbeats FOR VALUES FROM ('%s') TO ('%s')",
 		name, from.Format(time.DateOnly), from.AddDate(0, 0, 1).Format(time.DateOnly))); err != nil {
 		e.t.Fatal(err)
 	}
 	for i := range rows {
-		if _, err := e.pool.Exec(ctx, `INSERT INTO heartbeats (day, user_id, id, time, entity, type, category)
+		if _, err := pool.Exec(ctx, `INSERT INTO heartbeats (day, user_id, id, time, entity, type, category)
 			VALUES ($1, gen_random_uuid(), $2, $3, 'main.go', 'file', 'coding')`,
 			from, fmt.Sprint(i), float64(from.Unix()+int64(i))); err != nil {
 			e.t.Fatal(err)
@@ -227,7 +241,7 @@ func (e *env) compacted(day string, procs ...string) {
 func (e *env) tableState(day string) string {
 	e.t.Helper()
 	var attached, pending *bool
-	err := e.pool.QueryRow(context.Background(), `
+	err := e.poolOf(day).QueryRow(context.Background(), `
 		SELECT i.inhrelid IS NOT NULL, i.inhdetachpending
 		FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
 		WHERE c.relname = $1`, "heartbeats_"+day).Scan(&attached, &pending)
@@ -286,23 +300,25 @@ func (e *env) expectDropped(day string) {
 	}
 }
 
-// terminateDetach ends every backend of this test's database that is still
-// running a DETACH PARTITION, and waits until they are gone.
+// terminateDetach ends every backend of this test's databases that is
+// still running a DETACH PARTITION, and waits until they are gone.
 func (e *env) terminateDetach() {
 	e.t.Helper()
 	const running = `FROM pg_stat_activity
 		WHERE datname = current_database() AND pid <> pg_backend_pid()
 		AND query ILIKE 'ALTER TABLE heartbeats DETACH PARTITION%'`
 	ctx := context.Background()
-	if _, err := e.pool.Exec(ctx, "SELECT pg_terminate_backend(pid) "+running); err != nil {
-		e.t.Fatal(err)
-	}
-	gone := heartlogtest.Eventually(10*time.Second, func() bool {
-		var n int
-		err := e.pool.QueryRow(ctx, "SELECT count(*) "+running).Scan(&n)
-		return err == nil && n == 0
-	})
-	if !gone {
-		e.t.Fatal("the detaching backend did not end")
+	for _, pool := range e.dbs.Shards {
+		if _, err := pool.Exec(ctx, "SELECT pg_terminate_backend(pid) "+running); err != nil {
+			e.t.Fatal(err)
+		}
+		gone := heartlogtest.Eventually(10*time.Second, func() bool {
+			var n int
+			err := pool.QueryRow(ctx, "SELECT count(*) "+running).Scan(&n)
+			return err == nil && n == 0
+		})
+		if !gone {
+			e.t.Fatal("the detaching backend did not end")
+		}
 	}
 }

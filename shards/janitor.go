@@ -9,10 +9,11 @@ import (
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
+	"heartlog/daydb"
 	"heartlog/heartbeat"
 	"heartlog/pgheartbeats"
 	"heartlog/streams"
@@ -117,15 +118,16 @@ func (s Step) String() string {
 type Janitor struct {
 	js   jetstream.JetStream
 	sc   streams.Config
-	pool *pgxpool.Pool
+	days *daydb.Set
 	opts Options
 }
 
 // New returns a janitor over the stream and buckets sc names and the
-// database pool reaches.
-func New(js jetstream.JetStream, sc streams.Config, pool *pgxpool.Pool, opts Options) *Janitor {
+// databases of days. Each day's table is drained and dropped on the
+// database it is on.
+func New(js jetstream.JetStream, sc streams.Config, days *daydb.Set, opts Options) *Janitor {
 	opts.defaults()
-	return &Janitor{js: js, sc: sc, pool: pool, opts: opts}
+	return &Janitor{js: js, sc: sc, days: days, opts: opts}
 }
 
 // Owner is the name this janitor holds the lock under.
@@ -157,6 +159,9 @@ type Day struct {
 	By        string
 	// Table is where the partition table stands.
 	Table TableState
+	// Database is the name of the database the table is on (daydb.DB.Name);
+	// empty when there is no table.
+	Database string
 	// Rows is Postgres's estimate of the table's rows (pg_class.reltuples);
 	// -1 when there is no table or Postgres has not estimated it yet.
 	Rows int64
@@ -226,7 +231,7 @@ func (j *Janitor) list(ctx context.Context, shardsKV jetstream.KeyValue, only st
 	}
 	for day, t := range tables {
 		d := get(day)
-		d.Table, d.Rows = t.state, t.rows
+		d.Table, d.Rows, d.Database = t.state, t.rows, t.db.Name
 	}
 	if only != "" {
 		e, err := shardsKV.Get(ctx, only)
@@ -289,48 +294,98 @@ func applyEntry(d *Day, e jetstream.KeyValueEntry) {
 type table struct {
 	state TableState
 	rows  int64
+	db    daydb.DB // the database the table is on
 }
 
-// tables lists the day tables next to heartbeats, attached or not.
+// tables lists the day tables next to heartbeats, attached or not, on
+// every database that may hold them (daydb.Set.Holders), all at once. A
+// database that does not answer fails the listing: taking its days for
+// tableless could mark a day dropped whose table is still there.
 func (j *Janitor) tables(ctx context.Context, only string) (map[string]table, error) {
-	dts, err := pgheartbeats.DayTables(ctx, j.pool, only)
+	dbs, err := j.days.Holders(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("shards: %w", err)
 	}
-	out := make(map[string]table, len(dts))
-	for _, dt := range dts {
-		t := table{state: TableDetached, rows: dt.Rows}
-		switch {
-		case dt.Attached && dt.DetachPending:
-			t.state = TableDetachPending
-		case dt.Attached:
-			t.state = TableAttached
-		}
-		out[dt.Day] = t
+	listed := make([][]pgheartbeats.DayTable, len(dbs))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, db := range dbs {
+		g.Go(func() error {
+			var err error
+			if listed[i], err = pgheartbeats.DayTables(gctx, db.Pool, only); err != nil {
+				return fmt.Errorf("shards: %s: %w", db.Name, err)
+			}
+			return nil
+		})
 	}
-	return out, nil
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	out := make(map[string]table)
+	var twice []string
+	for i, dts := range listed {
+		for _, dt := range dts {
+			if _, ok := out[dt.Day]; ok {
+				twice = append(twice, dt.Day)
+			}
+			out[dt.Day] = tableOf(dt, dbs[i])
+		}
+	}
+	return out, j.keepPlaced(ctx, out, twice, dbs, listed)
 }
 
-func (j *Janitor) table(ctx context.Context, day string) (TableState, error) {
+func tableOf(dt pgheartbeats.DayTable, db daydb.DB) table {
+	t := table{state: TableDetached, rows: dt.Rows, db: db}
+	switch {
+	case dt.Attached && dt.DetachPending:
+		t.state = TableDetachPending
+	case dt.Attached:
+		t.state = TableAttached
+	}
+	return t
+}
+
+// keepPlaced settles the days whose table is on two databases (a day
+// `shards move` is copying, or whose source it has not dropped yet): the
+// table that counts is the one on the day's placement.
+func (j *Janitor) keepPlaced(ctx context.Context, out map[string]table, twice []string, dbs []daydb.DB, listed [][]pgheartbeats.DayTable) error {
+	if len(twice) == 0 {
+		return nil
+	}
+	placed, err := j.days.Lookup(ctx, twice)
+	if err != nil {
+		return fmt.Errorf("shards: %w", err)
+	}
+	for i, dts := range listed {
+		for _, dt := range dts {
+			if p, ok := placed[dt.Day]; ok && p.Name == dbs[i].Name {
+				out[dt.Day] = tableOf(dt, dbs[i])
+			}
+		}
+	}
+	return nil
+}
+
+// table says where the day's table stands, and on which database.
+func (j *Janitor) table(ctx context.Context, day string) (TableState, daydb.DB, error) {
 	ts, err := j.tables(ctx, day)
 	if err != nil {
-		return "", err
+		return "", daydb.DB{}, err
 	}
 	if t, ok := ts[day]; ok {
-		return t.state, nil
+		return t.state, t.db, nil
 	}
-	return TableNone, nil
+	return TableNone, daydb.DB{}, nil
 }
 
 // hasRows reports whether the day's table exists and has a row.
 func (j *Janitor) hasRows(ctx context.Context, day string) (bool, error) {
-	st, err := j.table(ctx, day)
+	st, db, err := j.table(ctx, day)
 	if err != nil || st == TableNone {
 		return false, err
 	}
-	yes, err := pgheartbeats.HasRows(ctx, j.pool, day)
+	yes, err := pgheartbeats.HasRows(ctx, db.Pool, day)
 	if err != nil {
-		return false, fmt.Errorf("shards: %w", err)
+		return false, fmt.Errorf("shards: %s: %w", db.Name, err)
 	}
 	return yes, nil
 }
@@ -595,10 +650,11 @@ func (s *session) day(d Day) (bool, error) {
 		if err := s.check(); err != nil {
 			return false, err
 		}
-		if err := pgheartbeats.DropTable(ctx, j.pool, d.Day); err != nil {
-			return false, fmt.Errorf("shards: %w", err)
+		db, err := j.drop(ctx, d.Day)
+		if err != nil {
+			return false, err
 		}
-		log.Info().Msg("partition dropped")
+		log.Info().Str("database", db).Msg("partition dropped")
 		if err := s.after(d.Day, StepDrop); err != nil {
 			return false, err
 		}
@@ -620,12 +676,25 @@ func (s *session) day(d Day) (bool, error) {
 	return true, nil
 }
 
+// drop drops the day's detached table, on the database it is on, and
+// returns that database's name.
+func (j *Janitor) drop(ctx context.Context, day string) (string, error) {
+	st, db, err := j.table(ctx, day)
+	if err != nil || st == TableNone {
+		return db.Name, err
+	}
+	if err := pgheartbeats.DropTable(ctx, db.Pool, day); err != nil {
+		return db.Name, fmt.Errorf("shards: %s: %w", db.Name, err)
+	}
+	return db.Name, nil
+}
+
 // detach takes the day's table out of heartbeats, from whatever state a
 // previous janitor left it in.
 func (j *Janitor) detach(ctx context.Context, day string) error {
 	var last error
 	for range 3 {
-		st, err := j.table(ctx, day)
+		st, db, err := j.table(ctx, day)
 		if err != nil {
 			return err
 		}
@@ -635,7 +704,7 @@ func (j *Janitor) detach(ctx context.Context, day string) error {
 		}
 		// A pending detach: a janitor died (or was cancelled) inside the
 		// concurrent detach, and only FINALIZE completes it.
-		if err = pgheartbeats.Detach(ctx, j.pool, day, st == TableDetachPending); err == nil {
+		if err = pgheartbeats.Detach(ctx, db.Pool, day, st == TableDetachPending); err == nil {
 			return nil
 		}
 		last = fmt.Errorf("shards: %w", err)

@@ -159,7 +159,7 @@ func TestDetachPendingIsFinalized(t *testing.T) {
 	// An old snapshot makes the concurrent detach wait in its second
 	// transaction; cancelling it there leaves the partition detach pending,
 	// as a janitor that died mid-detach does.
-	tx, err := e.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	tx, err := e.poolOf(day).BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -327,17 +327,9 @@ func (rt *runtime) janitor(ctx context.Context) (func(context.Context) error, er
 		}
 		jo.AfterStep = shards.PauseAfter(ctx, step, rt.log)
 	}
-	// SEAM(issue 10): the janitor works on one database, the catalog. With
-	// shard databases it would find none of their partitions, so it does
-	// not run until it goes over rt.days.All() (daydb).
-	j := shards.New(rt.js, rt.sc, rt.pool, jo)
+	j := shards.New(rt.js, rt.sc, rt.days, jo)
 	return func(ctx context.Context) error {
 		if !rt.awaitReady(ctx, "shard janitor") {
-			return nil
-		}
-		if rt.days.Sharded() {
-			rt.log.Warn().Msg("shard janitor not started: it does not yet drop days on HEARTLOG_POSTGRES_SHARD_URLS")
-			<-ctx.Done()
 			return nil
 		}
 		return j.Run(ctx)
@@ -502,10 +494,8 @@ func (rt *runtime) bucket(ctx context.Context, b config.Bucket, envPrefix, proce
 // reader is the read path: Postgres for active shards, else SSDB, else S3;
 // deps are what /readyz checks.
 func (rt *runtime) reader(ctx context.Context) (*reads.Reader, health.Deps, func(), error) {
-	// SEAM(issue 10): /readyz and reads reach the catalog alone, which is
-	// right without shard databases; with them, they are to go over
-	// rt.days (daydb.Set.Lookup for reads, All for /readyz).
-	deps := health.Deps{NATS: rt.nc, JetStream: rt.js, Stream: rt.sc.Stream, UsersBucket: rt.sc.UsersBucket, Postgres: rt.pool}
+	deps := health.Deps{NATS: rt.nc, JetStream: rt.js, Stream: rt.sc.Stream, UsersBucket: rt.sc.UsersBucket,
+		Postgres: rt.pool, PostgresShards: shardPools(rt.days)}
 	view, err := streams.WatchShards(ctx, rt.js, rt.sc)
 	if err != nil {
 		return nil, deps, nil, err
@@ -525,5 +515,18 @@ func (rt *runtime) reader(ctx context.Context) (*reads.Reader, health.Deps, func
 		_ = c.Close()
 	}
 	deps.Cache, deps.S3 = c, primary
-	return reads.New(rt.pool, view, c, primary, 16, rt.log).WithShardsGrace(rt.cfg.ShardsGrace), deps, stop, nil
+	return reads.New(rt.days, view, c, primary, 16, rt.log).WithShardsGrace(rt.cfg.ShardsGrace), deps, stop, nil
+}
+
+// shardPools are the shard databases' pools, in list order; none without
+// HEARTLOG_POSTGRES_SHARD_URLS (the catalog holds the days).
+func shardPools(days *daydb.Set) []*pgxpool.Pool {
+	if !days.Sharded() {
+		return nil
+	}
+	var out []*pgxpool.Pool
+	for _, db := range days.All() {
+		out = append(out, db.Pool)
+	}
+	return out
 }

@@ -42,7 +42,7 @@ func janitor(cmd *cobra.Command) (*shards.Janitor, *daydb.Set, func(), error) {
 		return nil, nil, nil, err
 	}
 	host, _ := os.Hostname()
-	j := shards.New(rt.js, rt.sc, rt.pool, shards.Options{
+	j := shards.New(rt.js, rt.sc, rt.days, shards.Options{
 		Owner: fmt.Sprintf("operator@%s:%d", host, os.Getpid()),
 		Grace: cfg.ShardsGrace,
 		Log:   log,

@@ -150,7 +150,7 @@ func Start(t testing.TB, opts Options) *Service {
 	}
 	t.Cleanup(func() { _ = view.Stop() })
 	stores := OpenStores(t)
-	reader := reads.New(s.Pool, view, stores.Cache, stores.Primary, 16, Logger(t)).WithShardsGrace(opts.ShardsGrace)
+	reader := reads.New(s.Days, view, stores.Cache, stores.Primary, 16, Logger(t)).WithShardsGrace(opts.ShardsGrace)
 	checks := health.Deps{NATS: s.NC, JetStream: s.JS, Stream: s.Streams.Stream, UsersBucket: s.Streams.UsersBucket,
 		Postgres: s.Pool, Cache: stores.Cache, S3: stores.Primary}.Checks()
 	s.Reader, s.pub, s.checks = reader, pub, checks

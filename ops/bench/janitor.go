@@ -51,7 +51,7 @@ func runJanitor(ctx context.Context, st *stack, cfg config) ([]result, error) {
 		return nil, err
 	}
 	steps := map[shards.Step]time.Time{}
-	j := shards.New(st.js, st.sc, st.pool, shards.Options{
+	j := shards.New(st.js, st.sc, daydb.One(st.pool), shards.Options{
 		Owner: "bench", Log: st.log,
 		AfterStep: func(_ string, s shards.Step) error { steps[s] = time.Now(); return nil },
 	})

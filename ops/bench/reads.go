@@ -392,7 +392,7 @@ func seedYear(ctx context.Context, st *stack, cfg config, opts func(*api.Options
 		return nil, err
 	}
 	y.bucket = newTimedBucket(y.ds.primary)
-	y.reader = &timedReader{r: reads.New(st.pool, y.view, y.ds.cache, y.bucket, 0, zerolog.Nop())}
+	y.reader = &timedReader{r: reads.New(daydb.One(st.pool), y.view, y.ds.cache, y.bucket, 0, zerolog.Nop())}
 	o := api.Options{Reader: y.reader, RateLimit: 1e9, RateBurst: 1e9, HeartbeatRate: 1e9, HeartbeatBurst: 1e9, ByteRate: 1e12, ByteBurst: 1 << 40, MaxDaysPerRequest: 1 << 20, MaxDayHeartbeats: 1 << 30, MaxDayBytes: 1 << 40, Log: st.log}
 	if opts != nil {
 		opts(&o)

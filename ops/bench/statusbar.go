@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"heartlog/api"
+	"heartlog/daydb"
 	"heartlog/internal/wiring"
 	"heartlog/reads"
 	"heartlog/streams"
@@ -58,7 +59,7 @@ func startStatusBarAPIs(ctx context.Context, st *stack, ds *dayStores) (*statusB
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = view.Stop() })
-	reader := reads.New(st.pool, view, ds.cache, ds.primary, 0, zerolog.Nop())
+	reader := reads.New(daydb.One(st.pool), view, ds.cache, ds.primary, 0, zerolog.Nop())
 	a.tracker = today.New(ctx, st.js, st.sc, reader, today.Options{Log: st.log})
 	a.closers = append(a.closers, a.tracker.Close)
 	for _, tr := range []*today.Tracker{a.tracker, nil} {
