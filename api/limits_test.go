@@ -369,10 +369,10 @@ func TestDaysPastGraceGoToDayFilesOnly(t *testing.T) {
 	// The recent day's rows mean the processor has passed the old day's.
 	svc.WaitCount(t, 12, "SELECT count(*) FROM heartbeats WHERE user_id = $1", u.ID)
 	oldDay, recentDay := old.Format(heartbeat.DayLayout), recent.Format(heartbeat.DayLayout)
-	if n := svc.Count(t, "SELECT count(*) FROM pg_class WHERE relname = $1", "heartbeats_"+oldDay); n != 0 {
+	if n := svc.Count(t, "SELECT count(*) FROM pg_class WHERE relname = 'heartbeats_' || $1", oldDay); n != 0 {
 		t.Errorf("a partition was created for %s, 30 days old", oldDay)
 	}
-	if n := svc.Count(t, "SELECT count(*) FROM pg_class WHERE relname = $1", "heartbeats_"+recentDay); n != 1 {
+	if n := svc.Count(t, "SELECT count(*) FROM pg_class WHERE relname = 'heartbeats_' || $1", recentDay); n != 1 {
 		t.Errorf("no partition for yesterday (%s)", recentDay)
 	}
 	if n := svc.Count(t, "SELECT count(*) FROM users WHERE id = $1 AND first_day = $2", u.ID, old.Truncate(24*time.Hour)); n != 1 {

@@ -267,8 +267,10 @@ func dropToDayFiles(t *testing.T, svc *heartlogtest.Service, u users.User, day t
 	if _, err := streams.PutShard(ctx, kv, day.Format("20060102"), streams.Shard{State: streams.ShardDropped, UpdatedAt: time.Now()}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Pool.Exec(ctx, "DELETE FROM heartbeats WHERE user_id = $1", u.ID); err != nil {
-		t.Fatal(err) // make sure Postgres is not what answers
+	for _, pool := range svc.DayPools() {
+		if _, err := pool.Exec(ctx, "DELETE FROM heartbeats WHERE user_id = $1", u.ID); err != nil {
+			t.Fatal(err) // make sure Postgres is not what answers
+		}
 	}
 	return func() {
 		if err := stores.Cache.Delete(ctx, file); err != nil {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"heartlog/internal/heartlogtest"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // fixtureKey is the API key in the fixtures' Authorization header.
@@ -65,7 +67,17 @@ type row struct {
 
 func readRows(t *testing.T, svc *heartlogtest.Service, userID string) map[string]row {
 	t.Helper()
-	rows, err := svc.Pool.Query(context.Background(), `SELECT tableoid::regclass::text, id, entity, type, category,
+	out := map[string]row{}
+	for _, pool := range svc.DayPools() {
+		readRowsOf(t, pool, userID, out)
+	}
+	return out
+}
+
+// readRowsOf adds the user's rows in one database to out.
+func readRowsOf(t *testing.T, pool *pgxpool.Pool, userID string, out map[string]row) {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT tableoid::regclass::text, id, entity, type, category,
 		project, branch, language, editor, plugin, operating_system, machine, user_agent, time, dependencies,
 		lines, lineno, cursorpos, line_additions, line_deletions, project_root_count, is_write
 		FROM heartbeats WHERE user_id = $1`, userID)
@@ -73,7 +85,6 @@ func readRows(t *testing.T, svc *heartlogtest.Service, userID string) map[string
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	out := map[string]row{}
 	for rows.Next() {
 		var r row
 		if err := rows.Scan(&r.Partition, &r.ID, &r.Entity, &r.Type, &r.Category, &r.Project, &r.Branch, &r.Language,
@@ -86,7 +97,6 @@ func readRows(t *testing.T, svc *heartlogtest.Service, userID string) map[string
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return out
 }
 
 // sent is a heartbeat as the fixture carries it.

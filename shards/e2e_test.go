@@ -68,7 +68,7 @@ func TestDropWithPostgresProcessor(t *testing.T) {
 	if !ok {
 		t.Fatal("the Postgres processor did not take the late heartbeat")
 	}
-	if n := svc.Count(t, "SELECT count(*) FROM pg_class WHERE relname = $1", "heartbeats_"+day); n != 0 {
+	if n := svc.Count(t, "SELECT count(*) FROM pg_class WHERE relname = 'heartbeats_' || $1", day); n != 0 {
 		t.Fatal("a late heartbeat brought the dropped partition back")
 	}
 	list, err := j.List(ctx)

@@ -61,13 +61,12 @@ func shardsListCmd() *cobra.Command {
 				return err
 			}
 			defer done()
-			// SEAM(issue 10): the janitor knows the catalog's tables alone;
-			// with shard databases, the days are listed by their placement.
-			var days []shards.Day
-			if !set.Sharded() {
-				if days, err = j.List(cmd.Context()); err != nil {
-					return err
-				}
+			// The janitor lists the tables on every database; a placed day
+			// without a table (written to the day files alone, or dropped
+			// before its shard state was kept) is listed after them.
+			days, err := j.List(cmd.Context())
+			if err != nil {
+				return err
 			}
 			placements, err := set.Placements(cmd.Context())
 			if err != nil {

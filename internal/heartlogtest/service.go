@@ -2,10 +2,12 @@ package heartlogtest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -48,10 +50,13 @@ type Options struct {
 	// server: a private cluster the test may stop.
 	Postgres *Postgres
 	// ShardDatabases is how many shard databases hold the day partitions,
-	// beside the catalog (Service.Pool); zero: the catalog holds them.
-	// SEAM(issue 10): to default to 2 once reads, the janitor and /readyz
-	// go over daydb; until then only the Postgres processor does.
+	// beside the catalog (Service.Pool): default 2, as the local stack, so
+	// that every test takes the sharded path.
 	ShardDatabases int
+	// SingleDatabase puts the day partitions in the catalog, with no shard
+	// database: a deployment without HEARTLOG_POSTGRES_SHARD_URLS (and a
+	// test that changes the heartbeats table itself).
+	SingleDatabase bool
 	// Directory configures the API's copy of the users bucket.
 	Directory users.DirectoryOptions
 	// ShardsGrace is HEARTLOG_SHARDS_GRACE for the Postgres processor and
@@ -79,6 +84,7 @@ type Service struct {
 	// (Options.ShardDatabases), whose URLs ShardURLs are.
 	Days      *daydb.Set
 	ShardURLs []string
+	Shards    []*pgxpool.Pool
 	Users     *users.Store
 	// Directory is the API's copy of the users bucket.
 	Directory *users.Directory
@@ -119,13 +125,17 @@ func Start(t testing.TB, opts Options) *Service {
 	if err := streams.Ensure(ctx, s.JS, s.Streams); err != nil {
 		t.Fatal(err)
 	}
+	shards := cmp.Or(opts.ShardDatabases, 2)
+	if opts.SingleDatabase {
+		shards = 0
+	}
 	var dbs Databases
 	if opts.Postgres != nil {
-		dbs = opts.Postgres.NewDatabases(t, opts.ShardDatabases)
+		dbs = opts.Postgres.NewDatabases(t, shards)
 	} else {
-		dbs = NewDatabases(t, opts.ShardDatabases)
+		dbs = NewDatabases(t, shards)
 	}
-	s.Pool, s.DBURL, s.Days, s.ShardURLs = dbs.Catalog, dbs.CatalogURL, dbs.Days, dbs.ShardURLs
+	s.Pool, s.DBURL, s.Days, s.ShardURLs, s.Shards = dbs.Catalog, dbs.CatalogURL, dbs.Days, dbs.ShardURLs, dbs.Shards
 	mirror, err := users.OpenMirror(ctx, s.JS, s.Streams.UsersBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +162,7 @@ func Start(t testing.TB, opts Options) *Service {
 	stores := OpenStores(t)
 	reader := reads.New(s.Days, view, stores.Cache, stores.Primary, 16, Logger(t)).WithShardsGrace(opts.ShardsGrace)
 	checks := health.Deps{NATS: s.NC, JetStream: s.JS, Stream: s.Streams.Stream, UsersBucket: s.Streams.UsersBucket,
-		Postgres: s.Pool, Cache: stores.Cache, S3: stores.Primary}.Checks()
+		Postgres: s.Pool, PostgresShards: s.Shards, Cache: stores.Cache, S3: stores.Primary}.Checks()
 	s.Reader, s.pub, s.checks = reader, pub, checks
 	t.Cleanup(pub.Close) // after the API's server, which the next cleanups close
 	if err := s.startAPI("127.0.0.1:0"); err != nil {
@@ -328,14 +338,40 @@ func (s *Service) Post(t testing.TB, path, key string, body []byte) (*http.Respo
 }
 
 // Count runs a SELECT count(*) style query.
+//
+// A query that reads the heartbeats table runs on every database that
+// holds day partitions, and the counts are added up: with shard databases
+// the catalog has no heartbeats, and each day is on one shard.
 func (s *Service) Count(t testing.TB, query string, args ...any) int {
 	t.Helper()
-	var n int
-	if err := s.Pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", query, err)
+	pools := []*pgxpool.Pool{s.Pool}
+	if readsHeartbeats.MatchString(query) {
+		pools = s.DayPools()
 	}
-	return n
+	total := 0
+	for _, p := range pools {
+		var n int
+		if err := p.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		total += n
+	}
+	return total
 }
+
+// DayPools are the databases that hold the day partitions: the shard
+// databases, or the catalog alone with SingleDatabase.
+func (s *Service) DayPools() []*pgxpool.Pool {
+	if len(s.Shards) > 0 {
+		return s.Shards
+	}
+	return []*pgxpool.Pool{s.Pool}
+}
+
+// readsHeartbeats matches a query that names the heartbeats table or a
+// day's (heartbeats_YYYYMMDD, or 'heartbeats_' || $1): the name must be in
+// the query's text, not only in an argument.
+var readsHeartbeats = regexp.MustCompile(`\bheartbeats(_[0-9]{8}|_)?\b`)
 
 // WaitCount waits until the query counts want, and fails the test with the
 // last count if it does not within a generous bound. The bound is not a

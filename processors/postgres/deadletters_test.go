@@ -61,15 +61,17 @@ func TestPoisonRowIsParkedAndRetriedAfterTheFix(t *testing.T) {
 	}
 
 	// The fix: a column that holds the value as sent.
-	if _, err := svc.Pool.Exec(ctx, "ALTER TABLE heartbeats ALTER COLUMN extra TYPE text"); err != nil {
-		t.Fatal(err)
+	for _, pool := range svc.DayPools() {
+		if _, err := pool.Exec(ctx, "ALTER TABLE heartbeats ALTER COLUMN extra TYPE text"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	view, err := streams.WatchShards(ctx, svc.JS, svc.Streams)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer view.Stop()
-	sink := pgsink.New(daydb.One(svc.Pool), view, heartlogtest.Logger(t), pgsink.Options{})
+	sink := pgsink.New(svc.Days, view, heartlogtest.Logger(t), pgsink.Options{})
 	res, err := processors.RetryDeadLetters(ctx, dead, sink, processors.RetryOptions{Log: heartlogtest.Logger(t)})
 	if err != nil || res.Retried != 1 || res.Reparked != 0 {
 		t.Fatalf("retry: %+v, %v", res, err)
