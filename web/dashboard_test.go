@@ -357,6 +357,7 @@ func testShowsWhatTheAPIReturns(t *testing.T, browser context.Context) {
 	s = p.snapshot(t, 0)
 	st = assertMatchesAPI(t, a, s, "last_year", "")
 	t.Logf("/?range=last_year: grand total %q, %d days", st.Total.Text, len(s.Daily))
+	p.screenshot(t, "dashboard-last-year", "")
 
 	s = selectRange(t, p, "last_7_days")
 	assertLiveUpdate(t, svc, a, p, user.ID, key, n, s)

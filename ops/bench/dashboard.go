@@ -122,6 +122,13 @@ func runDashboard(ctx context.Context, st *stack, cfg config) ([]result, error) 
 		return out, fmt.Errorf("loads: %w", err)
 	}
 	out = append(out, loadRows(l)...)
+	if cfg.dashboardProfile {
+		prof, err := profileNavigation(tab, url, "?range=last_year", 25)
+		if err != nil {
+			return out, err
+		}
+		progress("last year navigation, JavaScript CPU profile: %s", prof)
+	}
 	progress("loads done; %d live heartbeats", cfg.dashboardLive)
 	lr, err := timeLive(ctx, tab, url, y.data.key, cfg.dashboardLive)
 	if err != nil {

@@ -307,6 +307,8 @@ type config struct {
 
 	dashboardLoads int
 	dashboardLive  int
+	// dashboardProfile: one more last-year navigation under V8's profiler
+	dashboardProfile bool
 }
 
 var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard"}
@@ -396,6 +398,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.statusBarDuration, "statusbar-duration", 90*time.Second, "statusbar: how long the paced users send and read while the measured user's reads are timed")
 	fs.IntVar(&c.dashboardLoads, "dashboard-loads", 20, "dashboard: timed warm loads per range (after 2 untimed)")
 	fs.IntVar(&c.dashboardLive, "dashboard-live", 50, "dashboard: heartbeats timed from ack to #today-total's paint")
+	fs.BoolVar(&c.dashboardProfile, "dashboard-profile", false, "dashboard: after the timed loads, profile one navigation to last year (V8's sampling profiler) and print where the page's main thread spent its time")
 	fs.DurationVar(&c.idleTimeout, "lifecycle-idle-timeout", 2*time.Minute, "ingest-all, paced: longest wait for the processors' consumers to have nothing pending or unacked")
 	fs.Usage = func() {
 		out := fs.Output()

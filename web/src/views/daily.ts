@@ -36,6 +36,10 @@ export function renderDaily(days: DaySummary[], order: Item[]): Promise<void> {
       name,
       stack: "time",
       barMaxWidth: 40,
+      // A year is 365 bars a project: drawn as one path per project
+      // rather than an element per bar (ECharts' large mode).
+      large: true,
+      largeThreshold: 100,
       data: perDay.map((m) => Number(((m.get(name) ?? 0) / 3600).toFixed(3))),
       tooltip: { valueFormatter: hours },
     })),
