@@ -164,7 +164,10 @@ func (l *Lock) Check(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("shards: check lock %s: %w", l.key, err)
 	}
-	if e.Revision() != rev || string(e.Value()) != l.owner {
+	// A renewal (Keep) may have written the key between the two reads: then
+	// the key is at our newer revision, which Revision gives once Renew is
+	// done (it holds the mutex until it has stored it).
+	if string(e.Value()) != l.owner || e.Revision() != rev && e.Revision() != l.Revision() {
 		return fmt.Errorf("%w: %s is now held by %q at revision %d (ours was %d)", ErrLost, l.key, e.Value(), e.Revision(), rev)
 	}
 	return nil
