@@ -236,13 +236,13 @@ func timeLoads(tab context.Context, url string, n int) (loads, error) {
 			return out, fmt.Errorf("last year, picked: %w", err)
 		}
 		if timed {
-			if err := noteCalls(tab, t0, out.pickCalls); err != nil {
+			if err := noteSpans(tab, callsJS, t0, out.pickCalls); err != nil {
 				return out, err
 			}
 		}
 		if slow := msDuration(pick - t0); slow > 5*time.Second {
 			calls := map[string][]callSpan{}
-			if err := noteCalls(tab, t0, calls); err != nil {
+			if err := noteSpans(tab, callsJS, t0, calls); err != nil {
 				return out, err
 			}
 			progress("slow pick (%s): %s", ms(slow), callsNote(calls, "the pick"))
@@ -251,13 +251,17 @@ func timeLoads(tab context.Context, url string, n int) (loads, error) {
 		if err != nil {
 			return out, fmt.Errorf("last year: %w", err)
 		}
+		untimed := ""
+		if !timed {
+			untimed = " (untimed)"
+		}
 		progress("load %d/%d%s: last 7 days %s, last year picked %s, last year %s", i+1, n+2,
-			map[bool]string{false: " (untimed)", true: ""}[timed], ms(msDuration(week)), ms(msDuration(pick-t0)), ms(msDuration(year)))
+			untimed, ms(msDuration(week)), ms(msDuration(pick-t0)), ms(msDuration(year)))
 		if timed {
-			if err := noteCalls(tab, 0, out.yearCalls); err != nil {
+			if err := noteSpans(tab, callsJS, 0, out.yearCalls); err != nil {
 				return out, err
 			}
-			if err := noteDrawn(tab, 0, out.yearDrawn); err != nil {
+			if err := noteSpans(tab, drawnJS, 0, out.yearDrawn); err != nil {
 				return out, err
 			}
 			out.week = append(out.week, msDuration(week))
@@ -279,32 +283,18 @@ func navigateReady(tab context.Context, url, query string) (float64, error) {
 
 // drawnJS lists the page's first "drawn <view>" mark of each view at or
 // after t0 (each view marks when it is drawn; "live" is the first state
-// of the live stream).
+// of the live stream), as spans that start and end at the mark.
 const drawnJS = `(t0) => {
 	const seen = {};
 	for (const m of performance.getEntriesByType('mark'))
 		if (m.name.startsWith('drawn ') && m.startTime >= t0 && !(m.name in seen)) seen[m.name] = m.startTime - t0;
-	return Object.entries(seen);
+	return Object.entries(seen).map(([name, at]) => [name, at, at]);
 }`
 
-// noteDrawn adds the views' drawn marks after t0 to drawn, as spans that
-// start and end at the mark.
-func noteDrawn(tab context.Context, t0 float64, drawn map[string][]callSpan) error {
-	got, err := chromedp.Run(tab, chromedp.Evaluate[[][]any](fmt.Sprintf("(%s)(%f)", drawnJS, t0)))
-	if err != nil {
-		return err
-	}
-	for _, m := range got {
-		name, _ := m[0].(string)
-		at, _ := m[1].(float64)
-		drawn[name] = append(drawn[name], callSpan{msDuration(at), msDuration(at)})
-	}
-	return nil
-}
-
-// noteCalls adds the API calls that started at or after t0 to calls.
-func noteCalls(tab context.Context, t0 float64, calls map[string][]callSpan) error {
-	got, err := chromedp.Run(tab, chromedp.Evaluate[[][]any](fmt.Sprintf("(%s)(%f)", callsJS, t0)))
+// noteSpans adds the spans that script (callsJS or drawnJS: [name, start,
+// end] in milliseconds after t0) lists from t0 on to spans.
+func noteSpans(tab context.Context, script string, t0 float64, spans map[string][]callSpan) error {
+	got, err := chromedp.Run(tab, chromedp.Evaluate[[][]any](fmt.Sprintf("(%s)(%f)", script, t0)))
 	if err != nil {
 		return err
 	}
@@ -312,7 +302,7 @@ func noteCalls(tab context.Context, t0 float64, calls map[string][]callSpan) err
 		name, _ := c[0].(string)
 		start, _ := c[1].(float64)
 		end, _ := c[2].(float64)
-		calls[name] = append(calls[name], callSpan{msDuration(start), msDuration(end)})
+		spans[name] = append(spans[name], callSpan{msDuration(start), msDuration(end)})
 	}
 	return nil
 }
