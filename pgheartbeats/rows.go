@@ -42,7 +42,13 @@ var columns = []string{
 // Select is the SELECT ... FROM heartbeats whose rows Scan reads; callers
 // append their WHERE. The day is left out (a heartbeat's time says it) and
 // user_id comes as text, as the heartbeat holds it.
-var Select = "SELECT user_id::text, " + strings.Join(columns[2:], ", ") + " FROM " + Table
+var Select = SelectFrom(Table)
+
+// SelectFrom is Select from another table of heartbeats' shape (a day's
+// table, attached or not), its name sanitised by the caller.
+func SelectFrom(table string) string {
+	return "SELECT user_id::text, " + strings.Join(columns[2:], ", ") + " FROM " + table
+}
 
 // Row is the heartbeat's row, values in column order, and the UTC day
 // (midnight) it belongs to. A user id that is not a UUID is an error: the
