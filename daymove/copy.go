@@ -18,10 +18,6 @@ import (
 	"heartlog/streams"
 )
 
-// staging is the temporary table on the target that each chunk is copied
-// into before INSERT ... ON CONFLICT DO NOTHING moves it into heartbeats.
-const staging = "heartbeats_moving"
-
 // copy inserts on the target every row of src's table of the day that the
 // target lacks, in chunks of ChunkRows in primary key order, one
 // transaction each, and returns how many it inserted. The table is read
@@ -40,6 +36,13 @@ func (r *run) copy(src daydb.DB) (int64, error) {
 	user, id := "00000000-0000-0000-0000-000000000000", ""
 	var read, inserted int64
 	start, last := time.Now(), time.Now()
+	progress := func() {
+		took := time.Since(start)
+		r.printf("copy: %d rows read from %s, %d inserted on %s, in %s (%.0f rows/s)",
+			read, src.Name, inserted, r.to.Name, took.Round(time.Millisecond), float64(read)/max(took.Seconds(), 1e-3))
+		last = time.Now()
+	}
+	defer progress()
 	for {
 		rows, err := src.Pool.Query(ctx, query, user, id, r.m.opts.ChunkRows, d)
 		if err != nil {
@@ -58,11 +61,8 @@ func (r *run) copy(src daydb.DB) (int64, error) {
 		}
 		read, inserted = read+int64(len(hbs)), inserted+n
 		user, id = hbs[len(hbs)-1].UserId, hbs[len(hbs)-1].Id
-		if time.Since(last) >= time.Second || len(hbs) < r.m.opts.ChunkRows {
-			took := time.Since(start)
-			r.printf("copy: %d rows read from %s, %d inserted on %s, in %s (%.0f rows/s)",
-				read, src.Name, inserted, r.to.Name, took.Round(time.Millisecond), float64(read)/max(took.Seconds(), 1e-3))
-			last = time.Now()
+		if time.Since(last) >= time.Second {
+			progress()
 		}
 		if len(hbs) < r.m.opts.ChunkRows {
 			break
@@ -83,15 +83,8 @@ func (r *run) insert(hbs []*heartlogv1.Heartbeat) (int64, error) {
 	}
 	var inserted int64
 	err := pgx.BeginFunc(r.ctx, r.to.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(r.ctx, `CREATE TEMP TABLE IF NOT EXISTS `+staging+`
-			(LIKE heartbeats INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`); err != nil {
-			return err
-		}
-		if _, err := pgheartbeats.Copy(r.ctx, tx, staging, rows); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(r.ctx, `INSERT INTO heartbeats SELECT * FROM `+staging+` ON CONFLICT DO NOTHING`)
-		inserted = tag.RowsAffected()
+		var err error
+		inserted, err = pgheartbeats.CopyNew(r.ctx, tx, rows)
 		return err
 	})
 	if err != nil {

@@ -366,12 +366,16 @@ func (r *run) copyAndSwitch(source daydb.DB, tables map[string]pgheartbeats.DayT
 		if err != nil {
 			return err
 		}
-		if fenced {
-			// Only a move away from db fences it, after switching the day
-			// away: a fence on the day's placement, or on the target of a
-			// move back, is an earlier move that has not finished.
-			return fmt.Errorf("%w: %s's table on %s is fenced by a move that has not dropped it; run `heartlog shards move %s --to %s` first",
-				ErrUnfinished, shards.DisplayDay(day), db.Name, shards.DisplayDay(day), source.Name)
+		switch {
+		case fenced && db.Name == r.to.Name:
+			// Only a move away from a database fences it, after switching
+			// the day away from it: that move has not dropped its copy.
+			return fmt.Errorf("%w: %s's table on %s is fenced by a move to %s that has not finished; run `heartlog shards move %s --to %s` first",
+				ErrUnfinished, shards.DisplayDay(day), db.Name, source.Name, shards.DisplayDay(day), source.Name)
+		case fenced:
+			// No move leaves this: the day's own database refuses its rows.
+			return fmt.Errorf("daymove: %s's table on %s, where it is placed, is fenced (constraint %s), so its writes fail; no move leaves that state: look before you drop the constraint",
+				shards.DisplayDay(day), db.Name, pgheartbeats.FenceConstraint)
 		}
 	}
 	if err := pgheartbeats.CreatePartition(ctx, r.to.Pool, day); err != nil {

@@ -83,6 +83,26 @@ func Copy(ctx context.Context, tx pgx.Tx, table string, rows [][]any) (int64, er
 	return tx.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromRows(rows))
 }
 
+// CopyNew writes rows made by Row into heartbeats, skipping those whose
+// key is stored already, and returns how many it inserted: COPY into a
+// temporary table of heartbeats' shape (the session keeps it, every commit
+// empties it), then INSERT ... ON CONFLICT DO NOTHING. The slow path of
+// writes that may repeat rows: a redelivery, a replay, a re-run move.
+func CopyNew(ctx context.Context, tx pgx.Tx, rows [][]any) (int64, error) {
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS heartbeats_in
+		(LIKE heartbeats INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`); err != nil {
+		return 0, fmt.Errorf("pgheartbeats: temp table: %w", err)
+	}
+	if _, err := Copy(ctx, tx, "heartbeats_in", rows); err != nil {
+		return 0, fmt.Errorf("pgheartbeats: copy %d rows: %w", len(rows), err)
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO heartbeats SELECT * FROM heartbeats_in ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return 0, fmt.Errorf("pgheartbeats: insert: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // Scan reads a heartbeat from a row of Select (a pgx.RowToFunc). Extra
 // comes back as Postgres writes jsonb: the same JSON object, but not
 // necessarily the same bytes as written (jsonb orders keys by length and

@@ -20,6 +20,7 @@ func shardsMoveCmd() *cobra.Command {
 	var (
 		to               string
 		settle, wait, tl time.Duration
+		chunk            int
 	)
 	cmd := &cobra.Command{
 		Use:   "move YYYY-MM-DD --to N",
@@ -73,7 +74,7 @@ with no copy left elsewhere, is reported and exits 0.`,
 					settle, rt.days.CacheTTL())
 			}
 			m := daymove.New(rt.js, rt.sc, rt.days, daymove.Options{
-				Settle: settle, LockTTL: tl, Wait: wait, Progress: os.Stderr, AfterStep: kill,
+				Settle: settle, LockTTL: tl, Wait: wait, ChunkRows: chunk, Progress: os.Stderr, AfterStep: kill,
 			})
 			sum, err := m.Move(cmd.Context(), day, target.Name)
 			if err != nil {
@@ -93,6 +94,7 @@ with no copy left elsewhere, is reported and exits 0.`,
 	_ = cmd.MarkFlagRequired("to")
 	cmd.Flags().DurationVar(&settle, "settle", 0, "wait between the switch and the fence (default twice HEARTLOG_PLACEMENT_TTL)")
 	cmd.Flags().DurationVar(&wait, "wait", time.Minute, "how long to retry while the janitor or another move holds the lock")
+	cmd.Flags().IntVar(&chunk, "chunk", 10_000, "rows per copy transaction")
 	cmd.Flags().DurationVar(&tl, "lock-ttl", 30*time.Second, "the lock's time to live: how long a killed move keeps the janitor and other moves out")
 	return cmd
 }

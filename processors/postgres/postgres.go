@@ -169,7 +169,7 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 				// The loop splits the batches to find the bad heartbeat; what
 				// committed here meanwhile is absorbed by the conflict path.
 				return err
-			case errors.Is(err, pgheartbeats.ErrMoved) && round < moveRounds:
+			case (errors.Is(err, pgheartbeats.ErrMoved) || errors.Is(err, errPartitionGone)) && round < moveRounds:
 				s.forget(err, g)
 				todo = append(todo, g.batches...)
 			default:
@@ -189,6 +189,13 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 	}
 	return nil
 }
+
+// errPartitionGone marks a write whose day's partition is not on the
+// database any more: the janitor detached it (the next round finds the
+// day draining in the shard view and skips it), or `shards move` dropped
+// it here and this process had not seen the move (the next round's
+// ensurePartition reads the placement again and follows the day).
+var errPartitionGone = errors.New("postgres: the day's partition went away")
 
 // moveRounds bounds how often one Commit follows moved days: a day moves
 // once per `shards move`, so a third "moved" means something else is
@@ -321,7 +328,7 @@ func (s *Sink) classify(err error) error {
 		s.mu.Lock()
 		clear(s.known)
 		s.mu.Unlock()
-		return err
+		return fmt.Errorf("%w: %w", errPartitionGone, err)
 	case pgerrcode.IsDataException(pgErr.Code), pgerrcode.IsIntegrityConstraintViolation(pgErr.Code),
 		pgerrcode.IsProgramLimitExceeded(pgErr.Code):
 		return processors.Permanent("postgres "+pgErr.Code, err)
@@ -398,19 +405,9 @@ func (s *Sink) write(ctx context.Context, pool *pgxpool.Pool, rows [][]any) erro
 func (s *Sink) writeDeduplicated(ctx context.Context, pool *pgxpool.Pool, rows [][]any) error {
 	var inserted int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS heartbeats_in
-			(LIKE heartbeats INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`); err != nil {
-			return fmt.Errorf("postgres: temp table: %w", err)
-		}
-		if _, err := pgheartbeats.Copy(ctx, tx, "heartbeats_in", rows); err != nil {
-			return fmt.Errorf("postgres: copy %d rows: %w", len(rows), err)
-		}
-		tag, err := tx.Exec(ctx, `INSERT INTO heartbeats SELECT * FROM heartbeats_in ON CONFLICT DO NOTHING`)
-		if err != nil {
-			return fmt.Errorf("postgres: insert: %w", err)
-		}
-		inserted = tag.RowsAffected()
-		return nil
+		var err error
+		inserted, err = pgheartbeats.CopyNew(ctx, tx, rows)
+		return err
 	})
 	if err != nil {
 		return err
@@ -505,6 +502,9 @@ func (s *Sink) ensurePartition(ctx context.Context, db daydb.DB, day string) err
 	// database it left, where no read would find its rows.
 	s.days.Forget(day)
 	placed, err := s.days.Lookup(ctx, []string{day})
+	if errors.Is(err, daydb.ErrBadDay) {
+		return processors.Permanent("postgres bad day", err)
+	}
 	if err != nil {
 		return err
 	}
