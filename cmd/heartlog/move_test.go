@@ -378,3 +378,27 @@ func TestShardsMoveBackBeforeItFinished(t *testing.T) {
 		t.Errorf("reads after the move:\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestShardsMoveStopsOnAMismatch: a row whose copy on the target differs
+// from the source (changed there between a killed run and its re-run)
+// stops the move at the verification with an error saying so, and the
+// source keeps its table and every row.
+func TestShardsMoveStopsOnAMismatch(t *testing.T) {
+	r := newMoveRig(t, 50)
+	from := r.placedOn()
+	if out, err := r.move(strconv.Itoa(3-from), "HEARTLOG_DEBUG_MOVE_KILL_AT=recopy"); err == nil {
+		t.Fatalf("the move was not killed:\n%s", out)
+	}
+	target := r.dbs.Shards[2-from]
+	if _, err := target.Exec(context.Background(), "UPDATE "+pgheartbeats.PartitionName(r.day)+" SET entity = 'changed.go' WHERE id = $1", r.ids[7]); err != nil {
+		t.Fatal(err)
+	}
+	out, err := r.move(strconv.Itoa(3 - from))
+	if err == nil || !strings.Contains(out, "1 differ") || !strings.Contains(out, "nothing dropped") {
+		t.Fatalf("a move whose copy differs: %v, want a mismatch\n%s", err, out)
+	}
+	left, has := dayIDs(t, r.dbs.Shards[from-1], r.day)
+	if !has || len(left) != len(r.ids) {
+		t.Errorf("the source has %d rows (table: %t) after the mismatch, want all %d", len(left), has, len(r.ids))
+	}
+}
