@@ -30,6 +30,21 @@
 //  9. detach, drop: detach the source's partition concurrently (as the
 //     janitor does, so no reader blocks) and drop it.
 //
+// # Why a cache TTL and a settle
+//
+// Every process caches placements (daydb.Set) for at most a TTL
+// (HEARTLOG_PLACEMENT_TTL), so Settle (twice the TTL) after the switch
+// none still uses the old one. That needs no signal between processes and
+// nothing a process can miss: a KV watch that is disconnected or paused
+// would leave it stale without a bound, a TTL is bounded by the clock. It
+// costs one catalog query per day, TTL and process. The settle is what
+// keeps readers off the source before it is dropped; writers are safe even
+// past it: the fence turns a stale writer away, and the Postgres processor
+// reads the placement afresh before it creates a partition, so nothing
+// brings a dropped source back. Between the switch and the settle a reader
+// whose cache is stale may miss rows new writers sent to the target: for
+// at most the TTL, like any read of heartbeats still in flight.
+//
 // # Resuming
 //
 // Each run derives where the move stands from facts, not from a
