@@ -27,6 +27,7 @@ var Vars = []Var{
 	{"HEARTLOG_ADMIN_ADDR", "127.0.0.1:9090", "address of /metrics and /debug/pprof/ (serve, process and dev each); unauthenticated, so keep it private; empty disables it", false},
 	{"HEARTLOG_POSTGRES_URL", "postgres://heartlog@127.0.0.1:55432/heartlog?sslmode=disable", "Postgres connection URL (pgx syntax) of the catalog: users, the placement of days, and the day partitions too when no shard URLs are set", true},
 	{"HEARTLOG_POSTGRES_SHARD_URLS", "", "Postgres URLs of the shard databases that hold the day partitions, comma-separated; a database added to the list takes new days, old days stay where they are; empty: the catalog holds them", true},
+	{"HEARTLOG_PLACEMENT_TTL", "10s", "how long a process uses a day's database (its placement) before it reads it from the catalog again; `heartlog shards move` waits twice this before it fences the old copy, so every process must have the same value or less", false},
 	{"HEARTLOG_NATS_URL", "nats://127.0.0.1:54222", "NATS server URL(s), comma-separated; `heartlog dev` serves it embedded", false},
 	{"HEARTLOG_NATS_CREDS", "", "NATS credentials file, if the server requires one", false},
 	{"HEARTLOG_NATS_CONFIG", "nats.conf", "nats-server config that `heartlog dev` embeds", false},
@@ -99,6 +100,7 @@ var Vars = []Var{
 	{"HEARTLOG_LOG_LEVEL", "info", "debug, info, warn or error", false},
 	{"HEARTLOG_LOG_FORMAT", "console", "console (for people) or json (for log shippers)", false},
 	{"HEARTLOG_DEBUG_JANITOR_PAUSE", "", "fault tests only (`make chaos`): the shard janitor waits, holding its lock, after this step of a day (prove, drain, settle, detach, drop, mark-dropped) to be killed there; empty: off", false},
+	{"HEARTLOG_DEBUG_MOVE_KILL_AT", "", "fault tests only: `heartlog shards move` kills itself (SIGKILL) after this step (lock, partition, copy, switch, settle, fence, recopy, verify, detach, drop); empty: off", false},
 }
 
 // Bucket is one S3-compatible bucket.
@@ -181,6 +183,10 @@ type Config struct {
 	// PostgresShardURLs are the shard databases; empty: the catalog
 	// holds the day partitions.
 	PostgresShardURLs []string
+	// PlacementTTL is how long a day's placement is cached.
+	PlacementTTL time.Duration
+	// DebugMoveKillAt is a daymove.Step name, or empty.
+	DebugMoveKillAt string
 }
 
 // FromEnv reads every variable, falling back to its default. The error
@@ -217,6 +223,8 @@ func FromEnv() (Config, error) {
 	}
 	c.DebugJanitorPause = r.str("HEARTLOG_DEBUG_JANITOR_PAUSE")
 	c.PostgresShardURLs = r.postgresURLs("HEARTLOG_POSTGRES_SHARD_URLS")
+	c.PlacementTTL = r.duration("HEARTLOG_PLACEMENT_TTL")
+	c.DebugMoveKillAt = r.str("HEARTLOG_DEBUG_MOVE_KILL_AT")
 	c.StreamMaxBytes = int64(r.int("HEARTLOG_STREAM_MAX_BYTES", 0, 1<<50))
 	c.Work = Work{
 		HeartbeatRate:     r.float("HEARTLOG_HEARTBEAT_RATE"),

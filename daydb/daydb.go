@@ -3,9 +3,11 @@
 // one of them, recorded in the catalog database (day_placements).
 //
 // A day is placed when its first heartbeat is written (Set.For) and then
-// never moves by itself: only `heartlog shards move` changes a placement,
-// and then calls Set.Forget. Reads look placements up (Set.Lookup) and
-// never place. The package must never move, copy or delete heartbeats, and
+// never moves by itself: only `heartlog shards move` changes a placement.
+// Reads look placements up (Set.Lookup) and never place. A Set remembers a
+// placement for at most its cache TTL (DefaultCacheTTL), so every process
+// sees a move within that time without being told; the move waits twice
+// the TTL before it fences and drops the old copy. The package must never move, copy or delete heartbeats, and
 // never place a day on a read: a read of a day nobody wrote must not claim
 // a database for it.
 package daydb
@@ -64,7 +66,20 @@ type Set struct {
 
 	mu         sync.Mutex
 	registered bool
-	placed     map[string]DB // day (YYYYMMDD) -> database, as recorded
+	placed     map[string]cachedDB // day (YYYYMMDD) -> database, as recorded
+	ttl        time.Duration
+}
+
+// DefaultCacheTTL is how long a Set uses a placement it read from the
+// catalog before it reads it again (HEARTLOG_PLACEMENT_TTL's default).
+// The cost is one catalog query per day and TTL in each process; what it
+// buys is that a moved day is seen everywhere within the TTL.
+const DefaultCacheTTL = 10 * time.Second
+
+// cachedDB is a remembered placement and when it stops being used.
+type cachedDB struct {
+	db      DB
+	expires time.Time
 }
 
 // New returns the set over catalog and the shard databases. Without
@@ -73,7 +88,7 @@ type Set struct {
 // configured. Two shards with the same name (the same database twice in
 // the list) are an error. It does not connect.
 func New(catalog *pgxpool.Pool, shards ...*pgxpool.Pool) (*Set, error) {
-	s := &Set{catalog: catalog, byName: map[string]DB{}, placed: map[string]DB{}}
+	s := &Set{catalog: catalog, byName: map[string]DB{}, placed: map[string]cachedDB{}, ttl: DefaultCacheTTL}
 	cat := DB{Name: NameOf(catalog), Pool: catalog}
 	s.byName[cat.Name] = cat
 	if len(shards) == 0 {
@@ -104,6 +119,22 @@ func One(pool *pgxpool.Pool) *Set {
 func NameOf(p *pgxpool.Pool) string {
 	c := p.Config().ConnConfig
 	return c.Host + ":" + strconv.Itoa(int(c.Port)) + "/" + c.Database
+}
+
+// SetCacheTTL sets how long a placement read from the catalog is used
+// before it is read again (default DefaultCacheTTL); zero or less reads
+// the catalog every time. Call it before the Set is used.
+func (s *Set) SetCacheTTL(ttl time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ttl = ttl
+}
+
+// CacheTTL is how long a placement is remembered.
+func (s *Set) CacheTTL() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ttl
 }
 
 // Catalog is the catalog database's pool (users, placements).
@@ -137,6 +168,7 @@ func (s *Set) For(ctx context.Context, day string) (DB, error) {
 		names[i] = t.Name
 	}
 	var name string
+	asked := time.Now()
 	err = s.catalog.QueryRow(ctx, `
 		WITH pick AS (
 			SELECT n.name FROM unnest($2::text[]) WITH ORDINALITY AS n(name, ord)
@@ -151,7 +183,7 @@ func (s *Set) For(ctx context.Context, day string) (DB, error) {
 	if err != nil {
 		return DB{}, fmt.Errorf("daydb: place %s: %w", day, err)
 	}
-	return s.remember(day, name)
+	return s.remember(day, name, asked)
 }
 
 // Lookup returns the databases of the days that are placed; a day with no
@@ -176,6 +208,7 @@ func (s *Set) Lookup(ctx context.Context, days []string) (map[string]DB, error) 
 	if len(ask) == 0 {
 		return out, nil
 	}
+	asked := time.Now()
 	rows, err := s.catalog.Query(ctx, `SELECT day, database FROM day_placements WHERE day = ANY($1)`, ask)
 	if err != nil {
 		return nil, fmt.Errorf("daydb: look up placements: %w", err)
@@ -186,7 +219,7 @@ func (s *Set) Lookup(ctx context.Context, days []string) (map[string]DB, error) 
 	}
 	for _, p := range ps {
 		day := p.Day.Format(heartbeat.DayLayout)
-		db, err := s.remember(day, p.Database)
+		db, err := s.remember(day, p.Database, asked)
 		if err != nil {
 			return nil, err
 		}
@@ -222,9 +255,8 @@ func (s *Set) Database(name string) (DB, bool) {
 
 // Forget drops the remembered placements of days, or of every day when
 // none is given, so that the next For or Lookup reads the catalog again:
-// what `shards move` calls after it switched a day. Another process learns
-// of a move only through its own Forget (or a restart), so a move must
-// make every process forget before it drops the source.
+// what the Postgres processor calls when a write finds a day moved away.
+// Other processes forget on their own within the cache TTL.
 func (s *Set) Forget(days ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -240,17 +272,24 @@ func (s *Set) Forget(days ...string) {
 func (s *Set) cached(day string) (DB, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	db, ok := s.placed[day]
-	return db, ok
+	c, ok := s.placed[day]
+	if !ok || !time.Now().Before(c.expires) {
+		return DB{}, false
+	}
+	return c.db, true
 }
 
-func (s *Set) remember(day, name string) (DB, error) {
+func (s *Set) remember(day, name string, asked time.Time) (DB, error) {
 	db, ok := s.byName[name]
 	if !ok {
 		return DB{}, fmt.Errorf("%w: day %s is on %s", ErrUnknownDatabase, day, name)
 	}
 	s.mu.Lock()
-	s.placed[day] = db
+	if s.ttl > 0 {
+		// The TTL counts from before the catalog was asked: a slow answer
+		// must not make a placement outlive a move by the query's time.
+		s.placed[day] = cachedDB{db: db, expires: asked.Add(s.ttl)}
+	}
 	s.mu.Unlock()
 	return db, nil
 }
@@ -337,4 +376,55 @@ func (s *Set) Holders(ctx context.Context) ([]DB, error) {
 		dbs = append(dbs, s.byName[NameOf(s.catalog)])
 	}
 	return dbs, nil
+}
+
+// ErrPlacementChanged is Switch's answer when the day is no longer on the
+// database the caller moved it from.
+var ErrPlacementChanged = errors.New("daydb: the day's placement changed meanwhile")
+
+// Switch records that day now lives on to instead of from, and when: the
+// step of `shards move` that sends new writes and reads to to. It fails
+// with ErrPlacementChanged unless the day was on from. Other processes
+// see the switch once their cached placement expires (CacheTTL).
+func (s *Set) Switch(ctx context.Context, day, from, to string) error {
+	d, err := parseDay(day)
+	if err != nil {
+		return err
+	}
+	if _, ok := s.byName[to]; !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownDatabase, to)
+	}
+	if err := s.register(ctx); err != nil {
+		return err
+	}
+	tag, err := s.catalog.Exec(ctx, `UPDATE day_placements SET database = $3, placed_at = now()
+		WHERE day = $1 AND database = $2`, d, from, to)
+	if err != nil {
+		return fmt.Errorf("daydb: switch %s to %s: %w", day, to, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("%w: %s is not on %s", ErrPlacementChanged, day, from)
+	}
+	s.Forget(day)
+	return nil
+}
+
+// PlacedFor reads the day's placement from the catalog, bypassing the
+// cache: the database and how long ago, by the catalog's clock, the day
+// was placed there (or switched there). ok is false for an unplaced day.
+func (s *Set) PlacedFor(ctx context.Context, day string) (name string, age time.Duration, ok bool, err error) {
+	d, err := parseDay(day)
+	if err != nil {
+		return "", 0, false, err
+	}
+	var secs float64
+	err = s.catalog.QueryRow(ctx, `SELECT database, extract(epoch FROM now() - placed_at)::float8
+		FROM day_placements WHERE day = $1`, d).Scan(&name, &secs)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", 0, false, nil
+	}
+	if err != nil {
+		return "", 0, false, fmt.Errorf("daydb: look up %s: %w", day, err)
+	}
+	return name, time.Duration(secs * float64(time.Second)), true, nil
 }

@@ -251,3 +251,41 @@ func TestAdoptTheDaysOfOneDatabase(t *testing.T) {
 		t.Fatalf("new day: %s, %v; want a shard", db.Name, err)
 	}
 }
+
+// TestPlacementCacheExpires: a placement changed in the catalog (what
+// `shards move` does) is seen by a Set that had it cached once the cache
+// TTL has passed, without a Forget.
+func TestPlacementCacheExpires(t *testing.T) {
+	ctx := context.Background()
+	dbs := heartlogtest.NewDatabases(t, 2)
+	s, err := daydb.New(dbs.Catalog, dbs.Shards...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CacheTTL() != daydb.DefaultCacheTTL {
+		t.Fatalf("default cache TTL %s, want %s", s.CacheTTL(), daydb.DefaultCacheTTL)
+	}
+	const ttl = 300 * time.Millisecond
+	s.SetCacheTTL(ttl)
+	day := "20260905"
+	first, err := s.For(ctx, day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := daydb.NameOf(dbs.Shards[0])
+	if other == first.Name {
+		other = daydb.NameOf(dbs.Shards[1])
+	}
+	if _, err := dbs.Catalog.Exec(ctx, `UPDATE day_placements SET database = $2 WHERE day = $1`, time.Date(2026, 9, 5, 0, 0, 0, 0, time.UTC), other); err != nil {
+		t.Fatal(err)
+	}
+	if !heartlogtest.Eventually(5*time.Second, func() bool {
+		got, err := s.Lookup(ctx, []string{day})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[day].Name == other
+	}) {
+		t.Fatalf("the Set still has %s on %s long after its TTL of %s", day, first.Name, ttl)
+	}
+}

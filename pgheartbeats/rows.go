@@ -42,7 +42,13 @@ var columns = []string{
 // Select is the SELECT ... FROM heartbeats whose rows Scan reads; callers
 // append their WHERE. The day is left out (a heartbeat's time says it) and
 // user_id comes as text, as the heartbeat holds it.
-var Select = "SELECT user_id::text, " + strings.Join(columns[2:], ", ") + " FROM " + Table
+var Select = SelectFrom(Table)
+
+// SelectFrom is Select from another table of heartbeats' shape (a day's
+// table, attached or not), its name sanitised by the caller.
+func SelectFrom(table string) string {
+	return "SELECT user_id::text, " + strings.Join(columns[2:], ", ") + " FROM " + table
+}
 
 // Row is the heartbeat's row, values in column order, and the UTC day
 // (midnight) it belongs to. A user id that is not a UUID is an error: the
@@ -75,6 +81,26 @@ func Row(hb *heartlogv1.Heartbeat) (row []any, day time.Time, err error) {
 // partitions, or a table LIKE it) with COPY, and returns how many it wrote.
 func Copy(ctx context.Context, tx pgx.Tx, table string, rows [][]any) (int64, error) {
 	return tx.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromRows(rows))
+}
+
+// CopyNew writes rows made by Row into heartbeats, skipping those whose
+// key is stored already, and returns how many it inserted: COPY into a
+// temporary table of heartbeats' shape (the session keeps it, every commit
+// empties it), then INSERT ... ON CONFLICT DO NOTHING. The slow path of
+// writes that may repeat rows: a redelivery, a replay, a re-run move.
+func CopyNew(ctx context.Context, tx pgx.Tx, rows [][]any) (int64, error) {
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS heartbeats_in
+		(LIKE heartbeats INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`); err != nil {
+		return 0, fmt.Errorf("pgheartbeats: temp table: %w", err)
+	}
+	if _, err := Copy(ctx, tx, "heartbeats_in", rows); err != nil {
+		return 0, fmt.Errorf("pgheartbeats: copy %d rows: %w", len(rows), err)
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO heartbeats SELECT * FROM heartbeats_in ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return 0, fmt.Errorf("pgheartbeats: insert: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // Scan reads a heartbeat from a row of Select (a pgx.RowToFunc). Extra

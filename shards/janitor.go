@@ -19,7 +19,9 @@ import (
 	"heartlog/streams"
 )
 
-// LockName is the key of the janitor's lock in the locks bucket.
+// LockName is the key of the janitor's lock in the locks bucket. `heartlog
+// shards move` (package daymove) takes it too, so that no day is dropped
+// mid-move and one move or janitor run works at a time.
 const LockName = "shards-janitor"
 
 // Options tune a Janitor. Zero fields take the defaults.

@@ -89,6 +89,9 @@ func startRuntime(ctx context.Context, cfg config.Config, log zerolog.Logger, na
 	if err == nil {
 		rt.days, rt.closeDays, err = wiring.NewDays(ctx, rt.pool, cfg.PostgresShardURLs)
 	}
+	if err == nil {
+		rt.days.SetCacheTTL(cfg.PlacementTTL)
+	}
 	if err != nil {
 		rt.close()
 		return nil, err

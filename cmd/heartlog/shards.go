@@ -18,14 +18,16 @@ import (
 func shardsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "shards",
-		Short: "List and drop the Postgres day partitions",
+		Short: "List, drop and move the Postgres day partitions",
 		Long: `Postgres holds the hot days, one partition per UTC day. The shard janitor
 (running inside every "heartlog process") drops a day HEARTLOG_SHARDS_GRACE
 after it ends, once the objects and cache processors have acked every message
-of it, under a cluster-wide lock in NATS. These commands show the days and
-drop one at once.`,
+of it, under a cluster-wide lock in NATS. These commands show the days, drop one at
+once, and move one to another shard database under the same lock (copy,
+switch the placement, wait for every process to see it, fence the old copy,
+copy again, verify, drop; a killed move finishes when run again).`,
 	}
-	cmd.AddCommand(shardsListCmd(), shardsDropCmd())
+	cmd.AddCommand(shardsListCmd(), shardsDropCmd(), shardsMoveCmd())
 	return cmd
 }
 

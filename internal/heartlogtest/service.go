@@ -68,6 +68,9 @@ type Options struct {
 	SessionTTL time.Duration
 	// Today adjusts the live status bar's tracker (api.Options.Today).
 	Today func(*today.Options)
+	// PlacementTTL is how long the reader and the processor cache a day's
+	// database (HEARTLOG_PLACEMENT_TTL; default daydb.DefaultCacheTTL).
+	PlacementTTL time.Duration
 }
 
 // Service is a whole heartlog: embedded JetStream, a fresh database, the
@@ -136,6 +139,9 @@ func Start(t testing.TB, opts Options) *Service {
 		dbs = NewDatabases(t, shards)
 	}
 	s.Pool, s.DBURL, s.Days, s.ShardURLs, s.Shards = dbs.Catalog, dbs.CatalogURL, dbs.Days, dbs.ShardURLs, dbs.Shards
+	if opts.PlacementTTL > 0 {
+		s.Days.SetCacheTTL(opts.PlacementTTL)
+	}
 	mirror, err := users.OpenMirror(ctx, s.JS, s.Streams.UsersBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -261,6 +267,9 @@ func (s *Service) StartProcessor(t testing.TB) {
 	days, closeDays, err := wiring.NewDays(ctx, pool, s.ShardURLs)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.opts.PlacementTTL > 0 {
+		days.SetCacheTTL(s.opts.PlacementTTL)
 	}
 	view, err := streams.WatchShards(ctx, s.JS, s.Streams)
 	if err != nil {

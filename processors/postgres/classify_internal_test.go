@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"heartlog/pgheartbeats"
 	"heartlog/processors"
 )
 
@@ -31,5 +32,13 @@ func TestClassifyMissingPartitionIsTransientInAnyLanguage(t *testing.T) {
 	err := s.classify(&pgconn.PgError{Code: pgerrcode.CheckViolation, Message: "new row violates check constraint", ConstraintName: "heartbeats_lines_check"})
 	if !errors.Is(err, processors.ErrPermanent) {
 		t.Errorf("a CHECK the row breaks: %v, want permanent", err)
+	}
+	// The fence of `shards move` is a CHECK too, but the day moved: not
+	// the row's fault.
+	err = s.classify(&pgconn.PgError{Code: pgerrcode.CheckViolation, Message: "new row violates check constraint",
+		ConstraintName: pgheartbeats.FenceConstraint, TableName: "heartbeats_20261130"})
+	var moved *pgheartbeats.MovedError
+	if errors.Is(err, processors.ErrPermanent) || !errors.As(err, &moved) || moved.Day != "20261130" {
+		t.Errorf("the fence of a moved day: %v, want a MovedError for 20261130", err)
 	}
 }

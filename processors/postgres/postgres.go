@@ -136,30 +136,46 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 	if err := s.noteFirstDays(ctx, batches); err != nil {
 		return err
 	}
-	groups, held, heldErrs, err := s.place(ctx, batches)
-	if err != nil {
-		return err
-	}
-	unplaceable := len(held) // days on a database this process lacks
-	errs := make([]error, len(groups))
-	rejects := make([][]processors.Rejection, len(groups))
-	var wg sync.WaitGroup
-	for i, g := range groups {
-		wg.Go(func() { rejects[i], errs[i] = s.commitTo(ctx, g) })
-	}
-	wg.Wait()
-	var rejected []processors.Rejection
-	for i, g := range groups {
-		switch err := errs[i]; {
-		case err == nil:
-			rejected = append(rejected, rejects[i]...)
-		case errors.Is(err, processors.ErrPermanent):
-			// The loop splits the batches to find the bad heartbeat; what
-			// committed here meanwhile is absorbed by the conflict path.
+	var (
+		held, todo  = []*heartlogv1.Batch(nil), batches
+		heldErrs    []error
+		rejected    []processors.Rejection
+		unplaceable int // days on a database this process lacks
+	)
+	// A database that answers "moved" (the day's partition there is fenced
+	// by `shards move`, or gone) sends its batches round again at once,
+	// with the day's placement read afresh: they go to the day's new
+	// database. What committed on the first round is absorbed by the
+	// conflict path; batches of the other databases are not written again.
+	for round := 1; len(todo) > 0; round++ {
+		groups, h, he, err := s.place(ctx, todo)
+		if err != nil {
 			return err
-		default:
-			held = append(held, g.batches...)
-			heldErrs = append(heldErrs, fmt.Errorf("%s: %w", g.db.Name, err))
+		}
+		unplaceable += len(h)
+		held, heldErrs, todo = append(held, h...), append(heldErrs, he...), nil
+		errs := make([]error, len(groups))
+		rejects := make([][]processors.Rejection, len(groups))
+		var wg sync.WaitGroup
+		for i, g := range groups {
+			wg.Go(func() { rejects[i], errs[i] = s.commitTo(ctx, g) })
+		}
+		wg.Wait()
+		for i, g := range groups {
+			switch err := errs[i]; {
+			case err == nil:
+				rejected = append(rejected, rejects[i]...)
+			case errors.Is(err, processors.ErrPermanent):
+				// The loop splits the batches to find the bad heartbeat; what
+				// committed here meanwhile is absorbed by the conflict path.
+				return err
+			case (errors.Is(err, pgheartbeats.ErrMoved) || errors.Is(err, errPartitionGone)) && round < moveRounds:
+				s.forget(err, g)
+				todo = append(todo, g.batches...)
+			default:
+				held = append(held, g.batches...)
+				heldErrs = append(heldErrs, fmt.Errorf("%s: %w", g.db.Name, err))
+			}
 		}
 	}
 	switch {
@@ -172,6 +188,31 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 		return &processors.Rejected{Heartbeats: rejected}
 	}
 	return nil
+}
+
+// errPartitionGone marks a write whose day's partition is not on the
+// database any more: the janitor detached it (the next round finds the
+// day draining in the shard view and skips it), or `shards move` dropped
+// it here and this process had not seen the move (the next round's
+// ensurePartition reads the placement again and follows the day).
+var errPartitionGone = errors.New("postgres: the day's partition went away")
+
+// moveRounds bounds how often one Commit follows moved days: a day moves
+// once per `shards move`, so a third "moved" means something else is
+// wrong, and the batches are held like those of a database that is down.
+const moveRounds = 3
+
+// forget makes the days that err says moved away from g's database be
+// looked up again: the day the fence names, or every day of g.
+func (s *Sink) forget(err error, g *group) {
+	var m *pgheartbeats.MovedError
+	if errors.As(err, &m) && m.Day != "" {
+		s.days.Forget(m.Day)
+		return
+	}
+	for _, b := range g.batches {
+		s.days.Forget(b.Day)
+	}
 }
 
 // place groups the writable batches by their day's database, placing new
@@ -265,6 +306,11 @@ func (s *Sink) commitTo(ctx context.Context, g *group) ([]processors.Rejection, 
 // administrator's shutdown (57P0x), insufficient resources (53xxx), and
 // schema errors too, since a deploy fixes those for every row at once.
 func (s *Sink) classify(err error) error {
+	if m := pgheartbeats.Moved(err); m != nil {
+		// `shards move` fenced the day's partition here: the day lives on
+		// another database now (Commit looks it up again).
+		return m
+	}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return err
@@ -276,11 +322,13 @@ func (s *Sink) classify(err error) error {
 		// for that 23514, and words its message in the server's
 		// lc_messages, so the constraint decides; a CHECK the row breaks
 		// names one. Look it up again on the retry,
-		// when the shard view says whether the day is still writable.
+		// when the shard view says whether the day is still writable (or,
+		// if `shards move` dropped it here, ensurePartition finds the day
+		// moved and Commit follows it).
 		s.mu.Lock()
 		clear(s.known)
 		s.mu.Unlock()
-		return err
+		return fmt.Errorf("%w: %w", errPartitionGone, err)
 	case pgerrcode.IsDataException(pgErr.Code), pgerrcode.IsIntegrityConstraintViolation(pgErr.Code),
 		pgerrcode.IsProgramLimitExceeded(pgErr.Code):
 		return processors.Permanent("postgres "+pgErr.Code, err)
@@ -357,19 +405,9 @@ func (s *Sink) write(ctx context.Context, pool *pgxpool.Pool, rows [][]any) erro
 func (s *Sink) writeDeduplicated(ctx context.Context, pool *pgxpool.Pool, rows [][]any) error {
 	var inserted int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS heartbeats_in
-			(LIKE heartbeats INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`); err != nil {
-			return fmt.Errorf("postgres: temp table: %w", err)
-		}
-		if _, err := pgheartbeats.Copy(ctx, tx, "heartbeats_in", rows); err != nil {
-			return fmt.Errorf("postgres: copy %d rows: %w", len(rows), err)
-		}
-		tag, err := tx.Exec(ctx, `INSERT INTO heartbeats SELECT * FROM heartbeats_in ON CONFLICT DO NOTHING`)
-		if err != nil {
-			return fmt.Errorf("postgres: insert: %w", err)
-		}
-		inserted = tag.RowsAffected()
-		return nil
+		var err error
+		inserted, err = pgheartbeats.CopyNew(ctx, tx, rows)
+		return err
 	})
 	if err != nil {
 		return err
@@ -457,6 +495,21 @@ func (s *Sink) ensurePartition(ctx context.Context, db daydb.DB, day string) err
 	s.mu.Unlock()
 	if ok {
 		return nil
+	}
+	// Creating a partition is rare (once per day, database and process),
+	// so the placement is read afresh first: a cached placement from
+	// before a move must never bring the day's partition back on the
+	// database it left, where no read would find its rows.
+	s.days.Forget(day)
+	placed, err := s.days.Lookup(ctx, []string{day})
+	if errors.Is(err, daydb.ErrBadDay) {
+		return processors.Permanent("postgres bad day", err)
+	}
+	if err != nil {
+		return err
+	}
+	if p, ok := placed[day]; ok && p.Name != db.Name {
+		return &pgheartbeats.MovedError{Day: day, Err: fmt.Errorf("placed on %s now, not on %s", p.Name, db.Name)}
 	}
 	if err := pgheartbeats.CreatePartition(ctx, db.Pool, day); err != nil {
 		if errors.Is(err, pgheartbeats.ErrBadDay) {
