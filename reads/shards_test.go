@@ -107,13 +107,31 @@ func TestReadsAcrossDatabases(t *testing.T) {
 		t.Fatalf("heartbeats over two databases: %d, %v; want %d", len(hbs), err, 6*30)
 	}
 
+	upName, downName := daydb.NameOf(sharded.Shards[0]), daydb.NameOf(sharded.Shards[1])
+	queries := func(db string) float64 {
+		return max(heartlogtest.MetricValue(t, "heartlog_read_postgres_queries_total", map[string]string{"database": db}), 0)
+	}
+	readErrors := func(db string) float64 {
+		return max(heartlogtest.MetricValue(t, "heartlog_read_postgres_errors_total", map[string]string{"database": db}), 0)
+	}
+	if readErrors(upName) != 0 || readErrors(downName) != 0 || queries(upName) == 0 || queries(downName) == 0 {
+		t.Errorf("with both up: queries %v and %v, errors %v and %v; want queries on both and no errors",
+			queries(upName), queries(downName), readErrors(upName), readErrors(downName))
+	}
 	private.Stop(t)
+	upQueries := queries(upName)
 	if hbs, err := r.Heartbeats(context.Background(), u, onShared); err != nil || len(hbs) != 30*len(onShared) {
 		t.Errorf("days on the shard that is up, with the other down: %d heartbeats, %v; want %d", len(hbs), err, 30*len(onShared))
 	}
+	if queries(upName) != upQueries+1 {
+		t.Errorf("queries of %s: %v after one read of its days, want %v", upName, queries(upName), upQueries+1)
+	}
 	_, err = summaries(t, r, u, first, days)
-	if err == nil || !strings.Contains(err.Error(), daydb.NameOf(sharded.Shards[1])) {
-		t.Errorf("read needing the stopped database: %v; want an error naming %s", err, daydb.NameOf(sharded.Shards[1]))
+	if err == nil || !strings.Contains(err.Error(), downName) {
+		t.Errorf("read needing the stopped database: %v; want an error naming %s", err, downName)
+	}
+	if readErrors(downName) < 1 || readErrors(upName) != 0 {
+		t.Errorf("read errors with %s stopped: %v on it, %v on the other; want some on it alone", downName, readErrors(downName), readErrors(upName))
 	}
 	private.Start(t)
 	if !heartlogtest.Eventually(30*time.Second, func() bool {

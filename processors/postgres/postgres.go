@@ -46,14 +46,6 @@ type ShardStates interface {
 }
 
 var (
-	rowsInserted = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "heartlog_postgres_rows_inserted_total",
-		Help: "Heartbeat rows inserted (duplicates excluded).",
-	})
-	duplicates = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "heartlog_postgres_duplicates_total",
-		Help: "Heartbeats already stored when they came again (redelivery, replay, client resend).",
-	})
 	rowsSkipped = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "heartlog_postgres_rows_skipped_shard_total",
 		Help: "Heartbeats not written because their day's shard is draining or dropped.",
@@ -72,9 +64,10 @@ type Sink struct {
 	log    zerolog.Logger
 	opts   Options
 
-	mu    sync.Mutex
-	known map[string]bool // database/day whose partition exists
-	cold  map[string]bool // days past grace without a partition
+	mu       sync.Mutex
+	known    map[string]bool // database/day whose partition exists
+	cold     map[string]bool // days past grace without a partition
+	placedAt time.Time       // when the days placed were last counted
 }
 
 // Options tune the sink. Zero fields take the defaults.
@@ -141,13 +134,25 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 		return err
 	}
 	unplaceable := len(held) // days on a database this process lacks
+	heldBy := map[string]int{}
+	if unplaceable > 0 {
+		heldBy[unlisted] = unplaceable
+	}
 	errs := make([]error, len(groups))
 	rejects := make([][]processors.Rejection, len(groups))
 	var wg sync.WaitGroup
 	for i, g := range groups {
-		wg.Go(func() { rejects[i], errs[i] = s.commitTo(ctx, g) })
+		wg.Go(func() {
+			start := time.Now()
+			rejects[i], errs[i] = s.commitTo(ctx, g)
+			commitSeconds.WithLabelValues(g.db.Name).Observe(time.Since(start).Seconds())
+			if errs[i] != nil {
+				commitErrors.WithLabelValues(g.db.Name).Inc()
+			}
+		})
 	}
 	wg.Wait()
+	s.countPlaced(ctx)
 	var rejected []processors.Rejection
 	for i, g := range groups {
 		switch err := errs[i]; {
@@ -160,6 +165,7 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 		default:
 			held = append(held, g.batches...)
 			heldErrs = append(heldErrs, fmt.Errorf("%s: %w", g.db.Name, err))
+			heldBy[g.db.Name] += len(g.batches)
 		}
 	}
 	switch {
@@ -167,6 +173,9 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 		// One database, down: retrying in place is all there is to do.
 		return errors.Join(heldErrs...)
 	case len(held) > 0:
+		for name, n := range heldBy {
+			heldBatches.WithLabelValues(name).Add(float64(n))
+		}
 		return &processors.Held{Batches: held, Rejected: rejected, Err: errors.Join(heldErrs...)}
 	case len(rejected) > 0:
 		return &processors.Rejected{Heartbeats: rejected}
@@ -247,7 +256,7 @@ func (s *Sink) commitTo(ctx context.Context, g *group) ([]processors.Rejection, 
 	}
 	eg, gctx := errgroup.WithContext(ctx)
 	for _, part := range split(rows, s.opts.Writers) {
-		eg.Go(func() error { return s.write(gctx, g.db.Pool, part) })
+		eg.Go(func() error { return s.write(gctx, g.db.Pool, g.db.Name, part) })
 	}
 	if err := eg.Wait(); err != nil {
 		return nil, s.classify(err)
@@ -334,7 +343,8 @@ func split(rows [][]any, n int) [][][]any {
 	return parts
 }
 
-func (s *Sink) write(ctx context.Context, pool *pgxpool.Pool, rows [][]any) error {
+// write writes rows to pool, the database named name.
+func (s *Sink) write(ctx context.Context, pool *pgxpool.Pool, name string, rows [][]any) error {
 	var copied int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var err error
@@ -344,17 +354,17 @@ func (s *Sink) write(ctx context.Context, pool *pgxpool.Pool, rows [][]any) erro
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
-		rowsInserted.Add(float64(copied))
+		rowsInserted.WithLabelValues(name).Add(float64(copied))
 		return nil
 	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation:
-		return s.writeDeduplicated(ctx, pool, rows)
+		return s.writeDeduplicated(ctx, pool, name, rows)
 	}
 	return fmt.Errorf("postgres: copy %d rows: %w", len(rows), err)
 }
 
 // writeDeduplicated is the slow path for rows of which some are stored
 // already: a redelivery, a replay, a plugin resending from its queue.
-func (s *Sink) writeDeduplicated(ctx context.Context, pool *pgxpool.Pool, rows [][]any) error {
+func (s *Sink) writeDeduplicated(ctx context.Context, pool *pgxpool.Pool, name string, rows [][]any) error {
 	var inserted int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS heartbeats_in
@@ -374,8 +384,8 @@ func (s *Sink) writeDeduplicated(ctx context.Context, pool *pgxpool.Pool, rows [
 	if err != nil {
 		return err
 	}
-	rowsInserted.Add(float64(inserted))
-	duplicates.Add(float64(int64(len(rows)) - inserted))
+	rowsInserted.WithLabelValues(name).Add(float64(inserted))
+	duplicates.WithLabelValues(name).Add(float64(int64(len(rows)) - inserted))
 	return nil
 }
 
