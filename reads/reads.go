@@ -316,6 +316,11 @@ func (r *Reader) userRows(ctx context.Context, db daydb.DB, user uuid.UUID, days
 	return pgx.CollectRows(rows, pgheartbeats.Scan)
 }
 
+// ErrNotMigrated is a read's answer when a day it needs is on a database
+// that this process could not migrate yet (down at start): the read fails,
+// as it does while a database is down, rather than answer without the day.
+var ErrNotMigrated = errors.New("database not migrated yet (it was down at start)")
+
 // eachDatabase calls fn once for each database that holds some of days,
 // with its days, all databases at once. A day placed nowhere has no
 // heartbeats in Postgres (a day is placed before its first row is
@@ -339,6 +344,10 @@ func (r *Reader) eachDatabase(ctx context.Context, days []string, fn func(ctx co
 	g, gctx := errgroup.WithContext(ctx)
 	for name, days := range byName {
 		g.Go(func() error {
+			if !r.days.Ready(name) {
+				pgErrors.WithLabelValues(name).Inc()
+				return fmt.Errorf("reads: postgres %s: %w", name, ErrNotMigrated)
+			}
 			pgQueries.WithLabelValues(name).Inc()
 			if err := fn(gctx, dbs[name], days); err != nil {
 				if !errors.Is(err, context.Canceled) || ctx.Err() == nil && gctx.Err() == nil {

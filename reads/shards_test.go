@@ -2,6 +2,7 @@ package reads_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -139,5 +140,18 @@ func TestReadsAcrossDatabases(t *testing.T) {
 		return err == nil
 	}) || got != want {
 		t.Fatalf("after the database came back: %v\n%s\nwant\n%s", err, got, want)
+	}
+
+	// Up but not migrated (down when the process started): treated as down.
+	sharded.Days.SetReady(downName, false)
+	if _, err := summaries(t, r, u, first, days); !errors.Is(err, reads.ErrNotMigrated) || !strings.Contains(err.Error(), downName) {
+		t.Errorf("read needing a database not migrated: %v; want ErrNotMigrated naming %s", err, downName)
+	}
+	if hbs, err := r.Heartbeats(context.Background(), u, onShared); err != nil || len(hbs) != 30*len(onShared) {
+		t.Errorf("days on the other shard, with one not migrated: %d heartbeats, %v", len(hbs), err)
+	}
+	sharded.Days.SetReady(downName, true)
+	if got, err := summaries(t, r, u, first, days); err != nil || got != want {
+		t.Errorf("once migrated: %v\n%s\nwant\n%s", err, got, want)
 	}
 }

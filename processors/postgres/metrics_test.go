@@ -103,3 +103,42 @@ func TestMetricsPerDatabase(t *testing.T) {
 		t.Errorf("%d rows on B, want 10", n)
 	}
 }
+
+// TestBatchesOfADatabaseNotMigratedAreHeld: the batches of a day placed on
+// a database that is not ready (not migrated: down at start) are held
+// without a write to it, the others commit, and once it is ready they land.
+func TestBatchesOfADatabaseNotMigratedAreHeld(t *testing.T) {
+	dbs := heartlogtest.NewDatabases(t, 2)
+	b := daydb.NameOf(dbs.Shards[1])
+	sink := pgsink.New(dbs.Days, states{}, heartlogtest.Logger(t), pgsink.Options{})
+	user := uuid.NewString()
+	first := time.Now().UTC().Truncate(24 * time.Hour)
+	batch := func(d int, tag string) *heartlogv1.Batch {
+		day := first.AddDate(0, 0, d)
+		return &heartlogv1.Batch{Day: day.Format(heartbeat.DayLayout), Heartbeats: dayBeats(t, user, day, tag, 5)}
+	}
+	// Day 0 on the first shard, day 1 on the second.
+	if err := sink.Commit(context.Background(), []*heartlogv1.Batch{batch(0, "x"), batch(1, "x")}); err != nil {
+		t.Fatal(err)
+	}
+	dbs.Days.SetReady(b, false)
+	held := batch(1, "y")
+	err := sink.Commit(context.Background(), []*heartlogv1.Batch{batch(0, "y"), held})
+	var h *processors.Held
+	if !errors.As(err, &h) || len(h.Batches) != 1 || h.Batches[0] != held || !errors.Is(err, pgsink.ErrNotMigrated) {
+		t.Fatalf("commit with the second shard not migrated: %v; want its batch held, ErrNotMigrated", err)
+	}
+	if n := perDB(t, "heartlog_postgres_held_batches_total", b); n != 1 {
+		t.Errorf("held batches of %s: %v, want 1", b, n)
+	}
+	if ra, rb := count(t, dbs.Shards[0], "SELECT count(*) FROM heartbeats"), count(t, dbs.Shards[1], "SELECT count(*) FROM heartbeats"); ra != 10 || rb != 5 {
+		t.Errorf("rows %d and %d, want 10 on the first shard and 5 on the second", ra, rb)
+	}
+	dbs.Days.SetReady(b, true)
+	if err := sink.Commit(context.Background(), []*heartlogv1.Batch{held}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, dbs.Shards[1], "SELECT count(*) FROM heartbeats"); n != 10 {
+		t.Errorf("%d rows on the second shard once migrated, want 10", n)
+	}
+}

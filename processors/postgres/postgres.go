@@ -129,15 +129,11 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 	if err := s.noteFirstDays(ctx, batches); err != nil {
 		return err
 	}
-	groups, held, heldErrs, err := s.place(ctx, batches)
+	groups, held, heldErrs, heldBy, err := s.place(ctx, batches)
 	if err != nil {
 		return err
 	}
-	unplaceable := len(held) // days on a database this process lacks
-	heldBy := map[string]int{}
-	if unplaceable > 0 {
-		heldBy[unlisted] = unplaceable
-	}
+	unplaceable := heldBy[unlisted] // days on a database this process lacks
 	errs := make([]error, len(groups))
 	rejects := make([][]processors.Rejection, len(groups))
 	var wg sync.WaitGroup
@@ -183,13 +179,19 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 	return nil
 }
 
+// ErrNotMigrated is the reason a batch is held when its day is on a
+// database that this process could not migrate yet (down at start).
+var ErrNotMigrated = errors.New("postgres: database not migrated yet (it was down at start; its migration is retried)")
+
 // place groups the writable batches by their day's database, placing new
 // days. A day past the grace period is never placed: if it has no
 // placement, its rows go to the day files alone. A batch whose day is on a
-// database this process does not have is held, with the reason.
-func (s *Sink) place(ctx context.Context, batches []*heartlogv1.Batch) (groups []*group, held []*heartlogv1.Batch, heldErrs []error, err error) {
+// database this process does not have, or on one not migrated yet, is
+// held, with the reason; heldBy counts the held batches by database.
+func (s *Sink) place(ctx context.Context, batches []*heartlogv1.Batch) (groups []*group, held []*heartlogv1.Batch, heldErrs []error, heldBy map[string]int, err error) {
 	now := s.opts.Now()
 	byDB := map[string]*group{}
+	heldBy = map[string]int{}
 	for _, b := range batches {
 		if !s.shards.State(b.Day).Writable() {
 			rowsSkipped.Add(float64(len(b.Heartbeats)))
@@ -200,14 +202,19 @@ func (s *Sink) place(ctx context.Context, batches []*heartlogv1.Batch) (groups [
 		db, ok, err := s.database(ctx, b.Day, late)
 		switch {
 		case errors.Is(err, daydb.ErrBadDay):
-			return nil, nil, nil, processors.Permanent("postgres bad day", err)
+			return nil, nil, nil, nil, processors.Permanent("postgres bad day", err)
 		case errors.Is(err, daydb.ErrUnknownDatabase):
 			held, heldErrs = append(held, b), append(heldErrs, err)
+			heldBy[unlisted]++
 			continue
 		case err != nil:
-			return nil, nil, nil, fmt.Errorf("postgres: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("postgres: %w", err)
 		case !ok:
 			s.skipCold(b)
+			continue
+		case !s.days.Ready(db.Name):
+			held, heldErrs = append(held, b), append(heldErrs, fmt.Errorf("%s: %w", db.Name, ErrNotMigrated))
+			heldBy[db.Name]++
 			continue
 		}
 		g := byDB[db.Name]
@@ -221,7 +228,7 @@ func (s *Sink) place(ctx context.Context, batches []*heartlogv1.Batch) (groups [
 			g.late = append(g.late, b.Day)
 		}
 	}
-	return groups, held, heldErrs, nil
+	return groups, held, heldErrs, heldBy, nil
 }
 
 // database is the day's database. A late day (past grace) is only looked
