@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -85,26 +83,8 @@ func rawRequest(t *testing.T, svc *heartlogtest.Service, method, path, body stri
 	return svc.Do(t, req)
 }
 
-// lockedBuffer is a log sink the API writes to from its goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestSessionSignInReadsOwnDataAndSignsOut(t *testing.T) {
-	var logs lockedBuffer
+	var logs heartlogtest.LogBuffer
 	svc := heartlogtest.Start(t, heartlogtest.Options{API: func(o *api.Options) {
 		o.Log = zerolog.New(&logs).Level(zerolog.DebugLevel)
 	}})

@@ -314,7 +314,7 @@ func TestSettingsRefusals(t *testing.T) {
 // or unavailable (Connect) with a plain message; the cause is logged only.
 func TestSettingsPostgresDown(t *testing.T) {
 	pg := heartlogtest.StartPostgres(t)
-	var logs lockedBuffer
+	var logs heartlogtest.LogBuffer
 	svc := heartlogtest.Start(t, heartlogtest.Options{Postgres: pg, API: func(o *api.Options) { o.Log = zerolog.New(&logs) }})
 	_, key := svc.CreateUser(t, "pat", "")
 	pg.Stop(t)

@@ -41,6 +41,10 @@ type DB struct {
 // list while it still holds days).
 var ErrUnknownDatabase = errors.New("daydb: day placed on a database not in HEARTLOG_POSTGRES_SHARD_URLS")
 
+// ErrNotReady is For's answer for a new day when no database that takes
+// new days is ready (SetReady): none can take it yet.
+var ErrNotReady = errors.New("daydb: no database that takes new days is migrated yet")
+
 // ErrBadDay is the answer for a day that is not YYYYMMDD.
 var ErrBadDay = errors.New("daydb: bad day")
 
@@ -68,6 +72,7 @@ type Set struct {
 	registered bool
 	placed     map[string]cachedDB // day (YYYYMMDD) -> database, as recorded
 	ttl        time.Duration
+	unready    map[string]bool // databases not migrated yet (SetReady)
 }
 
 // DefaultCacheTTL is how long a Set uses a placement it read from the
@@ -163,9 +168,14 @@ func (s *Set) For(ctx context.Context, day string) (DB, error) {
 	if err := s.register(ctx); err != nil {
 		return DB{}, err
 	}
-	names := make([]string, len(s.takers))
-	for i, t := range s.takers {
-		names[i] = t.Name
+	var names []string
+	for _, t := range s.takers {
+		if s.Ready(t.Name) {
+			names = append(names, t.Name)
+		}
+	}
+	if len(names) == 0 {
+		return DB{}, fmt.Errorf("place %s: %w", day, ErrNotReady)
 	}
 	var name string
 	asked := time.Now()
@@ -247,6 +257,32 @@ func (s *Set) Placements(ctx context.Context) ([]Placement, error) {
 	return ps, nil
 }
 
+// SetReady records whether the database of that name has its migrations
+// applied. Every database is ready until told otherwise: a process marks
+// one not ready when it could not migrate it at start (down), and ready
+// once it did. For places no new day on a database that is not ready;
+// days placed there already stay there, and their writers and readers ask
+// Ready before they go to it.
+func (s *Set) SetReady(name string, ready bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unready == nil {
+		s.unready = map[string]bool{}
+	}
+	if ready {
+		delete(s.unready, name)
+	} else {
+		s.unready[name] = true
+	}
+}
+
+// Ready reports whether the database of that name is ready (SetReady).
+func (s *Set) Ready(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.unready[name]
+}
+
 // Database returns the database of that name, if the set has it.
 func (s *Set) Database(name string) (DB, bool) {
 	db, ok := s.byName[name]
@@ -298,13 +334,19 @@ func (s *Set) remember(day, name string, asked time.Time) (DB, error) {
 // databases and not placed yet, that it is placed there: the placement of
 // the days written before day_placements existed (an upgrade from one
 // database), so that adding shard URLs never sends a late heartbeat of
-// such a day to another database. Days placed already stay placed.
+// such a day to another database. Days placed already stay placed. A
+// database that is not ready is left out: what cannot be read cannot be
+// adopted (only the catalog, which must be up, can hold such days: the
+// shard databases came with placements).
 func (s *Set) Adopt(ctx context.Context) error {
 	dbs, err := s.Holders(ctx)
 	if err != nil {
 		return fmt.Errorf("daydb: adopt: %w", err)
 	}
 	for _, db := range dbs {
+		if !s.Ready(db.Name) {
+			continue
+		}
 		tables, err := pgheartbeats.DayTables(ctx, db.Pool, "")
 		if err != nil {
 			return fmt.Errorf("daydb: adopt the days of %s: %w", db.Name, err)

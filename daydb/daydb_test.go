@@ -289,3 +289,41 @@ func TestPlacementCacheExpires(t *testing.T) {
 		t.Fatalf("the Set still has %s on %s long after its TTL of %s", day, first.Name, ttl)
 	}
 }
+
+// TestNoDayPlacedOnADatabaseNotReady: with the second database not ready,
+// every new day goes to the first, and a day placed on the second already
+// stays there; with neither ready, a new day is refused with ErrNotReady
+// and placed nowhere; once the second is ready, it takes new days again.
+func TestNoDayPlacedOnADatabaseNotReady(t *testing.T) {
+	dbs := heartlogtest.NewDatabases(t, 2)
+	ctx := context.Background()
+	a, b := daydb.NameOf(dbs.Shards[0]), daydb.NameOf(dbs.Shards[1])
+	days := daysFrom(time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC), 8)
+	for _, day := range days[:2] { // one on each
+		if _, err := dbs.Days.For(ctx, day); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dbs.Days.SetReady(b, false)
+	for _, day := range days[2:5] {
+		if db, err := dbs.Days.For(ctx, day); err != nil || db.Name != a {
+			t.Fatalf("day %s with %s not ready: %s, %v; want %s", day, b, db.Name, err, a)
+		}
+	}
+	dbs.Days.Forget()
+	if db, err := dbs.Days.For(ctx, days[1]); err != nil || db.Name != b {
+		t.Errorf("day %s, placed on %s before: %s, %v", days[1], b, db.Name, err)
+	}
+	dbs.Days.SetReady(a, false)
+	if db, err := dbs.Days.For(ctx, days[5]); !errors.Is(err, daydb.ErrNotReady) {
+		t.Errorf("a new day with no database ready: %s, %v; want ErrNotReady", db.Name, err)
+	}
+	if p := placementRows(t, dbs); p[days[5]] != "" {
+		t.Errorf("day %s placed on %s with no database ready", days[5], p[days[5]])
+	}
+	dbs.Days.SetReady(a, true)
+	dbs.Days.SetReady(b, true)
+	if db, err := dbs.Days.For(ctx, days[5]); err != nil || db.Name != b {
+		t.Errorf("a new day with both ready again: %s, %v; want %s (fewer days)", db.Name, err, b)
+	}
+}

@@ -54,6 +54,8 @@ func PostgresShard(n int, pool *pgxpool.Pool) Check {
 	return Check{Name: fmt.Sprintf("postgres-shard-%d", n), Needed: []Capability{HotReads}, Probe: pool.Ping}
 }
 
+var errNotMigrated = errors.New("not migrated yet (it was down at start; its migration is retried)")
+
 // Cache (SSDB) answers a PING. Reads of older days fall back to S3
 // without it, slower.
 func Cache(c *ssdb.Cache) Check {
@@ -85,8 +87,13 @@ type Deps struct {
 	Postgres    *pgxpool.Pool
 	// PostgresShards are the shard databases, in list order.
 	PostgresShards []*pgxpool.Pool
-	Cache          *ssdb.Cache
-	S3             objstore.Bucket
+	// ShardMigrated, if set, tells whether shard i (0-based, of
+	// PostgresShards) has its migrations applied: one that has not (it
+	// was down at start) is reported down even once it answers, since
+	// nothing is written to or read from it until it is migrated.
+	ShardMigrated func(i int) bool
+	Cache         *ssdb.Cache
+	S3            objstore.Bucket
 }
 
 // Checks are the checks of d, in report order.
@@ -105,7 +112,17 @@ func (d Deps) Checks() []Check {
 		out = append(out, Postgres(d.Postgres))
 	}
 	for i, p := range d.PostgresShards {
-		out = append(out, PostgresShard(i+1, p))
+		c := PostgresShard(i+1, p)
+		if migrated := d.ShardMigrated; migrated != nil {
+			ping := c.Probe
+			c.Probe = func(ctx context.Context) error {
+				if !migrated(i) {
+					return errNotMigrated
+				}
+				return ping(ctx)
+			}
+		}
+		out = append(out, c)
 	}
 	if d.Cache != nil {
 		out = append(out, Cache(d.Cache))

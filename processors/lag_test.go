@@ -1,13 +1,11 @@
 package processors_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,24 +23,6 @@ type downSink struct{}
 func (downSink) Name() string { return "down" }
 func (downSink) Commit(context.Context, []*heartlogv1.Batch) error {
 	return errors.New("store down")
-}
-
-// syncBuffer is a log destination safe for the processor's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func gauge(t *testing.T, name, processor string) float64 {
@@ -66,7 +46,7 @@ func TestLaggingSinkWarnsBeforeMaxAge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs heartlogtest.LogBuffer
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -114,6 +114,15 @@ var (
 		Name: "heartlog_read_files_shared_total",
 		Help: "Activity reads that shared one read of their day files with concurrent reads of the same user and days (each of them counts).",
 	})
+	// Labelled database = daydb.DB.Name (host:port/dbname, no password).
+	pgQueries = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "heartlog_read_postgres_queries_total",
+		Help: "Reads' queries of one database for its share of the days asked (one per database a read touches), by database.",
+	}, []string{"database"})
+	pgErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "heartlog_read_postgres_errors_total",
+		Help: "Reads' queries of a database that failed (the read answers 503), by database; a query cancelled because another database failed first is not counted.",
+	}, []string{"database"})
 )
 
 // Heartbeats returns the user's heartbeats of the UTC days (YYYYMMDD),
@@ -307,6 +316,11 @@ func (r *Reader) userRows(ctx context.Context, db daydb.DB, user uuid.UUID, days
 	return pgx.CollectRows(rows, pgheartbeats.Scan)
 }
 
+// ErrNotMigrated is a read's answer when a day it needs is on a database
+// that this process could not migrate yet (down at start): the read fails,
+// as it does while a database is down, rather than answer without the day.
+var ErrNotMigrated = errors.New("database not migrated yet (it was down at start)")
+
 // eachDatabase calls fn once for each database that holds some of days,
 // with its days, all databases at once. A day placed nowhere has no
 // heartbeats in Postgres (a day is placed before its first row is
@@ -330,7 +344,15 @@ func (r *Reader) eachDatabase(ctx context.Context, days []string, fn func(ctx co
 	g, gctx := errgroup.WithContext(ctx)
 	for name, days := range byName {
 		g.Go(func() error {
+			if !r.days.Ready(name) {
+				pgErrors.WithLabelValues(name).Inc()
+				return fmt.Errorf("reads: postgres %s: %w", name, ErrNotMigrated)
+			}
+			pgQueries.WithLabelValues(name).Inc()
 			if err := fn(gctx, dbs[name], days); err != nil {
+				if !errors.Is(err, context.Canceled) || ctx.Err() == nil && gctx.Err() == nil {
+					pgErrors.WithLabelValues(name).Inc()
+				}
 				return fmt.Errorf("reads: postgres %s: %w", name, err)
 			}
 			return nil

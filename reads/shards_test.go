@@ -2,6 +2,7 @@ package reads_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -107,13 +108,31 @@ func TestReadsAcrossDatabases(t *testing.T) {
 		t.Fatalf("heartbeats over two databases: %d, %v; want %d", len(hbs), err, 6*30)
 	}
 
+	upName, downName := daydb.NameOf(sharded.Shards[0]), daydb.NameOf(sharded.Shards[1])
+	queries := func(db string) float64 {
+		return max(heartlogtest.MetricValue(t, "heartlog_read_postgres_queries_total", map[string]string{"database": db}), 0)
+	}
+	readErrors := func(db string) float64 {
+		return max(heartlogtest.MetricValue(t, "heartlog_read_postgres_errors_total", map[string]string{"database": db}), 0)
+	}
+	if readErrors(upName) != 0 || readErrors(downName) != 0 || queries(upName) == 0 || queries(downName) == 0 {
+		t.Errorf("with both up: queries %v and %v, errors %v and %v; want queries on both and no errors",
+			queries(upName), queries(downName), readErrors(upName), readErrors(downName))
+	}
 	private.Stop(t)
+	upQueries := queries(upName)
 	if hbs, err := r.Heartbeats(context.Background(), u, onShared); err != nil || len(hbs) != 30*len(onShared) {
 		t.Errorf("days on the shard that is up, with the other down: %d heartbeats, %v; want %d", len(hbs), err, 30*len(onShared))
 	}
+	if queries(upName) != upQueries+1 {
+		t.Errorf("queries of %s: %v after one read of its days, want %v", upName, queries(upName), upQueries+1)
+	}
 	_, err = summaries(t, r, u, first, days)
-	if err == nil || !strings.Contains(err.Error(), daydb.NameOf(sharded.Shards[1])) {
-		t.Errorf("read needing the stopped database: %v; want an error naming %s", err, daydb.NameOf(sharded.Shards[1]))
+	if err == nil || !strings.Contains(err.Error(), downName) {
+		t.Errorf("read needing the stopped database: %v; want an error naming %s", err, downName)
+	}
+	if readErrors(downName) < 1 || readErrors(upName) != 0 {
+		t.Errorf("read errors with %s stopped: %v on it, %v on the other; want some on it alone", downName, readErrors(downName), readErrors(upName))
 	}
 	private.Start(t)
 	if !heartlogtest.Eventually(30*time.Second, func() bool {
@@ -121,5 +140,18 @@ func TestReadsAcrossDatabases(t *testing.T) {
 		return err == nil
 	}) || got != want {
 		t.Fatalf("after the database came back: %v\n%s\nwant\n%s", err, got, want)
+	}
+
+	// Up but not migrated (down when the process started): treated as down.
+	sharded.Days.SetReady(downName, false)
+	if _, err := summaries(t, r, u, first, days); !errors.Is(err, reads.ErrNotMigrated) || !strings.Contains(err.Error(), downName) {
+		t.Errorf("read needing a database not migrated: %v; want ErrNotMigrated naming %s", err, downName)
+	}
+	if hbs, err := r.Heartbeats(context.Background(), u, onShared); err != nil || len(hbs) != 30*len(onShared) {
+		t.Errorf("days on the other shard, with one not migrated: %d heartbeats, %v", len(hbs), err)
+	}
+	sharded.Days.SetReady(downName, true)
+	if got, err := summaries(t, r, u, first, days); err != nil || got != want {
+		t.Errorf("once migrated: %v\n%s\nwant\n%s", err, got, want)
 	}
 }

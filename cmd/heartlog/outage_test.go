@@ -86,8 +86,14 @@ func TestServeStartsAndIngestsWithPostgresDown(t *testing.T) {
 // with SIGTERM and expects a clean exit.
 func startHeartlog(t *testing.T, env []string, args ...string) {
 	t.Helper()
+	startHeartlogTo(t, os.Stderr, env, args...)
+}
+
+// startHeartlogTo is startHeartlog with the command's log going to stderr.
+func startHeartlogTo(t *testing.T, stderr io.Writer, env []string, args ...string) {
+	t.Helper()
 	proc := command(env, args...)
-	proc.Stderr = os.Stderr
+	proc.Stderr = stderr
 	if err := proc.Start(); err != nil {
 		t.Fatal(err)
 	}

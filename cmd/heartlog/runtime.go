@@ -112,7 +112,7 @@ func startRuntime(ctx context.Context, cfg config.Config, log zerolog.Logger, na
 // preparePostgres migrates, then makes the users bucket equal to the users
 // table (a bucket lost or created after the users converges here).
 func (rt *runtime) preparePostgres(ctx context.Context) error {
-	if err := wiring.MigrateDays(ctx, rt.days, rt.log); err != nil {
+	if err := wiring.MigrateDaysLater(ctx, rt.days, rt.log); err != nil {
 		return fmt.Errorf("HEARTLOG_POSTGRES_URL, HEARTLOG_POSTGRES_SHARD_URLS: %w", err)
 	}
 	synced, err := rt.users.Sync(ctx)
@@ -127,20 +127,10 @@ func (rt *runtime) preparePostgres(ctx context.Context) error {
 
 // awaitPostgres retries preparePostgres until it succeeds or ctx ends.
 func (rt *runtime) awaitPostgres(ctx context.Context) {
-	wait := time.Second
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		err := rt.preparePostgres(ctx)
-		if err == nil {
-			rt.log.Info().Msg("Postgres is back: migrated, users bucket synced")
-			return
-		}
-		wait = min(2*wait, 30*time.Second)
-		rt.log.Debug().Err(err).Str("retry_in", wait.String()).Msg("Postgres still unreachable")
+	if wiring.Retry(ctx, 30*time.Second, func() error { return rt.preparePostgres(ctx) }, func(err error, next time.Duration) {
+		rt.log.Debug().Err(err).Str("retry_in", next.String()).Msg("Postgres still unreachable")
+	}) {
+		rt.log.Info().Msg("Postgres is back: migrated, users bucket synced")
 	}
 }
 
@@ -498,7 +488,8 @@ func (rt *runtime) bucket(ctx context.Context, b config.Bucket, envPrefix, proce
 // deps are what /readyz checks.
 func (rt *runtime) reader(ctx context.Context) (*reads.Reader, health.Deps, func(), error) {
 	deps := health.Deps{NATS: rt.nc, JetStream: rt.js, Stream: rt.sc.Stream, UsersBucket: rt.sc.UsersBucket,
-		Postgres: rt.pool, PostgresShards: shardPools(rt.days)}
+		Postgres: rt.pool, PostgresShards: shardPools(rt.days),
+		ShardMigrated: func(i int) bool { return rt.days.Ready(rt.days.All()[i].Name) }}
 	view, err := streams.WatchShards(ctx, rt.js, rt.sc)
 	if err != nil {
 		return nil, deps, nil, err

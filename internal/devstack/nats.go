@@ -1,7 +1,9 @@
 // Package devstack starts the parts of heartlog's local stack that run in
-// process: today the NATS server that `heartlog dev` and the tests embed,
-// configured from nats.conf. It must never be used by `heartlog serve` or
-// `heartlog process`, which connect to a real NATS deployment.
+// process or beside it: the NATS server that `heartlog dev` and the tests
+// embed, configured from nats.conf, and throwaway Postgres clusters for
+// the tests' outages and the benchmarks' second server. It must never be
+// used by `heartlog serve` or `heartlog process`, which connect to real
+// deployments.
 package devstack
 
 import (

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -112,6 +113,93 @@ func MigrateDays(ctx context.Context, days *daydb.Set, log zerolog.Logger) error
 		}
 	}
 	return days.Adopt(ctx)
+}
+
+// ShardRetryMax bounds the pause between attempts to migrate a shard
+// database that MigrateDaysLater could not migrate: 1 s, doubling up to
+// this.
+const ShardRetryMax = 30 * time.Second
+
+// MigrateDaysLater is MigrateDays for a process that runs on while a shard
+// database is down, so that one down shard stops no other day: the
+// catalog must migrate, but a shard that fails is logged (which database,
+// the error, when it is tried again) and marked not ready in days
+// (daydb.Set.SetReady): no new day is placed on it, the Postgres processor
+// holds back the batches of the days placed there, and reads that need it
+// fail. Its migration is retried in the background until it succeeds,
+// then it is marked ready, or until ctx ends. A shard already not ready
+// (its retry under way, when this is called again) is left to that retry.
+// The shards are tried in parallel, each within PingTimeout.
+func MigrateDaysLater(ctx context.Context, days *daydb.Set, log zerolog.Logger) error {
+	if !days.Sharded() {
+		return MigrateDays(ctx, days, log)
+	}
+	if err := MigrateSet(ctx, days.Catalog(), migrations.Catalog, log); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, db := range days.All() {
+		if !days.Ready(db.Name) {
+			continue
+		}
+		wg.Go(func() {
+			err := MigrateSet(ctx, db.Pool, migrations.Shard, log)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			days.SetReady(db.Name, false)
+			log.Error().Str("database", db.Name).Err(err).Str("retry_in", RetryFirst.String()).
+				Msg("shard database not migrated: no new day goes to it, and the days placed there wait (their writes held back, their reads failing) until its migration succeeds")
+			go retryShard(ctx, days, db, log)
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return days.Adopt(ctx)
+}
+
+// retryShard migrates db until it succeeds (then marks it ready and
+// adopts its old days) or ctx ends.
+func retryShard(ctx context.Context, days *daydb.Set, db daydb.DB, log zerolog.Logger) {
+	ok := Retry(ctx, ShardRetryMax, func() error { return MigrateSet(ctx, db.Pool, migrations.Shard, log) }, func(err error, next time.Duration) {
+		log.Warn().Str("database", db.Name).Err(err).Str("retry_in", next.String()).Msg("shard database still not migrated")
+	})
+	if !ok {
+		return
+	}
+	days.SetReady(db.Name, true)
+	log.Info().Str("database", db.Name).Msg("shard database migrated: it takes new days, and the days placed there are written and read again")
+	if err := days.Adopt(ctx); err != nil {
+		log.Warn().Err(err).Msg("adopt the day partitions that predate placements (retried at the next start)")
+	}
+}
+
+// RetryFirst is Retry's first pause.
+const RetryFirst = time.Second
+
+// Retry calls try RetryFirst from now, then after each failure (told to
+// failed with the pause before the next try) twice as long again, up to
+// most, until try succeeds (true) or ctx ends (false).
+func Retry(ctx context.Context, most time.Duration, try func() error, failed func(err error, next time.Duration)) bool {
+	wait := RetryFirst
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		err := try()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		wait = min(2*wait, most)
+		failed(err, wait)
+	}
 }
 
 // OpenPostgres is NewPool and Migrate: a pool on a database that answers

@@ -346,25 +346,11 @@ func stackProcs(dir string) []extProc {
 // procCPU is the user+system CPU time of a process from /proc/<pid>/stat
 // (in clock ticks of 1/100 s, USER_HZ on Linux).
 func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := procStat(pid)
 	if err != nil {
 		return 0, err
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("bad stat")
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, errors.New("bad stat")
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	stt, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, errors.New("bad stat")
-	}
-	return time.Duration(ut+stt) * 10 * time.Millisecond, nil
+	return ticks(f, 11, 12), nil
 }
 
 // cpuSnap is the CPU time of this process and of the stack's processes.

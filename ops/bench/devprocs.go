@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"heartlog/api"
@@ -248,8 +247,8 @@ func devBucket(ctx context.Context, b settings.Bucket, label string) (objstore.B
 // scenarios publish backlogs over several days, which the day closer would
 // otherwise close and compact during the measurement).
 func freshStream(ctx context.Context, st *stack) error {
-	if err := st.js.DeleteConsumer(ctx, st.sc.Stream, streams.DurablePostgres); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("delete consumer: %w", err)
+	if err := st.deletePostgresConsumer(ctx); err != nil {
+		return err
 	}
 	for _, name := range dayfileProcessors {
 		if err := deletePartitionConsumers(ctx, st, name); err != nil {

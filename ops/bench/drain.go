@@ -24,36 +24,19 @@ import (
 func runDrain(ctx context.Context, st *stack, cfg config) ([]result, error) {
 	// Start from an empty stream and no postgres consumer, so that the
 	// processor sees exactly the backlog (earlier scenarios also publish).
-	if err := st.js.DeleteConsumer(ctx, st.sc.Stream, streams.DurablePostgres); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("delete consumer: %w", err)
-	}
-	s, err := st.js.Stream(ctx, st.sc.Stream)
-	if err != nil {
+	if err := freshStream(ctx, st); err != nil {
 		return nil, err
-	}
-	if err := s.Purge(ctx); err != nil {
-		return nil, fmt.Errorf("purge stream: %w", err)
 	}
 	var baseRows int64
 	if err := st.pool.QueryRow(ctx, "SELECT count(*) FROM heartbeats").Scan(&baseRows); err != nil {
 		return nil, err
 	}
 
-	fmt.Fprintf(os.Stderr, "bench: preparing %d heartbeats for %d users over %d UTC days\n", cfg.drainHeartbeats, cfg.drainUsers, cfg.drainDays)
-	hbs, prefixes, err := backlog(cfg.drainHeartbeats, cfg.drainUsers, cfg.drainDays, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	distinct := distinctIDs(hbs)
-
-	// Publish the backlog.
-	pubRes, err := publishBacklog(ctx, st, cfg, "drain-publish", hbs, prefixes)
+	pubRes, distinct, err := publishDrainBacklog(ctx, st, cfg, "drain-publish", cfg.drainDays)
 	if err != nil {
 		return nil, err
 	}
 	results := []result{pubRes}
-	hbs = nil // let the processor phase have the memory
-	runtime.GC()
 
 	// Drain it into Postgres.
 	drainRes := result{scenario: "drain", target: targetFor("drain"), msgs: pubRes.msgs, distinct: distinct}
@@ -68,7 +51,11 @@ func runDrain(ctx context.Context, st *stack, cfg config) ([]result, error) {
 		return results, err
 	}
 	sink := st.proc.sink
-	done, err := waitRows(ctx, st, cfg, sink, int64(distinct), want)
+	done, err := waitRows(ctx, cfg, sink, int64(distinct), want, func(ctx context.Context) (int64, error) {
+		var n int64
+		err := st.pool.QueryRow(ctx, "SELECT count(*) FROM heartbeats").Scan(&n)
+		return n, err
+	})
 	wall1, cpu1 := time.Now(), cpuTime()
 	perr := stopProfile()
 	st.stopProcessor()
@@ -90,6 +77,21 @@ func runDrain(ctx context.Context, st *stack, cfg config) ([]result, error) {
 	}
 	sink.mu.Unlock()
 	return append(results, drainRes), nil
+}
+
+// publishDrainBacklog builds the backlog of -drain-heartbeats over
+// -drain-users and days UTC days, publishes it (publishBacklog) and returns
+// the publish row and how many distinct heartbeats it holds.
+func publishDrainBacklog(ctx context.Context, st *stack, cfg config, name string, days int) (result, int, error) {
+	fmt.Fprintf(os.Stderr, "bench: preparing %d heartbeats for %d users over %d UTC days\n", cfg.drainHeartbeats, cfg.drainUsers, days)
+	hbs, prefixes, err := backlog(cfg.drainHeartbeats, cfg.drainUsers, days, time.Now())
+	if err != nil {
+		return result{}, 0, err
+	}
+	distinct := distinctIDs(hbs)
+	pubRes, err := publishBacklog(ctx, st, cfg, name, hbs, prefixes)
+	runtime.GC() // the backlog is published: let the processor phase have its memory
+	return pubRes, distinct, err
 }
 
 // publishBacklog publishes hbs through a fresh Publisher from
@@ -175,11 +177,21 @@ feed:
 	return pubRes, nil
 }
 
-// waitRows polls until the heartbeats table holds want rows and returns
-// when it saw them. The processor's own count of committed heartbeats is
-// free to read, so it is what is polled; once it says the backlog is in,
-// SELECT count(*) confirms it (and is polled from then on if it does not).
-func waitRows(ctx context.Context, st *stack, cfg config, sink *countingSink, backlog, want int64) (time.Time, error) {
+// deletePostgresConsumer deletes the Postgres processor's durable consumer,
+// if any: the next one starts from the stream's first message.
+func (st *stack) deletePostgresConsumer(ctx context.Context) error {
+	if err := st.js.DeleteConsumer(ctx, st.sc.Stream, streams.DurablePostgres); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("delete consumer: %w", err)
+	}
+	return nil
+}
+
+// waitRows polls until count says want rows are stored and returns when
+// it saw them. The processor's own count of committed heartbeats is free
+// to read, so it is what is polled; once it says the backlog is in, count
+// (a SELECT count(*)) confirms it (and is polled from then on if it does
+// not).
+func waitRows(ctx context.Context, cfg config, sink *countingSink, backlog, want int64, count func(context.Context) (int64, error)) (time.Time, error) {
 	tick := time.NewTicker(cfg.drainPoll)
 	defer tick.Stop()
 	deadline := time.NewTimer(cfg.drainTimeout)
@@ -200,7 +212,8 @@ func waitRows(ctx context.Context, st *stack, cfg config, sink *countingSink, ba
 				}
 				continue
 			}
-			if err := st.pool.QueryRow(ctx, "SELECT count(*) FROM heartbeats").Scan(&rows); err != nil {
+			var err error
+			if rows, err = count(ctx); err != nil {
 				return time.Time{}, err
 			}
 			if rows >= want {

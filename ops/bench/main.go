@@ -47,6 +47,17 @@
 //     through streams.Publisher (no HTTP), then the Postgres processor is
 //     started and timed until every distinct heartbeat is a row. Target:
 //     100,000 rows/s. The publish of the backlog is reported as well.
+//   - drain-shards (not run by default): a backlog of -drain-heartbeats
+//     heartbeats over -drain-users users and -drain-shards-days UTC days
+//     is published once, then the Postgres processor drains all of it
+//     twice, each time on a new consumer from the stream's start: into one
+//     database on the shared server, then into two shard databases, one on
+//     the shared server and one on a Postgres cluster the bench starts in a
+//     temporary directory (with the shared server's fsync,
+//     synchronous_commit and full_page_writes) and stops at the end, the
+//     catalog on the shared server. Reported per layout: rows/s, the rows
+//     and days on each database, and the CPU of this process and of each
+//     server's postmaster and backends (from /proc).
 //   - dayfiles-drain (not run by default): a backlog of -dayfiles-heartbeats
 //     heartbeats over -dayfiles-users users (each with a random object
 //     prefix) and -dayfiles-days UTC days is published as drain's is; then
@@ -232,6 +243,7 @@ type config struct {
 	drainHeartbeats int
 	drainUsers      int
 	drainDays       int
+	drainShardsDays int
 	drainPublishers int
 	drainBatch      int
 	drainFetch      int
@@ -311,7 +323,7 @@ type config struct {
 	dashboardProfile bool
 }
 
-var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard"}
+var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "drain-shards", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -335,6 +347,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.drainHeartbeats, "drain-heartbeats", 1_000_000, "drain: heartbeats in the backlog (all distinct)")
 	fs.IntVar(&c.drainUsers, "drain-users", 1000, "drain: users the backlog is spread over")
 	fs.IntVar(&c.drainDays, "drain-days", 3, "drain: UTC days the backlog is spread over (today and the days before)")
+	fs.IntVar(&c.drainShardsDays, "drain-shards-days", 30, "drain-shards: UTC days the backlog is spread over (today and the days before), placed over the databases")
 	fs.IntVar(&c.drainPublishers, "drain-publishers", 16, "drain: goroutines calling Publisher.Publish concurrently")
 	fs.IntVar(&c.drainBatch, "drain-batch", 500, "drain: heartbeats per Publish call")
 	fs.IntVar(&c.drainFetch, "drain-fetch", 0, "drain: processor BatchMessages, messages per commit (0: the processor's default, 512)")
@@ -481,8 +494,8 @@ Flags:
 		return c, errors.New("-bulk-conns and -single-conns must be at least 1")
 	case c.bulkSize < 1 || c.bulkSize > 1000:
 		return c, errors.New("-bulk-size must be 1-1000 (the API refuses more than 1000)")
-	case c.drainHeartbeats < 1 || c.drainUsers < 1 || c.drainDays < 1 || c.drainDays > 30:
-		return c, errors.New("-drain-heartbeats and -drain-users must be positive, -drain-days 1-30")
+	case c.drainHeartbeats < 1 || c.drainUsers < 1 || c.drainDays < 1 || c.drainDays > 30 || c.drainShardsDays < 1 || c.drainShardsDays > 30:
+		return c, errors.New("-drain-heartbeats and -drain-users must be positive, -drain-days and -drain-shards-days 1-30")
 	case c.drainPublishers < 1 || c.drainBatch < 1 || c.drainBatch > 20000:
 		return c, errors.New("-drain-publishers must be positive, -drain-batch 1-20000")
 	case c.partitions < 0:
@@ -669,13 +682,13 @@ func run(ctx context.Context, cfg config) (err error) {
 				}
 			}
 			results = append(results, rs...)
-		case "ingest-all", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard":
+		case "ingest-all", "drain-shards", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard":
 			if processorOn {
 				st.stopProcessor()
 				processorOn = false
 			}
 			run := map[string]func(context.Context, *stack, config) ([]result, error){
-				"dayfiles-drain": runDayfilesDrain, "dayfiles-latency": runDayfilesLatency,
+				"drain-shards": runDrainShards, "dayfiles-drain": runDayfilesDrain, "dayfiles-latency": runDayfilesLatency,
 				"reads": runReads, "janitor": runJanitor, "noisy-neighbour": runNoisy, "compaction": runCompaction,
 				"compaction-latency": runCompactionLatency, "ingest-all": runIngestAll, "paced": runPaced,
 				"statusbar": runStatusBar,

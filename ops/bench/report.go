@@ -168,7 +168,7 @@ func printTable(w io.Writer, cfg config, m machine, results []result) {
 		case "single":
 			res += "requests/s"
 			notes = append(notes, fmt.Sprintf("%d conns × 1 hb", r.conns))
-		case "drain-publish", "dayfiles-drain-publish", "dayfiles-latency-publish", "compaction-publish", "compaction-latency-publish":
+		case "drain-publish", "drain-shards-publish", "dayfiles-drain-publish", "dayfiles-latency-publish", "compaction-publish", "compaction-latency-publish":
 			res += "heartbeats/s"
 			notes = append(notes, fmt.Sprintf("Publisher without HTTP: %s hb in %.1fs, %d goroutines × %d hb per Publish (latency columns: Publish calls)",
 				thousands(float64(r.heartbeats)), r.seconds, r.conns, r.size))

@@ -160,9 +160,7 @@ func (st *stack) close() error {
 // createDatabase creates and migrates a database of the bench's own on
 // HEARTLOG_POSTGRES_URL's server, dropped by close.
 func (st *stack) createDatabase(ctx context.Context) error {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "heartlog_bench_" + hex.EncodeToString(b)
+	name := benchDatabaseName()
 	var err error
 	if st.dbURL, err = wiring.CreateDatabase(ctx, st.cfg.postgresURL, name); err != nil {
 		return fmt.Errorf("HEARTLOG_POSTGRES_URL: %w", err)
@@ -174,6 +172,13 @@ func (st *stack) createDatabase(ctx context.Context) error {
 	}
 	st.closers = append(st.closers, func() error { st.pool.Close(); return nil })
 	return nil
+}
+
+// benchDatabaseName is a fresh heartlog_bench_* database name.
+func benchDatabaseName() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "heartlog_bench_" + hex.EncodeToString(b)
 }
 
 // streamMsgs is the stream's message count now.
@@ -225,12 +230,18 @@ type processor struct {
 	cancel context.CancelFunc
 	done   chan error
 	view   *streams.ShardView
-	pool   *pgxpool.Pool
+	pool   *pgxpool.Pool // its own, when it was given no databases
 }
 
-// startProcessor runs the Postgres processor on its durable consumer.
-// batchMessages 0 keeps the processor's default.
+// startProcessor runs the Postgres processor on its durable consumer,
+// into the stack's database. batchMessages 0 keeps the processor's default.
 func (st *stack) startProcessor(ctx context.Context, batchMessages int) error {
+	return st.startProcessorOn(ctx, batchMessages, nil)
+}
+
+// startProcessorOn is startProcessor into the databases of days (nil: a
+// pool of its own on the stack's database).
+func (st *stack) startProcessorOn(ctx context.Context, batchMessages int, days *daydb.Set) error {
 	if st.proc != nil {
 		return errors.New("processor already running")
 	}
@@ -238,8 +249,11 @@ func (st *stack) startProcessor(ctx context.Context, batchMessages int) error {
 	p := &processor{cancel: cancel, done: make(chan error, 1)}
 	var err error
 	labelled(pctx, "processor", func(lctx context.Context) {
-		if p.pool, err = wiring.NewPool(lctx, st.dbURL); err != nil {
-			return
+		if days == nil {
+			if p.pool, err = wiring.NewPool(lctx, st.dbURL); err != nil {
+				return
+			}
+			days = daydb.One(p.pool)
 		}
 		if p.view, err = streams.WatchShards(lctx, st.js, st.sc); err != nil {
 			return
@@ -248,7 +262,7 @@ func (st *stack) startProcessor(ctx context.Context, batchMessages int) error {
 		if cons, err = streams.EnsureConsumer(lctx, st.js, st.sc, streams.DurablePostgres); err != nil {
 			return
 		}
-		p.sink = &countingSink{Sink: pgsink.New(daydb.One(p.pool), p.view, st.log, pgsink.Options{})}
+		p.sink = &countingSink{Sink: pgsink.New(days, p.view, st.log, pgsink.Options{})}
 		go func() {
 			p.done <- processors.Run(lctx, cons, p.sink, processors.Options{BatchMessages: batchMessages, Log: st.log, DeadLetters: streams.NewDeadLetters(st.js, st.sc)})
 		}()
@@ -279,7 +293,9 @@ func (st *stack) stopProcessor() {
 		st.log.Error().Err(err).Msg("processor stopped with an error")
 	}
 	_ = p.view.Stop()
-	p.pool.Close()
+	if p.pool != nil {
+		p.pool.Close()
+	}
 }
 
 // newUsers creates n users through the user store and returns their keys.

@@ -46,14 +46,6 @@ type ShardStates interface {
 }
 
 var (
-	rowsInserted = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "heartlog_postgres_rows_inserted_total",
-		Help: "Heartbeat rows inserted (duplicates excluded).",
-	})
-	duplicates = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "heartlog_postgres_duplicates_total",
-		Help: "Heartbeats already stored when they came again (redelivery, replay, client resend).",
-	})
 	rowsSkipped = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "heartlog_postgres_rows_skipped_shard_total",
 		Help: "Heartbeats not written because their day's shard is draining or dropped.",
@@ -72,9 +64,10 @@ type Sink struct {
 	log    zerolog.Logger
 	opts   Options
 
-	mu    sync.Mutex
-	known map[string]bool // database/day whose partition exists
-	cold  map[string]bool // days past grace without a partition
+	mu       sync.Mutex
+	known    map[string]bool // database/day whose partition exists
+	cold     map[string]bool // days past grace without a partition
+	placedAt time.Time       // when the days placed were last counted
 }
 
 // Options tune the sink. Zero fields take the defaults.
@@ -137,10 +130,10 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 		return err
 	}
 	var (
-		held, todo  = []*heartlogv1.Batch(nil), batches
-		heldErrs    []error
-		rejected    []processors.Rejection
-		unplaceable int // days on a database this process lacks
+		held, todo = []*heartlogv1.Batch(nil), batches
+		heldErrs   []error
+		heldBy     = map[string]int{} // held batches by database, for the metric
+		rejected   []processors.Rejection
 	)
 	// A database that answers "moved" (the day's partition there is fenced
 	// by `shards move`, or gone) sends its batches round again at once,
@@ -148,17 +141,26 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 	// database. What committed on the first round is absorbed by the
 	// conflict path; batches of the other databases are not written again.
 	for round := 1; len(todo) > 0; round++ {
-		groups, h, he, err := s.place(ctx, todo)
+		groups, h, he, hb, err := s.place(ctx, todo)
 		if err != nil {
 			return err
 		}
-		unplaceable += len(h)
 		held, heldErrs, todo = append(held, h...), append(heldErrs, he...), nil
+		for name, n := range hb {
+			heldBy[name] += n
+		}
 		errs := make([]error, len(groups))
 		rejects := make([][]processors.Rejection, len(groups))
 		var wg sync.WaitGroup
 		for i, g := range groups {
-			wg.Go(func() { rejects[i], errs[i] = s.commitTo(ctx, g) })
+			wg.Go(func() {
+				start := time.Now()
+				rejects[i], errs[i] = s.commitTo(ctx, g)
+				commitSeconds.WithLabelValues(g.db.Name).Observe(time.Since(start).Seconds())
+				if errs[i] != nil {
+					commitErrors.WithLabelValues(g.db.Name).Inc()
+				}
+			})
 		}
 		wg.Wait()
 		for i, g := range groups {
@@ -175,14 +177,20 @@ func (s *Sink) Commit(ctx context.Context, batches []*heartlogv1.Batch) error {
 			default:
 				held = append(held, g.batches...)
 				heldErrs = append(heldErrs, fmt.Errorf("%s: %w", g.db.Name, err))
+				heldBy[g.db.Name] += len(g.batches)
 			}
 		}
 	}
+	s.countPlaced(ctx)
+	unplaceable := heldBy[unlisted] // days on a database this process lacks
 	switch {
 	case len(held) == len(batches) && len(s.days.All()) == 1 && unplaceable == 0:
 		// One database, down: retrying in place is all there is to do.
 		return errors.Join(heldErrs...)
 	case len(held) > 0:
+		for name, n := range heldBy {
+			heldBatches.WithLabelValues(name).Add(float64(n))
+		}
 		return &processors.Held{Batches: held, Rejected: rejected, Err: errors.Join(heldErrs...)}
 	case len(rejected) > 0:
 		return &processors.Rejected{Heartbeats: rejected}
@@ -215,13 +223,19 @@ func (s *Sink) forget(err error, g *group) {
 	}
 }
 
+// ErrNotMigrated is the reason a batch is held when its day is on a
+// database that this process could not migrate yet (down at start).
+var ErrNotMigrated = errors.New("postgres: database not migrated yet (it was down at start; its migration is retried)")
+
 // place groups the writable batches by their day's database, placing new
 // days. A day past the grace period is never placed: if it has no
 // placement, its rows go to the day files alone. A batch whose day is on a
-// database this process does not have is held, with the reason.
-func (s *Sink) place(ctx context.Context, batches []*heartlogv1.Batch) (groups []*group, held []*heartlogv1.Batch, heldErrs []error, err error) {
+// database this process does not have, or on one not migrated yet, is
+// held, with the reason; heldBy counts the held batches by database.
+func (s *Sink) place(ctx context.Context, batches []*heartlogv1.Batch) (groups []*group, held []*heartlogv1.Batch, heldErrs []error, heldBy map[string]int, err error) {
 	now := s.opts.Now()
 	byDB := map[string]*group{}
+	heldBy = map[string]int{}
 	for _, b := range batches {
 		if !s.shards.State(b.Day).Writable() {
 			rowsSkipped.Add(float64(len(b.Heartbeats)))
@@ -232,14 +246,19 @@ func (s *Sink) place(ctx context.Context, batches []*heartlogv1.Batch) (groups [
 		db, ok, err := s.database(ctx, b.Day, late)
 		switch {
 		case errors.Is(err, daydb.ErrBadDay):
-			return nil, nil, nil, processors.Permanent("postgres bad day", err)
+			return nil, nil, nil, nil, processors.Permanent("postgres bad day", err)
 		case errors.Is(err, daydb.ErrUnknownDatabase):
 			held, heldErrs = append(held, b), append(heldErrs, err)
+			heldBy[unlisted]++
 			continue
 		case err != nil:
-			return nil, nil, nil, fmt.Errorf("postgres: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("postgres: %w", err)
 		case !ok:
 			s.skipCold(b)
+			continue
+		case !s.days.Ready(db.Name):
+			held, heldErrs = append(held, b), append(heldErrs, fmt.Errorf("%s: %w", db.Name, ErrNotMigrated))
+			heldBy[db.Name]++
 			continue
 		}
 		g := byDB[db.Name]
@@ -253,7 +272,7 @@ func (s *Sink) place(ctx context.Context, batches []*heartlogv1.Batch) (groups [
 			g.late = append(g.late, b.Day)
 		}
 	}
-	return groups, held, heldErrs, nil
+	return groups, held, heldErrs, heldBy, nil
 }
 
 // database is the day's database. A late day (past grace) is only looked
@@ -288,7 +307,7 @@ func (s *Sink) commitTo(ctx context.Context, g *group) ([]processors.Rejection, 
 	}
 	eg, gctx := errgroup.WithContext(ctx)
 	for _, part := range split(rows, s.opts.Writers) {
-		eg.Go(func() error { return s.write(gctx, g.db.Pool, part) })
+		eg.Go(func() error { return s.write(gctx, g.db.Pool, g.db.Name, part) })
 	}
 	if err := eg.Wait(); err != nil {
 		return nil, s.classify(err)
@@ -382,7 +401,8 @@ func split(rows [][]any, n int) [][][]any {
 	return parts
 }
 
-func (s *Sink) write(ctx context.Context, pool *pgxpool.Pool, rows [][]any) error {
+// write writes rows to pool, the database named name.
+func (s *Sink) write(ctx context.Context, pool *pgxpool.Pool, name string, rows [][]any) error {
 	var copied int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var err error
@@ -392,17 +412,17 @@ func (s *Sink) write(ctx context.Context, pool *pgxpool.Pool, rows [][]any) erro
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
-		rowsInserted.Add(float64(copied))
+		rowsInserted.WithLabelValues(name).Add(float64(copied))
 		return nil
 	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation:
-		return s.writeDeduplicated(ctx, pool, rows)
+		return s.writeDeduplicated(ctx, pool, name, rows)
 	}
 	return fmt.Errorf("postgres: copy %d rows: %w", len(rows), err)
 }
 
 // writeDeduplicated is the slow path for rows of which some are stored
 // already: a redelivery, a replay, a plugin resending from its queue.
-func (s *Sink) writeDeduplicated(ctx context.Context, pool *pgxpool.Pool, rows [][]any) error {
+func (s *Sink) writeDeduplicated(ctx context.Context, pool *pgxpool.Pool, name string, rows [][]any) error {
 	var inserted int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var err error
@@ -412,8 +432,8 @@ func (s *Sink) writeDeduplicated(ctx context.Context, pool *pgxpool.Pool, rows [
 	if err != nil {
 		return err
 	}
-	rowsInserted.Add(float64(inserted))
-	duplicates.Add(float64(int64(len(rows)) - inserted))
+	rowsInserted.WithLabelValues(name).Add(float64(inserted))
+	duplicates.WithLabelValues(name).Add(float64(int64(len(rows)) - inserted))
 	return nil
 }
 

@@ -1,0 +1,26 @@
+package heartlogtest
+
+import (
+	"bytes"
+	"sync"
+)
+
+// LogBuffer is a log destination that goroutines (or a child process's
+// stderr copier) may write to while the test reads it.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String is what was written so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
