@@ -63,6 +63,10 @@ func (ss *statsService) GetSummaries(ctx context.Context, req *connect.Request[h
 	if err == nil {
 		o.Start, o.End, err = ss.s.statsRange(ctx, u, req.Msg.GetRange(), req.Msg.GetStart(), req.Msg.GetEnd(), o.Location)
 	}
+	var keep func(*heartlogv1.Breakdown)
+	if err == nil {
+		keep, err = keepBreakdowns(req.Msg.GetBreakdowns())
+	}
 	var days []stats.Day
 	if err == nil {
 		days, err = ss.s.summarize(ctx, u, o)
@@ -76,9 +80,48 @@ func (ss *statsService) GetSummaries(ctx context.Context, req *connect.Request[h
 		DailyAverage:    totalMsg(avg),
 	}
 	for _, d := range days {
-		out.Days = append(out.Days, daySummary(d))
+		s := daySummary(d)
+		keep(s.Breakdown)
+		out.Days = append(out.Days, s)
 	}
 	return connect.NewResponse(out), nil
+}
+
+// breakdownFields are the Breakdown fields by name, for
+// GetSummariesRequest.breakdowns.
+var breakdownFields = map[string]func(*heartlogv1.Breakdown) *[]*heartlogv1.Item{
+	"projects":          func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Projects },
+	"languages":         func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Languages },
+	"editors":           func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Editors },
+	"operating_systems": func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.OperatingSystems },
+	"machines":          func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Machines },
+	"branches":          func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Branches },
+	"categories":        func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Categories },
+	"entities":          func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Entities },
+	"dependencies":      func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Dependencies },
+}
+
+// keepBreakdowns returns what empties a day's breakdowns other than
+// names (all of them kept when names is empty); an unknown name is a bad
+// read.
+func keepBreakdowns(names []string) (func(*heartlogv1.Breakdown), error) {
+	if len(names) == 0 {
+		return func(*heartlogv1.Breakdown) {}, nil
+	}
+	kept := map[string]bool{}
+	for _, n := range names {
+		if breakdownFields[n] == nil {
+			return nil, badf("breakdowns: %q is none of projects, languages, editors, operating_systems, machines, branches, categories, entities, dependencies", n)
+		}
+		kept[n] = true
+	}
+	return func(b *heartlogv1.Breakdown) {
+		for n, field := range breakdownFields {
+			if !kept[n] {
+				*field(b) = nil
+			}
+		}
+	}, nil
 }
 
 func (ss *statsService) GetDurations(ctx context.Context, req *connect.Request[heartlogv1.GetDurationsRequest]) (*connect.Response[heartlogv1.GetDurationsResponse], error) {

@@ -33,6 +33,26 @@ func TestConnectStatsService(t *testing.T) {
 		len(d[0].Breakdown.Projects) != 2 || d[0].Breakdown.Projects[0].Name != "A" || d[0].Breakdown.Projects[0].TotalSeconds != 600 {
 		t.Fatalf("summaries: %v", sum.Msg)
 	}
+	if len(d[0].Breakdown.Languages) == 0 {
+		t.Fatalf("summaries: no languages in %v", d[0].Breakdown)
+	}
+	// Asked for projects alone, each day carries them and no other breakdown.
+	preq := connect.NewRequest(&heartlogv1.GetSummariesRequest{Start: date, End: date, Breakdowns: []string{"projects"}})
+	preq.Header().Set("Authorization", "Bearer "+key)
+	proj, err := client.GetSummaries(ctx, preq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := proj.Msg.Days; len(p) != 1 || p[0].GrandTotal.TotalSeconds != 660 || len(p[0].Breakdown.Projects) != 2 ||
+		p[0].Breakdown.Projects[1].TotalSeconds != 60 || len(p[0].Breakdown.Languages)+len(p[0].Breakdown.Editors)+
+		len(p[0].Breakdown.Categories)+len(p[0].Breakdown.Branches)+len(p[0].Breakdown.Machines) != 0 {
+		t.Fatalf("summaries of projects: %v", proj.Msg)
+	}
+	breq := connect.NewRequest(&heartlogv1.GetSummariesRequest{Start: date, End: date, Breakdowns: []string{"project"}})
+	breq.Header().Set("Authorization", "Bearer "+key)
+	if _, err := client.GetSummaries(ctx, breq); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("summaries of an unknown breakdown: %v, want invalid_argument", err)
+	}
 	dreq := connect.NewRequest(&heartlogv1.GetDurationsRequest{Date: date})
 	dreq.Header().Set("Authorization", "Bearer "+key)
 	dur, err := client.GetDurations(ctx, dreq)

@@ -104,7 +104,13 @@ type GetSummariesRequest struct {
 	// (last_7_days, ..., last_year, all_time, 2026, 2026-11): a page can then
 	// ask for a range's summaries and its stats at once, without first
 	// learning the range's dates.
-	Range         string `protobuf:"bytes,4,opt,name=range,proto3" json:"range,omitempty"`
+	Range string `protobuf:"bytes,4,opt,name=range,proto3" json:"range,omitempty"`
+	// The breakdowns each day carries, by their Breakdown field names
+	// (projects, languages, editors, operating_systems, machines, branches,
+	// categories, entities, dependencies); empty for all of them. A page
+	// that draws a year's days by project asks for projects alone: the
+	// whole of each day is most of a year's response.
+	Breakdowns    []string `protobuf:"bytes,5,rep,name=breakdowns,proto3" json:"breakdowns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -165,6 +171,13 @@ func (x *GetSummariesRequest) GetRange() string {
 		return x.Range
 	}
 	return ""
+}
+
+func (x *GetSummariesRequest) GetBreakdowns() []string {
+	if x != nil {
+		return x.Breakdowns
+	}
+	return nil
 }
 
 type GetSummariesResponse struct {
@@ -1868,12 +1881,15 @@ const file_heartlog_v1_stats_proto_rawDesc = "" +
 	"\x0ftimeout_minutes\x18\x02 \x01(\x05R\x0etimeoutMinutes\x12\x1f\n" +
 	"\vwrites_only\x18\x03 \x01(\bR\n" +
 	"writesOnly\x12\x18\n" +
-	"\aproject\x18\x04 \x01(\tR\aproject\"\x87\x01\n" +
+	"\aproject\x18\x04 \x01(\tR\aproject\"\xa7\x01\n" +
 	"\x13GetSummariesRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\tR\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\tR\x03end\x122\n" +
 	"\aoptions\x18\x03 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\x12\x14\n" +
-	"\x05range\x18\x04 \x01(\tR\x05range\"\xbb\x01\n" +
+	"\x05range\x18\x04 \x01(\tR\x05range\x12\x1e\n" +
+	"\n" +
+	"breakdowns\x18\x05 \x03(\tR\n" +
+	"breakdowns\"\xbb\x01\n" +
 	"\x14GetSummariesResponse\x12+\n" +
 	"\x04days\x18\x01 \x03(\v2\x17.heartlog.v1.DaySummaryR\x04days\x12=\n" +
 	"\x10cumulative_total\x18\x02 \x01(\v2\x12.heartlog.v1.TotalR\x0fcumulativeTotal\x127\n" +
