@@ -13,6 +13,7 @@ import {
   signOut,
   stats,
 } from "./api";
+import { measureCharts } from "./chart";
 import { byId, el, fillTable } from "./dom";
 import { today, timeZones } from "./format";
 import type { Settings } from "./gen/heartlog/v1/settings_pb";
@@ -189,7 +190,10 @@ function loadAll(mark: boolean): void {
     return renderInsights(ins);
   });
   show("heatmap", stats.getHeatMap({ end, options: opts }, { signal }), (h) => renderHeatMap(h.days));
-  show("daily", Promise.all([stats.getSummaries(rangeReq, { signal }), statsP]), ([sum, s]) =>
+  // The bars need each day's projects alone: a year's days in full would
+  // be most of the page's download and decoding.
+  const dailyReq = { ...rangeReq, breakdowns: ["projects"] };
+  show("daily", Promise.all([stats.getSummaries(dailyReq, { signal }), statsP]), ([sum, s]) =>
     renderDaily(sum.days, s.breakdown?.projects ?? []),
   );
   track(
@@ -306,6 +310,9 @@ function enterDashboard(settingsUnavailable?: string): void {
   fillTimeZones();
   showProject();
   showSettings(user, settingsUnavailable);
+  // Every chart's size, read once now that the dashboard is laid out and
+  // before any view fills it.
+  measureCharts();
   // Today's total is one of the views: the first state counts toward "ready".
   let settled = () => {};
   track(new Promise<void>((resolve) => (settled = resolve)), () => true);
