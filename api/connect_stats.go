@@ -74,6 +74,12 @@ func (ss *statsService) GetSummaries(ctx context.Context, req *connect.Request[h
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}
+	return connect.NewResponse(summariesResponse(days, keep)), nil
+}
+
+// summariesResponse is GetSummaries' answer for the days, their breakdowns
+// trimmed by keep.
+func summariesResponse(days []stats.Day, keep func(*heartlogv1.Breakdown)) *heartlogv1.GetSummariesResponse {
 	t, avg := rangeTotals(days)
 	out := &heartlogv1.GetSummariesResponse{
 		CumulativeTotal: totalMsg(t.GrandTotal.Total),
@@ -84,7 +90,7 @@ func (ss *statsService) GetSummaries(ctx context.Context, req *connect.Request[h
 		keep(s.Breakdown)
 		out.Days = append(out.Days, s)
 	}
-	return connect.NewResponse(out), nil
+	return out
 }
 
 // breakdownFields are the Breakdown fields by name, for
@@ -180,12 +186,55 @@ func (ss *statsService) GetStats(ctx context.Context, req *connect.Request[heart
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}
+	return connect.NewResponse(statsResponse(name, o, days)), nil
+}
+
+// statsResponse is GetStats' answer for the range name (o.Start..o.End)
+// and its days.
+func statsResponse(name string, o stats.Options, days []stats.Day) *heartlogv1.GetStatsResponse {
 	t, avg := rangeTotals(days)
-	return connect.NewResponse(&heartlogv1.GetStatsResponse{
+	return &heartlogv1.GetStatsResponse{
 		Range: name, Start: o.Start.String(), End: o.End.String(),
 		Total:        totalMsg(t.GrandTotal.Total),
 		DailyAverage: totalMsg(avg),
 		Breakdown:    breakdown(t),
+	}
+}
+
+// GetRange reads the range once, accounts its days once, and answers
+// with what GetStats, GetSummaries and GetInsights would.
+func (ss *statsService) GetRange(ctx context.Context, req *connect.Request[heartlogv1.GetRangeRequest]) (*connect.Response[heartlogv1.GetRangeResponse], error) {
+	u, o, err := ss.begin(ctx, req.Msg.GetOptions())
+	if err != nil {
+		return nil, err
+	}
+	name := req.Msg.GetRange()
+	o.Start, o.End, err = ss.s.statsRange(ctx, u, name, req.Msg.GetStart(), req.Msg.GetEnd(), o.Location)
+	var keep func(*heartlogv1.Breakdown)
+	if err == nil {
+		keep, err = keepBreakdowns(req.Msg.GetBreakdowns())
+	}
+	var act stats.Activity
+	if err == nil {
+		act, err = ss.s.rangeActivity(ctx, u, o)
+	}
+	var days []stats.Day
+	if err == nil {
+		o.OmitEntities = o.Project == "" // as summarize
+		days, err = stats.SummarizeBeats(act, o)
+	}
+	var in insight
+	if err == nil {
+		// The insights' days are these: entities change no day's total.
+		in, err = insightsOf(act, days, o)
+	}
+	if err != nil {
+		return nil, ss.readError(u, err)
+	}
+	return connect.NewResponse(&heartlogv1.GetRangeResponse{
+		Stats:     statsResponse(name, o, days),
+		Summaries: summariesResponse(days, keep),
+		Insights:  insightsResponse(name, o, in),
 	}), nil
 }
 
