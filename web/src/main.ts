@@ -173,7 +173,12 @@ function loadAll(mark: boolean): void {
   // before the user's settings are in, on the first load), it knows every
   // selection's end; until then the server says it.
   const rangeReq = span ? { start: span.start, end: span.end, options: opts } : { range: sel.range, options: opts };
-  const statsP = stats.getStats(rangeReq, { signal });
+  // One call for the range's totals, days and insights: the server reads
+  // and accounts the range once rather than once for each. The bars need
+  // each day's projects alone: a year's days in full would be most of the
+  // page's download and decoding.
+  const rangeP = stats.getRange({ ...rangeReq, breakdowns: ["projects"] }, { signal });
+  const statsP = rangeP.then((r) => r.stats ?? missing("stats"));
   const tz = sel.tz || userTz();
   const end = span?.end ?? (tz ? today(tz) : "");
   const statsEnd = () => statsP.then((s) => s.end);
@@ -185,17 +190,12 @@ function loadAll(mark: boolean): void {
     renderTotals(s);
     renderBreakdowns(s.breakdown, sel.project, selectProject);
   });
-  show("insights", stats.getInsights(rangeReq, { signal }), (ins) => {
+  show("insights", rangeP.then((r) => r.insights ?? missing("insights")), (ins) => {
     renderBestDay(ins);
     return renderInsights(ins);
   });
   show("heatmap", stats.getHeatMap({ end, options: opts }, { signal }), (h) => renderHeatMap(h.days));
-  // The bars need each day's projects alone: a year's days in full would
-  // be most of the page's download and decoding.
-  const dailyReq = { ...rangeReq, breakdowns: ["projects"] };
-  show("daily", Promise.all([stats.getSummaries(dailyReq, { signal }), statsP]), ([sum, s]) =>
-    renderDaily(sum.days, s.breakdown?.projects ?? []),
-  );
+  show("daily", rangeP, (r) => renderDaily(r.summaries?.days ?? [], r.stats?.breakdown?.projects ?? []));
   track(
     endP.then((end) => {
       if (!current()) return;
@@ -205,6 +205,10 @@ function loadAll(mark: boolean): void {
     }),
     current,
   );
+}
+
+function missing(part: string): never {
+  throw new Error(`the server's GetRange answer has no ${part}`);
 }
 
 /** loadTimeline re-reads the timeline alone (its day or slice changed). */
@@ -247,13 +251,29 @@ function showProject(): void {
   ui.clearProject.disabled = sel.project === "";
 }
 
+// fillTimeZones shows the view's time zone in the picker. The other zones
+// (some 400 options, most of the page's elements) are added when the
+// picker is first used (focused, by keyboard or pointer), not with the page.
 function fillTimeZones(): void {
-  const zones = timeZones(userTz(), sel.tz);
-  const opts = zones.map((z) => el("option", { value: z }, z));
+  zonesListed = false;
+  const shown = [...new Set([userTz(), sel.tz].filter(Boolean))];
+  const opts = shown.map((z) => el("option", { value: z }, z));
   if (!userTz()) opts.unshift(el("option", { value: "" }, "Account setting"));
   ui.tz.replaceChildren(...opts);
   // An empty sel.tz follows the user's setting, which the select shows.
   ui.tz.value = sel.tz || userTz();
+}
+
+let zonesListed = false;
+
+function listTimeZones(): void {
+  if (zonesListed) return;
+  zonesListed = true;
+  const value = ui.tz.value;
+  const opts = timeZones(userTz(), sel.tz).map((z) => el("option", { value: z }, z));
+  if (!userTz()) opts.unshift(el("option", { value: "" }, "Account setting"));
+  ui.tz.replaceChildren(...opts);
+  ui.tz.value = value;
 }
 
 // --- signing in and out
@@ -430,6 +450,8 @@ ui.selection.addEventListener("submit", (ev) => {
   loadAll(true);
 });
 
+ui.tz.addEventListener("focus", listTimeZones);
+ui.tz.addEventListener("pointerdown", listTimeZones);
 ui.tz.addEventListener("change", () => {
   sel.tz = ui.tz.value === userTz() ? "" : ui.tz.value;
   timelinePicked = false;
