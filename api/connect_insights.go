@@ -70,6 +70,12 @@ func (ss *statsService) GetInsights(ctx context.Context, req *connect.Request[he
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}
+	return connect.NewResponse(insightsResponse(name, o, in)), nil
+}
+
+// insightsResponse is GetInsights' answer for the range name
+// (o.Start..o.End).
+func insightsResponse(name string, o stats.Options, in insight) *heartlogv1.GetInsightsResponse {
 	out := &heartlogv1.GetInsightsResponse{
 		Range: name, Start: o.Start.String(), End: o.End.String(),
 		BestDay: &heartlogv1.DayTotal{Total: totalMsg(0)}, DailyAverage: totalMsg(in.average),
@@ -83,7 +89,7 @@ func (ss *statsService) GetInsights(ctx context.Context, req *connect.Request[he
 	for _, d := range in.hours {
 		out.Hours = append(out.Hours, totalMsg(d))
 	}
-	return connect.NewResponse(out), nil
+	return out
 }
 
 func (ss *statsService) GetHeatMap(ctx context.Context, req *connect.Request[heartlogv1.GetHeatMapRequest]) (*connect.Response[heartlogv1.GetHeatMapResponse], error) {

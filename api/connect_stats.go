@@ -63,6 +63,10 @@ func (ss *statsService) GetSummaries(ctx context.Context, req *connect.Request[h
 	if err == nil {
 		o.Start, o.End, err = ss.s.statsRange(ctx, u, req.Msg.GetRange(), req.Msg.GetStart(), req.Msg.GetEnd(), o.Location)
 	}
+	var keep func(*heartlogv1.Breakdown)
+	if err == nil {
+		keep, err = keepBreakdowns(req.Msg.GetBreakdowns())
+	}
 	var days []stats.Day
 	if err == nil {
 		days, err = ss.s.summarize(ctx, u, o)
@@ -70,15 +74,60 @@ func (ss *statsService) GetSummaries(ctx context.Context, req *connect.Request[h
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}
+	return connect.NewResponse(summariesResponse(days, keep)), nil
+}
+
+// summariesResponse is GetSummaries' answer for the days, their breakdowns
+// trimmed by keep.
+func summariesResponse(days []stats.Day, keep func(*heartlogv1.Breakdown)) *heartlogv1.GetSummariesResponse {
 	t, avg := rangeTotals(days)
 	out := &heartlogv1.GetSummariesResponse{
 		CumulativeTotal: totalMsg(t.GrandTotal.Total),
 		DailyAverage:    totalMsg(avg),
 	}
 	for _, d := range days {
-		out.Days = append(out.Days, daySummary(d))
+		s := daySummary(d)
+		keep(s.Breakdown)
+		out.Days = append(out.Days, s)
 	}
-	return connect.NewResponse(out), nil
+	return out
+}
+
+// breakdownFields are the Breakdown fields by name, for
+// GetSummariesRequest.breakdowns.
+var breakdownFields = map[string]func(*heartlogv1.Breakdown) *[]*heartlogv1.Item{
+	"projects":          func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Projects },
+	"languages":         func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Languages },
+	"editors":           func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Editors },
+	"operating_systems": func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.OperatingSystems },
+	"machines":          func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Machines },
+	"branches":          func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Branches },
+	"categories":        func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Categories },
+	"entities":          func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Entities },
+	"dependencies":      func(b *heartlogv1.Breakdown) *[]*heartlogv1.Item { return &b.Dependencies },
+}
+
+// keepBreakdowns returns what empties a day's breakdowns other than
+// names (all of them kept when names is empty); an unknown name is a bad
+// read.
+func keepBreakdowns(names []string) (func(*heartlogv1.Breakdown), error) {
+	if len(names) == 0 {
+		return func(*heartlogv1.Breakdown) {}, nil
+	}
+	kept := map[string]bool{}
+	for _, n := range names {
+		if breakdownFields[n] == nil {
+			return nil, badf("breakdowns: %q is none of projects, languages, editors, operating_systems, machines, branches, categories, entities, dependencies", n)
+		}
+		kept[n] = true
+	}
+	return func(b *heartlogv1.Breakdown) {
+		for n, field := range breakdownFields {
+			if !kept[n] {
+				*field(b) = nil
+			}
+		}
+	}, nil
 }
 
 func (ss *statsService) GetDurations(ctx context.Context, req *connect.Request[heartlogv1.GetDurationsRequest]) (*connect.Response[heartlogv1.GetDurationsResponse], error) {
@@ -137,12 +186,55 @@ func (ss *statsService) GetStats(ctx context.Context, req *connect.Request[heart
 	if err != nil {
 		return nil, ss.readError(u, err)
 	}
+	return connect.NewResponse(statsResponse(name, o, days)), nil
+}
+
+// statsResponse is GetStats' answer for the range name (o.Start..o.End)
+// and its days.
+func statsResponse(name string, o stats.Options, days []stats.Day) *heartlogv1.GetStatsResponse {
 	t, avg := rangeTotals(days)
-	return connect.NewResponse(&heartlogv1.GetStatsResponse{
+	return &heartlogv1.GetStatsResponse{
 		Range: name, Start: o.Start.String(), End: o.End.String(),
 		Total:        totalMsg(t.GrandTotal.Total),
 		DailyAverage: totalMsg(avg),
 		Breakdown:    breakdown(t),
+	}
+}
+
+// GetRange reads the range once, accounts its days once, and answers
+// with what GetStats, GetSummaries and GetInsights would.
+func (ss *statsService) GetRange(ctx context.Context, req *connect.Request[heartlogv1.GetRangeRequest]) (*connect.Response[heartlogv1.GetRangeResponse], error) {
+	u, o, err := ss.begin(ctx, req.Msg.GetOptions())
+	if err != nil {
+		return nil, err
+	}
+	name := req.Msg.GetRange()
+	o.Start, o.End, err = ss.s.statsRange(ctx, u, name, req.Msg.GetStart(), req.Msg.GetEnd(), o.Location)
+	var keep func(*heartlogv1.Breakdown)
+	if err == nil {
+		keep, err = keepBreakdowns(req.Msg.GetBreakdowns())
+	}
+	var act stats.Activity
+	if err == nil {
+		act, err = ss.s.rangeActivity(ctx, u, o)
+	}
+	var days []stats.Day
+	if err == nil {
+		o.OmitEntities = o.Project == "" // as summarize
+		days, err = stats.SummarizeBeats(act, o)
+	}
+	var in insight
+	if err == nil {
+		// The insights' days are these: entities change no day's total.
+		in, err = insightsOf(act, days, o)
+	}
+	if err != nil {
+		return nil, ss.readError(u, err)
+	}
+	return connect.NewResponse(&heartlogv1.GetRangeResponse{
+		Stats:     statsResponse(name, o, days),
+		Summaries: summariesResponse(days, keep),
+		Insights:  insightsResponse(name, o, in),
 	}), nil
 }
 

@@ -2,10 +2,12 @@ package api_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"heartlog/internal/heartlogtest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
@@ -32,6 +34,26 @@ func TestConnectStatsService(t *testing.T) {
 	if len(d) != 1 || d[0].GrandTotal.TotalSeconds != 660 || d[0].GrandTotal.Text != "11 mins" ||
 		len(d[0].Breakdown.Projects) != 2 || d[0].Breakdown.Projects[0].Name != "A" || d[0].Breakdown.Projects[0].TotalSeconds != 600 {
 		t.Fatalf("summaries: %v", sum.Msg)
+	}
+	if len(d[0].Breakdown.Languages) == 0 {
+		t.Fatalf("summaries: no languages in %v", d[0].Breakdown)
+	}
+	// Asked for projects alone, each day carries them and no other breakdown.
+	preq := connect.NewRequest(&heartlogv1.GetSummariesRequest{Start: date, End: date, Breakdowns: []string{"projects"}})
+	preq.Header().Set("Authorization", "Bearer "+key)
+	proj, err := client.GetSummaries(ctx, preq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := proj.Msg.Days; len(p) != 1 || p[0].GrandTotal.TotalSeconds != 660 || len(p[0].Breakdown.Projects) != 2 ||
+		p[0].Breakdown.Projects[1].TotalSeconds != 60 || len(p[0].Breakdown.Languages)+len(p[0].Breakdown.Editors)+
+		len(p[0].Breakdown.Categories)+len(p[0].Breakdown.Branches)+len(p[0].Breakdown.Machines) != 0 {
+		t.Fatalf("summaries of projects: %v", proj.Msg)
+	}
+	breq := connect.NewRequest(&heartlogv1.GetSummariesRequest{Start: date, End: date, Breakdowns: []string{"project"}})
+	breq.Header().Set("Authorization", "Bearer "+key)
+	if _, err := client.GetSummaries(ctx, breq); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("summaries of an unknown breakdown: %v, want invalid_argument", err)
 	}
 	dreq := connect.NewRequest(&heartlogv1.GetDurationsRequest{Date: date})
 	dreq.Header().Set("Authorization", "Bearer "+key)
@@ -65,14 +87,8 @@ func TestConnectStatsService(t *testing.T) {
 // days, in GetStats and GetInsights alike; a request naming both, or a
 // range reversed or too long, is refused.
 func TestConnectCustomRange(t *testing.T) {
-	svc := heartlogtest.Start(t, heartlogtest.Options{})
-	alice, key := svc.CreateUser(t, "alice", "")
-	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
-	sendDay(t, svc, key, day) // A 600 s, B 60 s
-	svc.WaitCount(t, 5, "SELECT count(*) FROM heartbeats WHERE user_id = $1", alice.ID)
-	client := heartlogv1connect.NewStatsServiceClient(h2cClient(), svc.URL, connect.WithGRPC())
+	key, client, date := aliceYesterday(t)
 	ctx := context.Background()
-	date := func(offset int) string { return day.AddDate(0, 0, offset).Format(time.DateOnly) }
 	utc := &heartlogv1.ReadOptions{Timezone: "UTC"}
 
 	for _, c := range []struct {
@@ -149,4 +165,90 @@ func TestConnectCustomRange(t *testing.T) {
 			t.Errorf("%s: %v, want invalid_argument", name, err)
 		}
 	}
+}
+
+// GetRange answers for a range exactly what GetStats, GetSummaries and
+// GetInsights answer for it, by name or by dates, with or without a
+// project; its breakdowns trim the days as GetSummaries' do.
+func TestConnectGetRange(t *testing.T) {
+	key, client, date := aliceYesterday(t)
+	ctx := context.Background()
+	authed := func(r interface{ Header() http.Header }) { r.Header().Set("Authorization", "Bearer "+key) }
+
+	for name, c := range map[string]struct {
+		rng, start, end string
+		opts            *heartlogv1.ReadOptions
+		breakdowns      []string
+	}{
+		"last 7 days":       {rng: "last_7_days", opts: &heartlogv1.ReadOptions{Timezone: "UTC"}},
+		"dates, projects":   {start: date(-3), end: date(1), opts: &heartlogv1.ReadOptions{Timezone: "UTC"}, breakdowns: []string{"projects"}},
+		"project A, Tokyo":  {rng: "last_30_days", opts: &heartlogv1.ReadOptions{Timezone: "Asia/Tokyo", Project: "A"}},
+		"the user's own tz": {rng: "last_year"},
+	} {
+		rr := connect.NewRequest(&heartlogv1.GetRangeRequest{Range: c.rng, Start: c.start, End: c.end, Options: c.opts, Breakdowns: c.breakdowns})
+		authed(rr)
+		got, err := client.GetRange(ctx, rr)
+		if err != nil {
+			t.Fatalf("%s: GetRange: %v", name, err)
+		}
+		sr := connect.NewRequest(&heartlogv1.GetStatsRequest{Range: c.rng, Start: c.start, End: c.end, Options: c.opts})
+		authed(sr)
+		st, err := client.GetStats(ctx, sr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mr := connect.NewRequest(&heartlogv1.GetSummariesRequest{Range: c.rng, Start: c.start, End: c.end, Options: c.opts, Breakdowns: c.breakdowns})
+		authed(mr)
+		sum, err := client.GetSummaries(ctx, mr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ir := connect.NewRequest(&heartlogv1.GetInsightsRequest{Range: c.rng, Start: c.start, End: c.end, Options: c.opts})
+		authed(ir)
+		in, err := client.GetInsights(ctx, ir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(got.Msg.Stats, st.Msg) {
+			t.Errorf("%s: GetRange's stats %v, GetStats %v", name, got.Msg.Stats, st.Msg)
+		}
+		if !proto.Equal(got.Msg.Summaries, sum.Msg) {
+			t.Errorf("%s: GetRange's summaries %v, GetSummaries %v", name, got.Msg.Summaries, sum.Msg)
+		}
+		if !proto.Equal(got.Msg.Insights, in.Msg) {
+			t.Errorf("%s: GetRange's insights %v, GetInsights %v", name, got.Msg.Insights, in.Msg)
+		}
+		if got.Msg.Stats.GetTotal().GetTotalSeconds() == 0 && c.opts.GetProject() != "B" {
+			t.Errorf("%s: no time in %v", name, got.Msg.Stats)
+		}
+	}
+	for name, msg := range map[string]*heartlogv1.GetRangeRequest{
+		"both":       {Range: "last_7_days", Start: date(0), End: date(0)},
+		"unknown":    {Range: "last_fortnight"},
+		"reversed":   {Start: date(0), End: date(-1)},
+		"breakdowns": {Range: "last_7_days", Breakdowns: []string{"files"}},
+	} {
+		req := connect.NewRequest(msg)
+		authed(req)
+		if _, err := client.GetRange(ctx, req); connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("GetRange %s: %v, want invalid_argument", name, err)
+		}
+	}
+	if _, err := client.GetRange(ctx, connect.NewRequest(&heartlogv1.GetRangeRequest{Range: "last_7_days"})); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Errorf("GetRange without a key: %v, want unauthenticated", err)
+	}
+}
+
+// aliceYesterday starts a service with alice's heartbeats of yesterday
+// (UTC; A 600 s, B 60 s: see sendDay) stored, and returns her key, a
+// StatsService client and the date offset days from yesterday.
+func aliceYesterday(t *testing.T) (string, heartlogv1connect.StatsServiceClient, func(offset int) string) {
+	t.Helper()
+	svc := heartlogtest.Start(t, heartlogtest.Options{})
+	alice, key := svc.CreateUser(t, "alice", "")
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
+	sendDay(t, svc, key, day)
+	svc.WaitCount(t, 5, "SELECT count(*) FROM heartbeats WHERE user_id = $1", alice.ID)
+	client := heartlogv1connect.NewStatsServiceClient(h2cClient(), svc.URL, connect.WithGRPC())
+	return key, client, func(offset int) string { return day.AddDate(0, 0, offset).Format(time.DateOnly) }
 }

@@ -117,18 +117,24 @@ func (s *Server) insights(ctx context.Context, u users.User, o *stats.Options) (
 		return insight{}, err
 	}
 	o.OmitEntities = true
-	var in insight
-	if in.days, err = stats.SummarizeBeats(act, *o); err != nil {
-		return insight{}, err
-	}
-	durations, err := stats.DurationsOfBeats(act, *o)
+	days, err := stats.SummarizeBeats(act, *o)
 	if err != nil {
 		return insight{}, err
 	}
-	in.hours = stats.Hours(durations, o.Location)
-	in.weekdays = stats.Weekdays(in.days)
-	in.best, in.hasBest = stats.BestDay(in.days)
-	_, in.average = rangeTotals(in.days)
+	return insightsOf(act, days, *o)
+}
+
+// insightsOf derives each insight from a range's activity and its days'
+// summaries.
+func insightsOf(act stats.Activity, days []stats.Day, o stats.Options) (insight, error) {
+	o.OmitEntities = true
+	durations, err := stats.DurationsOfBeats(act, o)
+	if err != nil {
+		return insight{}, err
+	}
+	in := insight{days: days, hours: stats.Hours(durations, o.Location), weekdays: stats.Weekdays(days)}
+	in.best, in.hasBest = stats.BestDay(days)
+	_, in.average = rangeTotals(days)
 	return in, nil
 }
 

@@ -90,18 +90,24 @@ func optionsFor(u users.User, tz string, timeout int, writesOnly bool, project s
 
 // summarize reads and accounts the local days [start, end].
 func (s *Server) summarize(ctx context.Context, u users.User, o stats.Options) ([]stats.Day, error) {
-	if o.End.Before(o.Start) {
-		return nil, badf("end %s is before start %s", o.End, o.Start)
-	}
-	if n := o.Start.DaysUntil(o.End) + 1; n > maxRangeDays {
-		return nil, badf("the range covers %d days; at most %d per request", n, maxRangeDays)
-	}
-	beats, err := s.opts.Reader.Activity(ctx, u, stats.UTCDays(o.Start, o.End, o.Location))
+	beats, err := s.rangeActivity(ctx, u, o)
 	if err != nil {
 		return nil, err
 	}
 	o.OmitEntities = o.Project == "" // WakaTime lists entities only within a project
 	return stats.SummarizeBeats(beats, o)
+}
+
+// rangeActivity reads the UTC days of the local range o.Start..o.End,
+// refused when reversed or too long.
+func (s *Server) rangeActivity(ctx context.Context, u users.User, o stats.Options) (stats.Activity, error) {
+	if o.End.Before(o.Start) {
+		return stats.Activity{}, badf("end %s is before start %s", o.End, o.Start)
+	}
+	if n := o.Start.DaysUntil(o.End) + 1; n > maxRangeDays {
+		return stats.Activity{}, badf("the range covers %d days; at most %d per request", n, maxRangeDays)
+	}
+	return s.opts.Reader.Activity(ctx, u, stats.UTCDays(o.Start, o.End, o.Location))
 }
 
 // isBadRead reports whether a read failed on the client's parameters

@@ -551,6 +551,16 @@ func (w *Watch) Stop() {
 	t.mu.Unlock()
 }
 
+// Watchers is how many watches of the user are open: one per live page
+// or client that follows the user's today (heartlog_today_watchers counts
+// them for all users). A page that was left and still counts holds a
+// connection the browser may need.
+func (t *Tracker) Watchers(userID string) int {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	return len(t.watchers[userID])
+}
+
 func (t *Tracker) watched(userID string) bool {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()

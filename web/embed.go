@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"io/fs"
 	"mime"
 	"net/http"
@@ -48,32 +49,41 @@ type asset struct {
 	gz     []byte
 }
 
-// assets maps a request path ("/" and "/assets/NAME") to its file.
-var assets = sync.OnceValue(func() map[string]*asset {
+// embedded maps a request path ("/" and "/assets/NAME") to its file.
+var embedded = sync.OnceValue(func() map[string]*asset {
+	sub, err := fs.Sub(dist, "dist")
+	if err == nil {
+		var m map[string]*asset
+		if m, err = readAssets(sub); err == nil {
+			return m
+		}
+	}
+	panic("web: reading the embedded dist: " + err.Error()) // the embed is fixed at build time
+})
+
+// readAssets reads a build's output (index.html and assets/) from fsys.
+func readAssets(fsys fs.FS) (map[string]*asset, error) {
 	m := map[string]*asset{}
-	err := fs.WalkDir(dist, "dist", func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		body, err := dist.ReadFile(p)
+		body, err := fs.ReadFile(fsys, p)
 		if err != nil {
 			return err
 		}
 		sum := sha256.Sum256(body)
 		a := &asset{body: body, cache: assetCache, etag: `"` + hex.EncodeToString(sum[:16]) + `"`,
 			ctype: contentType(p)}
-		route := strings.TrimPrefix(p, "dist")
+		route := "/" + p
 		if route == "/index.html" {
 			route, a.cache = "/", indexCache
 		}
 		m[route] = a
 		return nil
 	})
-	if err != nil {
-		panic("web: reading the embedded dist: " + err.Error()) // the embed is fixed at build time
-	}
-	return m
-})
+	return m, err
+}
 
 // types are the content types of what the build writes, fixed here
 // rather than taken from the host's mime.types: a module script must be
@@ -99,13 +109,31 @@ func contentType(name string) string {
 // "/assets/"; any other path is 404. It answers GET and HEAD, gzipped for
 // clients that accept it, with ETags for conditional requests.
 func Handler() http.Handler {
+	return handler(embedded())
+}
+
+// DirHandler is Handler for another build of the page: the output of
+// build.mjs (index.html and assets/) in fsys, read once, now. For
+// comparing two builds side by side (ops/bench -dashboard-ab).
+func DirHandler(fsys fs.FS) (http.Handler, error) {
+	m, err := readAssets(fsys)
+	if err != nil {
+		return nil, err
+	}
+	if m["/"] == nil {
+		return nil, errors.New("web: no index.html in the build")
+	}
+	return handler(m), nil
+}
+
+func handler(assets map[string]*asset) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		a, ok := assets()[r.URL.Path]
+		a, ok := assets[r.URL.Path]
 		if !ok {
 			http.NotFound(w, r)
 			return

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -115,4 +116,37 @@ func gunzip(t *testing.T, b []byte) []byte {
 		t.Fatal(err)
 	}
 	return plain
+}
+
+// DirHandler serves a build from a directory as Handler serves the
+// embedded one; a directory without index.html is refused.
+func TestDirHandler(t *testing.T) {
+	h, err := web.DirHandler(os.DirFS("dist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range append([]string{"/"}, assetPaths(t)...) {
+		res, got := get(t, h, path, nil)
+		want, wantRes := get(t, web.Handler(), path, nil)
+		if res.StatusCode != http.StatusOK || !bytes.Equal(got, wantRes) || res.Header.Get("Content-Type") != want.Header.Get("Content-Type") {
+			t.Errorf("%s from the directory: %s, %d bytes, %s; embedded: %d bytes, %s", path, res.Status, len(got),
+				res.Header.Get("Content-Type"), len(wantRes), want.Header.Get("Content-Type"))
+		}
+	}
+	if _, err := web.DirHandler(os.DirFS(t.TempDir())); err == nil {
+		t.Error("DirHandler of an empty directory: no error")
+	}
+}
+
+// assetPaths are the assets index.html names.
+func assetPaths(t *testing.T) []string {
+	_, index := get(t, web.Handler(), "/", nil)
+	var out []string
+	for _, m := range assetRef.FindAllSubmatch(index, -1) {
+		out = append(out, string(m[1]))
+	}
+	if len(out) == 0 {
+		t.Fatal("index.html names no asset")
+	}
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/chromedp/chromedp"
@@ -68,11 +69,15 @@ func runDashboard(ctx context.Context, st *stack, cfg config) ([]result, error) 
 	if err != nil {
 		return nil, err
 	}
+	page, err := newPages(cfg.dashboardAB)
+	if err != nil {
+		return nil, err
+	}
 	var live *today.Tracker
 	y, err := seedYear(ctx, st, cfg, func(o *api.Options) {
 		// As heartlog serve wires it: the live status bar on the same read path.
 		live = today.New(ctx, st.js, st.sc, o.Reader, today.Options{Log: st.log})
-		o.Sessions, o.Web, o.Today = sess, web.Handler(), live
+		o.Sessions, o.Web, o.Today = sess, page, live
 	})
 	if err != nil {
 		return nil, err
@@ -114,20 +119,28 @@ func runDashboard(ctx context.Context, st *stack, cfg config) ([]result, error) 
 	if err != nil {
 		return nil, err
 	}
-	l, err := timeLoads(tab, url, cfg.dashboardLoads)
+	l, err := timeLoads(tab, url, cfg.dashboardLoads, page)
 	if perr := stopProfile(); err == nil {
 		err = perr
 	}
 	if err != nil {
 		return out, fmt.Errorf("loads: %w", err)
 	}
-	out = append(out, loadRows(l)...)
+	for i, li := range l {
+		out = append(out, loadRows(li, page.label(i))...)
+	}
 	if cfg.dashboardProfile {
 		prof, err := profileNavigation(tab, url, "?range=last_year", 25)
 		if err != nil {
 			return out, err
 		}
 		progress("last year navigation, JavaScript CPU profile: %s", prof)
+	}
+	if cfg.dashboardTrace != "" {
+		if err := traceNavigation(tab, url, "?range=last_year", cfg.dashboardTrace); err != nil {
+			return out, fmt.Errorf("trace: %w", err)
+		}
+		progress("last year navigation, Chrome trace: %s", cfg.dashboardTrace)
 	}
 	progress("loads done; %d live heartbeats", cfg.dashboardLive)
 	lr, err := timeLive(ctx, tab, url, y.data.key, cfg.dashboardLive)
@@ -215,61 +228,115 @@ const callsJS = `(t0) => performance.getEntriesByType('resource')
 
 func msDuration(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
 
-// timeLoads loads the dashboard 2 times untimed, then n times timed.
-func timeLoads(tab context.Context, url string, n int) (loads, error) {
-	out := loads{yearCalls: map[string][]callSpan{}, pickCalls: map[string][]callSpan{}, yearDrawn: map[string][]callSpan{}}
+// pages serves the page under test: the embedded build, or, with
+// -dashboard-ab, the embedded one (A) or another (B), whichever use last
+// chose. A switch happens between loads only, when the page has loaded
+// all it names.
+type pages struct {
+	builds []http.Handler
+	dirs   []string
+	cur    atomic.Int32
+}
+
+func newPages(ab string) (*pages, error) {
+	p := &pages{builds: []http.Handler{web.Handler()}, dirs: []string{"embedded"}}
+	if ab == "" {
+		return p, nil
+	}
+	b, err := web.DirHandler(os.DirFS(ab))
+	if err != nil {
+		return nil, fmt.Errorf("-dashboard-ab %s: %w", ab, err)
+	}
+	p.builds, p.dirs = append(p.builds, b), append(p.dirs, ab)
+	return p, nil
+}
+
+func (p *pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.builds[p.cur.Load()].ServeHTTP(w, r)
+}
+
+func (p *pages) use(i int) { p.cur.Store(int32(i)) }
+
+// label names build i in the rows: none without -dashboard-ab.
+func (p *pages) label(i int) string {
+	if len(p.builds) == 1 {
+		return ""
+	}
+	return fmt.Sprintf(" (%c: %s)", 'A'+i, p.dirs[i])
+}
+
+// timeLoads loads the dashboard 2 times untimed, then n times timed, on
+// each of the page's builds in turn.
+func timeLoads(tab context.Context, url string, n int, page *pages) ([]loads, error) {
+	out := make([]loads, len(page.builds))
+	for b := range out {
+		out[b] = loads{yearCalls: map[string][]callSpan{}, pickCalls: map[string][]callSpan{}, yearDrawn: map[string][]callSpan{}}
+	}
 	for i := range n + 2 {
-		timed := i >= 2
-		week, err := navigateReady(tab, url, "")
-		if err != nil {
-			return out, err
-		}
-		if _, err := chromedp.Run(tab, chromedp.Evaluate[any]("performance.clearResourceTimings()")); err != nil {
-			return out, err
-		}
-		t0, err := chromedp.Run(tab, chromedp.Evaluate[float64](fmt.Sprintf("(%s)(%q)", switchJS, "last_year")))
-		if err != nil {
-			return out, err
-		}
-		pick, err := chromedp.Run(tab, readyMark(2))
-		if err != nil {
-			return out, fmt.Errorf("last year, picked: %w", err)
-		}
-		if timed {
-			if err := noteSpans(tab, callsJS, t0, out.pickCalls); err != nil {
+		for b := range out {
+			page.use(b)
+			if err := timeLoad(tab, url, i, n, &out[b], page.label(b)); err != nil {
 				return out, err
 			}
-		}
-		if slow := msDuration(pick - t0); slow > 5*time.Second {
-			calls := map[string][]callSpan{}
-			if err := noteSpans(tab, callsJS, t0, calls); err != nil {
-				return out, err
-			}
-			progress("slow pick (%s): %s", ms(slow), callsNote(calls, "the pick"))
-		}
-		year, err := navigateReady(tab, url, "?range=last_year")
-		if err != nil {
-			return out, fmt.Errorf("last year: %w", err)
-		}
-		untimed := ""
-		if !timed {
-			untimed = " (untimed)"
-		}
-		progress("load %d/%d%s: last 7 days %s, last year picked %s, last year %s", i+1, n+2,
-			untimed, ms(msDuration(week)), ms(msDuration(pick-t0)), ms(msDuration(year)))
-		if timed {
-			if err := noteSpans(tab, callsJS, 0, out.yearCalls); err != nil {
-				return out, err
-			}
-			if err := noteSpans(tab, drawnJS, 0, out.yearDrawn); err != nil {
-				return out, err
-			}
-			out.week = append(out.week, msDuration(week))
-			out.year = append(out.year, msDuration(year))
-			out.pick = append(out.pick, msDuration(pick-t0))
 		}
 	}
+	page.use(0)
 	return out, nil
+}
+
+// timeLoad is load i of n+2 (the first 2 untimed): last 7 days by
+// navigation, last year picked, last year by navigation.
+func timeLoad(tab context.Context, url string, i, n int, out *loads, label string) error {
+	timed := i >= 2
+	week, err := navigateReady(tab, url, "")
+	if err != nil {
+		return err
+	}
+	if _, err := chromedp.Run(tab, chromedp.Evaluate[any]("performance.clearResourceTimings()")); err != nil {
+		return err
+	}
+	t0, err := chromedp.Run(tab, chromedp.Evaluate[float64](fmt.Sprintf("(%s)(%q)", switchJS, "last_year")))
+	if err != nil {
+		return err
+	}
+	pick, err := chromedp.Run(tab, readyMark(2))
+	if err != nil {
+		return fmt.Errorf("last year, picked: %w", err)
+	}
+	if timed {
+		if err := noteSpans(tab, callsJS, t0, out.pickCalls); err != nil {
+			return err
+		}
+	}
+	if slow := msDuration(pick - t0); slow > 5*time.Second {
+		calls := map[string][]callSpan{}
+		if err := noteSpans(tab, callsJS, t0, calls); err != nil {
+			return err
+		}
+		progress("slow pick (%s): %s", ms(slow), callsNote(calls, "the pick"))
+	}
+	year, err := navigateReady(tab, url, "?range=last_year")
+	if err != nil {
+		return fmt.Errorf("last year: %w", err)
+	}
+	untimed := ""
+	if !timed {
+		untimed = " (untimed)"
+	}
+	progress("load %d/%d%s%s: last 7 days %s, last year picked %s, last year %s", i+1, n+2,
+		label, untimed, ms(msDuration(week)), ms(msDuration(pick-t0)), ms(msDuration(year)))
+	if timed {
+		if err := noteSpans(tab, callsJS, 0, out.yearCalls); err != nil {
+			return err
+		}
+		if err := noteSpans(tab, drawnJS, 0, out.yearDrawn); err != nil {
+			return err
+		}
+		out.week = append(out.week, msDuration(week))
+		out.year = append(out.year, msDuration(year))
+		out.pick = append(out.pick, msDuration(pick-t0))
+	}
+	return nil
 }
 
 // navigateReady opens the dashboard at query and returns the time from
@@ -330,9 +397,9 @@ func callsNote(calls map[string][]callSpan, from string) string {
 	return "calls (median start→end after " + from + "): " + strings.Join(parts, ", ")
 }
 
-func loadRows(l loads) []result {
+func loadRows(l loads, label string) []result {
 	row := func(scenario, target string, d []time.Duration, note ...string) result {
-		r := result{scenario: scenario, target: "—", latency: summarize(d), cpuNote: "-", notes: note}
+		r := result{scenario: scenario + label, target: "—", latency: summarize(d), cpuNote: "-", notes: note}
 		r.result = "p50 " + ms(r.latency.p50)
 		if target != "" {
 			r.target, r.result = target, verdict(r.result, r.latency.p50, dashboardLoadTarget)

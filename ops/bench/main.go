@@ -321,6 +321,11 @@ type config struct {
 	dashboardLive  int
 	// dashboardProfile: one more last-year navigation under V8's profiler
 	dashboardProfile bool
+	// dashboardAB: another build of the page (web/dist's layout), timed
+	// in turn with the embedded one
+	dashboardAB string
+	// dashboardTrace: a file for a Chrome trace of one more navigation
+	dashboardTrace string
 }
 
 var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "drain-shards", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard"}
@@ -411,6 +416,8 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.statusBarDuration, "statusbar-duration", 90*time.Second, "statusbar: how long the paced users send and read while the measured user's reads are timed")
 	fs.IntVar(&c.dashboardLoads, "dashboard-loads", 20, "dashboard: timed warm loads per range (after 2 untimed)")
 	fs.IntVar(&c.dashboardLive, "dashboard-live", 50, "dashboard: heartbeats timed from ack to #today-total's paint")
+	fs.StringVar(&c.dashboardAB, "dashboard-ab", "", "dashboard: a directory with another build of the page (as web/dist: index.html, assets/), e.g. a copy of web/dist before a change; each timed load then runs on the embedded build (A) and on this one (B) in turn, in the same browser against the same server, and each gets its rows")
+	fs.StringVar(&c.dashboardTrace, "dashboard-trace", "", "dashboard: after the timed loads, trace one navigation to last year (Chrome's performance categories) into this JSON file, for ui.perfetto.dev: style, layout and paint besides JavaScript")
 	fs.BoolVar(&c.dashboardProfile, "dashboard-profile", false, "dashboard: after the timed loads, profile one navigation to last year (V8's sampling profiler) and print where the page's main thread spent its time")
 	fs.DurationVar(&c.idleTimeout, "lifecycle-idle-timeout", 2*time.Minute, "ingest-all, paced: longest wait for the processors' consumers to have nothing pending or unacked")
 	fs.Usage = func() {

@@ -1,16 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/cdp/jsonv2"
 	"github.com/chromedp/cdproto/profiler"
+	"github.com/chromedp/cdproto/tracing"
 	"github.com/chromedp/chromedp"
 )
 
@@ -81,4 +87,68 @@ func top(m map[string]time.Duration, n int) string {
 		out = append(out, fmt.Sprintf("%s %s", k, ms(m[k])))
 	}
 	return strings.Join(out, ", ")
+}
+
+// traceNavigation records a Chrome trace (the DevTools performance panel's
+// categories) of one navigation to query until the dashboard is ready and
+// writes it to file, for chrome://tracing or ui.perfetto.dev: where the
+// main thread's time outside JavaScript goes (style, layout, paint).
+func traceNavigation(tab context.Context, url, query, file string) error {
+	var (
+		mu     sync.Mutex
+		events []jsonv2.Value
+		done   = make(chan struct{})
+	)
+	lctx, cancel := context.WithCancel(tab)
+	defer cancel()
+	if err := chromedp.Listen(lctx, func(ev any) {
+		switch e := ev.(type) {
+		case *tracing.EventDataCollected:
+			mu.Lock()
+			for _, v := range e.Value {
+				events = append(events, append(jsonv2.Value(nil), v...))
+			}
+			mu.Unlock()
+		case *tracing.EventTracingComplete:
+			close(done)
+		}
+	}); err != nil {
+		return err
+	}
+	categories := []string{"devtools.timeline", "v8.execute", "blink.user_timing", "loading", "disabled-by-default-devtools.timeline", "disabled-by-default-devtools.timeline.frame"}
+	start := func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, t, tracing.Start, tracing.StartParams{TransferMode: tracing.StartTransferModeReportEvents,
+			TraceConfig: &tracing.TraceConfig{IncludedCategories: categories}})
+		return chromedp.Void{}, err
+	}
+	if err := chromedp.Do(tab, start); err != nil {
+		return err
+	}
+	if _, err := navigateReady(tab, url, query); err != nil {
+		return err
+	}
+	end := func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, t, tracing.End, cdp.Empty{})
+		return chromedp.Void{}, err
+	}
+	if err := chromedp.Do(tab, end); err != nil {
+		return err
+	}
+	select {
+	case <-done:
+	case <-time.After(pageBound):
+		return errors.New("trace: no tracingComplete")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var b bytes.Buffer
+	b.WriteString(`{"traceEvents":[`)
+	for i, e := range events {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(e)
+	}
+	b.WriteString("]}\n")
+	return os.WriteFile(file, b.Bytes(), 0o644)
 }

@@ -32,6 +32,12 @@ echarts.use([
 
 export type Option = echarts.EChartsCoreOption;
 
+/** Size is a chart's box in CSS pixels. */
+export interface Size {
+  width: number;
+  height: number;
+}
+
 /** Chart is one ECharts instance on a container, created on first draw. */
 export class Chart {
   private chart?: echarts.ECharts;
@@ -44,14 +50,17 @@ export class Chart {
   }
 
   /**
-   * draw replaces the chart's option and resolves once ECharts has
+   * draw replaces the chart's option at size and resolves once ECharts has
    * rendered it (its "finished" event), so that the page says "ready" only
-   * for what is really on screen.
+   * for what is really on screen. The size is the caller's, never read
+   * here: ECharts would read it from the DOM, and each such read lays out
+   * the page anew while the views fill it.
    */
-  draw(option: Option): Promise<void> {
+  draw(option: Option, size: Size): Promise<void> {
     if (!this.chart) {
-      this.chart = echarts.init(this.dom, dark ? "dark" : undefined, { renderer: "canvas" });
-      new ResizeObserver(() => this.chart?.resize()).observe(this.dom);
+      this.chart = echarts.init(this.dom, dark ? "dark" : undefined, { renderer: "canvas", ...size });
+    } else if (this.chart.getWidth() !== size.width || this.chart.getHeight() !== size.height) {
+      this.chart.resize({ ...size, silent: true });
     }
     const chart = this.chart;
     return new Promise((resolve) => {
@@ -72,5 +81,12 @@ export class Chart {
         { notMerge: true },
       );
     });
+  }
+
+  /** resize redraws the chart at a new size (its box changed). */
+  resize(size: Size): void {
+    if (this.chart && (this.chart.getWidth() !== size.width || this.chart.getHeight() !== size.height)) {
+      this.chart.resize(size);
+    }
   }
 }

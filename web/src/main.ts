@@ -13,6 +13,7 @@ import {
   signOut,
   stats,
 } from "./api";
+import { measureCharts } from "./chart";
 import { byId, el, fillTable } from "./dom";
 import { today, timeZones } from "./format";
 import type { Settings } from "./gen/heartlog/v1/settings_pb";
@@ -172,7 +173,12 @@ function loadAll(mark: boolean): void {
   // before the user's settings are in, on the first load), it knows every
   // selection's end; until then the server says it.
   const rangeReq = span ? { start: span.start, end: span.end, options: opts } : { range: sel.range, options: opts };
-  const statsP = stats.getStats(rangeReq, { signal });
+  // One call for the range's totals, days and insights: the server reads
+  // and accounts the range once rather than once for each. The bars need
+  // each day's projects alone: a year's days in full would be most of the
+  // page's download and decoding.
+  const rangeP = stats.getRange({ ...rangeReq, breakdowns: ["projects"] }, { signal });
+  const statsP = rangeP.then((r) => r.stats ?? missing("stats"));
   const tz = sel.tz || userTz();
   const end = span?.end ?? (tz ? today(tz) : "");
   const statsEnd = () => statsP.then((s) => s.end);
@@ -184,14 +190,12 @@ function loadAll(mark: boolean): void {
     renderTotals(s);
     renderBreakdowns(s.breakdown, sel.project, selectProject);
   });
-  show("insights", stats.getInsights(rangeReq, { signal }), (ins) => {
+  show("insights", rangeP.then((r) => r.insights ?? missing("insights")), (ins) => {
     renderBestDay(ins);
     return renderInsights(ins);
   });
   show("heatmap", stats.getHeatMap({ end, options: opts }, { signal }), (h) => renderHeatMap(h.days));
-  show("daily", Promise.all([stats.getSummaries(rangeReq, { signal }), statsP]), ([sum, s]) =>
-    renderDaily(sum.days, s.breakdown?.projects ?? []),
-  );
+  show("daily", rangeP, (r) => renderDaily(r.summaries?.days ?? [], r.stats?.breakdown?.projects ?? []));
   track(
     endP.then((end) => {
       if (!current()) return;
@@ -201,6 +205,10 @@ function loadAll(mark: boolean): void {
     }),
     current,
   );
+}
+
+function missing(part: string): never {
+  throw new Error(`the server's GetRange answer has no ${part}`);
 }
 
 /** loadTimeline re-reads the timeline alone (its day or slice changed). */
@@ -243,13 +251,29 @@ function showProject(): void {
   ui.clearProject.disabled = sel.project === "";
 }
 
+// fillTimeZones shows the view's time zone in the picker. The other zones
+// (some 400 options, most of the page's elements) are added when the
+// picker is first used (focused, by keyboard or pointer), not with the page.
 function fillTimeZones(): void {
-  const zones = timeZones(userTz(), sel.tz);
-  const opts = zones.map((z) => el("option", { value: z }, z));
+  zonesListed = false;
+  const shown = [...new Set([userTz(), sel.tz].filter(Boolean))];
+  const opts = shown.map((z) => el("option", { value: z }, z));
   if (!userTz()) opts.unshift(el("option", { value: "" }, "Account setting"));
   ui.tz.replaceChildren(...opts);
   // An empty sel.tz follows the user's setting, which the select shows.
   ui.tz.value = sel.tz || userTz();
+}
+
+let zonesListed = false;
+
+function listTimeZones(): void {
+  if (zonesListed) return;
+  zonesListed = true;
+  const value = ui.tz.value;
+  const opts = timeZones(userTz(), sel.tz).map((z) => el("option", { value: z }, z));
+  if (!userTz()) opts.unshift(el("option", { value: "" }, "Account setting"));
+  ui.tz.replaceChildren(...opts);
+  ui.tz.value = value;
 }
 
 // --- signing in and out
@@ -306,6 +330,9 @@ function enterDashboard(settingsUnavailable?: string): void {
   fillTimeZones();
   showProject();
   showSettings(user, settingsUnavailable);
+  // Every chart's size, read once now that the dashboard is laid out and
+  // before any view fills it.
+  measureCharts();
   // Today's total is one of the views: the first state counts toward "ready".
   let settled = () => {};
   track(new Promise<void>((resolve) => (settled = resolve)), () => true);
@@ -423,6 +450,8 @@ ui.selection.addEventListener("submit", (ev) => {
   loadAll(true);
 });
 
+ui.tz.addEventListener("focus", listTimeZones);
+ui.tz.addEventListener("pointerdown", listTimeZones);
 ui.tz.addEventListener("change", () => {
   sel.tz = ui.tz.value === userTz() ? "" : ui.tz.value;
   timelinePicked = false;

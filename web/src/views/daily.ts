@@ -1,5 +1,5 @@
 // Daily bars: coding time per day of the range, stacked by project, from
-// GetSummaries; the table beside the chart lists the same numbers.
+// GetRange's summaries (GetSummaries' days, projects only); the table beside the chart lists the same numbers.
 import { Chart } from "../chart";
 import { byId, el, fillTable } from "../dom";
 import { hours } from "../format";

@@ -38,6 +38,8 @@ export function renderHeatMap(days: DayTotal[]): Promise<void> {
       yearLabel: { show: false },
       dayLabel: { firstDay: 1, nameMap: "en" },
     },
-    series: [{ type: "heatmap", coordinateSystem: "calendar", data }],
+    // No hover emphasis (the tooltip says the day): 365 cells' hover
+    // states are most of the chart's setup.
+    series: [{ type: "heatmap", coordinateSystem: "calendar", data, emphasis: { disabled: true } }],
   });
 }

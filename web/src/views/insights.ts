@@ -1,5 +1,5 @@
 // Insights: coding time by weekday and by hour of the day over the range,
-// from GetInsights.
+// from GetRange's insights (as GetInsights gives them).
 import { Chart } from "../chart";
 import { byId, el, fillTable } from "../dom";
 import { hours } from "../format";

@@ -12,8 +12,9 @@ const status = () => byId("settings-status");
 
 /** showSettings fills the form, or says why there are none to show. */
 export function showSettings(s: Settings | undefined, unavailable?: string): void {
-  const list = byId("timezones");
-  if (!list.hasChildNodes()) list.append(...timeZones().map((tz) => el("option", { value: tz })));
+  // The suggestions (every IANA zone, some 400) are made when the field
+  // is first used, not with the page: they are most of its elements.
+  tzInput().addEventListener("focus", fillSuggestions, { once: true });
   const disabled = s === undefined;
   for (const c of form().querySelectorAll<HTMLInputElement | HTMLButtonElement>("input, button")) c.disabled = disabled;
   if (s) {
@@ -23,6 +24,11 @@ export function showSettings(s: Settings | undefined, unavailable?: string): voi
   } else {
     status().textContent = `Settings are unavailable: ${unavailable ?? "unknown error"}`;
   }
+}
+
+function fillSuggestions(): void {
+  const list = byId("timezones");
+  if (!list.hasChildNodes()) list.append(...timeZones().map((tz) => el("option", { value: tz })));
 }
 
 /**

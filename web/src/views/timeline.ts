@@ -27,7 +27,8 @@ export function renderTimeline(durations: Duration[], slice: "project" | "entity
   const index = new Map(names.map((n, i) => [n, i]));
   const chartEl = byId("timeline-chart");
   // One row per name, within bounds, set from script (CSSOM).
-  chartEl.style.height = `${Math.min(480, Math.max(120, 48 + names.length * 28))}px`;
+  const height = Math.min(480, Math.max(120, 48 + names.length * 28));
+  chartEl.style.height = `${height}px`;
   chart ??= new Chart(chartEl, "Timeline of the day's durations.");
   byId("timeline-empty").hidden = durations.length > 0;
   // The axis spans whole hours around the durations, ticked at a round step.
@@ -37,7 +38,8 @@ export function renderTimeline(durations: Duration[], slice: "project" | "entity
   const max = Math.max(min + 3600, Math.ceil(last / 3600) * 3600);
   const span = (max - min) / 3600;
   const interval = span <= 2 ? 900 : span <= 6 ? 1800 : span <= 12 ? 3600 : 7200;
-  return chart.draw({
+  return chart.draw(
+    {
     grid: { left: 8, right: 24, top: 8, bottom: 28, containLabel: true },
     tooltip: { trigger: "item", renderMode: "richText", confine: true },
     xAxis: {
@@ -68,7 +70,9 @@ export function renderTimeline(durations: Duration[], slice: "project" | "entity
         },
       },
     ],
-  });
+    },
+    height,
+  );
 }
 
 function renderItem(_: CustomSeriesRenderItemParams, api: CustomSeriesRenderItemAPI): CustomSeriesRenderItemReturn {

@@ -104,7 +104,13 @@ type GetSummariesRequest struct {
 	// (last_7_days, ..., last_year, all_time, 2026, 2026-11): a page can then
 	// ask for a range's summaries and its stats at once, without first
 	// learning the range's dates.
-	Range         string `protobuf:"bytes,4,opt,name=range,proto3" json:"range,omitempty"`
+	Range string `protobuf:"bytes,4,opt,name=range,proto3" json:"range,omitempty"`
+	// The breakdowns each day carries, by their Breakdown field names
+	// (projects, languages, editors, operating_systems, machines, branches,
+	// categories, entities, dependencies); empty for all of them. A page
+	// that draws a year's days by project asks for projects alone: the
+	// whole of each day is most of a year's response.
+	Breakdowns    []string `protobuf:"bytes,5,rep,name=breakdowns,proto3" json:"breakdowns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -165,6 +171,13 @@ func (x *GetSummariesRequest) GetRange() string {
 		return x.Range
 	}
 	return ""
+}
+
+func (x *GetSummariesRequest) GetBreakdowns() []string {
+	if x != nil {
+		return x.Breakdowns
+	}
+	return nil
 }
 
 type GetSummariesResponse struct {
@@ -1382,6 +1395,144 @@ func (x *Seen) GetLastSeenAt() float64 {
 	return 0
 }
 
+type GetRangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As GetStatsRequest: a named range, or start and end.
+	Range   string       `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	Options *ReadOptions `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	Start   string       `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
+	End     string       `protobuf:"bytes,4,opt,name=end,proto3" json:"end,omitempty"`
+	// As GetSummariesRequest.breakdowns, for the days of summaries.
+	Breakdowns    []string `protobuf:"bytes,5,rep,name=breakdowns,proto3" json:"breakdowns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRangeRequest) Reset() {
+	*x = GetRangeRequest{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRangeRequest) ProtoMessage() {}
+
+func (x *GetRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRangeRequest.ProtoReflect.Descriptor instead.
+func (*GetRangeRequest) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetRangeRequest) GetRange() string {
+	if x != nil {
+		return x.Range
+	}
+	return ""
+}
+
+func (x *GetRangeRequest) GetOptions() *ReadOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *GetRangeRequest) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *GetRangeRequest) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
+}
+
+func (x *GetRangeRequest) GetBreakdowns() []string {
+	if x != nil {
+		return x.Breakdowns
+	}
+	return nil
+}
+
+type GetRangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stats         *GetStatsResponse      `protobuf:"bytes,1,opt,name=stats,proto3" json:"stats,omitempty"`
+	Summaries     *GetSummariesResponse  `protobuf:"bytes,2,opt,name=summaries,proto3" json:"summaries,omitempty"`
+	Insights      *GetInsightsResponse   `protobuf:"bytes,3,opt,name=insights,proto3" json:"insights,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRangeResponse) Reset() {
+	*x = GetRangeResponse{}
+	mi := &file_heartlog_v1_stats_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRangeResponse) ProtoMessage() {}
+
+func (x *GetRangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartlog_v1_stats_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRangeResponse.ProtoReflect.Descriptor instead.
+func (*GetRangeResponse) Descriptor() ([]byte, []int) {
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetRangeResponse) GetStats() *GetStatsResponse {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+func (x *GetRangeResponse) GetSummaries() *GetSummariesResponse {
+	if x != nil {
+		return x.Summaries
+	}
+	return nil
+}
+
+func (x *GetRangeResponse) GetInsights() *GetInsightsResponse {
+	if x != nil {
+		return x.Insights
+	}
+	return nil
+}
+
 type GetInsightsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// As GetStatsRequest: a named range, or start and end.
@@ -1395,7 +1546,7 @@ type GetInsightsRequest struct {
 
 func (x *GetInsightsRequest) Reset() {
 	*x = GetInsightsRequest{}
-	mi := &file_heartlog_v1_stats_proto_msgTypes[21]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1558,7 @@ func (x *GetInsightsRequest) String() string {
 func (*GetInsightsRequest) ProtoMessage() {}
 
 func (x *GetInsightsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_heartlog_v1_stats_proto_msgTypes[21]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1571,7 @@ func (x *GetInsightsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInsightsRequest.ProtoReflect.Descriptor instead.
 func (*GetInsightsRequest) Descriptor() ([]byte, []int) {
-	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{21}
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetInsightsRequest) GetRange() string {
@@ -1470,7 +1621,7 @@ type GetInsightsResponse struct {
 
 func (x *GetInsightsResponse) Reset() {
 	*x = GetInsightsResponse{}
-	mi := &file_heartlog_v1_stats_proto_msgTypes[22]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1633,7 @@ func (x *GetInsightsResponse) String() string {
 func (*GetInsightsResponse) ProtoMessage() {}
 
 func (x *GetInsightsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_heartlog_v1_stats_proto_msgTypes[22]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1646,7 @@ func (x *GetInsightsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInsightsResponse.ProtoReflect.Descriptor instead.
 func (*GetInsightsResponse) Descriptor() ([]byte, []int) {
-	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{22}
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetInsightsResponse) GetRange() string {
@@ -1560,7 +1711,7 @@ type Weekday struct {
 
 func (x *Weekday) Reset() {
 	*x = Weekday{}
-	mi := &file_heartlog_v1_stats_proto_msgTypes[23]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1723,7 @@ func (x *Weekday) String() string {
 func (*Weekday) ProtoMessage() {}
 
 func (x *Weekday) ProtoReflect() protoreflect.Message {
-	mi := &file_heartlog_v1_stats_proto_msgTypes[23]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1736,7 @@ func (x *Weekday) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Weekday.ProtoReflect.Descriptor instead.
 func (*Weekday) Descriptor() ([]byte, []int) {
-	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{23}
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Weekday) GetName() string {
@@ -1620,7 +1771,7 @@ type DayTotal struct {
 
 func (x *DayTotal) Reset() {
 	*x = DayTotal{}
-	mi := &file_heartlog_v1_stats_proto_msgTypes[24]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1783,7 @@ func (x *DayTotal) String() string {
 func (*DayTotal) ProtoMessage() {}
 
 func (x *DayTotal) ProtoReflect() protoreflect.Message {
-	mi := &file_heartlog_v1_stats_proto_msgTypes[24]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1796,7 @@ func (x *DayTotal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DayTotal.ProtoReflect.Descriptor instead.
 func (*DayTotal) Descriptor() ([]byte, []int) {
-	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{24}
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DayTotal) GetDate() string {
@@ -1673,7 +1824,7 @@ type GetHeatMapRequest struct {
 
 func (x *GetHeatMapRequest) Reset() {
 	*x = GetHeatMapRequest{}
-	mi := &file_heartlog_v1_stats_proto_msgTypes[25]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +1836,7 @@ func (x *GetHeatMapRequest) String() string {
 func (*GetHeatMapRequest) ProtoMessage() {}
 
 func (x *GetHeatMapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_heartlog_v1_stats_proto_msgTypes[25]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +1849,7 @@ func (x *GetHeatMapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHeatMapRequest.ProtoReflect.Descriptor instead.
 func (*GetHeatMapRequest) Descriptor() ([]byte, []int) {
-	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{25}
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetHeatMapRequest) GetEnd() string {
@@ -1725,7 +1876,7 @@ type GetHeatMapResponse struct {
 
 func (x *GetHeatMapResponse) Reset() {
 	*x = GetHeatMapResponse{}
-	mi := &file_heartlog_v1_stats_proto_msgTypes[26]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1888,7 @@ func (x *GetHeatMapResponse) String() string {
 func (*GetHeatMapResponse) ProtoMessage() {}
 
 func (x *GetHeatMapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_heartlog_v1_stats_proto_msgTypes[26]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1901,7 @@ func (x *GetHeatMapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHeatMapResponse.ProtoReflect.Descriptor instead.
 func (*GetHeatMapResponse) Descriptor() ([]byte, []int) {
-	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{26}
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetHeatMapResponse) GetDays() []*DayTotal {
@@ -1769,7 +1920,7 @@ type WatchTodayRequest struct {
 
 func (x *WatchTodayRequest) Reset() {
 	*x = WatchTodayRequest{}
-	mi := &file_heartlog_v1_stats_proto_msgTypes[27]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1932,7 @@ func (x *WatchTodayRequest) String() string {
 func (*WatchTodayRequest) ProtoMessage() {}
 
 func (x *WatchTodayRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_heartlog_v1_stats_proto_msgTypes[27]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1945,7 @@ func (x *WatchTodayRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTodayRequest.ProtoReflect.Descriptor instead.
 func (*WatchTodayRequest) Descriptor() ([]byte, []int) {
-	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{27}
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchTodayRequest) GetOptions() *ReadOptions {
@@ -1816,7 +1967,7 @@ type WatchTodayResponse struct {
 
 func (x *WatchTodayResponse) Reset() {
 	*x = WatchTodayResponse{}
-	mi := &file_heartlog_v1_stats_proto_msgTypes[28]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1979,7 @@ func (x *WatchTodayResponse) String() string {
 func (*WatchTodayResponse) ProtoMessage() {}
 
 func (x *WatchTodayResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_heartlog_v1_stats_proto_msgTypes[28]
+	mi := &file_heartlog_v1_stats_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1992,7 @@ func (x *WatchTodayResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTodayResponse.ProtoReflect.Descriptor instead.
 func (*WatchTodayResponse) Descriptor() ([]byte, []int) {
-	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{28}
+	return file_heartlog_v1_stats_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WatchTodayResponse) GetToday() *DaySummary {
@@ -1868,12 +2019,15 @@ const file_heartlog_v1_stats_proto_rawDesc = "" +
 	"\x0ftimeout_minutes\x18\x02 \x01(\x05R\x0etimeoutMinutes\x12\x1f\n" +
 	"\vwrites_only\x18\x03 \x01(\bR\n" +
 	"writesOnly\x12\x18\n" +
-	"\aproject\x18\x04 \x01(\tR\aproject\"\x87\x01\n" +
+	"\aproject\x18\x04 \x01(\tR\aproject\"\xa7\x01\n" +
 	"\x13GetSummariesRequest\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\tR\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\tR\x03end\x122\n" +
 	"\aoptions\x18\x03 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\x12\x14\n" +
-	"\x05range\x18\x04 \x01(\tR\x05range\"\xbb\x01\n" +
+	"\x05range\x18\x04 \x01(\tR\x05range\x12\x1e\n" +
+	"\n" +
+	"breakdowns\x18\x05 \x03(\tR\n" +
+	"breakdowns\"\xbb\x01\n" +
 	"\x14GetSummariesResponse\x12+\n" +
 	"\x04days\x18\x01 \x03(\v2\x17.heartlog.v1.DaySummaryR\x04days\x12=\n" +
 	"\x10cumulative_total\x18\x02 \x01(\v2\x12.heartlog.v1.TotalR\x0fcumulativeTotal\x127\n" +
@@ -1962,7 +2116,19 @@ const file_heartlog_v1_stats_proto_rawDesc = "" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\"\n" +
 	"\rfirst_seen_at\x18\x02 \x01(\x01R\vfirstSeenAt\x12 \n" +
 	"\flast_seen_at\x18\x03 \x01(\x01R\n" +
-	"lastSeenAt\"\x86\x01\n" +
+	"lastSeenAt\"\xa3\x01\n" +
+	"\x0fGetRangeRequest\x12\x14\n" +
+	"\x05range\x18\x01 \x01(\tR\x05range\x122\n" +
+	"\aoptions\x18\x02 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\x12\x14\n" +
+	"\x05start\x18\x03 \x01(\tR\x05start\x12\x10\n" +
+	"\x03end\x18\x04 \x01(\tR\x03end\x12\x1e\n" +
+	"\n" +
+	"breakdowns\x18\x05 \x03(\tR\n" +
+	"breakdowns\"\xc6\x01\n" +
+	"\x10GetRangeResponse\x123\n" +
+	"\x05stats\x18\x01 \x01(\v2\x1d.heartlog.v1.GetStatsResponseR\x05stats\x12?\n" +
+	"\tsummaries\x18\x02 \x01(\v2!.heartlog.v1.GetSummariesResponseR\tsummaries\x12<\n" +
+	"\binsights\x18\x03 \x01(\v2 .heartlog.v1.GetInsightsResponseR\binsights\"\x86\x01\n" +
 	"\x12GetInsightsRequest\x12\x14\n" +
 	"\x05range\x18\x01 \x01(\tR\x05range\x122\n" +
 	"\aoptions\x18\x02 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\x12\x14\n" +
@@ -1992,7 +2158,7 @@ const file_heartlog_v1_stats_proto_rawDesc = "" +
 	"\aoptions\x18\x01 \x01(\v2\x18.heartlog.v1.ReadOptionsR\aoptions\"o\n" +
 	"\x12WatchTodayResponse\x12-\n" +
 	"\x05today\x18\x01 \x01(\v2\x17.heartlog.v1.DaySummaryR\x05today\x12*\n" +
-	"\x11last_heartbeat_at\x18\x02 \x01(\x01R\x0flastHeartbeatAt2\xd6\x06\n" +
+	"\x11last_heartbeat_at\x18\x02 \x01(\x01R\x0flastHeartbeatAt2\xa1\a\n" +
 	"\fStatsService\x12U\n" +
 	"\fGetSummaries\x12 .heartlog.v1.GetSummariesRequest\x1a!.heartlog.v1.GetSummariesResponse\"\x00\x12U\n" +
 	"\fGetDurations\x12 .heartlog.v1.GetDurationsRequest\x1a!.heartlog.v1.GetDurationsResponse\"\x00\x12U\n" +
@@ -2001,7 +2167,8 @@ const file_heartlog_v1_stats_proto_rawDesc = "" +
 	"\vGetProjects\x12\x1f.heartlog.v1.GetProjectsRequest\x1a .heartlog.v1.GetProjectsResponse\"\x00\x12R\n" +
 	"\rGetUserAgents\x12!.heartlog.v1.GetUserAgentsRequest\x1a\x1c.heartlog.v1.GetSeenResponse\"\x00\x12V\n" +
 	"\x0fGetMachineNames\x12#.heartlog.v1.GetMachineNamesRequest\x1a\x1c.heartlog.v1.GetSeenResponse\"\x00\x12R\n" +
-	"\vGetInsights\x12\x1f.heartlog.v1.GetInsightsRequest\x1a .heartlog.v1.GetInsightsResponse\"\x00\x12O\n" +
+	"\vGetInsights\x12\x1f.heartlog.v1.GetInsightsRequest\x1a .heartlog.v1.GetInsightsResponse\"\x00\x12I\n" +
+	"\bGetRange\x12\x1c.heartlog.v1.GetRangeRequest\x1a\x1d.heartlog.v1.GetRangeResponse\"\x00\x12O\n" +
 	"\n" +
 	"GetHeatMap\x12\x1e.heartlog.v1.GetHeatMapRequest\x1a\x1f.heartlog.v1.GetHeatMapResponse\"\x00\x12Q\n" +
 	"\n" +
@@ -2019,7 +2186,7 @@ func file_heartlog_v1_stats_proto_rawDescGZIP() []byte {
 	return file_heartlog_v1_stats_proto_rawDescData
 }
 
-var file_heartlog_v1_stats_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_heartlog_v1_stats_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_heartlog_v1_stats_proto_goTypes = []any{
 	(*ReadOptions)(nil),            // 0: heartlog.v1.ReadOptions
 	(*GetSummariesRequest)(nil),    // 1: heartlog.v1.GetSummariesRequest
@@ -2042,14 +2209,16 @@ var file_heartlog_v1_stats_proto_goTypes = []any{
 	(*GetMachineNamesRequest)(nil), // 18: heartlog.v1.GetMachineNamesRequest
 	(*GetSeenResponse)(nil),        // 19: heartlog.v1.GetSeenResponse
 	(*Seen)(nil),                   // 20: heartlog.v1.Seen
-	(*GetInsightsRequest)(nil),     // 21: heartlog.v1.GetInsightsRequest
-	(*GetInsightsResponse)(nil),    // 22: heartlog.v1.GetInsightsResponse
-	(*Weekday)(nil),                // 23: heartlog.v1.Weekday
-	(*DayTotal)(nil),               // 24: heartlog.v1.DayTotal
-	(*GetHeatMapRequest)(nil),      // 25: heartlog.v1.GetHeatMapRequest
-	(*GetHeatMapResponse)(nil),     // 26: heartlog.v1.GetHeatMapResponse
-	(*WatchTodayRequest)(nil),      // 27: heartlog.v1.WatchTodayRequest
-	(*WatchTodayResponse)(nil),     // 28: heartlog.v1.WatchTodayResponse
+	(*GetRangeRequest)(nil),        // 21: heartlog.v1.GetRangeRequest
+	(*GetRangeResponse)(nil),       // 22: heartlog.v1.GetRangeResponse
+	(*GetInsightsRequest)(nil),     // 23: heartlog.v1.GetInsightsRequest
+	(*GetInsightsResponse)(nil),    // 24: heartlog.v1.GetInsightsResponse
+	(*Weekday)(nil),                // 25: heartlog.v1.Weekday
+	(*DayTotal)(nil),               // 26: heartlog.v1.DayTotal
+	(*GetHeatMapRequest)(nil),      // 27: heartlog.v1.GetHeatMapRequest
+	(*GetHeatMapResponse)(nil),     // 28: heartlog.v1.GetHeatMapResponse
+	(*WatchTodayRequest)(nil),      // 29: heartlog.v1.WatchTodayRequest
+	(*WatchTodayResponse)(nil),     // 30: heartlog.v1.WatchTodayResponse
 }
 var file_heartlog_v1_stats_proto_depIdxs = []int32{
 	0,  // 0: heartlog.v1.GetSummariesRequest.options:type_name -> heartlog.v1.ReadOptions
@@ -2081,43 +2250,49 @@ var file_heartlog_v1_stats_proto_depIdxs = []int32{
 	0,  // 26: heartlog.v1.GetUserAgentsRequest.options:type_name -> heartlog.v1.ReadOptions
 	0,  // 27: heartlog.v1.GetMachineNamesRequest.options:type_name -> heartlog.v1.ReadOptions
 	20, // 28: heartlog.v1.GetSeenResponse.seen:type_name -> heartlog.v1.Seen
-	0,  // 29: heartlog.v1.GetInsightsRequest.options:type_name -> heartlog.v1.ReadOptions
-	23, // 30: heartlog.v1.GetInsightsResponse.weekdays:type_name -> heartlog.v1.Weekday
-	11, // 31: heartlog.v1.GetInsightsResponse.hours:type_name -> heartlog.v1.Total
-	24, // 32: heartlog.v1.GetInsightsResponse.best_day:type_name -> heartlog.v1.DayTotal
-	11, // 33: heartlog.v1.GetInsightsResponse.daily_average:type_name -> heartlog.v1.Total
-	11, // 34: heartlog.v1.Weekday.total:type_name -> heartlog.v1.Total
-	11, // 35: heartlog.v1.Weekday.average:type_name -> heartlog.v1.Total
-	11, // 36: heartlog.v1.DayTotal.total:type_name -> heartlog.v1.Total
-	0,  // 37: heartlog.v1.GetHeatMapRequest.options:type_name -> heartlog.v1.ReadOptions
-	24, // 38: heartlog.v1.GetHeatMapResponse.days:type_name -> heartlog.v1.DayTotal
-	0,  // 39: heartlog.v1.WatchTodayRequest.options:type_name -> heartlog.v1.ReadOptions
-	9,  // 40: heartlog.v1.WatchTodayResponse.today:type_name -> heartlog.v1.DaySummary
-	1,  // 41: heartlog.v1.StatsService.GetSummaries:input_type -> heartlog.v1.GetSummariesRequest
-	3,  // 42: heartlog.v1.StatsService.GetDurations:input_type -> heartlog.v1.GetDurationsRequest
-	5,  // 43: heartlog.v1.StatsService.GetStatusBar:input_type -> heartlog.v1.GetStatusBarRequest
-	7,  // 44: heartlog.v1.StatsService.GetStats:input_type -> heartlog.v1.GetStatsRequest
-	14, // 45: heartlog.v1.StatsService.GetProjects:input_type -> heartlog.v1.GetProjectsRequest
-	17, // 46: heartlog.v1.StatsService.GetUserAgents:input_type -> heartlog.v1.GetUserAgentsRequest
-	18, // 47: heartlog.v1.StatsService.GetMachineNames:input_type -> heartlog.v1.GetMachineNamesRequest
-	21, // 48: heartlog.v1.StatsService.GetInsights:input_type -> heartlog.v1.GetInsightsRequest
-	25, // 49: heartlog.v1.StatsService.GetHeatMap:input_type -> heartlog.v1.GetHeatMapRequest
-	27, // 50: heartlog.v1.StatsService.WatchToday:input_type -> heartlog.v1.WatchTodayRequest
-	2,  // 51: heartlog.v1.StatsService.GetSummaries:output_type -> heartlog.v1.GetSummariesResponse
-	4,  // 52: heartlog.v1.StatsService.GetDurations:output_type -> heartlog.v1.GetDurationsResponse
-	6,  // 53: heartlog.v1.StatsService.GetStatusBar:output_type -> heartlog.v1.GetStatusBarResponse
-	8,  // 54: heartlog.v1.StatsService.GetStats:output_type -> heartlog.v1.GetStatsResponse
-	15, // 55: heartlog.v1.StatsService.GetProjects:output_type -> heartlog.v1.GetProjectsResponse
-	19, // 56: heartlog.v1.StatsService.GetUserAgents:output_type -> heartlog.v1.GetSeenResponse
-	19, // 57: heartlog.v1.StatsService.GetMachineNames:output_type -> heartlog.v1.GetSeenResponse
-	22, // 58: heartlog.v1.StatsService.GetInsights:output_type -> heartlog.v1.GetInsightsResponse
-	26, // 59: heartlog.v1.StatsService.GetHeatMap:output_type -> heartlog.v1.GetHeatMapResponse
-	28, // 60: heartlog.v1.StatsService.WatchToday:output_type -> heartlog.v1.WatchTodayResponse
-	51, // [51:61] is the sub-list for method output_type
-	41, // [41:51] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	0,  // 29: heartlog.v1.GetRangeRequest.options:type_name -> heartlog.v1.ReadOptions
+	8,  // 30: heartlog.v1.GetRangeResponse.stats:type_name -> heartlog.v1.GetStatsResponse
+	2,  // 31: heartlog.v1.GetRangeResponse.summaries:type_name -> heartlog.v1.GetSummariesResponse
+	24, // 32: heartlog.v1.GetRangeResponse.insights:type_name -> heartlog.v1.GetInsightsResponse
+	0,  // 33: heartlog.v1.GetInsightsRequest.options:type_name -> heartlog.v1.ReadOptions
+	25, // 34: heartlog.v1.GetInsightsResponse.weekdays:type_name -> heartlog.v1.Weekday
+	11, // 35: heartlog.v1.GetInsightsResponse.hours:type_name -> heartlog.v1.Total
+	26, // 36: heartlog.v1.GetInsightsResponse.best_day:type_name -> heartlog.v1.DayTotal
+	11, // 37: heartlog.v1.GetInsightsResponse.daily_average:type_name -> heartlog.v1.Total
+	11, // 38: heartlog.v1.Weekday.total:type_name -> heartlog.v1.Total
+	11, // 39: heartlog.v1.Weekday.average:type_name -> heartlog.v1.Total
+	11, // 40: heartlog.v1.DayTotal.total:type_name -> heartlog.v1.Total
+	0,  // 41: heartlog.v1.GetHeatMapRequest.options:type_name -> heartlog.v1.ReadOptions
+	26, // 42: heartlog.v1.GetHeatMapResponse.days:type_name -> heartlog.v1.DayTotal
+	0,  // 43: heartlog.v1.WatchTodayRequest.options:type_name -> heartlog.v1.ReadOptions
+	9,  // 44: heartlog.v1.WatchTodayResponse.today:type_name -> heartlog.v1.DaySummary
+	1,  // 45: heartlog.v1.StatsService.GetSummaries:input_type -> heartlog.v1.GetSummariesRequest
+	3,  // 46: heartlog.v1.StatsService.GetDurations:input_type -> heartlog.v1.GetDurationsRequest
+	5,  // 47: heartlog.v1.StatsService.GetStatusBar:input_type -> heartlog.v1.GetStatusBarRequest
+	7,  // 48: heartlog.v1.StatsService.GetStats:input_type -> heartlog.v1.GetStatsRequest
+	14, // 49: heartlog.v1.StatsService.GetProjects:input_type -> heartlog.v1.GetProjectsRequest
+	17, // 50: heartlog.v1.StatsService.GetUserAgents:input_type -> heartlog.v1.GetUserAgentsRequest
+	18, // 51: heartlog.v1.StatsService.GetMachineNames:input_type -> heartlog.v1.GetMachineNamesRequest
+	23, // 52: heartlog.v1.StatsService.GetInsights:input_type -> heartlog.v1.GetInsightsRequest
+	21, // 53: heartlog.v1.StatsService.GetRange:input_type -> heartlog.v1.GetRangeRequest
+	27, // 54: heartlog.v1.StatsService.GetHeatMap:input_type -> heartlog.v1.GetHeatMapRequest
+	29, // 55: heartlog.v1.StatsService.WatchToday:input_type -> heartlog.v1.WatchTodayRequest
+	2,  // 56: heartlog.v1.StatsService.GetSummaries:output_type -> heartlog.v1.GetSummariesResponse
+	4,  // 57: heartlog.v1.StatsService.GetDurations:output_type -> heartlog.v1.GetDurationsResponse
+	6,  // 58: heartlog.v1.StatsService.GetStatusBar:output_type -> heartlog.v1.GetStatusBarResponse
+	8,  // 59: heartlog.v1.StatsService.GetStats:output_type -> heartlog.v1.GetStatsResponse
+	15, // 60: heartlog.v1.StatsService.GetProjects:output_type -> heartlog.v1.GetProjectsResponse
+	19, // 61: heartlog.v1.StatsService.GetUserAgents:output_type -> heartlog.v1.GetSeenResponse
+	19, // 62: heartlog.v1.StatsService.GetMachineNames:output_type -> heartlog.v1.GetSeenResponse
+	24, // 63: heartlog.v1.StatsService.GetInsights:output_type -> heartlog.v1.GetInsightsResponse
+	22, // 64: heartlog.v1.StatsService.GetRange:output_type -> heartlog.v1.GetRangeResponse
+	28, // 65: heartlog.v1.StatsService.GetHeatMap:output_type -> heartlog.v1.GetHeatMapResponse
+	30, // 66: heartlog.v1.StatsService.WatchToday:output_type -> heartlog.v1.WatchTodayResponse
+	56, // [56:67] is the sub-list for method output_type
+	45, // [45:56] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_heartlog_v1_stats_proto_init() }
@@ -2131,7 +2306,7 @@ func file_heartlog_v1_stats_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_heartlog_v1_stats_proto_rawDesc), len(file_heartlog_v1_stats_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -56,6 +56,8 @@ const (
 	// StatsServiceGetInsightsProcedure is the fully-qualified name of the StatsService's GetInsights
 	// RPC.
 	StatsServiceGetInsightsProcedure = "/heartlog.v1.StatsService/GetInsights"
+	// StatsServiceGetRangeProcedure is the fully-qualified name of the StatsService's GetRange RPC.
+	StatsServiceGetRangeProcedure = "/heartlog.v1.StatsService/GetRange"
 	// StatsServiceGetHeatMapProcedure is the fully-qualified name of the StatsService's GetHeatMap RPC.
 	StatsServiceGetHeatMapProcedure = "/heartlog.v1.StatsService/GetHeatMap"
 	// StatsServiceWatchTodayProcedure is the fully-qualified name of the StatsService's WatchToday RPC.
@@ -84,6 +86,12 @@ type StatsServiceClient interface {
 	// GetInsights gives coding time by weekday and by hour of the day, the
 	// best day and the daily average over a named range.
 	GetInsights(context.Context, *connect.Request[v1.GetInsightsRequest]) (*connect.Response[v1.GetInsightsResponse], error)
+	// GetRange gives what GetStats, GetSummaries and GetInsights give for
+	// one range, from one read and one accounting of its days: a
+	// dashboard's range views at the cost of one of the three, each of
+	// which reads and accounts every day of the range (for a year, most of
+	// a dashboard load's server time).
+	GetRange(context.Context, *connect.Request[v1.GetRangeRequest]) (*connect.Response[v1.GetRangeResponse], error)
 	// GetHeatMap gives the coding time of each of the 365 local days ending
 	// at end.
 	GetHeatMap(context.Context, *connect.Request[v1.GetHeatMapRequest]) (*connect.Response[v1.GetHeatMapResponse], error)
@@ -154,6 +162,12 @@ func NewStatsServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(statsServiceMethods.ByName("GetInsights")),
 			connect.WithClientOptions(opts...),
 		),
+		getRange: connect.NewClient[v1.GetRangeRequest, v1.GetRangeResponse](
+			httpClient,
+			baseURL+StatsServiceGetRangeProcedure,
+			connect.WithSchema(statsServiceMethods.ByName("GetRange")),
+			connect.WithClientOptions(opts...),
+		),
 		getHeatMap: connect.NewClient[v1.GetHeatMapRequest, v1.GetHeatMapResponse](
 			httpClient,
 			baseURL+StatsServiceGetHeatMapProcedure,
@@ -179,6 +193,7 @@ type statsServiceClient struct {
 	getUserAgents   *connect.Client[v1.GetUserAgentsRequest, v1.GetSeenResponse]
 	getMachineNames *connect.Client[v1.GetMachineNamesRequest, v1.GetSeenResponse]
 	getInsights     *connect.Client[v1.GetInsightsRequest, v1.GetInsightsResponse]
+	getRange        *connect.Client[v1.GetRangeRequest, v1.GetRangeResponse]
 	getHeatMap      *connect.Client[v1.GetHeatMapRequest, v1.GetHeatMapResponse]
 	watchToday      *connect.Client[v1.WatchTodayRequest, v1.WatchTodayResponse]
 }
@@ -223,6 +238,11 @@ func (c *statsServiceClient) GetInsights(ctx context.Context, req *connect.Reque
 	return c.getInsights.CallUnary(ctx, req)
 }
 
+// GetRange calls heartlog.v1.StatsService.GetRange.
+func (c *statsServiceClient) GetRange(ctx context.Context, req *connect.Request[v1.GetRangeRequest]) (*connect.Response[v1.GetRangeResponse], error) {
+	return c.getRange.CallUnary(ctx, req)
+}
+
 // GetHeatMap calls heartlog.v1.StatsService.GetHeatMap.
 func (c *statsServiceClient) GetHeatMap(ctx context.Context, req *connect.Request[v1.GetHeatMapRequest]) (*connect.Response[v1.GetHeatMapResponse], error) {
 	return c.getHeatMap.CallUnary(ctx, req)
@@ -255,6 +275,12 @@ type StatsServiceHandler interface {
 	// GetInsights gives coding time by weekday and by hour of the day, the
 	// best day and the daily average over a named range.
 	GetInsights(context.Context, *connect.Request[v1.GetInsightsRequest]) (*connect.Response[v1.GetInsightsResponse], error)
+	// GetRange gives what GetStats, GetSummaries and GetInsights give for
+	// one range, from one read and one accounting of its days: a
+	// dashboard's range views at the cost of one of the three, each of
+	// which reads and accounts every day of the range (for a year, most of
+	// a dashboard load's server time).
+	GetRange(context.Context, *connect.Request[v1.GetRangeRequest]) (*connect.Response[v1.GetRangeResponse], error)
 	// GetHeatMap gives the coding time of each of the 365 local days ending
 	// at end.
 	GetHeatMap(context.Context, *connect.Request[v1.GetHeatMapRequest]) (*connect.Response[v1.GetHeatMapResponse], error)
@@ -321,6 +347,12 @@ func NewStatsServiceHandler(svc StatsServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(statsServiceMethods.ByName("GetInsights")),
 		connect.WithHandlerOptions(opts...),
 	)
+	statsServiceGetRangeHandler := connect.NewUnaryHandler(
+		StatsServiceGetRangeProcedure,
+		svc.GetRange,
+		connect.WithSchema(statsServiceMethods.ByName("GetRange")),
+		connect.WithHandlerOptions(opts...),
+	)
 	statsServiceGetHeatMapHandler := connect.NewUnaryHandler(
 		StatsServiceGetHeatMapProcedure,
 		svc.GetHeatMap,
@@ -351,6 +383,8 @@ func NewStatsServiceHandler(svc StatsServiceHandler, opts ...connect.HandlerOpti
 			statsServiceGetMachineNamesHandler.ServeHTTP(w, r)
 		case StatsServiceGetInsightsProcedure:
 			statsServiceGetInsightsHandler.ServeHTTP(w, r)
+		case StatsServiceGetRangeProcedure:
+			statsServiceGetRangeHandler.ServeHTTP(w, r)
 		case StatsServiceGetHeatMapProcedure:
 			statsServiceGetHeatMapHandler.ServeHTTP(w, r)
 		case StatsServiceWatchTodayProcedure:
@@ -394,6 +428,10 @@ func (UnimplementedStatsServiceHandler) GetMachineNames(context.Context, *connec
 
 func (UnimplementedStatsServiceHandler) GetInsights(context.Context, *connect.Request[v1.GetInsightsRequest]) (*connect.Response[v1.GetInsightsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("heartlog.v1.StatsService.GetInsights is not implemented"))
+}
+
+func (UnimplementedStatsServiceHandler) GetRange(context.Context, *connect.Request[v1.GetRangeRequest]) (*connect.Response[v1.GetRangeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("heartlog.v1.StatsService.GetRange is not implemented"))
 }
 
 func (UnimplementedStatsServiceHandler) GetHeatMap(context.Context, *connect.Request[v1.GetHeatMapRequest]) (*connect.Response[v1.GetHeatMapResponse], error) {

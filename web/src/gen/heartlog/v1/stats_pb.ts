@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file heartlog/v1/stats.proto.
  */
 export const file_heartlog_v1_stats: GenFile = /*@__PURE__*/
-  fileDesc("ChdoZWFydGxvZy92MS9zdGF0cy5wcm90bxILaGVhcnRsb2cudjEiXgoLUmVhZE9wdGlvbnMSEAoIdGltZXpvbmUYASABKAkSFwoPdGltZW91dF9taW51dGVzGAIgASgFEhMKC3dyaXRlc19vbmx5GAMgASgIEg8KB3Byb2plY3QYBCABKAkiawoTR2V0U3VtbWFyaWVzUmVxdWVzdBINCgVzdGFydBgBIAEoCRILCgNlbmQYAiABKAkSKQoHb3B0aW9ucxgDIAEoCzIYLmhlYXJ0bG9nLnYxLlJlYWRPcHRpb25zEg0KBXJhbmdlGAQgASgJIpYBChRHZXRTdW1tYXJpZXNSZXNwb25zZRIlCgRkYXlzGAEgAygLMhcuaGVhcnRsb2cudjEuRGF5U3VtbWFyeRIsChBjdW11bGF0aXZlX3RvdGFsGAIgASgLMhIuaGVhcnRsb2cudjEuVG90YWwSKQoNZGFpbHlfYXZlcmFnZRgDIAEoCzISLmhlYXJ0bG9nLnYxLlRvdGFsImAKE0dldER1cmF0aW9uc1JlcXVlc3QSDAoEZGF0ZRgBIAEoCRIQCghzbGljZV9ieRgCIAEoCRIpCgdvcHRpb25zGAMgASgLMhguaGVhcnRsb2cudjEuUmVhZE9wdGlvbnMiQAoUR2V0RHVyYXRpb25zUmVzcG9uc2USKAoJZHVyYXRpb25zGAEgAygLMhUuaGVhcnRsb2cudjEuRHVyYXRpb24iQAoTR2V0U3RhdHVzQmFyUmVxdWVzdBIpCgdvcHRpb25zGAEgASgLMhguaGVhcnRsb2cudjEuUmVhZE9wdGlvbnMiPgoUR2V0U3RhdHVzQmFyUmVzcG9uc2USJgoFdG9kYXkYASABKAsyFy5oZWFydGxvZy52MS5EYXlTdW1tYXJ5ImcKD0dldFN0YXRzUmVxdWVzdBINCgVyYW5nZRgBIAEoCRIpCgdvcHRpb25zGAIgASgLMhguaGVhcnRsb2cudjEuUmVhZE9wdGlvbnMSDQoFc3RhcnQYAyABKAkSCwoDZW5kGAQgASgJIrYBChBHZXRTdGF0c1Jlc3BvbnNlEg0KBXJhbmdlGAEgASgJEg0KBXN0YXJ0GAIgASgJEgsKA2VuZBgDIAEoCRIhCgV0b3RhbBgEIAEoCzISLmhlYXJ0bG9nLnYxLlRvdGFsEikKDWRhaWx5X2F2ZXJhZ2UYBSABKAsyEi5oZWFydGxvZy52MS5Ub3RhbBIpCglicmVha2Rvd24YBiABKAsyFi5oZWFydGxvZy52MS5CcmVha2Rvd24ibgoKRGF5U3VtbWFyeRIMCgRkYXRlGAEgASgJEicKC2dyYW5kX3RvdGFsGAIgASgLMhIuaGVhcnRsb2cudjEuVG90YWwSKQoJYnJlYWtkb3duGAMgASgLMhYuaGVhcnRsb2cudjEuQnJlYWtkb3duIucCCglCcmVha2Rvd24SIwoIcHJvamVjdHMYASADKAsyES5oZWFydGxvZy52MS5JdGVtEiQKCWxhbmd1YWdlcxgCIAMoCzIRLmhlYXJ0bG9nLnYxLkl0ZW0SIgoHZWRpdG9ycxgDIAMoCzIRLmhlYXJ0bG9nLnYxLkl0ZW0SLAoRb3BlcmF0aW5nX3N5c3RlbXMYBCADKAsyES5oZWFydGxvZy52MS5JdGVtEiMKCG1hY2hpbmVzGAUgAygLMhEuaGVhcnRsb2cudjEuSXRlbRIjCghicmFuY2hlcxgGIAMoCzIRLmhlYXJ0bG9nLnYxLkl0ZW0SJQoKY2F0ZWdvcmllcxgHIAMoCzIRLmhlYXJ0bG9nLnYxLkl0ZW0SIwoIZW50aXRpZXMYCCADKAsyES5oZWFydGxvZy52MS5JdGVtEicKDGRlcGVuZGVuY2llcxgJIAMoCzIRLmhlYXJ0bG9nLnYxLkl0ZW0iTgoFVG90YWwSFQoNdG90YWxfc2Vjb25kcxgBIAEoARIMCgR0ZXh0GAIgASgJEg8KB2RpZ2l0YWwYAyABKAkSDwoHZGVjaW1hbBgEIAEoCSJsCgRJdGVtEgwKBG5hbWUYASABKAkSFQoNdG90YWxfc2Vjb25kcxgCIAEoARIPCgdwZXJjZW50GAMgASgBEgwKBHRleHQYBCABKAkSDwoHZGlnaXRhbBgFIAEoCRIPCgdkZWNpbWFsGAYgASgJItkBCghEdXJhdGlvbhINCgVzdGFydBgBIAEoARIYChBkdXJhdGlvbl9zZWNvbmRzGAIgASgBEg8KB3Byb2plY3QYAyABKAkSEAoIbGFuZ3VhZ2UYBCABKAkSDgoGZW50aXR5GAUgASgJEg4KBmJyYW5jaBgGIAEoCRIQCghjYXRlZ29yeRgHIAEoCRIOCgZlZGl0b3IYCCABKAkSGAoQb3BlcmF0aW5nX3N5c3RlbRgJIAEoCRIPCgdtYWNoaW5lGAogASgJEhQKDGRlcGVuZGVuY2llcxgLIAMoCSI/ChJHZXRQcm9qZWN0c1JlcXVlc3QSKQoHb3B0aW9ucxgBIAEoCzIYLmhlYXJ0bG9nLnYxLlJlYWRPcHRpb25zIj0KE0dldFByb2plY3RzUmVzcG9uc2USJgoIcHJvamVjdHMYASADKAsyFC5oZWFydGxvZy52MS5Qcm9qZWN0InEKB1Byb2plY3QSDAoEbmFtZRgBIAEoCRIaChJmaXJzdF9oZWFydGJlYXRfYXQYAiABKAESGQoRbGFzdF9oZWFydGJlYXRfYXQYAyABKAESIQoFdG90YWwYBCABKAsyEi5oZWFydGxvZy52MS5Ub3RhbCJBChRHZXRVc2VyQWdlbnRzUmVxdWVzdBIpCgdvcHRpb25zGAEgASgLMhguaGVhcnRsb2cudjEuUmVhZE9wdGlvbnMiQwoWR2V0TWFjaGluZU5hbWVzUmVxdWVzdBIpCgdvcHRpb25zGAEgASgLMhguaGVhcnRsb2cudjEuUmVhZE9wdGlvbnMiMgoPR2V0U2VlblJlc3BvbnNlEh8KBHNlZW4YASADKAsyES5oZWFydGxvZy52MS5TZWVuIkIKBFNlZW4SDQoFdmFsdWUYASABKAkSFQoNZmlyc3Rfc2Vlbl9hdBgCIAEoARIUCgxsYXN0X3NlZW5fYXQYAyABKAEiagoSR2V0SW5zaWdodHNSZXF1ZXN0Eg0KBXJhbmdlGAEgASgJEikKB29wdGlvbnMYAiABKAsyGC5oZWFydGxvZy52MS5SZWFkT3B0aW9ucxINCgVzdGFydBgDIAEoCRILCgNlbmQYBCABKAki3wEKE0dldEluc2lnaHRzUmVzcG9uc2USDQoFcmFuZ2UYASABKAkSDQoFc3RhcnQYAiABKAkSCwoDZW5kGAMgASgJEiYKCHdlZWtkYXlzGAQgAygLMhQuaGVhcnRsb2cudjEuV2Vla2RheRIhCgVob3VycxgFIAMoCzISLmhlYXJ0bG9nLnYxLlRvdGFsEicKCGJlc3RfZGF5GAYgASgLMhUuaGVhcnRsb2cudjEuRGF5VG90YWwSKQoNZGFpbHlfYXZlcmFnZRgHIAEoCzISLmhlYXJ0bG9nLnYxLlRvdGFsIl8KB1dlZWtkYXkSDAoEbmFtZRgBIAEoCRIhCgV0b3RhbBgCIAEoCzISLmhlYXJ0bG9nLnYxLlRvdGFsEiMKB2F2ZXJhZ2UYAyABKAsyEi5oZWFydGxvZy52MS5Ub3RhbCI7CghEYXlUb3RhbBIMCgRkYXRlGAEgASgJEiEKBXRvdGFsGAIgASgLMhIuaGVhcnRsb2cudjEuVG90YWwiSwoRR2V0SGVhdE1hcFJlcXVlc3QSCwoDZW5kGAEgASgJEikKB29wdGlvbnMYAiABKAsyGC5oZWFydGxvZy52MS5SZWFkT3B0aW9ucyI5ChJHZXRIZWF0TWFwUmVzcG9uc2USIwoEZGF5cxgBIAMoCzIVLmhlYXJ0bG9nLnYxLkRheVRvdGFsIj4KEVdhdGNoVG9kYXlSZXF1ZXN0EikKB29wdGlvbnMYASABKAsyGC5oZWFydGxvZy52MS5SZWFkT3B0aW9ucyJXChJXYXRjaFRvZGF5UmVzcG9uc2USJgoFdG9kYXkYASABKAsyFy5oZWFydGxvZy52MS5EYXlTdW1tYXJ5EhkKEWxhc3RfaGVhcnRiZWF0X2F0GAIgASgBMtYGCgxTdGF0c1NlcnZpY2USVQoMR2V0U3VtbWFyaWVzEiAuaGVhcnRsb2cudjEuR2V0U3VtbWFyaWVzUmVxdWVzdBohLmhlYXJ0bG9nLnYxLkdldFN1bW1hcmllc1Jlc3BvbnNlIgASVQoMR2V0RHVyYXRpb25zEiAuaGVhcnRsb2cudjEuR2V0RHVyYXRpb25zUmVxdWVzdBohLmhlYXJ0bG9nLnYxLkdldER1cmF0aW9uc1Jlc3BvbnNlIgASVQoMR2V0U3RhdHVzQmFyEiAuaGVhcnRsb2cudjEuR2V0U3RhdHVzQmFyUmVxdWVzdBohLmhlYXJ0bG9nLnYxLkdldFN0YXR1c0JhclJlc3BvbnNlIgASSQoIR2V0U3RhdHMSHC5oZWFydGxvZy52MS5HZXRTdGF0c1JlcXVlc3QaHS5oZWFydGxvZy52MS5HZXRTdGF0c1Jlc3BvbnNlIgASUgoLR2V0UHJvamVjdHMSHy5oZWFydGxvZy52MS5HZXRQcm9qZWN0c1JlcXVlc3QaIC5oZWFydGxvZy52MS5HZXRQcm9qZWN0c1Jlc3BvbnNlIgASUgoNR2V0VXNlckFnZW50cxIhLmhlYXJ0bG9nLnYxLkdldFVzZXJBZ2VudHNSZXF1ZXN0GhwuaGVhcnRsb2cudjEuR2V0U2VlblJlc3BvbnNlIgASVgoPR2V0TWFjaGluZU5hbWVzEiMuaGVhcnRsb2cudjEuR2V0TWFjaGluZU5hbWVzUmVxdWVzdBocLmhlYXJ0bG9nLnYxLkdldFNlZW5SZXNwb25zZSIAElIKC0dldEluc2lnaHRzEh8uaGVhcnRsb2cudjEuR2V0SW5zaWdodHNSZXF1ZXN0GiAuaGVhcnRsb2cudjEuR2V0SW5zaWdodHNSZXNwb25zZSIAEk8KCkdldEhlYXRNYXASHi5oZWFydGxvZy52MS5HZXRIZWF0TWFwUmVxdWVzdBofLmhlYXJ0bG9nLnYxLkdldEhlYXRNYXBSZXNwb25zZSIAElEKCldhdGNoVG9kYXkSHi5oZWFydGxvZy52MS5XYXRjaFRvZGF5UmVxdWVzdBofLmhlYXJ0bG9nLnYxLldhdGNoVG9kYXlSZXNwb25zZSIAMAFCLFoqaGVhcnRsb2cvc2NoZW1hL2dlbi9oZWFydGxvZy92MTtoZWFydGxvZ3YxYgZwcm90bzM");
+  fileDesc("ChdoZWFydGxvZy92MS9zdGF0cy5wcm90bxILaGVhcnRsb2cudjEiXgoLUmVhZE9wdGlvbnMSEAoIdGltZXpvbmUYASABKAkSFwoPdGltZW91dF9taW51dGVzGAIgASgFEhMKC3dyaXRlc19vbmx5GAMgASgIEg8KB3Byb2plY3QYBCABKAkifwoTR2V0U3VtbWFyaWVzUmVxdWVzdBINCgVzdGFydBgBIAEoCRILCgNlbmQYAiABKAkSKQoHb3B0aW9ucxgDIAEoCzIYLmhlYXJ0bG9nLnYxLlJlYWRPcHRpb25zEg0KBXJhbmdlGAQgASgJEhIKCmJyZWFrZG93bnMYBSADKAkilgEKFEdldFN1bW1hcmllc1Jlc3BvbnNlEiUKBGRheXMYASADKAsyFy5oZWFydGxvZy52MS5EYXlTdW1tYXJ5EiwKEGN1bXVsYXRpdmVfdG90YWwYAiABKAsyEi5oZWFydGxvZy52MS5Ub3RhbBIpCg1kYWlseV9hdmVyYWdlGAMgASgLMhIuaGVhcnRsb2cudjEuVG90YWwiYAoTR2V0RHVyYXRpb25zUmVxdWVzdBIMCgRkYXRlGAEgASgJEhAKCHNsaWNlX2J5GAIgASgJEikKB29wdGlvbnMYAyABKAsyGC5oZWFydGxvZy52MS5SZWFkT3B0aW9ucyJAChRHZXREdXJhdGlvbnNSZXNwb25zZRIoCglkdXJhdGlvbnMYASADKAsyFS5oZWFydGxvZy52MS5EdXJhdGlvbiJAChNHZXRTdGF0dXNCYXJSZXF1ZXN0EikKB29wdGlvbnMYASABKAsyGC5oZWFydGxvZy52MS5SZWFkT3B0aW9ucyI+ChRHZXRTdGF0dXNCYXJSZXNwb25zZRImCgV0b2RheRgBIAEoCzIXLmhlYXJ0bG9nLnYxLkRheVN1bW1hcnkiZwoPR2V0U3RhdHNSZXF1ZXN0Eg0KBXJhbmdlGAEgASgJEikKB29wdGlvbnMYAiABKAsyGC5oZWFydGxvZy52MS5SZWFkT3B0aW9ucxINCgVzdGFydBgDIAEoCRILCgNlbmQYBCABKAkitgEKEEdldFN0YXRzUmVzcG9uc2USDQoFcmFuZ2UYASABKAkSDQoFc3RhcnQYAiABKAkSCwoDZW5kGAMgASgJEiEKBXRvdGFsGAQgASgLMhIuaGVhcnRsb2cudjEuVG90YWwSKQoNZGFpbHlfYXZlcmFnZRgFIAEoCzISLmhlYXJ0bG9nLnYxLlRvdGFsEikKCWJyZWFrZG93bhgGIAEoCzIWLmhlYXJ0bG9nLnYxLkJyZWFrZG93biJuCgpEYXlTdW1tYXJ5EgwKBGRhdGUYASABKAkSJwoLZ3JhbmRfdG90YWwYAiABKAsyEi5oZWFydGxvZy52MS5Ub3RhbBIpCglicmVha2Rvd24YAyABKAsyFi5oZWFydGxvZy52MS5CcmVha2Rvd24i5wIKCUJyZWFrZG93bhIjCghwcm9qZWN0cxgBIAMoCzIRLmhlYXJ0bG9nLnYxLkl0ZW0SJAoJbGFuZ3VhZ2VzGAIgAygLMhEuaGVhcnRsb2cudjEuSXRlbRIiCgdlZGl0b3JzGAMgAygLMhEuaGVhcnRsb2cudjEuSXRlbRIsChFvcGVyYXRpbmdfc3lzdGVtcxgEIAMoCzIRLmhlYXJ0bG9nLnYxLkl0ZW0SIwoIbWFjaGluZXMYBSADKAsyES5oZWFydGxvZy52MS5JdGVtEiMKCGJyYW5jaGVzGAYgAygLMhEuaGVhcnRsb2cudjEuSXRlbRIlCgpjYXRlZ29yaWVzGAcgAygLMhEuaGVhcnRsb2cudjEuSXRlbRIjCghlbnRpdGllcxgIIAMoCzIRLmhlYXJ0bG9nLnYxLkl0ZW0SJwoMZGVwZW5kZW5jaWVzGAkgAygLMhEuaGVhcnRsb2cudjEuSXRlbSJOCgVUb3RhbBIVCg10b3RhbF9zZWNvbmRzGAEgASgBEgwKBHRleHQYAiABKAkSDwoHZGlnaXRhbBgDIAEoCRIPCgdkZWNpbWFsGAQgASgJImwKBEl0ZW0SDAoEbmFtZRgBIAEoCRIVCg10b3RhbF9zZWNvbmRzGAIgASgBEg8KB3BlcmNlbnQYAyABKAESDAoEdGV4dBgEIAEoCRIPCgdkaWdpdGFsGAUgASgJEg8KB2RlY2ltYWwYBiABKAki2QEKCER1cmF0aW9uEg0KBXN0YXJ0GAEgASgBEhgKEGR1cmF0aW9uX3NlY29uZHMYAiABKAESDwoHcHJvamVjdBgDIAEoCRIQCghsYW5ndWFnZRgEIAEoCRIOCgZlbnRpdHkYBSABKAkSDgoGYnJhbmNoGAYgASgJEhAKCGNhdGVnb3J5GAcgASgJEg4KBmVkaXRvchgIIAEoCRIYChBvcGVyYXRpbmdfc3lzdGVtGAkgASgJEg8KB21hY2hpbmUYCiABKAkSFAoMZGVwZW5kZW5jaWVzGAsgAygJIj8KEkdldFByb2plY3RzUmVxdWVzdBIpCgdvcHRpb25zGAEgASgLMhguaGVhcnRsb2cudjEuUmVhZE9wdGlvbnMiPQoTR2V0UHJvamVjdHNSZXNwb25zZRImCghwcm9qZWN0cxgBIAMoCzIULmhlYXJ0bG9nLnYxLlByb2plY3QicQoHUHJvamVjdBIMCgRuYW1lGAEgASgJEhoKEmZpcnN0X2hlYXJ0YmVhdF9hdBgCIAEoARIZChFsYXN0X2hlYXJ0YmVhdF9hdBgDIAEoARIhCgV0b3RhbBgEIAEoCzISLmhlYXJ0bG9nLnYxLlRvdGFsIkEKFEdldFVzZXJBZ2VudHNSZXF1ZXN0EikKB29wdGlvbnMYASABKAsyGC5oZWFydGxvZy52MS5SZWFkT3B0aW9ucyJDChZHZXRNYWNoaW5lTmFtZXNSZXF1ZXN0EikKB29wdGlvbnMYASABKAsyGC5oZWFydGxvZy52MS5SZWFkT3B0aW9ucyIyCg9HZXRTZWVuUmVzcG9uc2USHwoEc2VlbhgBIAMoCzIRLmhlYXJ0bG9nLnYxLlNlZW4iQgoEU2VlbhINCgV2YWx1ZRgBIAEoCRIVCg1maXJzdF9zZWVuX2F0GAIgASgBEhQKDGxhc3Rfc2Vlbl9hdBgDIAEoASJ7Cg9HZXRSYW5nZVJlcXVlc3QSDQoFcmFuZ2UYASABKAkSKQoHb3B0aW9ucxgCIAEoCzIYLmhlYXJ0bG9nLnYxLlJlYWRPcHRpb25zEg0KBXN0YXJ0GAMgASgJEgsKA2VuZBgEIAEoCRISCgpicmVha2Rvd25zGAUgAygJIqoBChBHZXRSYW5nZVJlc3BvbnNlEiwKBXN0YXRzGAEgASgLMh0uaGVhcnRsb2cudjEuR2V0U3RhdHNSZXNwb25zZRI0CglzdW1tYXJpZXMYAiABKAsyIS5oZWFydGxvZy52MS5HZXRTdW1tYXJpZXNSZXNwb25zZRIyCghpbnNpZ2h0cxgDIAEoCzIgLmhlYXJ0bG9nLnYxLkdldEluc2lnaHRzUmVzcG9uc2UiagoSR2V0SW5zaWdodHNSZXF1ZXN0Eg0KBXJhbmdlGAEgASgJEikKB29wdGlvbnMYAiABKAsyGC5oZWFydGxvZy52MS5SZWFkT3B0aW9ucxINCgVzdGFydBgDIAEoCRILCgNlbmQYBCABKAki3wEKE0dldEluc2lnaHRzUmVzcG9uc2USDQoFcmFuZ2UYASABKAkSDQoFc3RhcnQYAiABKAkSCwoDZW5kGAMgASgJEiYKCHdlZWtkYXlzGAQgAygLMhQuaGVhcnRsb2cudjEuV2Vla2RheRIhCgVob3VycxgFIAMoCzISLmhlYXJ0bG9nLnYxLlRvdGFsEicKCGJlc3RfZGF5GAYgASgLMhUuaGVhcnRsb2cudjEuRGF5VG90YWwSKQoNZGFpbHlfYXZlcmFnZRgHIAEoCzISLmhlYXJ0bG9nLnYxLlRvdGFsIl8KB1dlZWtkYXkSDAoEbmFtZRgBIAEoCRIhCgV0b3RhbBgCIAEoCzISLmhlYXJ0bG9nLnYxLlRvdGFsEiMKB2F2ZXJhZ2UYAyABKAsyEi5oZWFydGxvZy52MS5Ub3RhbCI7CghEYXlUb3RhbBIMCgRkYXRlGAEgASgJEiEKBXRvdGFsGAIgASgLMhIuaGVhcnRsb2cudjEuVG90YWwiSwoRR2V0SGVhdE1hcFJlcXVlc3QSCwoDZW5kGAEgASgJEikKB29wdGlvbnMYAiABKAsyGC5oZWFydGxvZy52MS5SZWFkT3B0aW9ucyI5ChJHZXRIZWF0TWFwUmVzcG9uc2USIwoEZGF5cxgBIAMoCzIVLmhlYXJ0bG9nLnYxLkRheVRvdGFsIj4KEVdhdGNoVG9kYXlSZXF1ZXN0EikKB29wdGlvbnMYASABKAsyGC5oZWFydGxvZy52MS5SZWFkT3B0aW9ucyJXChJXYXRjaFRvZGF5UmVzcG9uc2USJgoFdG9kYXkYASABKAsyFy5oZWFydGxvZy52MS5EYXlTdW1tYXJ5EhkKEWxhc3RfaGVhcnRiZWF0X2F0GAIgASgBMqEHCgxTdGF0c1NlcnZpY2USVQoMR2V0U3VtbWFyaWVzEiAuaGVhcnRsb2cudjEuR2V0U3VtbWFyaWVzUmVxdWVzdBohLmhlYXJ0bG9nLnYxLkdldFN1bW1hcmllc1Jlc3BvbnNlIgASVQoMR2V0RHVyYXRpb25zEiAuaGVhcnRsb2cudjEuR2V0RHVyYXRpb25zUmVxdWVzdBohLmhlYXJ0bG9nLnYxLkdldER1cmF0aW9uc1Jlc3BvbnNlIgASVQoMR2V0U3RhdHVzQmFyEiAuaGVhcnRsb2cudjEuR2V0U3RhdHVzQmFyUmVxdWVzdBohLmhlYXJ0bG9nLnYxLkdldFN0YXR1c0JhclJlc3BvbnNlIgASSQoIR2V0U3RhdHMSHC5oZWFydGxvZy52MS5HZXRTdGF0c1JlcXVlc3QaHS5oZWFydGxvZy52MS5HZXRTdGF0c1Jlc3BvbnNlIgASUgoLR2V0UHJvamVjdHMSHy5oZWFydGxvZy52MS5HZXRQcm9qZWN0c1JlcXVlc3QaIC5oZWFydGxvZy52MS5HZXRQcm9qZWN0c1Jlc3BvbnNlIgASUgoNR2V0VXNlckFnZW50cxIhLmhlYXJ0bG9nLnYxLkdldFVzZXJBZ2VudHNSZXF1ZXN0GhwuaGVhcnRsb2cudjEuR2V0U2VlblJlc3BvbnNlIgASVgoPR2V0TWFjaGluZU5hbWVzEiMuaGVhcnRsb2cudjEuR2V0TWFjaGluZU5hbWVzUmVxdWVzdBocLmhlYXJ0bG9nLnYxLkdldFNlZW5SZXNwb25zZSIAElIKC0dldEluc2lnaHRzEh8uaGVhcnRsb2cudjEuR2V0SW5zaWdodHNSZXF1ZXN0GiAuaGVhcnRsb2cudjEuR2V0SW5zaWdodHNSZXNwb25zZSIAEkkKCEdldFJhbmdlEhwuaGVhcnRsb2cudjEuR2V0UmFuZ2VSZXF1ZXN0Gh0uaGVhcnRsb2cudjEuR2V0UmFuZ2VSZXNwb25zZSIAEk8KCkdldEhlYXRNYXASHi5oZWFydGxvZy52MS5HZXRIZWF0TWFwUmVxdWVzdBofLmhlYXJ0bG9nLnYxLkdldEhlYXRNYXBSZXNwb25zZSIAElEKCldhdGNoVG9kYXkSHi5oZWFydGxvZy52MS5XYXRjaFRvZGF5UmVxdWVzdBofLmhlYXJ0bG9nLnYxLldhdGNoVG9kYXlSZXNwb25zZSIAMAFCLFoqaGVhcnRsb2cvc2NoZW1hL2dlbi9oZWFydGxvZy92MTtoZWFydGxvZ3YxYgZwcm90bzM");
 
 /**
  * Filters shared by every request.
@@ -83,6 +83,17 @@ export type GetSummariesRequest = Message<"heartlog.v1.GetSummariesRequest"> & {
    * @generated from field: string range = 4;
    */
   range: string;
+
+  /**
+   * The breakdowns each day carries, by their Breakdown field names
+   * (projects, languages, editors, operating_systems, machines, branches,
+   * categories, entities, dependencies); empty for all of them. A page
+   * that draws a year's days by project asks for projects alone: the
+   * whole of each day is most of a year's response.
+   *
+   * @generated from field: repeated string breakdowns = 5;
+   */
+  breakdowns: string[];
 };
 
 /**
@@ -675,6 +686,74 @@ export const SeenSchema: GenMessage<Seen> = /*@__PURE__*/
   messageDesc(file_heartlog_v1_stats, 20);
 
 /**
+ * @generated from message heartlog.v1.GetRangeRequest
+ */
+export type GetRangeRequest = Message<"heartlog.v1.GetRangeRequest"> & {
+  /**
+   * As GetStatsRequest: a named range, or start and end.
+   *
+   * @generated from field: string range = 1;
+   */
+  range: string;
+
+  /**
+   * @generated from field: heartlog.v1.ReadOptions options = 2;
+   */
+  options?: ReadOptions | undefined;
+
+  /**
+   * @generated from field: string start = 3;
+   */
+  start: string;
+
+  /**
+   * @generated from field: string end = 4;
+   */
+  end: string;
+
+  /**
+   * As GetSummariesRequest.breakdowns, for the days of summaries.
+   *
+   * @generated from field: repeated string breakdowns = 5;
+   */
+  breakdowns: string[];
+};
+
+/**
+ * Describes the message heartlog.v1.GetRangeRequest.
+ * Use `create(GetRangeRequestSchema)` to create a new message.
+ */
+export const GetRangeRequestSchema: GenMessage<GetRangeRequest> = /*@__PURE__*/
+  messageDesc(file_heartlog_v1_stats, 21);
+
+/**
+ * @generated from message heartlog.v1.GetRangeResponse
+ */
+export type GetRangeResponse = Message<"heartlog.v1.GetRangeResponse"> & {
+  /**
+   * @generated from field: heartlog.v1.GetStatsResponse stats = 1;
+   */
+  stats?: GetStatsResponse | undefined;
+
+  /**
+   * @generated from field: heartlog.v1.GetSummariesResponse summaries = 2;
+   */
+  summaries?: GetSummariesResponse | undefined;
+
+  /**
+   * @generated from field: heartlog.v1.GetInsightsResponse insights = 3;
+   */
+  insights?: GetInsightsResponse | undefined;
+};
+
+/**
+ * Describes the message heartlog.v1.GetRangeResponse.
+ * Use `create(GetRangeResponseSchema)` to create a new message.
+ */
+export const GetRangeResponseSchema: GenMessage<GetRangeResponse> = /*@__PURE__*/
+  messageDesc(file_heartlog_v1_stats, 22);
+
+/**
  * @generated from message heartlog.v1.GetInsightsRequest
  */
 export type GetInsightsRequest = Message<"heartlog.v1.GetInsightsRequest"> & {
@@ -706,7 +785,7 @@ export type GetInsightsRequest = Message<"heartlog.v1.GetInsightsRequest"> & {
  * Use `create(GetInsightsRequestSchema)` to create a new message.
  */
 export const GetInsightsRequestSchema: GenMessage<GetInsightsRequest> = /*@__PURE__*/
-  messageDesc(file_heartlog_v1_stats, 21);
+  messageDesc(file_heartlog_v1_stats, 23);
 
 /**
  * @generated from message heartlog.v1.GetInsightsResponse
@@ -761,7 +840,7 @@ export type GetInsightsResponse = Message<"heartlog.v1.GetInsightsResponse"> & {
  * Use `create(GetInsightsResponseSchema)` to create a new message.
  */
 export const GetInsightsResponseSchema: GenMessage<GetInsightsResponse> = /*@__PURE__*/
-  messageDesc(file_heartlog_v1_stats, 22);
+  messageDesc(file_heartlog_v1_stats, 24);
 
 /**
  * @generated from message heartlog.v1.Weekday
@@ -792,7 +871,7 @@ export type Weekday = Message<"heartlog.v1.Weekday"> & {
  * Use `create(WeekdaySchema)` to create a new message.
  */
 export const WeekdaySchema: GenMessage<Weekday> = /*@__PURE__*/
-  messageDesc(file_heartlog_v1_stats, 23);
+  messageDesc(file_heartlog_v1_stats, 25);
 
 /**
  * @generated from message heartlog.v1.DayTotal
@@ -816,7 +895,7 @@ export type DayTotal = Message<"heartlog.v1.DayTotal"> & {
  * Use `create(DayTotalSchema)` to create a new message.
  */
 export const DayTotalSchema: GenMessage<DayTotal> = /*@__PURE__*/
-  messageDesc(file_heartlog_v1_stats, 24);
+  messageDesc(file_heartlog_v1_stats, 26);
 
 /**
  * @generated from message heartlog.v1.GetHeatMapRequest
@@ -840,7 +919,7 @@ export type GetHeatMapRequest = Message<"heartlog.v1.GetHeatMapRequest"> & {
  * Use `create(GetHeatMapRequestSchema)` to create a new message.
  */
 export const GetHeatMapRequestSchema: GenMessage<GetHeatMapRequest> = /*@__PURE__*/
-  messageDesc(file_heartlog_v1_stats, 25);
+  messageDesc(file_heartlog_v1_stats, 27);
 
 /**
  * @generated from message heartlog.v1.GetHeatMapResponse
@@ -859,7 +938,7 @@ export type GetHeatMapResponse = Message<"heartlog.v1.GetHeatMapResponse"> & {
  * Use `create(GetHeatMapResponseSchema)` to create a new message.
  */
 export const GetHeatMapResponseSchema: GenMessage<GetHeatMapResponse> = /*@__PURE__*/
-  messageDesc(file_heartlog_v1_stats, 26);
+  messageDesc(file_heartlog_v1_stats, 28);
 
 /**
  * @generated from message heartlog.v1.WatchTodayRequest
@@ -876,7 +955,7 @@ export type WatchTodayRequest = Message<"heartlog.v1.WatchTodayRequest"> & {
  * Use `create(WatchTodayRequestSchema)` to create a new message.
  */
 export const WatchTodayRequestSchema: GenMessage<WatchTodayRequest> = /*@__PURE__*/
-  messageDesc(file_heartlog_v1_stats, 27);
+  messageDesc(file_heartlog_v1_stats, 29);
 
 /**
  * @generated from message heartlog.v1.WatchTodayResponse
@@ -902,7 +981,7 @@ export type WatchTodayResponse = Message<"heartlog.v1.WatchTodayResponse"> & {
  * Use `create(WatchTodayResponseSchema)` to create a new message.
  */
 export const WatchTodayResponseSchema: GenMessage<WatchTodayResponse> = /*@__PURE__*/
-  messageDesc(file_heartlog_v1_stats, 28);
+  messageDesc(file_heartlog_v1_stats, 30);
 
 /**
  * StatsService reads coding time back. Authenticate with
@@ -997,6 +1076,20 @@ export const StatsService: GenService<{
     methodKind: "unary";
     input: typeof GetInsightsRequestSchema;
     output: typeof GetInsightsResponseSchema;
+  },
+  /**
+   * GetRange gives what GetStats, GetSummaries and GetInsights give for
+   * one range, from one read and one accounting of its days: a
+   * dashboard's range views at the cost of one of the three, each of
+   * which reads and accounts every day of the range (for a year, most of
+   * a dashboard load's server time).
+   *
+   * @generated from rpc heartlog.v1.StatsService.GetRange
+   */
+  getRange: {
+    methodKind: "unary";
+    input: typeof GetRangeRequestSchema;
+    output: typeof GetRangeResponseSchema;
   },
   /**
    * GetHeatMap gives the coding time of each of the 365 local days ending
