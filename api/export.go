@@ -87,7 +87,7 @@ func exportRange(start, end string, now time.Time) (since, until time.Time, err 
 	if until, err = dumps.ParseDay(end); err != nil {
 		return since, until, fmt.Errorf("end: %w", err)
 	}
-	tomorrow := now.UTC().Truncate(24 * time.Hour).AddDate(0, 0, 1)
+	tomorrow := now.UTC().Truncate(24*time.Hour).AddDate(0, 0, 1)
 	for name, d := range map[string]time.Time{"start": since, "end": until} {
 		if d.After(tomorrow) {
 			return since, until, fmt.Errorf("%s: %s is after tomorrow", name, d.Format(time.DateOnly))

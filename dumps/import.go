@@ -175,7 +175,7 @@ func Import(ctx context.Context, js jetstream.JetStream, sc streams.Config, r io
 	in := &importer{o: o, js: js, sc: sc, start: time.Now(), cancel: cancel,
 		partition: streams.Partition(o.User.ID, sc.Partitions),
 		open:      map[string]*openBatch{}, days: map[string]int{},
-		window:    make(chan *pending, o.InFlight), acked: make(chan struct{})}
+		window: make(chan *pending, o.InFlight), acked: make(chan struct{})}
 	if o.Rate > 0 {
 		in.pace = rate.NewLimiter(rate.Limit(o.Rate), max(int(o.Rate), 1)+5000)
 	}
