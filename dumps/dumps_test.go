@@ -107,29 +107,6 @@ func importLines(t *testing.T, e env, u users.User, data []byte) (dumps.Result, 
 	return res, refused, err
 }
 
-// waitPostgres waits until the Postgres processor has acked the whole stream.
-func waitPostgres(t *testing.T, s *heartlogtest.Service) {
-	t.Helper()
-	ctx := context.Background()
-	var last string
-	if !heartlogtest.Eventually(60*time.Second, func() bool {
-		cons, err := s.JS.Consumer(ctx, s.Streams.Stream, streams.DurablePostgres)
-		if err != nil {
-			last = err.Error()
-			return false
-		}
-		info, err := cons.Info(ctx)
-		if err != nil {
-			last = err.Error()
-			return false
-		}
-		last = fmt.Sprintf("%d pending, %d unacked", info.NumPending, info.NumAckPending)
-		return info.NumPending == 0 && info.NumAckPending == 0
-	}) {
-		t.Fatalf("the Postgres processor never acked the stream: %s", last)
-	}
-}
-
 func streamMessages(t *testing.T, s *heartlogtest.Service) uint64 {
 	t.Helper()
 	st, err := s.JS.Stream(context.Background(), s.Streams.Stream)
@@ -257,7 +234,7 @@ func TestImportWakaTimeDump(t *testing.T) {
 		t.Fatalf("byte %d does not start the malformed record: %.200q", r.Offset, rest)
 	}
 
-	waitPostgres(t, s)
+	heartlogtest.WaitPostgresAcked(t, s)
 	ctx := context.Background()
 	days := fixtureDayList()
 	for _, pool := range s.DayPools() {
@@ -351,7 +328,7 @@ func TestImportAgainPastTheDuplicateWindow(t *testing.T) {
 	if res, refused, err := importLines(t, e, u, lines.Bytes()); err != nil || res.Imported != 10 {
 		t.Fatalf("import: %+v %v %v", res, refused, err)
 	}
-	waitPostgres(t, s)
+	heartlogtest.WaitPostgresAcked(t, s)
 	s.CloseDay(t, old, &e.stores)
 	oldDay := old.Format("20060102")
 	key := dayfile.Key(u.ObjectPrefix, u.ID, oldDay)
@@ -374,7 +351,7 @@ func TestImportAgainPastTheDuplicateWindow(t *testing.T) {
 	if got := streamMessages(t, s); got <= msgs {
 		t.Fatalf("the log stored no message of the second import (%d, then %d): the test proves nothing", msgs, got)
 	}
-	waitPostgres(t, s)
+	heartlogtest.WaitPostgresAcked(t, s)
 	heartlogtest.WaitAcked(t, s, "objects", "cache", "backup")
 	if n := s.Count(t, "SELECT count(*) FROM heartbeats WHERE user_id = $1", u.ID); n != rows {
 		t.Fatalf("%d Postgres rows after the second import, want %d", n, rows)
@@ -420,7 +397,7 @@ func TestImportNDJSONPlainAndGzip(t *testing.T) {
 		if refused[1].Line != 5 || !strings.Contains(refused[1].Reason, "entity") {
 			t.Errorf("%s: second refusal %+v, want line 5, for its entity", name, refused[1])
 		}
-		waitPostgres(t, s)
+		heartlogtest.WaitPostgresAcked(t, s)
 		if n := s.Count(t, "SELECT count(*) FROM heartbeats WHERE user_id = $1", u.ID); n != 3 {
 			t.Errorf("%s: %d rows, want 3", name, n)
 		}
@@ -442,7 +419,7 @@ func TestExportThenImport(t *testing.T) {
 	if _, _, err := importFixture(t, e, alice); !errors.Is(err, dumps.ErrRefused) {
 		t.Fatal(err)
 	}
-	waitPostgres(t, s)
+	heartlogtest.WaitPostgresAcked(t, s)
 	days := fixtureDayList()
 	for _, d := range days {
 		s.CloseDay(t, dayTime(t, d), &e.stores)

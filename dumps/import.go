@@ -46,8 +46,10 @@ type Options struct {
 	// MaxMessageBytes is the size at which a (day, partition) batch is
 	// sent (default 512 KiB, as ingest's publisher).
 	MaxMessageBytes int
-	// MaxOpenDays is how many days are batched at once (default 64): an
-	// unsorted file sends its batches smaller, never more memory.
+	// MaxOpenDays is how many days are batched at once (default 8): a day
+	// is sent once MaxOpenDays later days have begun, so a file in day
+	// order (a dump, an export) is sent while it is read; an unsorted one
+	// sends its batches smaller, never more memory.
 	MaxOpenDays int
 	// Rate, if positive, is a ceiling in heartbeats per second.
 	Rate float64
@@ -83,7 +85,7 @@ func (o *Options) setDefaults() {
 		o.MaxMessageBytes = 512 << 10
 	}
 	if o.MaxOpenDays <= 0 {
-		o.MaxOpenDays = 64
+		o.MaxOpenDays = 8
 	}
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = 2 * time.Second
@@ -292,6 +294,10 @@ func (in *importer) decode(rec record) (*heartlogv1.Heartbeat, error) {
 		in.arena.Reset()
 		in.mapID(v, "user_agent_id", "user_agent", in.o.UserAgents)
 		in.mapID(v, "machine_name_id", "machine", in.o.Machines)
+		// When WakaTime's server received it: its bookkeeping, not what
+		// the plugin sent (kept, it would make every imported heartbeat
+		// one that no plugin's resend could match).
+		v.GetObject().Del("created_at")
 	}
 	return in.o.Limits.DecodeValue(v, in.o.Format == NDJSON)
 }

@@ -75,11 +75,13 @@ func (c *counter) Read(p []byte) (int, error) {
 }
 
 // wakatimeRecords yields the heartbeats of a WakaTime dump one at a time,
-// reading it token by token: only one heartbeat is ever held.
+// reading it with a scanner of its own: only one heartbeat is ever held,
+// and a heartbeat's bytes are found without decoding them (fastjson then
+// parses each once; encoding/json's Decoder scanned every value twice and
+// was most of an import's CPU).
 func wakatimeRecords(r io.Reader) iter.Seq2[record, error] {
 	return func(yield func(record, error) bool) {
-		dec := json.NewDecoder(r)
-		w := &dumpWalker{dec: dec, yield: yield}
+		w := &dumpWalker{sc: scanner{r: bufio.NewReaderSize(r, 1<<20)}, yield: yield}
 		err := w.document()
 		if err != nil && !errors.Is(err, errStopped) {
 			yield(record{}, err)
@@ -91,68 +93,100 @@ func wakatimeRecords(r io.Reader) iter.Seq2[record, error] {
 var errStopped = errors.New("stopped")
 
 type dumpWalker struct {
-	dec   *json.Decoder
+	sc    scanner
 	yield func(record, error) bool
 	n     int64
 }
 
 func (w *dumpWalker) fail(what string, err error) error {
-	return fmt.Errorf("%w: %s at byte %d: %v", ErrNotDump, what, w.dec.InputOffset(), err)
+	return fmt.Errorf("%w: %s at byte %d: %v", ErrNotDump, what, w.sc.offset, err)
 }
 
-func (w *dumpWalker) delim(want json.Delim, what string) error {
-	t, err := w.dec.Token()
+func (w *dumpWalker) expect(want byte, what string) error {
+	c, err := w.sc.next()
 	if err != nil {
 		return w.fail(what, err)
 	}
-	if d, ok := t.(json.Delim); !ok || d != want {
-		return w.fail(what, fmt.Errorf("want %q, got %v", want, t))
+	if c != want {
+		return w.fail(what, fmt.Errorf("want %q, got %q", want, c))
 	}
 	return nil
 }
 
+// more reads past a ',' and reports whether another element follows, or
+// reads the closing delimiter and reports false. first is whether no
+// element was read yet.
+func (w *dumpWalker) more(closing byte, first bool, what string) (bool, error) {
+	c, err := w.sc.peek()
+	if err != nil {
+		return false, w.fail(what, err)
+	}
+	if c == closing {
+		w.sc.skip()
+		return false, nil
+	}
+	if first {
+		return true, nil
+	}
+	if c != ',' {
+		return false, w.fail(what, fmt.Errorf("want ',' or %q, got %q", closing, c))
+	}
+	w.sc.skip()
+	return true, nil
+}
+
 func (w *dumpWalker) document() error {
-	t, err := w.dec.Token()
+	c, err := w.sc.peek()
 	if err != nil {
 		return w.fail("the start of the dump", err)
 	}
-	switch t {
-	case json.Delim('['): // a bare array of heartbeats
+	switch c {
+	case '[': // a bare array of heartbeats
+		w.sc.skip()
 		if err := w.heartbeats(""); err != nil {
 			return err
 		}
 		return w.end()
-	case json.Delim('{'):
+	case '{':
+		w.sc.skip()
 	default:
-		return w.fail("the start of the dump", fmt.Errorf("want an object with \"days\", got %v", t))
+		return w.fail("the start of the dump", fmt.Errorf("want an object with \"days\", got %q", c))
 	}
 	sawDays := false
-	for w.dec.More() {
+	for first := true; ; first = false {
+		ok, err := w.more('}', first, "the dump's object")
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
 		key, err := w.key()
 		if err != nil {
 			return err
 		}
 		if key != "days" {
-			if err := w.skip(key); err != nil {
-				return err
+			if _, err := w.sc.value(nil); err != nil {
+				return w.fail(fmt.Sprintf("%q", key), err)
 			}
 			continue
 		}
 		sawDays = true
-		if err := w.delim('[', `"days"`); err != nil {
+		if err := w.expect('[', `"days"`); err != nil {
 			return err
 		}
-		for w.dec.More() {
+		for first := true; ; first = false {
+			ok, err := w.more(']', first, `"days"`)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break
+			}
 			if err := w.day(); err != nil {
 				return err
 			}
 		}
-		if err := w.delim(']', `the end of "days"`); err != nil {
-			return err
-		}
-	}
-	if err := w.delim('}', "the end of the dump"); err != nil {
-		return err
 	}
 	if !sawDays {
 		return fmt.Errorf("%w: the object has no \"days\": not WakaTime's heartbeats dump (its daily summaries export has no heartbeats)", ErrNotDump)
@@ -162,83 +196,195 @@ func (w *dumpWalker) document() error {
 
 // end checks that nothing but space follows the document.
 func (w *dumpWalker) end() error {
-	if _, err := w.dec.Token(); err != io.EOF {
-		return w.fail("the end of the dump", errors.New("more follows the document"))
+	if c, err := w.sc.peek(); err != io.EOF {
+		return w.fail("the end of the dump", fmt.Errorf("%q follows the document", c))
 	}
 	return nil
 }
 
+// key reads an object's key and its ':'.
 func (w *dumpWalker) key() (string, error) {
-	t, err := w.dec.Token()
+	raw, err := w.sc.value(nil)
 	if err != nil {
 		return "", w.fail("a key", err)
 	}
-	k, ok := t.(string)
-	if !ok {
-		return "", w.fail("a key", fmt.Errorf("got %v", t))
+	var k string
+	if err := json.Unmarshal(raw, &k); err != nil {
+		return "", w.fail("a key", err)
 	}
-	return k, nil
-}
-
-// skip reads past one value (user, range: small objects).
-func (w *dumpWalker) skip(key string) error {
-	var v json.RawMessage
-	if err := w.dec.Decode(&v); err != nil {
-		return w.fail(fmt.Sprintf("%q", key), err)
-	}
-	return nil
+	return k, w.expect(':', "a key's ':'")
 }
 
 // day reads one element of "days". Its heartbeats may come before its
 // date: records then carry no date.
 func (w *dumpWalker) day() error {
-	if err := w.delim('{', "a day"); err != nil {
+	if err := w.expect('{', "a day"); err != nil {
 		return err
 	}
 	date := ""
-	for w.dec.More() {
+	for first := true; ; first = false {
+		ok, err := w.more('}', first, "a day")
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
 		key, err := w.key()
 		if err != nil {
 			return err
 		}
 		switch key {
 		case "date":
-			if err := w.dec.Decode(&date); err != nil {
+			raw, err := w.sc.value(nil)
+			if err == nil {
+				err = json.Unmarshal(raw, &date)
+			}
+			if err != nil {
 				return w.fail(`a day's "date"`, err)
 			}
 		case "heartbeats":
-			if err := w.delim('[', `a day's "heartbeats"`); err != nil {
+			if err := w.expect('[', `a day's "heartbeats"`); err != nil {
 				return err
 			}
 			if err := w.heartbeats(date); err != nil {
 				return err
 			}
 		default:
-			if err := w.skip(key); err != nil {
-				return err
+			if _, err := w.sc.value(nil); err != nil {
+				return w.fail(fmt.Sprintf("a day's %q", key), err)
 			}
 		}
 	}
-	return w.delim('}', "the end of a day")
 }
 
 // heartbeats yields the elements of an array whose '[' was read, and reads
 // its ']'.
 func (w *dumpWalker) heartbeats(date string) error {
-	nth := 0
-	for w.dec.More() {
-		offset := w.dec.InputOffset()
-		var raw json.RawMessage
-		if err := w.dec.Decode(&raw); err != nil {
+	var buf []byte
+	for first, nth := true, 1; ; first, nth = false, nth+1 {
+		ok, err := w.more(']', first, "a day's heartbeats")
+		if err != nil || !ok {
+			return err
+		}
+		w.sc.space()
+		offset := w.sc.offset
+		if buf, err = w.sc.value(buf[:0]); err != nil {
 			return w.fail(fmt.Sprintf("heartbeat %d", w.n+1), err)
 		}
 		w.n++
-		nth++
-		if !w.yield(record{raw: raw, index: w.n, offset: offset, date: date, nth: nth}, nil) {
+		if !w.yield(record{raw: buf, index: w.n, offset: offset, date: date, nth: nth}, nil) {
 			return errStopped
 		}
 	}
-	return w.delim(']', "the end of a day's heartbeats")
+}
+
+// scanner reads JSON's structure off a buffered reader, counting bytes.
+type scanner struct {
+	r      *bufio.Reader
+	offset int64
+}
+
+// space reads past white space.
+func (s *scanner) space() {
+	for {
+		c, err := s.r.ReadByte()
+		if err != nil {
+			return
+		}
+		if c != ' ' && c != '\n' && c != '\r' && c != '\t' {
+			_ = s.r.UnreadByte()
+			return
+		}
+		s.offset++
+	}
+}
+
+// peek returns the next byte past white space without reading it.
+func (s *scanner) peek() (byte, error) {
+	s.space()
+	b, err := s.r.Peek(1)
+	if err != nil {
+		return 0, err
+	}
+	return b[0], nil
+}
+
+func (s *scanner) skip() {
+	_, _ = s.r.ReadByte()
+	s.offset++
+}
+
+// next reads the next byte past white space.
+func (s *scanner) next() (byte, error) {
+	s.space()
+	c, err := s.r.ReadByte()
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err == nil {
+		s.offset++
+	}
+	return c, err
+}
+
+// maxValue bounds one value of a dump (a heartbeat, the user object).
+const maxValue = 4 << 20
+
+// value appends the bytes of the next JSON value (past white space) to
+// dst: an object or array whole, by its brackets outside strings; a
+// string; or a number or literal. It checks the structure only: the
+// caller parses what it keeps.
+func (s *scanner) value(dst []byte) ([]byte, error) {
+	s.space()
+	depth, inString, escaped := 0, false, false
+	for {
+		c, err := s.r.ReadByte()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return dst, err
+		}
+		if !inString && depth == 0 && len(dst) > 0 && dst[0] != '"' && dst[0] != '{' && dst[0] != '[' {
+			// The end of a number or literal is the byte after it.
+			if c == ',' || c == '}' || c == ']' || c == ':' || c == ' ' || c == '\n' || c == '\r' || c == '\t' {
+				_ = s.r.UnreadByte()
+				return dst, nil
+			}
+		}
+		s.offset++
+		dst = append(dst, c)
+		if len(dst) > maxValue {
+			return dst, fmt.Errorf("a value longer than %d bytes", maxValue)
+		}
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+				if depth == 0 {
+					return dst, nil
+				}
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+			if depth < 0 {
+				return dst, fmt.Errorf("unexpected %q", c)
+			}
+			if depth == 0 {
+				return dst, nil
+			}
+		}
+	}
 }
 
 // maxLine bounds one JSON line: a heartbeat at every field's limit (a

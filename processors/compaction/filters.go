@@ -88,16 +88,12 @@ func (c *Compactor) lateDays(ctx context.Context) ([]string, error) {
 // days, whose messages the stream then keeps for MaxAge from their storing,
 // and the late consumers must read them all that time.
 func (c *Compactor) heldDays(ctx context.Context) (map[string]bool, error) {
-	stream, err := c.js.Stream(ctx, c.sc.Stream)
+	subjects, err := c.subjects(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("compaction: stream %s: %w", c.sc.Stream, err)
-	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(streams.SubjectPrefix+".>"))
-	if err != nil {
-		return nil, fmt.Errorf("compaction: stream %s subjects: %w", c.sc.Stream, err)
+		return nil, err
 	}
 	held := map[string]bool{}
-	for subject, n := range info.State.Subjects {
+	for subject, n := range subjects {
 		if day, _, err := streams.ParseSubject(subject); err == nil && n > 0 {
 			held[day] = true
 		}
