@@ -149,7 +149,7 @@ func (p Progress) ETA() time.Duration {
 
 // ErrRefused is matched by the error Import returns when it imported
 // everything else but refused some records.
-var ErrRefused = errors.New("dumps: records refused")
+var ErrRefused = errors.New("dumps: refused")
 
 // Import reads r in o.Format and appends its heartbeats to the log, as
 // o.User's, and returns once the log has acked every message or ctx ends.
@@ -211,7 +211,7 @@ func Import(ctx context.Context, js jetstream.JetStream, sc streams.Config, r io
 	case readErr != nil:
 		return res, readErr
 	case res.Refused > 0:
-		return res, fmt.Errorf("%w: %d of %d records refused; the other %d imported", ErrRefused, res.Refused, res.Read, res.Read-res.Refused)
+		return res, fmt.Errorf("%w: %d of %d records (the other %d imported)", ErrRefused, res.Refused, res.Read, res.Read-res.Refused)
 	}
 	return res, nil
 }
