@@ -404,6 +404,19 @@ func TestImportNDJSONPlainAndGzip(t *testing.T) {
 		if n := s.Count(t, "SELECT count(*) FROM heartbeats WHERE user_id = $1 AND editor = 'Zed' AND extra = '{\"k\":[1,2]}'::jsonb", u.ID); n != 1 {
 			t.Errorf("%s: the line's editor and extra fields did not come in as a day file holds them", name)
 		}
+		// Exported from Postgres (a hot day; jsonb rewrites extra) and
+		// imported again, every heartbeat has the id it had.
+		full, err := s.Users.ByID(context.Background(), u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if res, err := e.export.Export(context.Background(), &out, full, time.Time{}, time.Time{}, nil); err != nil || res.Heartbeats != 3 {
+			t.Fatalf("%s: export: %+v %v", name, res, err)
+		}
+		if res, _, err := importLines(t, e, u, out.Bytes()); err != nil || res.Imported != 0 || res.Duplicates != 3 {
+			t.Errorf("%s: the export of a hot day imported again: %+v %v; want 3 duplicates", name, res, err)
+		}
 	}
 }
 

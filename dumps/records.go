@@ -427,7 +427,9 @@ func ndjsonRecords(r io.Reader) iter.Seq2[record, error] {
 			if size > 0 {
 				data = append(buf, chunk...)
 			}
-			size += int64(len(chunk))
+			if size += int64(len(chunk)); size > maxLine {
+				tooLong = true
+			}
 			if size > 0 {
 				line++
 				rec := record{raw: bytes.TrimSpace(data), line: line, offset: offset}
