@@ -238,13 +238,13 @@ type config struct {
 	drainHeartbeats int
 	// import: the generated dump's heartbeats and days
 	importHeartbeats, importDays int
-	drainUsers      int
-	drainDays       int
-	drainPublishers int
-	drainBatch      int
-	drainFetch      int
-	drainPoll       time.Duration
-	drainTimeout    time.Duration
+	drainUsers                   int
+	drainDays                    int
+	drainPublishers              int
+	drainBatch                   int
+	drainFetch                   int
+	drainPoll                    time.Duration
+	drainTimeout                 time.Duration
 
 	stackRunDir string
 
