@@ -236,15 +236,16 @@ type config struct {
 	withProcessor bool
 
 	drainHeartbeats int
+	drainUsers      int
+	drainDays       int
+	drainPublishers int
+	drainBatch      int
+	drainFetch      int
+	drainPoll       time.Duration
+	drainTimeout    time.Duration
+
 	// import: the generated dump's heartbeats and days
 	importHeartbeats, importDays int
-	drainUsers                   int
-	drainDays                    int
-	drainPublishers              int
-	drainBatch                   int
-	drainFetch                   int
-	drainPoll                    time.Duration
-	drainTimeout                 time.Duration
 
 	stackRunDir string
 
