@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/valyala/fastjson"
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
@@ -186,15 +185,10 @@ func Import(ctx context.Context, js jetstream.JetStream, sc streams.Config, r io
 	stopProgress := in.reportProgress()
 
 	var readErr error
-	for rec, err := range records(in.file) {
-		if err != nil {
-			readErr = err
-			break
+	for ch := range decodeParallel(ctx, records(in.file), in.o, &readErr) {
+		for i := range ch.recs {
+			in.take(ctx, ch.recs[i], ch.out[i])
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		in.take(ctx, rec)
 	}
 	if ctx.Err() == nil {
 		in.flushAll(ctx)
@@ -225,8 +219,6 @@ type importer struct {
 	partition uint32
 	file      *counter
 	pace      *rate.Limiter
-	parser    fastjson.Parser
-	arena     fastjson.Arena
 
 	open  map[string]*openBatch // by day (one user: one partition)
 	seq   int64                 // orders open batches by last use
@@ -253,13 +245,10 @@ type pending struct {
 	err   error
 }
 
-// take decodes, prepares and batches one record, or refuses it.
-func (in *importer) take(ctx context.Context, rec record) {
+// take batches one decoded and prepared record, or refuses it.
+func (in *importer) take(ctx context.Context, rec record, d decoded) {
 	in.read.Add(1)
-	hb, err := in.decode(rec)
-	if err == nil {
-		err = in.o.Limits.Prepare(hb, heartbeat.Origin{UserID: in.o.User.ID, Now: in.o.Now()})
-	}
+	hb, err := d.hb, d.err
 	if err == nil && in.o.DayMaxHeartbeats > 0 && in.days[heartbeat.Day(hb)] >= in.o.DayMaxHeartbeats {
 		err = fmt.Errorf("time falls on the UTC day %s, which already holds %d heartbeats of this import, the most one user-day may hold (HEARTLOG_DAY_MAX_HEARTBEATS)",
 			heartbeat.TimeOf(hb).Format(time.DateOnly), in.o.DayMaxHeartbeats)
@@ -276,51 +265,6 @@ func (in *importer) refuse(rec record, reason string) {
 	if in.o.Refused != nil {
 		in.o.Refused(Refusal{Record: rec.index, Line: rec.line, Offset: rec.offset, Date: rec.date, Where: rec.where(), Reason: reason})
 	}
-}
-
-// decode turns a record into a heartbeat as the API would decode it.
-func (in *importer) decode(rec record) (*heartlogv1.Heartbeat, error) {
-	if rec.raw == nil {
-		return nil, fmt.Errorf("line is longer than %d bytes", maxLine)
-	}
-	v, err := in.parser.ParseBytes(rec.raw)
-	if err != nil {
-		return nil, fmt.Errorf("not JSON: %v", err)
-	}
-	if v.Type() != fastjson.TypeObject {
-		return nil, fmt.Errorf("heartbeat must be a JSON object, not %s", v.Type())
-	}
-	if in.o.Format == WakaTime {
-		in.arena.Reset()
-		in.mapID(v, "user_agent_id", "user_agent", in.o.UserAgents)
-		in.mapID(v, "machine_name_id", "machine", in.o.Machines)
-		// When WakaTime's server received it: its bookkeeping, not what
-		// the plugin sent (kept, it would make every imported heartbeat
-		// one that no plugin's resend could match).
-		v.GetObject().Del("created_at")
-	}
-	return in.o.Limits.DecodeValue(v, in.o.Format == NDJSON)
-}
-
-// mapID replaces a WakaTime id field by the value it names, where the map
-// has it and the heartbeat has no value of its own.
-func (in *importer) mapID(v *fastjson.Value, idField, field string, values map[string]string) {
-	if values == nil {
-		return
-	}
-	o := v.GetObject()
-	id := o.Get(idField)
-	if id == nil || id.Type() != fastjson.TypeString {
-		return
-	}
-	value, ok := values[string(id.GetStringBytes())]
-	if !ok {
-		return
-	}
-	if have := o.Get(field); have == nil || len(have.GetStringBytes()) == 0 {
-		o.Set(field, in.arena.NewString(value))
-	}
-	o.Del(idField)
 }
 
 // add puts a prepared heartbeat into its day's batch, sending the batch
