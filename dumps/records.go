@@ -81,8 +81,14 @@ func (c *counter) Read(p []byte) (int, error) {
 // was most of an import's CPU).
 func wakatimeRecords(r io.Reader) iter.Seq2[record, error] {
 	return func(yield func(record, error) bool) {
-		w := &dumpWalker{sc: scanner{r: bufio.NewReaderSize(r, 1<<20)}, yield: yield}
-		err := w.document()
+		br, closeZip, err := gunzipped(r)
+		if err != nil {
+			yield(record{}, err)
+			return
+		}
+		defer closeZip()
+		w := &dumpWalker{sc: scanner{r: br}, yield: yield}
+		err = w.document()
 		if err != nil && !errors.Is(err, errStopped) {
 			yield(record{}, err)
 		}
@@ -387,6 +393,20 @@ func (s *scanner) value(dst []byte) ([]byte, error) {
 	}
 }
 
+// gunzipped reads r through gzip when it starts with gzip's magic bytes:
+// a dump or JSON lines may come compressed or not.
+func gunzipped(r io.Reader) (*bufio.Reader, func(), error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	if magic, _ := br.Peek(2); len(magic) < 2 || magic[0] != 0x1f || magic[1] != 0x8b {
+		return br, func() {}, nil
+	}
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: gzip: %v", ErrNotDump, err)
+	}
+	return bufio.NewReaderSize(zr, 1<<20), func() { _ = zr.Close() }, nil
+}
+
 // maxLine bounds one JSON line: a heartbeat at every field's limit (a
 // thousand dependencies of 1 KiB) is under it.
 const maxLine = 4 << 20
@@ -396,16 +416,12 @@ const maxLine = 4 << 20
 // bytes (raw nil), to be refused.
 func ndjsonRecords(r io.Reader) iter.Seq2[record, error] {
 	return func(yield func(record, error) bool) {
-		br := bufio.NewReaderSize(r, 1<<20)
-		if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-			zr, err := gzip.NewReader(br)
-			if err != nil {
-				yield(record{}, fmt.Errorf("%w: gzip: %v", ErrNotDump, err))
-				return
-			}
-			defer zr.Close()
-			br = bufio.NewReaderSize(zr, 1<<20)
+		br, closeZip, err := gunzipped(r)
+		if err != nil {
+			yield(record{}, err)
+			return
 		}
+		defer closeZip()
 		var (
 			offset, line, index int64
 			buf                 []byte // a line longer than br's buffer

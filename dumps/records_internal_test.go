@@ -64,16 +64,23 @@ func TestWakaTimeRecords(t *testing.T) {
 			t.Errorf("truncated: %d records before the break, want 1", n)
 		}
 	}
-	// A bare array of heartbeats.
-	n := 0
-	for _, err := range wakatimeRecords(strings.NewReader(` [{"entity":"a"},{"entity":"b"}] `)) {
-		if err != nil {
-			t.Fatal(err)
+	// A bare array of heartbeats, plain and gzipped.
+	bare := ` [{"entity":"a"},{"entity":"b"}] `
+	var zipped bytes.Buffer
+	zw := gzip.NewWriter(&zipped)
+	zw.Write([]byte(bare))
+	zw.Close()
+	for name, data := range map[string][]byte{"plain": []byte(bare), "gzip": zipped.Bytes()} {
+		n := 0
+		for _, err := range wakatimeRecords(bytes.NewReader(data)) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
 		}
-		n++
-	}
-	if n != 2 {
-		t.Errorf("bare array: %d records, want 2", n)
+		if n != 2 {
+			t.Errorf("bare array, %s: %d records, want 2", name, n)
+		}
 	}
 }
 

@@ -25,7 +25,7 @@ func importCmd() *cobra.Command {
 		Short: "Bring a user's heartbeats in from a WakaTime data dump or JSON lines",
 		Long: `Import a file of heartbeats into one user's history. FILE may be - for stdin.
 
-  wakatime  the JSON of WakaTime's heartbeats export (Settings > Account >
+  wakatime  the JSON of WakaTime's heartbeats export, gzip or not (Settings > Account >
             Export, or POST /api/v1/users/current/data_dumps {"type": "heartbeats"}):
             {"user": ..., "range": ..., "days": [{"date": ..., "heartbeats": [...]}]}
   ndjson    one heartbeat per line with WakaTime's field names, gzip or not:
