@@ -80,18 +80,29 @@ func (c *counter) Read(p []byte) (int, error) {
 // parses each once; encoding/json's Decoder scanned every value twice and
 // was most of an import's CPU).
 func wakatimeRecords(r io.Reader) iter.Seq2[record, error] {
-	return func(yield func(record, error) bool) {
-		br, closeZip, err := gunzipped(r)
-		if err != nil {
-			yield(record{}, err)
-			return
-		}
-		defer closeZip()
+	return recordsOf(r, func(br *bufio.Reader, yield func(record, error) bool) {
 		w := &dumpWalker{sc: scanner{r: br}, yield: yield}
-		err = w.document()
-		if err != nil && !errors.Is(err, errStopped) {
+		if err := w.document(); err != nil && !errors.Is(err, errStopped) {
 			yield(record{}, err)
 		}
+	})
+}
+
+// recordsOf yields what read finds in r, gunzipped when r starts with
+// gzip's magic bytes: a dump or JSON lines may come compressed or not.
+func recordsOf(r io.Reader, read func(*bufio.Reader, func(record, error) bool)) iter.Seq2[record, error] {
+	return func(yield func(record, error) bool) {
+		br := bufio.NewReaderSize(r, 1<<20)
+		if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+			zr, err := gzip.NewReader(br)
+			if err != nil {
+				yield(record{}, fmt.Errorf("%w: gzip: %v", ErrNotDump, err))
+				return
+			}
+			defer zr.Close()
+			br = bufio.NewReaderSize(zr, 1<<20)
+		}
+		read(br, yield)
 	}
 }
 
@@ -393,35 +404,14 @@ func (s *scanner) value(dst []byte) ([]byte, error) {
 	}
 }
 
-// gunzipped reads r through gzip when it starts with gzip's magic bytes:
-// a dump or JSON lines may come compressed or not.
-func gunzipped(r io.Reader) (*bufio.Reader, func(), error) {
-	br := bufio.NewReaderSize(r, 1<<20)
-	if magic, _ := br.Peek(2); len(magic) < 2 || magic[0] != 0x1f || magic[1] != 0x8b {
-		return br, func() {}, nil
-	}
-	zr, err := gzip.NewReader(br)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: gzip: %v", ErrNotDump, err)
-	}
-	return bufio.NewReaderSize(zr, 1<<20), func() { _ = zr.Close() }, nil
-}
-
 // maxLine bounds one JSON line: a heartbeat at every field's limit (a
 // thousand dependencies of 1 KiB) is under it.
 const maxLine = 4 << 20
 
-// ndjsonRecords yields the non-blank lines of r, gunzipped when r starts
-// with gzip's magic bytes. A line over maxLine is yielded without its
-// bytes (raw nil), to be refused.
+// ndjsonRecords yields the non-blank lines of r (gzip or not). A line
+// over maxLine is yielded without its bytes (raw nil), to be refused.
 func ndjsonRecords(r io.Reader) iter.Seq2[record, error] {
-	return func(yield func(record, error) bool) {
-		br, closeZip, err := gunzipped(r)
-		if err != nil {
-			yield(record{}, err)
-			return
-		}
-		defer closeZip()
+	return recordsOf(r, func(br *bufio.Reader, yield func(record, error) bool) {
 		var (
 			offset, line, index int64
 			buf                 []byte // a line longer than br's buffer
@@ -470,5 +460,5 @@ func ndjsonRecords(r io.Reader) iter.Seq2[record, error] {
 				return
 			}
 		}
-	}
+	})
 }
