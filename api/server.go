@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"heartlog/dumps"
 	"heartlog/health"
 	"heartlog/heartbeat"
 	"heartlog/today"
@@ -55,6 +56,9 @@ type Options struct {
 	// Reader serves the read routes (summaries, status bar, durations,
 	// stats); without it they are not registered.
 	Reader HeartbeatReader
+	// Export serves a user's download of their heartbeats (GET
+	// …/heartbeats.ndjson); without it the route is not registered.
+	Export *dumps.Exporter
 	// Today keeps the live status bar of active users: with it
 	// GetStatusBar and statusbar/today read it when asked for the user's
 	// own time zone and timeout without filters, and WatchToday streams
@@ -199,6 +203,9 @@ func (s *Server) routes() {
 		s.readRoutes()
 		path, h := s.statsHandler()
 		s.mux.Handle(path, instrument("connect_stats", h))
+	}
+	if s.opts.Export != nil {
+		s.exportRoutes()
 	}
 	s.settingsRoutes()
 	path, h := s.connectHandler()

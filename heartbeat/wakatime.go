@@ -50,7 +50,7 @@ func (l Limits) DecodeBulk(body []byte) ([]Decoded, error) {
 	}
 	out := make([]Decoded, len(items))
 	for i, item := range items {
-		hb, err := l.decodeObject(item)
+		hb, err := l.decodeObject(item, false)
 		out[i] = Decoded{Heartbeat: hb, Err: err}
 	}
 	return out, nil
@@ -67,8 +67,20 @@ func (l Limits) DecodeOne(body []byte) (Decoded, error) {
 	if v.Type() != fastjson.TypeObject {
 		return Decoded{}, fmt.Errorf("%w: body must be a JSON object, not %s", ErrMalformed, v.Type())
 	}
-	hb, err := l.decodeObject(v)
+	hb, err := l.decodeObject(v, false)
 	return Decoded{Heartbeat: hb, Err: err}, nil
+}
+
+// DecodeValue decodes one heartbeat from an already parsed JSON value, as
+// DecodeOne decodes a body: for readers that parse records themselves (an
+// import of a WakaTime data dump). With stored, it also reads the fields
+// heartlog itself writes into day files and exports (package
+// schema/dayfile): editor, plugin and operating_system, and extra, the
+// unknown fields a client sent, kept as one object; so a heartbeat read back
+// from a day file is the heartbeat that went in, and gets the same id. The
+// error is a *FieldError.
+func (l Limits) DecodeValue(v *fastjson.Value, stored bool) (*heartlogv1.Heartbeat, error) {
+	return l.decodeObject(v, stored)
 }
 
 // fieldSetter stores one known WakaTime field into the heartbeat.
@@ -100,7 +112,15 @@ var fields = map[string]fieldSetter{
 	"dependencies":       setDependencies,
 }
 
-func (l Limits) decodeObject(v *fastjson.Value) (*heartlogv1.Heartbeat, error) {
+// storedFields are what a day file holds beside the WakaTime fields; see
+// DecodeValue. extra is read apart: its members are the unknown fields.
+var storedFields = map[string]fieldSetter{
+	"editor":           str(func(h *heartlogv1.Heartbeat, v string) { h.Editor = v }),
+	"plugin":           str(func(h *heartlogv1.Heartbeat, v string) { h.Plugin = v }),
+	"operating_system": str(func(h *heartlogv1.Heartbeat, v string) { h.OperatingSystem = v }),
+}
+
+func (l Limits) decodeObject(v *fastjson.Value, stored bool) (*heartlogv1.Heartbeat, error) {
 	obj, err := v.Object()
 	if err != nil {
 		return nil, fieldErr("heartbeat", "must be a JSON object")
@@ -109,6 +129,14 @@ func (l Limits) decodeObject(v *fastjson.Value) (*heartlogv1.Heartbeat, error) {
 	var extra map[string][]byte
 	extraBytes := 0
 	var failed error
+	keep := func(key string, value *fastjson.Value) {
+		if extra == nil {
+			extra = map[string][]byte{}
+		}
+		raw := value.MarshalTo(nil)
+		extra[key] = raw
+		extraBytes += len(key) + len(raw)
+	}
 	// Fields are visited in order, so a repeated key's last value wins, as
 	// with encoding/json.
 	obj.Visit(func(key []byte, value *fastjson.Value) {
@@ -124,12 +152,26 @@ func (l Limits) decodeObject(v *fastjson.Value) (*heartlogv1.Heartbeat, error) {
 		if ignored[string(key)] {
 			return
 		}
-		if extra == nil {
-			extra = map[string][]byte{}
+		if stored {
+			if set, ok := storedFields[string(key)]; ok {
+				if err := set(hb, value); err != nil {
+					failed = &FieldError{Field: string(key), Reason: err.Error()}
+				}
+				return
+			}
+			if string(key) == "extra" {
+				members, err := value.Object()
+				if err != nil {
+					failed = fieldErr("extra", "must be a JSON object")
+					return
+				}
+				members.Visit(func(key []byte, value *fastjson.Value) {
+					keep(string(key), value)
+				})
+				return
+			}
 		}
-		raw := value.MarshalTo(nil)
-		extra[string(key)] = raw
-		extraBytes += len(key) + len(raw)
+		keep(string(key), value)
 	})
 	if failed != nil {
 		return nil, failed

@@ -245,13 +245,30 @@ func (p *Publisher) split(group []*request) []*message {
 }
 
 func (p *Publisher) publishAsync(b *heartlogv1.Batch) (jetstream.PubAckFuture, error) {
+	msg, err := BatchMsg(b)
+	if err != nil {
+		return nil, err
+	}
+	return PublishAsync(p.js, p.cfg, msg, MsgID(b))
+}
+
+// BatchMsg is the log message of one batch of one (day, partition): its
+// subject, encoded bytes and content type.
+func BatchMsg(b *heartlogv1.Batch) (*nats.Msg, error) {
 	data, err := EncodeBatch(b)
 	if err != nil {
 		return nil, fmt.Errorf("streams: encode batch: %w", err)
 	}
 	msg := &nats.Msg{Subject: Subject(b.Day, b.Partition), Data: data, Header: nats.Header{}}
 	msg.Header.Set("Content-Type", ContentType)
-	f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(MsgID(b)), jetstream.WithExpectStream(p.cfg.Stream))
+	return msg, nil
+}
+
+// PublishAsync publishes a message that BatchMsg made, with its batch's
+// MsgID, as Publisher does: for writers of their own batches (an import),
+// which must look in the log exactly like ingest's.
+func PublishAsync(js jetstream.JetStream, cfg Config, msg *nats.Msg, msgID string) (jetstream.PubAckFuture, error) {
+	f, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(cfg.Stream))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

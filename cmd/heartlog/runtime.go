@@ -16,6 +16,7 @@ import (
 	"heartlog/api"
 	"heartlog/config"
 	"heartlog/daydb"
+	"heartlog/dumps"
 	"heartlog/health"
 	"heartlog/heartbeat"
 	"heartlog/internal/wiring"
@@ -163,6 +164,10 @@ func (rt *runtime) serve(ctx context.Context) error {
 		return err
 	}
 	defer stop()
+	files, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", "export")
+	if err != nil {
+		return err
+	}
 	sess, err := sessions.Open(ctx, rt.js, rt.sc.SessionsBucket, sessions.Options{TTL: rt.cfg.SessionTTL})
 	if err != nil {
 		return err
@@ -180,6 +185,7 @@ func (rt *runtime) serve(ctx context.Context) error {
 		RateBurst:    rt.cfg.RateBurst,
 		Health:       health.New(deps.Checks(), health.Options{Log: rt.log}),
 		Reader:       reader,
+		Export:       &dumps.Exporter{Reader: reader, Files: files, Grace: rt.cfg.ShardsGrace},
 		Log:          rt.log,
 
 		HeartbeatRate: rt.cfg.Work.HeartbeatRate, HeartbeatBurst: rt.cfg.Work.HeartbeatBurst,

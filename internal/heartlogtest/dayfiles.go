@@ -215,30 +215,46 @@ func (st Stores) CompactionSinks(t testing.TB) []processors.Sink {
 // do with those messages is done.
 func WaitAcked(t testing.TB, s *Service, processors ...string) {
 	t.Helper()
+	var durables []string
+	for _, name := range processors {
+		for p := range s.Streams.Partitions {
+			durables = append(durables, streams.PartitionDurable(name, p))
+		}
+	}
+	waitDurables(t, s, durables)
+}
+
+// WaitPostgresAcked waits until the Postgres processor's consumer has acked
+// every message in the stream now.
+func WaitPostgresAcked(t testing.TB, s *Service) {
+	t.Helper()
+	waitDurables(t, s, []string{streams.DurablePostgres})
+}
+
+func waitDurables(t testing.TB, s *Service, durables []string) {
+	t.Helper()
 	ctx := context.Background()
 	var last string
 	ok := Eventually(60*time.Second, func() bool {
-		for _, name := range processors {
-			for p := range s.Streams.Partitions {
-				cons, err := s.JS.Consumer(ctx, s.Streams.Stream, streams.PartitionDurable(name, p))
-				if err != nil {
-					last = err.Error()
-					return false
-				}
-				info, err := cons.Info(ctx)
-				if err != nil {
-					last = err.Error()
-					return false
-				}
-				if info.NumPending > 0 || info.NumAckPending > 0 {
-					last = fmt.Sprintf("%s: %d pending, %d unacked", info.Name, info.NumPending, info.NumAckPending)
-					return false
-				}
+		for _, name := range durables {
+			cons, err := s.JS.Consumer(ctx, s.Streams.Stream, name)
+			if err != nil {
+				last = err.Error()
+				return false
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				last = err.Error()
+				return false
+			}
+			if info.NumPending > 0 || info.NumAckPending > 0 {
+				last = fmt.Sprintf("%s: %d pending, %d unacked", info.Name, info.NumPending, info.NumAckPending)
+				return false
 			}
 		}
 		return true
 	})
 	if !ok {
-		t.Fatalf("processors %v never acked the stream: %s", processors, last)
+		t.Fatalf("consumers %v never acked the stream: %s", durables, last)
 	}
 }

@@ -175,6 +175,12 @@
 //     last year ≤ 500 ms), the bundle's gzip -9 size (≤ 300 KB) and
 //     -dashboard-live heartbeats from ack to the paint of #today-total
 //     (p99 ≤ 2 s). See dashboard.go.
+//   - import (not run by default): a WakaTime heartbeats dump of
+//     -import-heartbeats heartbeats over -import-days days (from 2019, past
+//     any shard grace) is written to the work directory, then imported by
+//     dumps.Import as `heartlog import wakatime` does, with no processor
+//     running. Reported: heartbeats/s and peak RSS. Target: 50,000
+//     heartbeats/s.
 //
 // How to read the output: for bulk and single, the clients run for -warmup
 // (not counted) and then for -duration; throughput counts the requests that
@@ -249,6 +255,9 @@ type config struct {
 	drainFetch      int
 	drainPoll       time.Duration
 	drainTimeout    time.Duration
+
+	// import: the generated dump's heartbeats and days
+	importHeartbeats, importDays int
 
 	stackRunDir string
 
@@ -328,7 +337,7 @@ type config struct {
 	dashboardTrace string
 }
 
-var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "drain-shards", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard"}
+var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "drain-shards", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard", "import"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -350,6 +359,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.partitions, "partitions", 0, "stream partition count (0: streams.DefaultConfig's, 16); a flush stores one message per (day, partition), so fewer partitions mean fewer fsyncs per flush")
 	fs.BoolVar(&c.withProcessor, "with-processor", false, "bulk/single: run the Postgres processor during the HTTP scenarios too, as 'heartlog dev' does (default: ingest alone)")
 	fs.IntVar(&c.drainHeartbeats, "drain-heartbeats", 1_000_000, "drain: heartbeats in the backlog (all distinct)")
+	fs.IntVar(&c.importHeartbeats, "import-heartbeats", 1_000_000, "import: heartbeats in the generated WakaTime dump")
+	fs.IntVar(&c.importDays, "import-days", 1000, "import: days the dump's heartbeats are spread over (from 2019-01-01)")
 	fs.IntVar(&c.drainUsers, "drain-users", 1000, "drain: users the backlog is spread over")
 	fs.IntVar(&c.drainDays, "drain-days", 3, "drain: UTC days the backlog is spread over (today and the days before)")
 	fs.IntVar(&c.drainShardsDays, "drain-shards-days", 30, "drain-shards: UTC days the backlog is spread over (today and the days before), placed over the databases")
@@ -501,6 +512,8 @@ Flags:
 		return c, errors.New("-bulk-conns and -single-conns must be at least 1")
 	case c.bulkSize < 1 || c.bulkSize > 1000:
 		return c, errors.New("-bulk-size must be 1-1000 (the API refuses more than 1000)")
+	case c.importHeartbeats < 1 || c.importDays < 1:
+		return c, errors.New("-import-heartbeats and -import-days must be at least 1")
 	case c.drainHeartbeats < 1 || c.drainUsers < 1 || c.drainDays < 1 || c.drainDays > 30 || c.drainShardsDays < 1 || c.drainShardsDays > 30:
 		return c, errors.New("-drain-heartbeats and -drain-users must be positive, -drain-days and -drain-shards-days 1-30")
 	case c.drainPublishers < 1 || c.drainBatch < 1 || c.drainBatch > 20000:
@@ -689,7 +702,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				}
 			}
 			results = append(results, rs...)
-		case "ingest-all", "drain-shards", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard":
+		case "ingest-all", "drain-shards", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard", "import":
 			if processorOn {
 				st.stopProcessor()
 				processorOn = false
@@ -700,6 +713,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				"compaction-latency": runCompactionLatency, "ingest-all": runIngestAll, "paced": runPaced,
 				"statusbar": runStatusBar,
 				"dashboard": runDashboard,
+				"import":    runImport,
 			}[name]
 			rs, err := run(ctx, st, cfg)
 			if err != nil {

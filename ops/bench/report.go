@@ -66,6 +66,7 @@ var targets = map[string]struct {
 	"bulk":   {100_000, "heartbeats/s"},
 	"single": {15_000, "requests/s"},
 	"drain":  {100_000, "rows/s"},
+	"import": {50_000, "heartbeats/s"},
 
 	"dayfiles-drain/objects":   {50_000, "heartbeats/s"},
 	"dayfiles-latency/objects": {2_000, "writes/s"},

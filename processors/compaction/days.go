@@ -185,13 +185,9 @@ func (c *Compactor) List(ctx context.Context) ([]DayInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	stream, err := c.js.Stream(ctx, c.sc.Stream)
+	subjects, err := c.subjects(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("compaction: stream %s: %w", c.sc.Stream, err)
-	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(streams.SubjectPrefix+".>"))
-	if err != nil {
-		return nil, fmt.Errorf("compaction: stream %s subjects: %w", c.sc.Stream, err)
+		return nil, err
 	}
 	days := map[string]*DayInfo{}
 	get := func(day string) *DayInfo {
@@ -202,7 +198,7 @@ func (c *Compactor) List(ctx context.Context) ([]DayInfo, error) {
 		}
 		return d
 	}
-	for subject, n := range info.State.Subjects {
+	for subject, n := range subjects {
 		day, _, err := streams.ParseSubject(subject)
 		if err != nil || n == 0 {
 			continue
@@ -235,6 +231,19 @@ func (c *Compactor) List(ctx context.Context) ([]DayInfo, error) {
 	}
 	slices.SortFunc(out, func(a, b DayInfo) int { return strings.Compare(a.Day, b.Day) })
 	return out, nil
+}
+
+// subjects are the messages the stream holds now per heartbeat subject.
+func (c *Compactor) subjects(ctx context.Context) (map[string]uint64, error) {
+	stream, err := c.js.Stream(ctx, c.sc.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("compaction: stream %s: %w", c.sc.Stream, err)
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(streams.SubjectPrefix+".>"))
+	if err != nil {
+		return nil, fmt.Errorf("compaction: stream %s subjects: %w", c.sc.Stream, err)
+	}
+	return info.State.Subjects, nil
 }
 
 // Forget removes processor's compaction records of a closed day (YYYYMMDD)

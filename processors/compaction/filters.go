@@ -70,18 +70,42 @@ func (c *Compactor) lateDays(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	held, err := c.heldDays(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var days []string
 	for d, r := range recs {
-		if r.Lifecycle.State == streams.DayClosed && c.inStream(d) {
+		if r.Lifecycle.State == streams.DayClosed && (held[d] || c.inStream(d)) {
 			days = append(days, d)
 		}
 	}
 	return days, nil
 }
 
-// inStream reports whether the stream may still hold messages of day: it
-// keeps a message for MaxAge after it was stored, and a message is stored
-// at the earliest on its day (a client's clock ahead: a day more).
+// heldDays are the days the stream holds messages of now. A message is
+// not always stored on its day: an import (package dumps) appends years-old
+// days, whose messages the stream then keeps for MaxAge from their storing,
+// and the late consumers must read them all that time.
+func (c *Compactor) heldDays(ctx context.Context) (map[string]bool, error) {
+	subjects, err := c.subjects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held := map[string]bool{}
+	for subject, n := range subjects {
+		if day, _, err := streams.ParseSubject(subject); err == nil && n > 0 {
+			held[day] = true
+		}
+	}
+	return held, nil
+}
+
+// inStream reports whether the stream may still hold messages of day that
+// live ingest stored: it keeps a message for MaxAge after it was stored,
+// and ingest stores one at the earliest on its day (a client's clock
+// ahead: a day more). Messages stored later (an import's) are found by
+// heldDays.
 func (c *Compactor) inStream(day string) bool {
 	start, err := time.Parse(heartbeat.DayLayout, day)
 	if err != nil {
@@ -149,7 +173,7 @@ func (c *Compactor) unread(ctx context.Context, days []DayInfo) ([]string, error
 	}
 	var out []string
 	for _, d := range days {
-		if d.Lifecycle.State != streams.DayClosed || !c.inStream(d.Day) {
+		if d.Lifecycle.State != streams.DayClosed || (d.Messages == 0 && !c.inStream(d.Day)) {
 			continue
 		}
 		for lc, cfg := range configs {

@@ -113,6 +113,21 @@ func putBuf(p *sync.Pool, b *[]byte) {
 	}
 }
 
+// AppendLine appends hb as one line of a day file, its JSON object and the
+// "\n", exactly as Encode writes it: what `heartlog export` writes, so that
+// an export reads like the day files it came from (and imports back into
+// the same heartbeats, see heartbeat.Limits.DecodeValue).
+func AppendLine(b []byte, hb *heartlogv1.Heartbeat) ([]byte, error) {
+	if err := check(hb); err != nil {
+		return b, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	out, err := appendHeartbeat(b, hb)
+	if err != nil {
+		return b, fmt.Errorf("%w: heartbeat %s: %w", ErrInvalid, hb.Id, err)
+	}
+	return out, nil
+}
+
 // appendHeartbeat appends one line. The order of the fields is the format:
 // never reorder them (see the package documentation).
 func appendHeartbeat(b []byte, hb *heartlogv1.Heartbeat) ([]byte, error) {
