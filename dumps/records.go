@@ -4,12 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
 	"sync/atomic"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Format is the kind of file an import reads.
@@ -75,13 +76,17 @@ func (c *counter) Read(p []byte) (int, error) {
 }
 
 // wakatimeRecords yields the heartbeats of a WakaTime dump one at a time,
-// reading it with a scanner of its own: only one heartbeat is ever held,
-// and a heartbeat's bytes are found without decoding them (fastjson then
-// parses each once; encoding/json's Decoder scanned every value twice and
-// was most of an import's CPU).
+// reading its structure token by token with jsontext (the JSON tokenizer
+// of Go's encoding/json/v2): only one heartbeat is ever held, and its
+// bytes are found in one pass without decoding them (fastjson then parses
+// each once; encoding/json's Decoder scanned every value twice and was
+// most of an import's CPU).
 func wakatimeRecords(r io.Reader) iter.Seq2[record, error] {
 	return recordsOf(r, func(br *bufio.Reader, yield func(record, error) bool) {
-		w := &dumpWalker{sc: scanner{r: br}, yield: yield}
+		w := &dumpWalker{dec: jsontext.NewDecoder(br,
+			// A heartbeat's own faults (a key twice, bad UTF-8) refuse
+			// that heartbeat at validation, not the rest of the dump.
+			jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)), yield: yield}
 		if err := w.document(); err != nil && !errors.Is(err, errStopped) {
 			yield(record{}, err)
 		}
@@ -109,100 +114,104 @@ func recordsOf(r io.Reader, read func(*bufio.Reader, func(record, error) bool)) 
 // errStopped ends a walk whose consumer stopped.
 var errStopped = errors.New("stopped")
 
+// maxValue bounds one heartbeat of a dump: one at every field's limit (a
+// thousand dependencies of 1 KiB) is under it.
+const maxValue = 4 << 20
+
 type dumpWalker struct {
-	sc    scanner
+	dec   *jsontext.Decoder
 	yield func(record, error) bool
 	n     int64
 }
 
 func (w *dumpWalker) fail(what string, err error) error {
-	return fmt.Errorf("%w: %s at byte %d: %v", ErrNotDump, what, w.sc.offset, err)
+	return fmt.Errorf("%w: %s at byte %d: %v", ErrNotDump, what, w.dec.InputOffset(), err)
 }
 
-func (w *dumpWalker) expect(want byte, what string) error {
-	c, err := w.sc.next()
+// open reads the token that opens an object or array.
+func (w *dumpWalker) open(kind jsontext.Kind, what string) error {
+	tok, err := w.dec.ReadToken()
 	if err != nil {
 		return w.fail(what, err)
 	}
-	if c != want {
-		return w.fail(what, fmt.Errorf("want %q, got %q", want, c))
+	if tok.Kind() != kind {
+		return w.fail(what, fmt.Errorf("want %v, got %v", kind, tok.Kind()))
 	}
 	return nil
 }
 
-// more reads past a ',' and reports whether another element follows, or
-// reads the closing delimiter and reports false. first is whether no
-// element was read yet.
-func (w *dumpWalker) more(closing byte, first bool, what string) (bool, error) {
-	c, err := w.sc.peek()
-	if err != nil {
+// more reports whether the object or array being read has another
+// element, and reads its closing token when it has none.
+func (w *dumpWalker) more(what string) (bool, error) {
+	switch w.dec.PeekKind() {
+	case '}', ']':
+		if _, err := w.dec.ReadToken(); err != nil {
+			return false, w.fail(what, err)
+		}
+		return false, nil
+	case 0:
+		_, err := w.dec.ReadToken() // the error PeekKind saw
 		return false, w.fail(what, err)
 	}
-	if c == closing {
-		w.sc.skip()
-		return false, nil
-	}
-	if first {
-		return true, nil
-	}
-	if c != ',' {
-		return false, w.fail(what, fmt.Errorf("want ',' or %q, got %q", closing, c))
-	}
-	w.sc.skip()
 	return true, nil
 }
 
-func (w *dumpWalker) document() error {
-	c, err := w.sc.peek()
+// key reads an object's key.
+func (w *dumpWalker) key(what string) (string, error) {
+	tok, err := w.dec.ReadToken()
 	if err != nil {
-		return w.fail("the start of the dump", err)
+		return "", w.fail(what, err)
 	}
-	switch c {
+	return tok.String(), nil
+}
+
+func (w *dumpWalker) skip(what string) error {
+	if err := w.dec.SkipValue(); err != nil {
+		return w.fail(what, err)
+	}
+	return nil
+}
+
+func (w *dumpWalker) document() error {
+	switch w.dec.PeekKind() {
 	case '[': // a bare array of heartbeats
-		w.sc.skip()
 		if err := w.heartbeats(""); err != nil {
 			return err
 		}
 		return w.end()
 	case '{':
-		w.sc.skip()
 	default:
-		return w.fail("the start of the dump", fmt.Errorf("want an object with \"days\", got %q", c))
+		_, err := w.dec.ReadToken()
+		if err == nil {
+			err = errors.New(`want an object with "days"`)
+		}
+		return w.fail("the start of the dump", err)
+	}
+	if err := w.open('{', "the dump's object"); err != nil {
+		return err
 	}
 	sawDays := false
-	for first := true; ; first = false {
-		ok, err := w.more('}', first, "the dump's object")
+	for {
+		ok, err := w.more("the dump's object")
 		if err != nil {
 			return err
 		}
 		if !ok {
 			break
 		}
-		key, err := w.key()
+		key, err := w.key("the dump's object")
 		if err != nil {
 			return err
 		}
 		if key != "days" {
-			if _, err := w.sc.value(nil); err != nil {
-				return w.fail(fmt.Sprintf("%q", key), err)
+			if err := w.skip(fmt.Sprintf("%q", key)); err != nil {
+				return err
 			}
 			continue
 		}
 		sawDays = true
-		if err := w.expect('[', `"days"`); err != nil {
+		if err := w.days(); err != nil {
 			return err
-		}
-		for first := true; ; first = false {
-			ok, err := w.more(']', first, `"days"`)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				break
-			}
-			if err := w.day(); err != nil {
-				return err
-			}
 		}
 	}
 	if !sawDays {
@@ -211,195 +220,91 @@ func (w *dumpWalker) document() error {
 	return w.end()
 }
 
-// end checks that nothing but space follows the document.
-func (w *dumpWalker) end() error {
-	if c, err := w.sc.peek(); err != io.EOF {
-		return w.fail("the end of the dump", fmt.Errorf("%q follows the document", c))
+func (w *dumpWalker) days() error {
+	if err := w.open('[', `"days"`); err != nil {
+		return err
 	}
-	return nil
+	for {
+		ok, err := w.more(`"days"`)
+		if err != nil || !ok {
+			return err
+		}
+		if err := w.day(); err != nil {
+			return err
+		}
+	}
 }
 
-// key reads an object's key and its ':'.
-func (w *dumpWalker) key() (string, error) {
-	raw, err := w.sc.value(nil)
-	if err != nil {
-		return "", w.fail("a key", err)
+// end checks that nothing but space follows the document.
+func (w *dumpWalker) end() error {
+	if _, err := w.dec.ReadToken(); err != io.EOF {
+		if err == nil {
+			err = errors.New("more follows the document")
+		}
+		return w.fail("the end of the dump", err)
 	}
-	var k string
-	if err := json.Unmarshal(raw, &k); err != nil {
-		return "", w.fail("a key", err)
-	}
-	return k, w.expect(':', "a key's ':'")
+	return nil
 }
 
 // day reads one element of "days". Its heartbeats may come before its
 // date: records then carry no date.
 func (w *dumpWalker) day() error {
-	if err := w.expect('{', "a day"); err != nil {
+	if err := w.open('{', "a day"); err != nil {
 		return err
 	}
 	date := ""
-	for first := true; ; first = false {
-		ok, err := w.more('}', first, "a day")
-		if err != nil {
+	for {
+		ok, err := w.more("a day")
+		if err != nil || !ok {
 			return err
 		}
-		if !ok {
-			return nil
-		}
-		key, err := w.key()
+		key, err := w.key("a day")
 		if err != nil {
 			return err
 		}
 		switch key {
 		case "date":
-			raw, err := w.sc.value(nil)
-			if err == nil {
-				err = json.Unmarshal(raw, &date)
+			tok, err := w.dec.ReadToken()
+			if err == nil && tok.Kind() != '"' {
+				err = fmt.Errorf("want a string, got %v", tok.Kind())
 			}
 			if err != nil {
 				return w.fail(`a day's "date"`, err)
 			}
+			date = tok.String()
 		case "heartbeats":
-			if err := w.expect('[', `a day's "heartbeats"`); err != nil {
-				return err
-			}
 			if err := w.heartbeats(date); err != nil {
 				return err
 			}
 		default:
-			if _, err := w.sc.value(nil); err != nil {
-				return w.fail(fmt.Sprintf("a day's %q", key), err)
+			if err := w.skip(fmt.Sprintf("a day's %q", key)); err != nil {
+				return err
 			}
 		}
 	}
 }
 
-// heartbeats yields the elements of an array whose '[' was read, and reads
-// its ']'.
+// heartbeats yields the elements of the array that comes next.
 func (w *dumpWalker) heartbeats(date string) error {
-	var buf []byte
-	for first, nth := true, 1; ; first, nth = false, nth+1 {
-		ok, err := w.more(']', first, "a day's heartbeats")
+	if err := w.open('[', `a day's "heartbeats"`); err != nil {
+		return err
+	}
+	for nth := 1; ; nth++ {
+		ok, err := w.more("a day's heartbeats")
 		if err != nil || !ok {
 			return err
 		}
-		w.sc.space()
-		offset := w.sc.offset
-		if buf, err = w.sc.value(buf[:0]); err != nil {
+		raw, err := w.dec.ReadValue()
+		if err == nil && len(raw) > maxValue {
+			err = fmt.Errorf("a value longer than %d bytes", maxValue)
+		}
+		if err != nil {
 			return w.fail(fmt.Sprintf("heartbeat %d", w.n+1), err)
 		}
 		w.n++
-		if !w.yield(record{raw: buf, index: w.n, offset: offset, date: date, nth: nth}, nil) {
+		offset := w.dec.InputOffset() - int64(len(raw))
+		if !w.yield(record{raw: raw, index: w.n, offset: offset, date: date, nth: nth}, nil) {
 			return errStopped
-		}
-	}
-}
-
-// scanner reads JSON's structure off a buffered reader, counting bytes.
-type scanner struct {
-	r      *bufio.Reader
-	offset int64
-}
-
-// space reads past white space.
-func (s *scanner) space() {
-	for {
-		c, err := s.r.ReadByte()
-		if err != nil {
-			return
-		}
-		if c != ' ' && c != '\n' && c != '\r' && c != '\t' {
-			_ = s.r.UnreadByte()
-			return
-		}
-		s.offset++
-	}
-}
-
-// peek returns the next byte past white space without reading it.
-func (s *scanner) peek() (byte, error) {
-	s.space()
-	b, err := s.r.Peek(1)
-	if err != nil {
-		return 0, err
-	}
-	return b[0], nil
-}
-
-func (s *scanner) skip() {
-	_, _ = s.r.ReadByte()
-	s.offset++
-}
-
-// next reads the next byte past white space.
-func (s *scanner) next() (byte, error) {
-	s.space()
-	c, err := s.r.ReadByte()
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	if err == nil {
-		s.offset++
-	}
-	return c, err
-}
-
-// maxValue bounds one value of a dump (a heartbeat, the user object).
-const maxValue = 4 << 20
-
-// value appends the bytes of the next JSON value (past white space) to
-// dst: an object or array whole, by its brackets outside strings; a
-// string; or a number or literal. It checks the structure only: the
-// caller parses what it keeps.
-func (s *scanner) value(dst []byte) ([]byte, error) {
-	s.space()
-	depth, inString, escaped := 0, false, false
-	for {
-		c, err := s.r.ReadByte()
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return dst, err
-		}
-		if !inString && depth == 0 && len(dst) > 0 && dst[0] != '"' && dst[0] != '{' && dst[0] != '[' {
-			// The end of a number or literal is the byte after it.
-			if c == ',' || c == '}' || c == ']' || c == ':' || c == ' ' || c == '\n' || c == '\r' || c == '\t' {
-				_ = s.r.UnreadByte()
-				return dst, nil
-			}
-		}
-		s.offset++
-		dst = append(dst, c)
-		if len(dst) > maxValue {
-			return dst, fmt.Errorf("a value longer than %d bytes", maxValue)
-		}
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-				if depth == 0 {
-					return dst, nil
-				}
-			}
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
-			depth++
-		case c == '}' || c == ']':
-			depth--
-			if depth < 0 {
-				return dst, fmt.Errorf("unexpected %q", c)
-			}
-			if depth == 0 {
-				return dst, nil
-			}
 		}
 	}
 }

@@ -117,3 +117,38 @@ func TestNDJSONRecords(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkWakaTimeRecords reads a dump of 10,000 heartbeats shaped like
+// WakaTime's (what an import's reading costs before any decoding).
+func BenchmarkWakaTimeRecords(b *testing.B) {
+	var dump bytes.Buffer
+	dump.WriteString(`{"user": {"id": "u"}, "range": {"start": 1, "end": 2}, "days": [`)
+	for d := range 100 {
+		if d > 0 {
+			dump.WriteString(",")
+		}
+		dump.WriteString(`{"date": "2024-01-02", "heartbeats": [`)
+		for h := range 100 {
+			if h > 0 {
+				dump.WriteString(",")
+			}
+			dump.WriteString(`{"entity": "/home/u/src/heartlog/processors/postgres/postgres.go", "type": "file", "category": "coding", "time": 1704153600.123456, "project": "heartlog", "branch": "main", "language": "Go", "dependencies": ["context", "errors", "fmt"], "lines": 512, "lineno": 42, "cursorpos": 7, "is_write": false, "user_agent_id": "5f7c", "machine_name_id": "9a1b", "created_at": "2024-01-02T00:00:01Z"}`)
+		}
+		dump.WriteString(`]}`)
+	}
+	dump.WriteString(`]}`)
+	data := dump.Bytes()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		n := 0
+		for _, err := range wakatimeRecords(bytes.NewReader(data)) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		if n != 10_000 {
+			b.Fatalf("%d records", n)
+		}
+	}
+}
