@@ -64,22 +64,45 @@ func (c *Compactor) round(ctx context.Context, names []string, sinks []processor
 	// Newest first: yesterday's close (and its shard drop) must not wait
 	// behind weeks of days from before the lifecycle, after an upgrade.
 	slices.Reverse(days)
+	var todo []string
 	for _, d := range days {
-		if ctx.Err() != nil {
+		if d.Due || c.unfinished(d, names) {
+			todo = append(todo, d.Day)
+		}
+	}
+	// Days are closed closeChunk at a time, so that years of due days (an
+	// import, a closer stopped for weeks) pay one filter sync and one
+	// Settle a chunk instead of one a day.
+	for chunk := range slices.Chunk(todo, closeChunk) {
+		if err := c.openLatePaths(ctx, chunk); err != nil {
+			if ctx.Err() == nil {
+				c.opts.Log.Error().Err(err).Str("day", shards.DisplayDay(chunk[0])).Int("days", len(chunk)).
+					Str("retry_in", c.opts.Interval.String()).Msg("day closer: cannot close the days; next round")
+			}
 			return
 		}
-		if !d.Due && !c.unfinished(d, names) {
-			continue
+		for _, day := range chunk {
+			if ctx.Err() != nil {
+				return
+			}
+			c.compact(ctx, day, sinks)
 		}
-		_, err := c.CloseDay(ctx, d.Day, sinks...)
-		switch {
-		case err == nil, ctx.Err() != nil:
-		case errors.Is(err, shards.ErrHeld):
-			c.opts.Log.Debug().Err(err).Str("day", shards.DisplayDay(d.Day)).Msg("day closer: another compactor holds a partition; next round")
-		default:
-			c.opts.Log.Error().Err(err).Str("day", shards.DisplayDay(d.Day)).Str("retry_in", c.opts.Interval.String()).
-				Msg("day closer: compaction failed; what is recorded stays, the rest is redone next round")
-		}
+	}
+}
+
+// closeChunk is how many due days the day closer closes at once.
+const closeChunk = 64
+
+// compact compacts a closed day and logs how it went.
+func (c *Compactor) compact(ctx context.Context, day string, sinks []processors.Sink) {
+	_, err := c.compactDay(ctx, day, sinks...)
+	switch {
+	case err == nil, ctx.Err() != nil:
+	case errors.Is(err, shards.ErrHeld):
+		c.opts.Log.Debug().Err(err).Str("day", shards.DisplayDay(day)).Msg("day closer: another compactor holds a partition; next round")
+	default:
+		c.opts.Log.Error().Err(err).Str("day", shards.DisplayDay(day)).Str("retry_in", c.opts.Interval.String()).
+			Msg("day closer: compaction failed; what is recorded stays, the rest is redone next round")
 	}
 }
 

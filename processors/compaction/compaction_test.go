@@ -719,3 +719,74 @@ func (w *world) lateReads(processor string) (bool, error) {
 	}
 	return streams.LateReads(cons.CachedInfo().Config, 0, w.day), nil
 }
+
+// TestRunClosesDueDaysTogether: with several days due (an import of
+// years, a closer stopped for a while), the closer marks them all closed
+// before it compacts the first, so that they share one filter sync and one
+// Settle instead of paying one each; and every day is compacted whole.
+func TestRunClosesDueDaysTogether(t *testing.T) {
+	w := newWorld(t, 2)
+	w.cleanup(t)
+	first := w.at
+	var days []string
+	for i := range 3 {
+		w.at = first.AddDate(0, 0, -i)
+		w.day = w.at.Format("20060102")
+		days = append(days, w.day)
+		w.publish(t, 5, 2)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	closer := w.compactor(t, compaction.Options{CloseDelay: time.Hour, Interval: 50 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() { done <- closer.Run(ctx, w.sinks(t)...) }()
+	if !heartlogtest.Eventually(60*time.Second, func() bool {
+		list, err := closer.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		compacted := 0
+		for _, d := range list {
+			if d.Sinks[streams.DurableObjects].Partitions == 2 && d.Sinks[streams.DurableCache].Partitions == 2 && d.Sinks[streams.DurableBackup].Partitions == 2 {
+				compacted++
+			}
+		}
+		return compacted == len(days)
+	}) {
+		t.Fatalf("the closer did not compact the %d days", len(days))
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	w.check(t)
+
+	// In the shards bucket, every day's close comes before any compaction
+	// record.
+	kv, err := w.js.KeyValue(context.Background(), w.sc.ShardsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lastClose, firstRecord uint64
+	for _, day := range days {
+		e, err := kv.Get(context.Background(), streams.LifecycleKey(day))
+		if err != nil {
+			t.Fatalf("lifecycle of %s: %v", day, err)
+		}
+		lastClose = max(lastClose, e.Revision())
+		for p := range w.sc.Partitions {
+			for _, name := range []string{streams.DurableObjects, streams.DurableCache, streams.DurableBackup} {
+				r, err := kv.Get(context.Background(), streams.CompactionKey(day, p, name))
+				if err != nil {
+					t.Fatalf("record of %s p%d %s: %v", day, p, name, err)
+				}
+				if firstRecord == 0 || r.Revision() < firstRecord {
+					firstRecord = r.Revision()
+				}
+			}
+		}
+	}
+	if lastClose > firstRecord {
+		t.Errorf("a day was closed (revision %d) after another's compaction was recorded (revision %d): the days were closed one at a time", lastClose, firstRecord)
+	}
+}

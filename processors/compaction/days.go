@@ -36,13 +36,14 @@ func (c *Compactor) CloseDay(ctx context.Context, day string, sinks ...processor
 		return nil, fmt.Errorf("%w: %s runs until %s UTC; only a day that is over can be closed (its heartbeats still arrive)",
 			ErrDayNotOver, shards.DisplayDay(day), end.Format(time.DateTime))
 	}
-	kv, err := c.js.KeyValue(ctx, c.sc.ShardsBucket)
-	if err != nil {
-		return nil, fmt.Errorf("compaction: open KV bucket %s: %w", c.sc.ShardsBucket, err)
-	}
-	if err := c.openLatePath(ctx, kv, day); err != nil {
+	if err := c.openLatePaths(ctx, []string{day}); err != nil {
 		return nil, err
 	}
+	return c.compactDay(ctx, day, sinks...)
+}
+
+// compactDay compacts every partition of a closed day into sinks.
+func (c *Compactor) compactDay(ctx context.Context, day string, sinks ...processors.Sink) ([]Result, error) {
 	began := time.Now()
 	var (
 		g    errgroup.Group
@@ -83,20 +84,29 @@ func (c *Compactor) CloseDay(ctx context.Context, day string, sinks ...processor
 	return out, errors.Join(errs...)
 }
 
-// openLatePath marks the day closed and sees that every late consumer
-// reads it, then waits Settle before any bound is taken: a message stored
-// before the late consumers read the day, or passed over by a late path
-// that read the day as open, is then below every bound, so the compaction
-// reads it; every message past a bound is delivered to the late path. A
-// lost race between two filter syncs is caught here, at the check after
-// the wait, and healed by syncing and waiting again.
-func (c *Compactor) openLatePath(ctx context.Context, kv jetstream.KeyValue, day string) error {
-	closedAt, err := c.markClosed(ctx, kv, day)
+// openLatePaths marks the days closed and sees that every late consumer
+// reads them, then waits Settle before any bound is taken: a message
+// stored before the late consumers read a day, or passed over by a late
+// path that read the day as open, is then below every bound, so the
+// compaction reads it; every message past a bound is delivered to the late
+// path. A lost race between two filter syncs is caught here, at the check
+// after the wait, and healed by syncing and waiting again. Settle counts
+// from the last day's mark, so many days wait it once.
+func (c *Compactor) openLatePaths(ctx context.Context, days []string) error {
+	kv, err := c.js.KeyValue(ctx, c.sc.ShardsBucket)
 	if err != nil {
-		return err
+		return fmt.Errorf("compaction: open KV bucket %s: %w", c.sc.ShardsBucket, err)
+	}
+	var closedAt time.Time
+	for _, day := range days {
+		at, err := c.markClosed(ctx, kv, day)
+		if err != nil {
+			return err
+		}
+		closedAt = later(closedAt, at)
 	}
 	for attempt := 0; ; attempt++ {
-		missing, err := c.lateMissing(ctx, day)
+		missing, err := c.lateMissing(ctx, days)
 		if err != nil {
 			return err
 		}
@@ -105,7 +115,7 @@ func (c *Compactor) openLatePath(ctx context.Context, kv jetstream.KeyValue, day
 		}
 		if len(missing) > 0 {
 			if attempt >= 3 {
-				return fmt.Errorf("compaction: late consumers %v still do not read %s after %d syncs", missing, shards.DisplayDay(day), attempt)
+				return fmt.Errorf("compaction: late consumers %v still do not read %s after %d syncs", missing, daysNamed(days), attempt)
 			}
 			if _, err := c.SyncLateFilters(ctx); err != nil {
 				return err
@@ -122,6 +132,21 @@ func (c *Compactor) openLatePath(ctx context.Context, kv jetstream.KeyValue, day
 			}
 		}
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// daysNamed names days for an error: the day, or the first and how many.
+func daysNamed(days []string) string {
+	if len(days) == 1 {
+		return shards.DisplayDay(days[0])
+	}
+	return fmt.Sprintf("%d days from %s", len(days), shards.DisplayDay(days[0]))
 }
 
 // markClosed moves the day to closed unless it is, and returns the time

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -143,9 +144,9 @@ func (c *Compactor) lateConfigs(ctx context.Context) (map[lateConsumer]jetstream
 	return out, nil
 }
 
-// lateMissing returns the late consumers that do not read day yet (or do
-// not exist), as "objects-p03".
-func (c *Compactor) lateMissing(ctx context.Context, day string) ([]string, error) {
+// lateMissing returns the late consumers that do not read one of days yet
+// (or do not exist), as "objects-p03".
+func (c *Compactor) lateMissing(ctx context.Context, days []string) ([]string, error) {
 	configs, err := c.lateConfigs(ctx)
 	if err != nil {
 		return nil, err
@@ -153,7 +154,8 @@ func (c *Compactor) lateMissing(ctx context.Context, day string) ([]string, erro
 	var missing []string
 	for _, proc := range c.opts.LateProcessors {
 		for p := range c.sc.Partitions {
-			if cfg, ok := configs[lateConsumer{proc, p}]; !ok || !streams.LateReads(cfg, p, day) {
+			cfg, ok := configs[lateConsumer{proc, p}]
+			if !ok || slices.ContainsFunc(days, func(day string) bool { return !streams.LateReads(cfg, p, day) }) {
 				missing = append(missing, streams.PartitionDurable(proc, p))
 			}
 		}
