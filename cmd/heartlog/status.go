@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
@@ -144,6 +145,7 @@ func gatherStatus(ctx context.Context) (status.Report, error) {
 		return status.Report{}, fmt.Errorf("HEARTLOG_CACHE_URL: %w", err)
 	}
 	defer func() { _ = cache.Close() }()
+	redis.SetLogger(quietRedis{}) // a down SSDB is in the report, not a log line per dial
 	deps.Cache = cache
 	if deps.S3, err = statusBucket(ctx, cfg.S3, "HEARTLOG_S3_"); err != nil {
 		return status.Report{}, err
@@ -159,6 +161,11 @@ func gatherStatus(ctx context.Context) (status.Report, error) {
 		Checks: append(deps.Checks(), status.BackupProbe(health.S3(backup))),
 	})
 }
+
+// quietRedis drops go-redis's own log lines.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
 
 func statusBucket(ctx context.Context, b config.Bucket, envPrefix string) (objstore.Bucket, error) {
 	s3, err := objstore.NewS3(ctx, objstore.S3Config{
