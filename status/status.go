@@ -160,6 +160,9 @@ const (
 	// AgeWarn: the oldest message's age, of MaxAge, past which it warns
 	// when its day is not compacted yet (past MaxAge it is deleted).
 	AgeWarn = 0.75
+	// LagWarn: a processor's oldest unacked message's age, of MaxAge, past
+	// which it warns while the processor runs (as its lag watch logs).
+	LagWarn = 0.5
 )
 
 // ErrNATS means NATS or the stream could not be read: there is no report.
@@ -199,7 +202,7 @@ func Gather(ctx context.Context, src Sources) (Report, error) {
 	r.Backup = LastVerify(ctx, src.JS)
 	stores.Wait()
 	w.stream(r.Stream, r.Days)
-	w.consumers(r.Consumers, src.Processors)
+	w.consumers(r.Consumers, src.Processors, r.Stream.MaxAge)
 	w.parked(r.Parked)
 	w.stores(r.Stores)
 	w.verify(r.Backup, r.At)
@@ -369,13 +372,14 @@ func compacting(ctx context.Context, src Sources) []string {
 	if err != nil {
 		return out
 	}
-	keys, err := kv.ListKeysFiltered(ctx, "compaction-*")
+	keys, err := kv.ListKeys(ctx) // a key is one token: no filter can take a prefix of it
 	if err != nil {
 		return out
 	}
 	for k := range keys.Keys() {
 		// compaction-YYYYMMDD-pNN
-		if day, part, ok := strings.Cut(strings.TrimPrefix(k, "compaction-"), "-"); ok {
+		rest, isCompaction := strings.CutPrefix(k, "compaction-")
+		if day, part, ok := strings.Cut(rest, "-"); isCompaction && ok {
 			out = append(out, display(day)+" "+part)
 		}
 	}
@@ -447,6 +451,8 @@ func ago(d time.Duration) string {
 		return fmt.Sprintf("%d hours", int(d/time.Hour))
 	case d >= 2*time.Minute:
 		return fmt.Sprintf("%d minutes", int(d/time.Minute))
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
 }

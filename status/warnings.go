@@ -28,7 +28,7 @@ func (w *warnings) stream(s Stream, d Days) {
 
 // consumers warns of each processor that has no consumer, or none bound
 // while it is behind: a stopped processor.
-func (w *warnings) consumers(cs []Consumer, processors []string) {
+func (w *warnings) consumers(cs []Consumer, processors []string, maxAge Duration) {
 	type sum struct {
 		n, bound int
 		lag      uint64
@@ -61,6 +61,8 @@ func (w *warnings) consumers(cs []Consumer, processors []string) {
 			w.add("processor %s has no consumer on the stream: it has never run here (heartlog process %s)", name, name)
 		case s.bound == 0 && s.lag > 0:
 			w.add("processor %s has no consumer bound and is %s messages behind (oldest %s): is it running?", name, count(s.lag), ago(time.Duration(s.oldest)))
+		case maxAge > 0 && float64(s.oldest) >= LagWarn*float64(maxAge):
+			w.add("processor %s is %s behind, MaxAge %s: past MaxAge its messages are deleted unprocessed", name, ago(time.Duration(s.oldest)), ago(time.Duration(maxAge)))
 		}
 	}
 }

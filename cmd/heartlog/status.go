@@ -47,7 +47,7 @@ func (e *exitError) Error() string {
 func (e *exitError) Unwrap() error { return e.err }
 
 func statusCmd() *cobra.Command {
-	var asJSON bool
+	var asJSON, all bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -98,7 +98,7 @@ Examples:
 				enc.SetIndent("", "  ")
 				err = enc.Encode(r)
 			} else {
-				err = printStatus(os.Stdout, r)
+				err = printStatus(os.Stdout, r, all)
 			}
 			if err != nil {
 				return &exitError{code: statusError, err: err}
@@ -110,6 +110,7 @@ Examples:
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().BoolVar(&all, "consumers", false, "list every consumer, not a line per processor")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "give up on the whole report after this long")
 	return cmd
 }
@@ -179,7 +180,10 @@ func statusBucket(ctx context.Context, b config.Bucket, envPrefix string) (objst
 }
 
 // printStatus writes the report as aligned sections, warnings last.
-func printStatus(w io.Writer, r status.Report) error {
+//
+// Consumers are summed by processor (the partitioned ones have one per
+// partition) unless all, which lists each.
+func printStatus(w io.Writer, r status.Report, all bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	s := r.Stream
 	fmt.Fprintf(tw, "STREAM %s\t%d messages\t%s\n", s.Name, s.Messages, sizeText(int64(s.Bytes)))
@@ -190,21 +194,7 @@ func printStatus(w io.Writer, r status.Report) error {
 	}
 	fmt.Fprintf(tw, "  oldest message\t%s of MaxAge %s\n", oldest, durText(s.MaxAge))
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "CONSUMER\tPROCESSOR\tLAG\tACK PENDING\tOLDEST UNACKED\tREDELIVERED\tWAITING PULLS\tBOUND")
-	for _, c := range r.Consumers {
-		bound := "no"
-		switch {
-		case c.Pinned:
-			bound = "pinned"
-		case c.Bound:
-			bound = "yes"
-		}
-		age := "-"
-		if c.Lag > 0 {
-			age = durText(c.OldestUnacked)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%d\t%s\n", c.Name, c.Processor, c.Lag, c.AckPending, age, c.Redelivered, c.WaitingPulls, bound)
-	}
+	printConsumers(tw, r.Consumers, all)
 	fmt.Fprintln(tw)
 	d := r.Days
 	fmt.Fprintf(tw, "DAYS\topen %d\tclosed %d\tcompacted %d\tdropped %d\n", d.Open, d.Closed, d.Compacted, d.Dropped)
@@ -238,6 +228,58 @@ func printStatus(w io.Writer, r status.Report) error {
 	return nil
 }
 
+// printConsumers writes a line per processor (or per consumer, with all):
+// BOUND counts the consumers a client is pulling from or pinned to.
+func printConsumers(tw io.Writer, cs []status.Consumer, all bool) {
+	type row struct {
+		name, processor     string
+		consumers, bound    int
+		lag                 uint64
+		ackPending, redeliv int
+		waiting             int
+		oldest              status.Duration
+	}
+	var rows []*row
+	by := map[string]*row{}
+	for _, c := range cs {
+		key := c.Processor
+		if all {
+			key = c.Name
+		}
+		r := by[key]
+		if r == nil {
+			r = &row{name: key, processor: c.Processor}
+			by[key] = r
+			rows = append(rows, r)
+		}
+		r.consumers++
+		if c.Bound {
+			r.bound++
+		}
+		r.lag += c.Lag
+		r.ackPending += c.AckPending
+		r.redeliv += c.Redelivered
+		r.waiting += c.WaitingPulls
+		r.oldest = max(r.oldest, c.OldestUnacked)
+	}
+	if all {
+		fmt.Fprintln(tw, "CONSUMER\tPROCESSOR\tBOUND\tLAG\tACK PENDING\tOLDEST UNACKED\tREDELIVERED\tWAITING PULLS")
+	} else {
+		fmt.Fprintln(tw, "PROCESSOR\tCONSUMERS\tBOUND\tLAG\tACK PENDING\tOLDEST UNACKED\tREDELIVERED\tWAITING PULLS")
+	}
+	for _, r := range rows {
+		age := "-"
+		if r.lag > 0 {
+			age = durText(r.oldest)
+		}
+		second := fmt.Sprint(r.consumers)
+		if all {
+			second = r.processor
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%d\t%s\t%d\t%d\n", r.name, second, r.bound, r.consumers, r.lag, r.ackPending, age, r.redeliv, r.waiting)
+	}
+}
+
 func fillText(s status.Stream) string {
 	var parts []string
 	if s.MaxBytes > 0 {
@@ -266,8 +308,11 @@ func verifyText(v status.Verify) string {
 
 func durText(d status.Duration) string {
 	v := time.Duration(d)
-	if v >= 48*time.Hour {
+	switch {
+	case v >= 48*time.Hour:
 		return fmt.Sprintf("%.1f days", v.Hours()/24)
+	case v < time.Second:
+		return v.Round(time.Millisecond).String()
 	}
 	return v.Round(time.Second).String()
 }
