@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -201,7 +202,7 @@ func printStatus(w io.Writer, r status.Report, all bool) error {
 	fmt.Fprintf(tw, "  oldest in Postgres\t%s\n", orDash(d.OldestInPostgres))
 	fmt.Fprintf(tw, "  compacting now\t%s\n", orDash(strings.Join(d.Compacting, ", ")))
 	fmt.Fprintln(tw)
-	fmt.Fprintf(tw, "PARKED\t%d\n", r.Parked.Total)
+	fmt.Fprintf(tw, "PARKED\t%d%s\n", r.Parked.Total, parkedText(r.Parked))
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "STORE\tSTATE")
 	for _, st := range r.Stores {
@@ -278,6 +279,19 @@ func printConsumers(tw io.Writer, cs []status.Consumer, all bool) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%d\t%s\t%d\t%d\n", r.name, second, r.bound, r.consumers, r.lag, r.ackPending, age, r.redeliv, r.waiting)
 	}
+}
+
+// parkedText is " (objects 3, postgres 1)", or "" when none.
+func parkedText(p status.Parked) string {
+	var by []string
+	for name, n := range p.ByProcessor {
+		by = append(by, fmt.Sprintf("%s %d", name, n))
+	}
+	if len(by) == 0 {
+		return ""
+	}
+	slices.Sort(by)
+	return " (" + strings.Join(by, ", ") + "; heartlog dlq list)"
 }
 
 func fillText(s status.Stream) string {

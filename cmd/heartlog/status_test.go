@@ -131,7 +131,6 @@ func TestStatusHealthyThenProcessorStopped(t *testing.T) {
 		t.Fatalf("stopped processor's consumer: %+v", c)
 	}
 	text, _, code = runStatus(t, env, false)
-	t.Log("\n" + text)
 	if code != 1 || !strings.Contains(text, "WARNINGS (1)") || !strings.Contains(text, "- processor postgres has no consumer bound and is 2 messages behind") {
 		t.Fatalf("status with a stopped processor (exit %d):\n%s", code, text)
 	}
