@@ -198,10 +198,13 @@ func TestStatusFullStreamParkedDrift(t *testing.T) {
 	}
 }
 
-// TestStatusStoreDownAndNATSDown: SSDB going down turns a clean status
-// (exit 0) into a warning naming it (exit 1); NATS down is exit 2.
+// TestStatusStoreDownAndNATSDown: SSDB and then a Postgres shard database
+// going down (private instances) turn a clean status (exit 0) into a
+// warning naming each (exit 1); NATS down is exit 2.
 func TestStatusStoreDownAndNATSDown(t *testing.T) {
 	redis := startRedis(t)
+	pg := heartlogtest.StartPostgres(t)
+	_, shardURL := pg.NewDatabase(t)
 	n := heartlogtest.StartNATS(t)
 	_, js := heartlogtest.Connect(t, n.URL)
 	_, dbURL := heartlogtest.NewDatabase(t)
@@ -214,7 +217,7 @@ func TestStatusStoreDownAndNATSDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_PROCESSORS=postgres",
-		"HEARTLOG_CACHE_URL=redis://" + redis.addr + "/0"}
+		"HEARTLOG_CACHE_URL=redis://" + redis.addr + "/0", "HEARTLOG_POSTGRES_SHARD_URLS=" + shardURL}
 	if r, code := statusReport(t, env); code != 0 {
 		t.Fatalf("with every store up: exit %d, warnings %q", code, r.Warnings)
 	}
@@ -229,6 +232,13 @@ func TestStatusStoreDownAndNATSDown(t *testing.T) {
 			t.Errorf("store %+v", st)
 		}
 	}
+
+	pg.Stop(t)
+	r, code = statusReport(t, env)
+	if code != 1 || !hasWarning(r, "SSDB (cache) unreachable") || !hasWarning(r, "Postgres shard 1 unreachable") {
+		t.Fatalf("SSDB and shard 1 down: exit %d, warnings %q", code, r.Warnings)
+	}
+	pg.Start(t) // for the test database's drop at the end
 
 	n.Shutdown()
 	out, errOut, code := runStatus(t, env, false)
