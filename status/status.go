@@ -232,12 +232,15 @@ func streamState(ctx context.Context, stream jetstream.Stream, now time.Time) (S
 	return s, nil
 }
 
-// consumers reads every durable on the stream, with one direct get each
+// consumers reads every durable consumer on the stream, with one direct get each
 // for the age of its oldest unacked message.
 func consumers(ctx context.Context, stream jetstream.Stream, now time.Time) ([]Consumer, error) {
 	out := []Consumer{}
 	list := stream.ListConsumers(ctx)
 	for info := range list.Info() {
+		if info.Config.Durable == "" {
+			continue // ordered consumers: a replay's, a compaction's, the live status bars': transient
+		}
 		c := Consumer{Name: info.Name, Processor: processorOf(info.Name),
 			Pending: info.NumPending, AckPending: info.NumAckPending, Redelivered: info.NumRedelivered,
 			WaitingPulls: info.NumWaiting}

@@ -54,8 +54,8 @@ func statusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "One screen for the whole system; the exit code says whether anything needs attention",
 		Long: `Show the whole system at once: the stream (messages, bytes, the oldest message's
-age against MaxAge, fill against MaxBytes and MaxMsgs), every consumer on it by
-processor (lag, ack pending, oldest unacked, redeliveries, whether a client is
+age against MaxAge, fill against MaxBytes and MaxMsgs), every durable consumer on
+it by processor (lag, ack pending, oldest unacked, redeliveries, whether a client is
 pulling), the days (open, closed, compacted, dropped; the oldest day still in
 Postgres; compactions in progress), the parked heartbeats, each store's
 reachability (the /readyz probes, with each Postgres database, and the backup
@@ -79,8 +79,10 @@ Exit status:
    "days": {"open", "closed", "compacted", "dropped", "oldest_in_postgres",
    "compacting", "error"}, "parked": {"total", "by_processor"},
    "stores": [{"name", "ok", "error"}], "backup_verify": {"at", "took",
-   "files", "missing", "stale", "extra", "error"}, "warnings": [...]}
-Durations are Go durations ("54h0m0s"), fills 0..1.
+   "files", "missing", "stale", "extra", "error", "read_error"},
+   "warnings": [...]}
+Durations are Go durations ("54h0m0s"), fills 0..1. Exit status 2 prints no
+report, only the error on stderr.
 
 Examples:
   heartlog status
