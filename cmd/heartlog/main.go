@@ -21,9 +21,18 @@ func main() {
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = nil // stopped by a signal while starting: a clean stop
 	}
+	code := 0
+	if err != nil {
+		code = 1
+	}
+	if ee := (*exitError)(nil); errors.As(err, &ee) {
+		code, err = ee.code, ee.err // a command's own exit status (status)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "heartlog:", err)
-		os.Exit(1)
+	}
+	if code != 0 {
+		os.Exit(code)
 	}
 }
 
@@ -44,6 +53,6 @@ to list them with their defaults.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), processCmd(), devCmd(), replayCmd(), dlqCmd(), shardsCmd(), daysCmd(), usersCmd(), importCmd(), exportCmd(), migrateCmd(), configCmd())
+	root.AddCommand(serveCmd(), processCmd(), devCmd(), replayCmd(), dlqCmd(), shardsCmd(), daysCmd(), usersCmd(), importCmd(), exportCmd(), statusCmd(), migrateCmd(), configCmd())
 	return root
 }
