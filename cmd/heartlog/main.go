@@ -21,6 +21,10 @@ func main() {
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = nil // stopped by a signal while starting: a clean stop
 	}
+	var code exitCode // a command that printed why and chose its status
+	if errors.As(err, &code) {
+		os.Exit(int(code))
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "heartlog:", err)
 		os.Exit(1)
@@ -44,6 +48,6 @@ to list them with their defaults.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), processCmd(), devCmd(), replayCmd(), dlqCmd(), shardsCmd(), daysCmd(), usersCmd(), importCmd(), exportCmd(), migrateCmd(), configCmd())
+	root.AddCommand(serveCmd(), processCmd(), devCmd(), replayCmd(), dlqCmd(), shardsCmd(), daysCmd(), usersCmd(), importCmd(), exportCmd(), backupCmd(), rebuildCmd(), migrateCmd(), configCmd())
 	return root
 }
