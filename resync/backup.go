@@ -192,6 +192,7 @@ func findExtras(ctx context.Context, primary, backup objstore.Bucket, keys []str
 // S3's over a missing or stale one. err stops the run (S3 or the backup
 // cannot be read); failure is a repair that did not succeed, reported.
 func checkOne(ctx context.Context, primary, backup objstore.Bucket, key string, repair bool, pace pacer) (f Found, failure, err error) {
+	markerRefused := false
 	for attempt := 1; ; attempt++ {
 		data, _, found, err := getOrNone(ctx, primary, key)
 		if err != nil || !found {
@@ -223,7 +224,14 @@ func checkOne(ctx context.Context, primary, backup objstore.Bucket, key string, 
 		}
 		// etag "" (missing) is a create-only write: a file the live
 		// backup processor creates meanwhile is read again, not replaced.
-		_, err = backup.PutIfMatch(ctx, key, data, etag)
+		// Some servers (versitygw) refuse a create-only write over a delete
+		// marker: a file still missing after a refusal is written plainly.
+		if markerRefused && !found {
+			_, err = backup.Put(ctx, key, data)
+		} else {
+			_, err = backup.PutIfMatch(ctx, key, data, etag)
+		}
+		markerRefused = !found && errors.Is(err, objstore.ErrPreconditionFailed)
 		switch {
 		case err == nil:
 			f.Repaired = true

@@ -96,13 +96,7 @@ func cacheOne(ctx context.Context, primary objstore.Bucket, c *ssdb.Cache, store
 			return 0, "", err
 		}
 		out, body, bodyHbs := written, data, hbs
-		if cached != nil && bytes.Equal(cached, data) {
-			if _, ok, err := c.Get(ctx, digest.Key(key)); err != nil {
-				return 0, "", err
-			} else if ok {
-				return inSync, "", nil
-			}
-		} else if cached != nil {
+		if cached != nil && !bytes.Equal(cached, data) {
 			// A readable entry with heartbeats S3 lacks keeps them: S3 is
 			// behind the cache processor for a moment, not ahead.
 			if theirs, err := dayfile.Decode(cached); err == nil {
@@ -112,6 +106,13 @@ func cacheOne(ctx context.Context, primary objstore.Bucket, c *ssdb.Cache, store
 					}
 					out, bodyHbs = merged, all
 				}
+			}
+		}
+		if cached != nil && bytes.Equal(cached, body) {
+			if _, ok, err := c.Get(ctx, digest.Key(key)); err != nil {
+				return 0, "", err
+			} else if ok {
+				return inSync, "", nil // a digest is missing or current, never stale
 			}
 		}
 		_, err = store.Write(ctx, key, body, bodyHbs, tag)
