@@ -40,11 +40,11 @@ type scopeFlags struct {
 func (s *scopeFlags) add(cmd *cobra.Command, paced bool) {
 	f := cmd.Flags()
 	f.IntVar(&s.concurrency, "concurrency", 32, "files compared at once")
+	f.StringVar(&s.since, "since", "", "only days from this UTC day on, by the day in the key: a date (2026-11-20) or a duration ago (720h)")
+	f.StringVar(&s.user, "user", "", "only this user's day files (user id; looked up in Postgres for its key prefix)")
 	if !paced {
 		return
 	}
-	f.StringVar(&s.since, "since", "", "only days from this UTC day on, by the day in the key: a date (2026-11-20) or a duration ago (720h)")
-	f.StringVar(&s.user, "user", "", "only this user's day files (user id; looked up in Postgres for its key prefix)")
 	f.Float64Var(&s.rate, "rate", -1, "ceiling on the backup's requests per second (default HEARTLOG_BACKUP_REQUESTS_PER_SECOND; 0: none)")
 }
 
