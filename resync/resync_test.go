@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"testing"
+	"time"
 
 	"heartlog/internal/heartlogtest"
 	"heartlog/reads"
@@ -218,5 +219,39 @@ func TestRebuildCacheAnswersOldDaysFromSSDB(t *testing.T) {
 	}
 	if rep, err = resync.RebuildCache(ctx, st.Primary, st.Cache, resync.Options{Scope: u.scope}); err != nil || rep.InSync != 4 {
 		t.Fatalf("re-run: %+v, %v (want all 4 in sync, the merged one as the union)", rep, err)
+	}
+}
+
+func TestEveryExportsTheDrift(t *testing.T) {
+	st := heartlogtest.OpenStores(t)
+	u := newUser(t, st, 3, true)
+	u.drift(t, st)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- resync.Every(ctx, 50*time.Millisecond, st.Primary, st.Backup, resync.Options{Scope: u.scope}, heartlogtest.Logger(t))
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for heartlogtest.MetricValue(t, "heartlog_backup_verify_last_success_timestamp_seconds", nil) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no scheduled verify finished in 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range resync.Kinds {
+		if v := heartlogtest.MetricValue(t, "heartlog_backup_drift_files", map[string]string{"kind": string(k)}); v != 1 {
+			t.Errorf("heartlog_backup_drift_files{kind=%q} = %v, want 1", k, v)
+		}
+	}
+	if v := heartlogtest.MetricValue(t, "heartlog_backup_verify_files", nil); v != 3 {
+		t.Errorf("heartlog_backup_verify_files = %v, want 3", v)
+	}
+	// Report only: the scheduled verify never writes.
+	if _, _, err := st.Backup.Get(context.Background(), u.days[0].Key()); err == nil {
+		t.Error("the scheduled verify repaired the missing file")
 	}
 }

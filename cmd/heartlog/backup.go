@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"heartlog/objstore"
 	"heartlog/resync"
 	"heartlog/ssdb"
+	"heartlog/streams"
 	"heartlog/users"
 )
 
@@ -352,4 +354,23 @@ func rebuildOneCmd(target string) *cobra.Command {
 	scope.add(cmd, target == "backup")
 	cmd.Flags().BoolVar(&fromS3, "from-s3", false, "read the day files from S3 (required)")
 	return cmd
+}
+
+// backupVerifier is the scheduled backup verify (resync.Every) of a
+// process that runs the backup processor, or nil if it runs none or
+// HEARTLOG_BACKUP_VERIFY_EVERY is 0.
+func (rt *runtime) backupVerifier(ctx context.Context, names []string) (func(context.Context) error, error) {
+	if rt.cfg.BackupVerifyEvery <= 0 || !slices.Contains(names, streams.DurableBackup) {
+		return nil, nil
+	}
+	primary, backup, err := openBuckets(ctx, rt.cfg, "verify")
+	if err != nil {
+		return nil, err
+	}
+	o := resync.Options{RequestsPerSecond: rt.cfg.BackupVerifyRequestsPerSec, Concurrency: 8}
+	rt.log.Info().Str("every", rt.cfg.BackupVerifyEvery.String()).Float64("requests_per_second", o.RequestsPerSecond).
+		Msg("backup verify scheduled (HEARTLOG_BACKUP_VERIFY_EVERY)")
+	return func(ctx context.Context) error {
+		return resync.Every(ctx, rt.cfg.BackupVerifyEvery, primary, backup, o, rt.log)
+	}, nil
 }
