@@ -77,10 +77,6 @@ func (r Report) Left() int {
 	return n
 }
 
-// maxAttempts bounds the re-reads after a conditional write was refused
-// (the live backup processor wrote the file in between).
-const maxAttempts = 3
-
 // VerifyBackup compares every S3 day file in scope with the backup's
 // current object by bytes, and finds backup day files that S3 lacks. It
 // costs per file one S3 GET and one backup GET, plus a backup PUT for each
@@ -191,9 +187,17 @@ func findExtras(ctx context.Context, primary, backup objstore.Bucket, keys []str
 // checkOne compares one S3 file with the backup's and, with repair, writes
 // S3's over a missing or stale one. err stops the run (S3 or the backup
 // cannot be read); failure is a repair that did not succeed, reported.
+//
+// A repair write is conditional on the backup version read. When it is
+// refused, the backup processor wrote the file in between (a late
+// heartbeat, possibly one S3 does not hold yet): the file is read again and
+// left as it is, equal to S3 (repaired) or not (reported, for the next
+// run), never overwritten blindly. The one exception is a file still
+// missing: some servers (versitygw) refuse a create-only write over a
+// delete marker, so it is then written plainly.
 func checkOne(ctx context.Context, primary, backup objstore.Bucket, key string, repair bool, pace pacer) (f Found, failure, err error) {
-	markerRefused := false
-	for attempt := 1; ; attempt++ {
+	refused := false
+	for {
 		data, _, found, err := getOrNone(ctx, primary, key)
 		if err != nil || !found {
 			return Found{}, nil, err // gone from S3 since it was listed: nothing to compare
@@ -205,15 +209,18 @@ func checkOne(ctx context.Context, primary, backup objstore.Bucket, key string, 
 		if err != nil {
 			return Found{}, nil, err
 		}
+		same := found && bytes.Equal(old, data)
 		switch {
-		case found && bytes.Equal(old, data) && attempt > 1:
-			f.Repaired = true // equal now: the live processor wrote S3's bytes
+		case same && refused:
+			f.Repaired = true // the other writer wrote S3's bytes
 			return f, nil, nil
-		case found && bytes.Equal(old, data):
+		case same:
 			return Found{}, nil, nil
-		case attempt == 1 && !found:
+		case refused && found:
+			return f, errors.New("the backup processor wrote it while it was repaired: left as it is, run verify again"), nil
+		case !refused && !found:
 			f = Found{Kind: Missing, Key: key}
-		case attempt == 1:
+		case !refused:
 			f = Found{Kind: Stale, Key: key}
 		}
 		if !repair {
@@ -222,24 +229,18 @@ func checkOne(ctx context.Context, primary, backup objstore.Bucket, key string, 
 		if err := pace.wait(ctx); err != nil {
 			return Found{}, nil, err
 		}
-		// etag "" (missing) is a create-only write: a file the live
-		// backup processor creates meanwhile is read again, not replaced.
-		// Some servers (versitygw) refuse a create-only write over a delete
-		// marker: a file still missing after a refusal is written plainly.
-		if markerRefused && !found {
+		if refused { // still missing: a delete marker the server would not create over
 			_, err = backup.Put(ctx, key, data)
 		} else {
-			_, err = backup.PutIfMatch(ctx, key, data, etag)
+			_, err = backup.PutIfMatch(ctx, key, data, etag) // etag "": create-only
 		}
-		markerRefused = !found && errors.Is(err, objstore.ErrPreconditionFailed)
 		switch {
 		case err == nil:
 			f.Repaired = true
 			return f, nil, nil
-		case !errors.Is(err, objstore.ErrPreconditionFailed):
+		case refused || !errors.Is(err, objstore.ErrPreconditionFailed):
 			return f, err, nil
-		case attempt == maxAttempts:
-			return f, fmt.Errorf("the backup file kept changing while it was repaired (%d attempts)", attempt), nil
 		}
+		refused = true
 	}
 }

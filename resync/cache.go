@@ -68,6 +68,10 @@ func RebuildCache(ctx context.Context, primary objstore.Bucket, c *ssdb.Cache, o
 	return rep, err
 }
 
+// maxCacheAttempts bounds the re-reads after the cache's generation moved
+// between the read and the write (another writer).
+const maxCacheAttempts = 3
+
 type outcome int
 
 const (
@@ -119,7 +123,7 @@ func cacheOne(ctx context.Context, primary objstore.Bucket, c *ssdb.Cache, store
 		switch {
 		case err == nil:
 			return out, "", nil
-		case errors.Is(err, dayfiles.ErrOverlapped), errors.Is(err, dayfiles.ErrConflict) && attempt == maxAttempts:
+		case errors.Is(err, dayfiles.ErrOverlapped), errors.Is(err, dayfiles.ErrConflict) && attempt == maxCacheAttempts:
 			if err := store.(dayfiles.Dropper).Drop(ctx, key); err != nil {
 				return 0, "", err
 			}

@@ -3,10 +3,13 @@ package resync_test
 import (
 	"bytes"
 	"context"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"heartlog/internal/heartlogtest"
+	"heartlog/objstore"
 	"heartlog/reads"
 	"heartlog/resync"
 	"heartlog/schema/digest"
@@ -253,5 +256,44 @@ func TestEveryExportsTheDrift(t *testing.T) {
 	// Report only: the scheduled verify never writes.
 	if _, _, err := st.Backup.Get(context.Background(), u.days[0].Key()); err == nil {
 		t.Error("the scheduled verify repaired the missing file")
+	}
+}
+
+// racingBackup is the real backup bucket with the backup processor's late
+// write landing between verify's read of a file and its repair.
+type racingBackup struct {
+	*objstore.S3
+	key  string
+	late []byte
+	once sync.Once
+}
+
+func (b *racingBackup) PutIfMatch(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
+	if key == b.key {
+		b.once.Do(func() {
+			if _, err := b.S3.Put(ctx, key, b.late); err != nil {
+				panic(err)
+			}
+		})
+	}
+	return b.S3.PutIfMatch(ctx, key, data, ifMatch)
+}
+
+func TestRepairDoesNotOverwriteALateWriteOfTheBackupProcessor(t *testing.T) {
+	ctx := context.Background()
+	st := heartlogtest.OpenStores(t)
+	u := newUser(t, st, 2, true)
+	_, stale, _ := u.drift(t, st)
+	late := heartlogtest.DayFile(t, u.days[1].Beats(t, 0, 12)) // S3's 11 heartbeats and a late one
+	b := &racingBackup{S3: st.Backup, key: stale, late: late}
+	rep, err := resync.VerifyBackup(ctx, st.Primary, b, resync.BackupOptions{Options: resync.Options{Scope: u.scope}, Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Failed) != 1 || !strings.Contains(rep.Failed[0], stale) || rep.Count(resync.Missing) != 1 {
+		t.Fatalf("failed %v, drift %+v: want the raced file reported, the missing one repaired", rep.Failed, rep.Drift)
+	}
+	if got, _, err := st.Backup.Get(ctx, stale); err != nil || !bytes.Equal(got, late) {
+		t.Fatalf("the backup processor's late write was overwritten (%v)", err)
 	}
 }
