@@ -140,8 +140,9 @@ not quarantine/ or the conditional-write probe). A file the backup processor
 is writing at that moment (its flush age is minutes) can show up once.
 
 --repair writes S3's file over each missing and stale one: a new version,
-conditional on the version it read, so a write of the live backup processor
-in between is read again instead of overwritten. Extras are reported and
+conditional on the version it read: a file the live backup processor wrote in
+between is left as it is and printed as failed (run verify again), never
+overwritten blindly. Extras are reported and
 kept: an extra is most often the last copy of a day file that S3 lost (put
 it back with "heartlog restore"), and deleting it would hide it. After
 checking, --repair --delete-extra deletes them: on the versioned bucket a
