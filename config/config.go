@@ -90,6 +90,8 @@ var Vars = []Var{
 	{"HEARTLOG_BACKUP_CONCURRENCY", "1024", "backup processor: writes in flight (2 s each: ~1000 needed to reach 450/s)", false},
 	{"HEARTLOG_BACKUP_MEMO_BYTES", "268435456", "backup processor: memory of the day files it wrote last, so that most changes cost one request, not two (needs conditional writes; 0: off)", false},
 	{"HEARTLOG_BACKUP_REQUESTS_PER_SECOND", "450", "backup processor: ceiling on its reads and writes together, below Spaces' ~500 requests/s per account (a single Space documents 240 requests/s and 150 writes/s: set about 140 for one Space)", false},
+	{"HEARTLOG_BACKUP_VERIFY_EVERY", "24h", "heartlog process (with the backup processor): compare every S3 day file with the backup this often, as `heartlog backup verify` does, exporting heartlog_backup_drift_files{kind}; 0: never", false},
+	{"HEARTLOG_BACKUP_VERIFY_REQUESTS_PER_SECOND", "20", "the scheduled backup verify: ceiling on its backup requests, beside the backup processor's under the same Space's limit (20,000 files take ~17 minutes at 20)", false},
 	{"HEARTLOG_DAYFILE_MAX_BYTES", "268435456", "largest day file (uncompressed bytes) the objects, cache and backup processors write; heartbeats past it are rejected (parked), the file is kept as it is", false},
 	{"HEARTLOG_DAYFILE_MAX_HEARTBEATS", "400000", "most heartbeats in one day file; past it, as HEARTLOG_DAYFILE_MAX_BYTES", false},
 	{"HEARTLOG_DAYFILE_MERGE_BYTES", "268435456", "each day-file processor: uncompressed bytes of day files merged at once (a larger file is merged alone)", false},
@@ -135,6 +137,10 @@ type Config struct {
 	Objects, Cache       Flush
 	BackupFlush          Flush
 	BackupRequestsPerSec float64
+	// BackupVerifyEvery is the scheduled verify's period (0: off), paced
+	// under BackupVerifyRequestsPerSec.
+	BackupVerifyEvery          time.Duration
+	BackupVerifyRequestsPerSec float64
 	// DayFileMaxBytes and DayFileMaxHeartbeats bound each day file;
 	// MergeBytes bounds what each day-file processor merges at once.
 	DayFileMaxBytes, DayFileMaxHeartbeats int
@@ -243,6 +249,10 @@ func FromEnv() (Config, error) {
 	c.Cache = r.flush("HEARTLOG_CACHE_")
 	c.BackupFlush = r.flush("HEARTLOG_BACKUP_")
 	c.BackupRequestsPerSec = r.float("HEARTLOG_BACKUP_REQUESTS_PER_SECOND")
+	if Lookup("HEARTLOG_BACKUP_VERIFY_EVERY") != "0" {
+		c.BackupVerifyEvery = r.duration("HEARTLOG_BACKUP_VERIFY_EVERY")
+	}
+	c.BackupVerifyRequestsPerSec = r.float("HEARTLOG_BACKUP_VERIFY_REQUESTS_PER_SECOND")
 	c.Objects.MemoBytes = int64(r.int("HEARTLOG_OBJECTS_MEMO_BYTES", 0, 1<<40))
 	c.BackupFlush.MemoBytes = int64(r.int("HEARTLOG_BACKUP_MEMO_BYTES", 0, 1<<40))
 	c.Cache.MemoBytes = int64(r.int("HEARTLOG_CACHE_MEMO_BYTES", 0, 1<<40))

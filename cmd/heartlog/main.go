@@ -26,7 +26,7 @@ func main() {
 		code = 1
 	}
 	if ee := (*exitError)(nil); errors.As(err, &ee) {
-		code, err = ee.code, ee.err // a command's own exit status (status)
+		code, err = ee.code, ee.err // a command's own exit status (status, backup verify)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "heartlog:", err)
@@ -35,6 +35,22 @@ func main() {
 		os.Exit(code)
 	}
 }
+
+// exitError ends the process with code, printing err first if set: how a
+// command chooses its own exit status (status, backup verify).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
 
 func rootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -53,6 +69,6 @@ to list them with their defaults.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), processCmd(), devCmd(), replayCmd(), dlqCmd(), shardsCmd(), daysCmd(), usersCmd(), importCmd(), exportCmd(), statusCmd(), migrateCmd(), configCmd())
+	root.AddCommand(serveCmd(), processCmd(), devCmd(), replayCmd(), dlqCmd(), shardsCmd(), daysCmd(), usersCmd(), importCmd(), exportCmd(), backupCmd(), rebuildCmd(), statusCmd(), migrateCmd(), configCmd())
 	return root
 }

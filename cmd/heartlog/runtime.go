@@ -281,6 +281,11 @@ func (rt *runtime) process(ctx context.Context, names []string) (err error) {
 		runs = append(runs, func(ctx context.Context) error { return processors.RunPartitions(ctx, rt.js, rt.sc, sink, opts) })
 		rt.log.Info().Str("processor", name).Str("flush_age", f.Age.String()).Msg("day-file processor starting: late heartbeats of closed days, every partition")
 	}
+	if run, err := rt.backupVerifier(ctx, names); err != nil {
+		return err
+	} else if run != nil {
+		runs = append(runs, run)
+	}
 	if !rt.noJanitor {
 		run, err := rt.janitor(ctx)
 		if err != nil {

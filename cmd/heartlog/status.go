@@ -32,21 +32,6 @@ const (
 	statusError    = 2
 )
 
-// exitError ends the process with code, printing err first if set.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string {
-	if e.err == nil {
-		return fmt.Sprintf("exit status %d", e.code)
-	}
-	return e.err.Error()
-}
-
-func (e *exitError) Unwrap() error { return e.err }
-
 func statusCmd() *cobra.Command {
 	var asJSON, all bool
 	var timeout time.Duration
