@@ -3,6 +3,7 @@ package objstore_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"heartlog/objstore"
 )
@@ -16,6 +17,12 @@ func TestHistory(t *testing.T) {
 	etag1, err := raw.Put(ctx, a, []byte("a1"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	firstWritten := time.Now()
+	// The next version is written in a later second, so that a server
+	// that reports when a version was superseded is told apart.
+	for next := firstWritten.Truncate(time.Second).Add(time.Second); time.Now().Before(next); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	if _, err := raw.Put(ctx, a, []byte("a2")); err != nil {
 		t.Fatal(err)
@@ -40,6 +47,9 @@ func TestHistory(t *testing.T) {
 	for e, err := range raw.History(ctx, w.key("h/")) {
 		if err != nil {
 			t.Fatal(err)
+		}
+		if e.Key == a && !e.IsLatest && e.LastModified.After(firstWritten) {
+			t.Errorf("the first version of a: LastModified %s, after it was written (%s)", e.LastModified, firstWritten)
 		}
 		if e.DeleteMarker {
 			markers[e.Key]++

@@ -592,7 +592,9 @@ func (b *S3) DeleteIfMatch(ctx context.Context, key, ifMatch string) error {
 }
 
 // History implements Historian with ListObjectVersions over prefix: every
-// version and delete marker of every key under it, 1000 a request. Per key
+// version and delete marker of every key under it, 1000 a request. A
+// version's LastModified is when it was written (see created for
+// versitygw's noncurrent versions). Per key
 // the entries come newest first; keys come in ascending order (a key's
 // versions and its markers may arrive on different pages: collect by key
 // before deciding).
@@ -612,7 +614,7 @@ func (b *S3) History(ctx context.Context, prefix string) iter.Seq2[Entry, error]
 			for _, v := range page.Versions {
 				e := Entry{Key: aws.ToString(v.Key), Version: Version{
 					ID: aws.ToString(v.VersionId), ETag: unquote(aws.ToString(v.ETag)),
-					IsLatest: aws.ToBool(v.IsLatest), LastModified: aws.ToTime(v.LastModified),
+					IsLatest: aws.ToBool(v.IsLatest), LastModified: created(aws.ToString(v.VersionId), aws.ToTime(v.LastModified)),
 				}}
 				if !yield(e, nil) {
 					return
