@@ -44,6 +44,6 @@ to list them with their defaults.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), processCmd(), devCmd(), replayCmd(), dlqCmd(), shardsCmd(), daysCmd(), usersCmd(), importCmd(), exportCmd(), migrateCmd(), configCmd())
+	root.AddCommand(serveCmd(), processCmd(), devCmd(), replayCmd(), dlqCmd(), shardsCmd(), daysCmd(), usersCmd(), importCmd(), exportCmd(), restoreCmd(), migrateCmd(), configCmd())
 	return root
 }
