@@ -215,7 +215,7 @@ func printChange(c restore.Change) {
 }
 
 func restoreProgress(dry bool) func(restore.Progress) {
-	last := time.Time{}
+	last := time.Now() // a restore shorter than a second prints its end alone
 	return func(p restore.Progress) {
 		if !p.Done && time.Since(last) < time.Second {
 			return

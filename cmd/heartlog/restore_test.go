@@ -104,3 +104,20 @@ func TestRestoreKilledAndRerun(t *testing.T) {
 	}
 	t.Logf("re-run:\n%s", out)
 }
+
+// TestRestoreRefusesBadFlags: bad input is a clear error before anything
+// is read or written.
+func TestRestoreRefusesBadFlags(t *testing.T) {
+	for args, want := range map[string]string{
+		"--dry-run":                  "--at is required",
+		"--at yesterday":             `--at: "yesterday": want RFC 3339`,
+		"--at 1h --to disk":          `--to "disk": want objects, cache or both`,
+		"--at 1h --since 2026-13-01": "--since:",
+		"--at 1h --day 2026-11-01 --until 2026-11-02": "if any flags in the group [day until] are set none of the others can be",
+	} {
+		out, err := command(nil, append([]string{"restore"}, strings.Fields(args)...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("restore %s: %v, %s; want an error saying %q", args, err, out, want)
+		}
+	}
+}
