@@ -166,7 +166,7 @@ func TestRestore(t *testing.T) {
 	r.commit(0, 5, "late")      // gets late heartbeats after T
 	r.commit(1, 4, "overwrite") // overwritten from outside after T
 	r.commit(2, 3, "deleted")   // deleted after T
-	r.commit(4, 3, "unchanged") // left alone
+	r.commit(4, 3, "overwritten in S3 alone") // garbage in S3 after T
 	at := mark(t)
 	keys := []string{r.key(0), r.key(1), r.key(2), r.key(3), r.key(4)}
 	before := map[string]state{}
@@ -197,6 +197,9 @@ func TestRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	created := r.commit(3, 2, "created") // did not exist at T
+	if _, err := r.st.Primary.Put(ctx, r.key(4), []byte("not a day file")); err != nil { // S3 alone
+		t.Fatal(err)
+	}
 
 	versions := r.backupVersions(keys)
 	after := map[string]state{}
@@ -206,8 +209,8 @@ func TestRestore(t *testing.T) {
 	o := r.options(at)
 	o.DryRun = true
 	p, changes := r.run(o)
-	if p.Total != 5 || p.Changed != 4 {
-		t.Errorf("dry run: %+v, want 5 files listed, 4 to change", p)
+	if p.Total != 5 || p.Changed != 5 {
+		t.Errorf("dry run: %+v, want 5 files listed, 5 to change", p)
 	}
 	for _, k := range keys {
 		if got := r.state(k); !equalState(got, after[k]) {
@@ -225,14 +228,15 @@ func TestRestore(t *testing.T) {
 		r.key(2) + " objects created added 3", // the cache entry is missing: left to reads
 		r.key(3) + " cache deleted removed " + fmt.Sprint(len(created)),
 		r.key(3) + " objects deleted removed " + fmt.Sprint(len(created)),
+		r.key(4) + " objects unreadable added 3",
 	}
 	if got := describe(changes); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("dry run listed\n%s\nwant\n%s", join(got), join(want))
 	}
 
 	p, _ = r.run(r.options(at))
-	if p.Changed != 4 || p.Conflicts != 0 || !p.Done {
-		t.Errorf("restore: %+v, want 4 files changed", p)
+	if p.Changed != 5 || p.Conflicts != 0 || !p.Done {
+		t.Errorf("restore: %+v, want 5 files changed", p)
 	}
 	for _, k := range keys {
 		got, was := r.state(k), before[k]
@@ -263,15 +267,34 @@ func TestRestoreKeepsAConcurrentLateWrite(t *testing.T) {
 	atT := r.commit(0, 4, "base")
 	at := mark(t)
 	before := r.commit(0, 1, "before-restore")
-	var once sync.Once
-	var during []string
+	r.commit(1, 2, "created-after-t") // restore deletes it, unless ...
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var during, duringNew []string
 	o := r.options(at)
-	restore.SetBeforeWrite(&o, func(string) {
-		once.Do(func() { during = r.commit(0, 1, "during-restore", "objects", "cache", "backup") })
+	restore.SetBeforeWrite(&o, func(key string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if seen[key] {
+			return
+		}
+		seen[key] = true
+		switch key {
+		case r.key(0):
+			during = r.commit(0, 1, "during-restore", "objects", "cache", "backup")
+		case r.key(1): // ... a heartbeat arrives while it does
+			duringNew = r.commit(1, 1, "during-restore", "objects", "cache", "backup")
+		}
 	})
 	p, changes := r.run(o)
-	if p.Conflicts == 0 {
-		t.Errorf("restore: %+v, want a conflict", p)
+	if p.Conflicts < 2 {
+		t.Errorf("restore: %+v, want a conflict on each file", p)
+	}
+	kept := r.state(r.key(1))
+	for name, data := range map[string][]byte{"S3": kept.objects, "cache": kept.cache} {
+		if ids := idsOf(t, data); fmt.Sprint(ids) != fmt.Sprint(duringNew) {
+			t.Errorf("the file that did not exist at T, %s: heartbeats %v, want only the one that arrived during the restore %v", name, ids, duringNew)
+		}
 	}
 	want := append(append([]string{}, atT...), during...)
 	sort.Strings(want)
@@ -284,8 +307,10 @@ func TestRestoreKeepsAConcurrentLateWrite(t *testing.T) {
 	if !got.digestOK {
 		t.Error("cache digest is not the digest of its day file")
 	}
-	if len(changes) == 0 || changes[len(changes)-1].Kept != 1 && changes[0].Kept != 1 {
-		t.Errorf("changes %+v: want one kept heartbeat reported", changes)
+	for _, c := range changes {
+		if c.Store == "objects" && (c.Kept != 1 || c.Conflicts != 1 || c.Deleted) {
+			t.Errorf("change %+v: want one conflict and one kept heartbeat reported, the file not deleted", c)
+		}
 	}
 }
 
@@ -316,6 +341,9 @@ func describe(changes []restore.Change) []string {
 		}
 		if c.Deleted {
 			s += " deleted"
+		}
+		if c.Unreadable {
+			s += " unreadable"
 		}
 		if len(c.Added) > 0 {
 			s += fmt.Sprintf(" added %d", len(c.Added))

@@ -89,6 +89,7 @@ func (r *run) put(ctx context.Context, s dayfiles.Store, name, key string, want 
 			break // the other write (an overlapped cache write) left the right content
 		}
 	}
+	ch.Deleted = goal == nil
 	r.report(ch)
 	return putResult{changed: true, conflicts: ch.Conflicts, final: goal}, nil
 }
