@@ -163,9 +163,9 @@ func (r *rig) run(o restore.Options) (restore.Progress, []restore.Change) {
 func TestRestore(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
-	r.commit(0, 5, "late")      // gets late heartbeats after T
-	r.commit(1, 4, "overwrite") // overwritten from outside after T
-	r.commit(2, 3, "deleted")   // deleted after T
+	r.commit(0, 5, "late")                    // gets late heartbeats after T
+	r.commit(1, 4, "overwrite")               // overwritten from outside after T
+	r.commit(2, 3, "deleted")                 // deleted after T
 	r.commit(4, 3, "overwritten in S3 alone") // garbage in S3 after T
 	at := mark(t)
 	keys := []string{r.key(0), r.key(1), r.key(2), r.key(3), r.key(4)}
@@ -196,7 +196,7 @@ func TestRestore(t *testing.T) {
 	if _, err := r.st.Cache.DropDayFile(ctx, r.key(2)); err != nil {
 		t.Fatal(err)
 	}
-	created := r.commit(3, 2, "created") // did not exist at T
+	created := r.commit(3, 2, "created")                                                 // did not exist at T
 	if _, err := r.st.Primary.Put(ctx, r.key(4), []byte("not a day file")); err != nil { // S3 alone
 		t.Fatal(err)
 	}
