@@ -82,6 +82,7 @@ type Progress struct {
 	Files, Total int // files looked at, and listed
 	Changed      int // files written (or that would be, with DryRun)
 	Conflicts    int // writes refused because the file changed meanwhile
+	Failed       int // files left as they were after an error (see Run)
 	Elapsed      time.Duration
 	Done         bool
 }
@@ -123,7 +124,11 @@ type Change struct {
 // ErrNoTarget is returned for Options that restore nothing.
 var ErrNoTarget = errors.New("restore: nothing to restore to (objects, cache)")
 
-// Run restores every day file in the backup's history under o.Prefix.
+// Run restores every day file in the backup's history under o.Prefix. A
+// file that fails (a backup version that does not decode, a store error
+// after its retries, a file that changed under every attempt) is not
+// restored, or only in S3, and the others go on; Run then returns an
+// error naming them (a re-run retries them).
 func Run(ctx context.Context, backup Backup, primary Primary, cache *ssdb.Cache, o Options) (Progress, error) {
 	if o.At.IsZero() {
 		return Progress{}, errors.New("restore: no time to restore to")
@@ -157,7 +162,14 @@ func Run(ctx context.Context, backup Backup, primary Primary, cache *ssdb.Cache,
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Concurrency)
 	for _, t := range targets {
-		g.Go(func() error { return r.restore(gctx, t) })
+		g.Go(func() error {
+			err := r.restore(gctx, t)
+			if err != nil && gctx.Err() == nil {
+				r.fail(err)
+				return nil // one file's error holds back no other file
+			}
+			return err
+		})
 	}
 	err = g.Wait()
 	r.mu.Lock()
@@ -166,7 +178,23 @@ func Run(ctx context.Context, backup Backup, primary Primary, cache *ssdb.Cache,
 	if o.Progress != nil && err == nil {
 		o.Progress(r.p)
 	}
+	if err == nil && r.p.Failed > 0 {
+		err = fmt.Errorf("restore: %d files not restored (run again to retry them): %w", r.p.Failed, errors.Join(r.errs...))
+	}
 	return r.p, err
+}
+
+// maxErrors bounds the errors Run returns; the rest are counted.
+const maxErrors = 20
+
+func (r *run) fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.p.Failed++
+	r.p.Files++
+	if len(r.errs) < maxErrors {
+		r.errs = append(r.errs, err)
+	}
 }
 
 type run struct {
@@ -182,6 +210,7 @@ type run struct {
 	mu      sync.Mutex
 	p       Progress
 	written int
+	errs    []error
 }
 
 // target is one key and its state at TIME: the version to restore, or

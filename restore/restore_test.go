@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -362,4 +363,33 @@ func join(s []string) string {
 		b.WriteString("  " + l + "\n")
 	}
 	return b.String()
+}
+
+// TestRestoreGoesOnPastABadVersion: a backup version that does not decode
+// fails its file alone; the others are restored and Run says which failed.
+func TestRestoreGoesOnPastABadVersion(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	r.commit(0, 2, "good")
+	if _, err := r.st.Backup.Put(ctx, r.key(1), []byte("not a day file")); err != nil {
+		t.Fatal(err)
+	}
+	r.commit(1, 1, "in-s3", "objects")
+	at := mark(t)
+	good := r.state(r.key(0))
+	r.commit(0, 1, "late")
+	bad := r.state(r.key(1))
+	var changes []restore.Change
+	o := r.options(at)
+	o.Changed = func(c restore.Change) { changes = append(changes, c) }
+	p, err := restore.Run(ctx, r.st.Backup, r.st.Primary, r.st.Cache, o)
+	if err == nil || !strings.Contains(err.Error(), r.key(1)) || !strings.Contains(err.Error(), "does not decode") || p.Failed != 1 {
+		t.Fatalf("restore: %+v, %v; want the bad version's file named in an error", p, err)
+	}
+	if got := r.state(r.key(0)); !equalState(got, good) {
+		t.Error("the good file was not restored")
+	}
+	if got := r.state(r.key(1)); !equalState(got, bad) {
+		t.Error("the file whose version does not decode changed")
+	}
 }

@@ -171,16 +171,16 @@ func runRestore(ctx context.Context, cfg config.Config, o restore.Options) error
 	} else {
 		p, err = restore.Run(ctx, backup, nil, cache, o)
 	}
-	if err != nil {
+	if !p.Done {
 		return err
 	}
 	verb := "changed"
 	if o.DryRun {
 		verb = "would change (dry run: nothing written)"
 	}
-	fmt.Printf("restore to %s: %d files in the backup's history, %d %s, %d conflicts with concurrent writes\n",
-		o.At.UTC().Format(time.RFC3339Nano), p.Total, p.Changed, verb, p.Conflicts)
-	return nil
+	fmt.Printf("restore to %s: %d files in the backup's history, %d %s, %d conflicts with concurrent writes, %d failed\n",
+		o.At.UTC().Format(time.RFC3339Nano), p.Total, p.Changed, verb, p.Conflicts, p.Failed)
+	return err // the failed files, if any
 }
 
 // rawBucket is a bucket without the metrics decorator: restore needs the
