@@ -103,6 +103,7 @@ var Vars = []Var{
 	{"HEARTLOG_LOG_FORMAT", "console", "console (for people) or json (for log shippers)", false},
 	{"HEARTLOG_DEBUG_JANITOR_PAUSE", "", "fault tests only (`make chaos`): the shard janitor waits, holding its lock, after this step of a day (prove, drain, settle, detach, drop, mark-dropped) to be killed there; empty: off", false},
 	{"HEARTLOG_DEBUG_MOVE_KILL_AT", "", "fault tests only: `heartlog shards move` kills itself (SIGKILL) after this step (lock, partition, copy, switch, settle, fence, recopy, verify, detach, drop); empty: off", false},
+	{"HEARTLOG_DEBUG_RESTORE_KILL_AFTER", "0", "fault tests only: `heartlog restore` kills itself (SIGKILL) after writing this many files; 0: off", false},
 }
 
 // Bucket is one S3-compatible bucket.
@@ -193,6 +194,9 @@ type Config struct {
 	PlacementTTL time.Duration
 	// DebugMoveKillAt is a daymove.Step name, or empty.
 	DebugMoveKillAt string
+	// DebugRestoreKillAfter is the files `heartlog restore` writes before
+	// it kills itself; 0 for never.
+	DebugRestoreKillAfter int
 }
 
 // FromEnv reads every variable, falling back to its default. The error
@@ -231,6 +235,7 @@ func FromEnv() (Config, error) {
 	c.PostgresShardURLs = r.postgresURLs("HEARTLOG_POSTGRES_SHARD_URLS")
 	c.PlacementTTL = r.duration("HEARTLOG_PLACEMENT_TTL")
 	c.DebugMoveKillAt = r.str("HEARTLOG_DEBUG_MOVE_KILL_AT")
+	c.DebugRestoreKillAfter = r.int("HEARTLOG_DEBUG_RESTORE_KILL_AFTER", 0, 1<<30)
 	c.StreamMaxBytes = int64(r.int("HEARTLOG_STREAM_MAX_BYTES", 0, 1<<50))
 	c.Work = Work{
 		HeartbeatRate:     r.float("HEARTLOG_HEARTBEAT_RATE"),

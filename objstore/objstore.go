@@ -110,6 +110,23 @@ type Version struct {
 	LastModified time.Time
 }
 
+// Historian is implemented by versioned buckets that list the history of
+// many keys in one go (point-in-time restore): one request per 1000
+// entries instead of one per key.
+type Historian interface {
+	// History yields every version and delete marker of every key that
+	// starts with prefix. An error ends the sequence: it is yielded once.
+	History(ctx context.Context, prefix string) iter.Seq2[Entry, error]
+}
+
+// Entry is one step of a key's history: a version, or a delete marker
+// (which has an ID and a time but no content or ETag).
+type Entry struct {
+	Key string
+	Version
+	DeleteMarker bool
+}
+
 // ListAll collects List into a slice. Use it when the prefix is known to be
 // small (one user's days); range over List for a whole bucket.
 func ListAll(ctx context.Context, b Bucket, prefix string) ([]string, error) {

@@ -568,3 +568,66 @@ func addRetryCounter(stack *middleware.Stack) error {
 			return out, md, err
 		}), "Retry", middleware.Before)
 }
+
+// DeleteIfMatch removes key only if its current ETag is ifMatch (S3's
+// conditional DeleteObject, If-Match). A key that changed since the caller
+// read it is left as it is and the error matches ErrPreconditionFailed; a
+// key that no longer exists matches it too (on AWS a conditional delete of
+// a missing key is 404). Servers that ignore the condition delete
+// unconditionally (see CheckConditionalWrites for the writes).
+func (b *S3) DeleteIfMatch(ctx context.Context, key, ifMatch string) error {
+	if ifMatch == "" {
+		return fmt.Errorf("objstore: delete %s/%s: empty ETag condition", b.bucket, key)
+	}
+	_, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{
+		Bucket: aws.String(b.bucket), Key: aws.String(key), IfMatch: aws.String(`"` + ifMatch + `"`),
+	})
+	if err != nil {
+		if isConditionFailed(err) {
+			return fmt.Errorf("objstore: delete %s/%s if %s: %w: %w", b.bucket, key, condition(ifMatch), ErrPreconditionFailed, err)
+		}
+		return b.wrap("delete", key, err)
+	}
+	return nil
+}
+
+// History implements Historian with ListObjectVersions over prefix: every
+// version and delete marker of every key under it, 1000 a request. A
+// version's LastModified is when it was written (see created for
+// versitygw's noncurrent versions). Per key
+// the entries come newest first; keys come in ascending order (a key's
+// versions and its markers may arrive on different pages: collect by key
+// before deciding).
+func (b *S3) History(ctx context.Context, prefix string) iter.Seq2[Entry, error] {
+	return func(yield func(Entry, error) bool) {
+		in := &s3.ListObjectVersionsInput{Bucket: aws.String(b.bucket)}
+		if prefix != "" {
+			in.Prefix = aws.String(prefix)
+		}
+		pages := s3.NewListObjectVersionsPaginator(b.client, in)
+		for pages.HasMorePages() {
+			page, err := pages.NextPage(ctx)
+			if err != nil {
+				yield(Entry{}, b.wrap("list versions of", prefix+"*", err))
+				return
+			}
+			for _, v := range page.Versions {
+				e := Entry{Key: aws.ToString(v.Key), Version: Version{
+					ID: aws.ToString(v.VersionId), ETag: unquote(aws.ToString(v.ETag)),
+					IsLatest: aws.ToBool(v.IsLatest), LastModified: created(aws.ToString(v.VersionId), aws.ToTime(v.LastModified)),
+				}}
+				if !yield(e, nil) {
+					return
+				}
+			}
+			for _, m := range page.DeleteMarkers {
+				e := Entry{Key: aws.ToString(m.Key), DeleteMarker: true, Version: Version{
+					ID: aws.ToString(m.VersionId), IsLatest: aws.ToBool(m.IsLatest), LastModified: aws.ToTime(m.LastModified),
+				}}
+				if !yield(e, nil) {
+					return
+				}
+			}
+		}
+	}
+}

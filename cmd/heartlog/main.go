@@ -69,6 +69,6 @@ to list them with their defaults.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), processCmd(), devCmd(), replayCmd(), dlqCmd(), shardsCmd(), daysCmd(), usersCmd(), importCmd(), exportCmd(), backupCmd(), rebuildCmd(), statusCmd(), migrateCmd(), configCmd())
+	root.AddCommand(serveCmd(), processCmd(), devCmd(), replayCmd(), dlqCmd(), shardsCmd(), daysCmd(), usersCmd(), importCmd(), exportCmd(), restoreCmd(), backupCmd(), rebuildCmd(), statusCmd(), migrateCmd(), configCmd())
 	return root
 }
