@@ -4,14 +4,12 @@
 // its own, so that the page's calls go out before ECharts is parsed.
 // Tooltips render as rich text on the canvas, because ECharts' HTML
 // tooltips carry style attributes, which style-src 'self' blocks.
-import { BarChart, CustomChart, HeatmapChart } from "echarts/charts";
+import { BarChart, CustomChart } from "echarts/charts";
 import {
   AriaComponent,
-  CalendarComponent,
   GridComponent,
   LegendComponent,
   TooltipComponent,
-  VisualMapComponent,
 } from "echarts/components";
 import * as echarts from "echarts/core";
 import { CanvasRenderer } from "echarts/renderers";
@@ -20,13 +18,10 @@ import { dark, palette } from "./theme";
 echarts.use([
   BarChart,
   CustomChart,
-  HeatmapChart,
   AriaComponent,
-  CalendarComponent,
   GridComponent,
   LegendComponent,
   TooltipComponent,
-  VisualMapComponent,
   CanvasRenderer,
 ]);
 

@@ -1,45 +1,116 @@
 // The year heat map: coding time of each of the 365 days, from one
-// GetHeatMap call, on an ECharts calendar.
-import { Chart } from "../chart";
-import { dark } from "../theme";
+// GetHeatMap call, drawn by hand on one canvas: a column per week (Monday
+// first), a cell per day. ECharts' calendar made an element, a style and a
+// label layout for each of the 365 cells (some 130 ms of a year's
+// navigation); here each cell is one fillRect. The table beside it says
+// the same for screen readers, so the canvas is hidden from them, and it
+// takes no keyboard focus (as the ECharts one did not).
+import { boxSize, type Size } from "../chart";
 import { byId, el, fillTable } from "../dom";
-import { hours } from "../format";
 import type { DayTotal } from "../gen/heartlog/v1/stats_pb";
+import { dark } from "../theme";
 
-let chart: Chart | undefined;
+// As the ECharts calendar had it: labels left and above, cells 14 px high.
+const left = 32;
+const top = 24;
+const right = 8;
+const cellH = 14;
+const gap = 2;
+const scale = dark ? ["#232a33", "#0e4429", "#006d32", "#26a641", "#39d353"] : ["#ebedf0", "#9be9a8", "#40c463", "#30a14e", "#216e39"];
+const ink = dark ? "#9aa3b5" : "#5b6475";
+const months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const weekdays = ["Mon", "", "Wed", "", "Fri", "", ""];
 
-export function renderHeatMap(days: DayTotal[]): Promise<void> {
+interface Cell {
+  col: number;
+  row: number;
+  day: DayTotal;
+}
+
+let canvas: HTMLCanvasElement | undefined;
+let tip: HTMLElement | undefined;
+let cells: Cell[] = [];
+let byPos = new Map<number, Cell>();
+let cellW = 0;
+
+export function renderHeatMap(days: DayTotal[]): void {
   const rows = days.map((d) =>
     el("tr", {}, el("th", { scope: "row" }, d.date), el("td", { "data-date": d.date, "data-seconds": d.total?.totalSeconds ?? 0 }, d.total?.text ?? "")),
   );
   fillTable(byId<HTMLTableElement>("heatmap-table"), ["Date", "Time"], rows);
 
-  chart ??= new Chart(byId("heatmap-chart"), "Coding time per day over the last 365 days.");
-  const data = days.map((d) => [d.date, Number(((d.total?.totalSeconds ?? 0) / 3600).toFixed(2))]);
-  // The color scale's top, for display only.
-  const top = Math.max(1, ...data.map((d) => d[1] as number));
-  return chart.draw({
-    tooltip: { trigger: "item", renderMode: "richText", confine: true, valueFormatter: (v: number) => hours(v) },
-    visualMap: {
-      show: false,
-      min: 0,
-      max: top,
-      inRange: { color: dark ? ["#232a33", "#0e4429", "#006d32", "#26a641", "#39d353"] : ["#ebedf0", "#9be9a8", "#40c463", "#30a14e", "#216e39"] },
-    },
-    calendar: {
-      range: days.length ? [days[0].date, days[days.length - 1].date] : undefined,
-      cellSize: ["auto", 14],
-      left: 32,
-      right: 8,
-      top: 24,
-      bottom: 4,
-      itemStyle: { borderWidth: 2, borderColor: "transparent" },
-      splitLine: { show: false },
-      yearLabel: { show: false },
-      dayLabel: { firstDay: 1, nameMap: "en" },
-    },
-    // No hover emphasis (the tooltip says the day): 365 cells' hover
-    // states are most of the chart's setup.
-    series: [{ type: "heatmap", coordinateSystem: "calendar", data, emphasis: { disabled: true } }],
+  const box = byId("heatmap-chart");
+  if (!canvas) {
+    box.setAttribute("aria-hidden", "true");
+    canvas = el("canvas", { class: "heatmap-canvas" });
+    tip = el("div", { class: "heatmap-tip", hidden: true });
+    box.append(canvas, tip);
+    canvas.addEventListener("mousemove", hover);
+    canvas.addEventListener("mouseleave", () => (tip!.hidden = true));
+  }
+  // Day numbers since 1970 place each date in its week's column.
+  const first = days.length ? dayNumber(days[0].date) : 0;
+  const firstMonday = first - weekday(first);
+  cells = days.map((day) => {
+    const n = dayNumber(day.date) - firstMonday;
+    return { col: Math.floor(n / 7), row: n % 7, day };
   });
+  byPos = new Map(cells.map((c) => [c.col * 7 + c.row, c]));
+  draw(boxSize(box, draw));
+}
+
+function draw(size: Size): void {
+  if (!canvas) return;
+  const ratio = devicePixelRatio || 1;
+  canvas.width = Math.round(size.width * ratio);
+  canvas.height = Math.round(size.height * ratio);
+  canvas.style.width = `${size.width}px`;
+  canvas.style.height = `${size.height}px`;
+  const g = canvas.getContext("2d")!;
+  g.setTransform(ratio, 0, 0, ratio, 0, 0);
+  g.clearRect(0, 0, size.width, size.height);
+  const cols = cells.length ? cells[cells.length - 1].col + 1 : 53;
+  cellW = Math.max(1, (size.width - left - right) / cols);
+  // The scale's top, for display only: the busiest day.
+  const most = cells.reduce((m, c) => Math.max(m, c.day.total?.totalSeconds ?? 0), 0);
+  for (const c of cells) {
+    const s = c.day.total?.totalSeconds ?? 0;
+    g.fillStyle = s <= 0 ? scale[0] : scale[Math.min(4, 1 + Math.floor((s / most) * 4))];
+    g.fillRect(left + c.col * cellW + gap / 2, top + c.row * cellH + gap / 2, cellW - gap, cellH - gap);
+  }
+  g.fillStyle = ink;
+  g.font = "11px system-ui, sans-serif";
+  g.textBaseline = "middle";
+  weekdays.forEach((w, row) => g.fillText(w, 0, top + row * cellH + cellH / 2));
+  // A month's name above the week of its first day.
+  g.textBaseline = "alphabetic";
+  for (const c of cells) {
+    const [, m, d] = c.day.date.split("-");
+    if (d === "01" || c === cells[0]) g.fillText(months[Number(m) - 1], left + c.col * cellW, top - 8);
+  }
+}
+
+// hover shows the day under the pointer: its date and the API's text.
+function hover(ev: MouseEvent): void {
+  const col = Math.floor((ev.offsetX - left) / cellW);
+  const row = Math.floor((ev.offsetY - top) / cellH);
+  const c = col >= 0 && row >= 0 && row < 7 ? byPos.get(col * 7 + row) : undefined;
+  if (!c || !tip) {
+    if (tip) tip.hidden = true;
+    return;
+  }
+  tip.textContent = `${c.day.date}: ${c.day.total?.text || "0 secs"}`;
+  tip.hidden = false;
+  // Beside the cell, kept inside the box.
+  const x = Math.min(left + (col + 1) * cellW + 4, canvas!.clientWidth - tip.offsetWidth);
+  tip.style.transform = `translate(${Math.max(0, x)}px, ${top + row * cellH - 4}px)`;
+}
+
+function dayNumber(date: string): number {
+  return Math.round(Date.parse(date + "T00:00:00Z") / 86_400_000);
+}
+
+// weekday of a day number, Monday 0 (1970-01-01 was a Thursday).
+function weekday(n: number): number {
+  return (n + 3) % 7;
 }
