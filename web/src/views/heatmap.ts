@@ -1,13 +1,11 @@
 // The year heat map: coding time of each of the 365 days, from one
-// GetHeatMap call, drawn by hand on one canvas: a column per week (Monday
-// first), a cell per day. ECharts' calendar made an element, a style and a
-// label layout for each of the 365 cells (some 130 ms of a year's
-// navigation); here each cell is one fillRect. The table beside it says
-// the same for screen readers, so the canvas is hidden from them, and it
-// takes no keyboard focus (as the ECharts one did not).
-import { boxSize, type Size } from "../chart";
+// GetHeatMap call, drawn by hand (surface.ts): a column per week (Monday
+// first), a cell per day, one fillRect each. ECharts' calendar made an
+// element, a style and a state for each cell: some 130 ms of a year's
+// navigation.
 import { byId, el, fillTable } from "../dom";
 import type { DayTotal } from "../gen/heartlog/v1/stats_pb";
+import { ink, Surface } from "../surface";
 import { dark } from "../theme";
 
 // As the ECharts calendar had it: labels left and above, cells 14 px high.
@@ -17,7 +15,6 @@ const right = 8;
 const cellH = 14;
 const gap = 2;
 const scale = dark ? ["#232a33", "#0e4429", "#006d32", "#26a641", "#39d353"] : ["#ebedf0", "#9be9a8", "#40c463", "#30a14e", "#216e39"];
-const ink = dark ? "#9aa3b5" : "#5b6475";
 const months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const weekdays = ["Mon", "", "Wed", "", "Fri", "", ""];
 
@@ -27,11 +24,10 @@ interface Cell {
   day: DayTotal;
 }
 
-let canvas: HTMLCanvasElement | undefined;
-let tip: HTMLElement | undefined;
+let surface: Surface | undefined;
 let cells: Cell[] = [];
 let byPos = new Map<number, Cell>();
-let cellW = 0;
+let cellW = 1;
 
 export function renderHeatMap(days: DayTotal[]): void {
   const rows = days.map((d) =>
@@ -39,38 +35,23 @@ export function renderHeatMap(days: DayTotal[]): void {
   );
   fillTable(byId<HTMLTableElement>("heatmap-table"), ["Date", "Time"], rows);
 
-  const box = byId("heatmap-chart");
-  if (!canvas) {
-    box.setAttribute("aria-hidden", "true");
-    canvas = el("canvas", { class: "heatmap-canvas" });
-    tip = el("div", { class: "heatmap-tip", hidden: true });
-    box.append(canvas, tip);
-    canvas.addEventListener("mousemove", hover);
-    canvas.addEventListener("mouseleave", () => (tip!.hidden = true));
-  }
   // Day numbers since 1970 place each date in its week's column.
   const first = days.length ? dayNumber(days[0].date) : 0;
-  const firstMonday = first - weekday(first);
+  const firstMonday = first - ((first + 3) % 7); // 1970-01-01 was a Thursday
   cells = days.map((day) => {
     const n = dayNumber(day.date) - firstMonday;
     return { col: Math.floor(n / 7), row: n % 7, day };
   });
   byPos = new Map(cells.map((c) => [c.col * 7 + c.row, c]));
-  draw(boxSize(box, draw));
+  surface ??= new Surface(byId("heatmap-chart"), draw, hover);
+  draw();
 }
 
-function draw(size: Size): void {
-  if (!canvas) return;
-  const ratio = devicePixelRatio || 1;
-  canvas.width = Math.round(size.width * ratio);
-  canvas.height = Math.round(size.height * ratio);
-  canvas.style.width = `${size.width}px`;
-  canvas.style.height = `${size.height}px`;
-  const g = canvas.getContext("2d")!;
-  g.setTransform(ratio, 0, 0, ratio, 0, 0);
-  g.clearRect(0, 0, size.width, size.height);
+function draw(): void {
+  if (!surface) return;
+  const g = surface.context();
   const cols = cells.length ? cells[cells.length - 1].col + 1 : 53;
-  cellW = Math.max(1, (size.width - left - right) / cols);
+  cellW = Math.max(1, (surface.size.width - left - right) / cols);
   // The scale's top, for display only: the busiest day.
   const most = cells.reduce((m, c) => Math.max(m, c.day.total?.totalSeconds ?? 0), 0);
   for (const c of cells) {
@@ -79,7 +60,6 @@ function draw(size: Size): void {
     g.fillRect(left + c.col * cellW + gap / 2, top + c.row * cellH + gap / 2, cellW - gap, cellH - gap);
   }
   g.fillStyle = ink;
-  g.font = "11px system-ui, sans-serif";
   g.textBaseline = "middle";
   weekdays.forEach((w, row) => g.fillText(w, 0, top + row * cellH + cellH / 2));
   // A month's name above the week of its first day.
@@ -90,27 +70,15 @@ function draw(size: Size): void {
   }
 }
 
-// hover shows the day under the pointer: its date and the API's text.
-function hover(ev: MouseEvent): void {
-  const col = Math.floor((ev.offsetX - left) / cellW);
-  const row = Math.floor((ev.offsetY - top) / cellH);
+// hover names the day under the pointer with the API's text.
+function hover(x: number, y: number) {
+  const col = Math.floor((x - left) / cellW);
+  const row = Math.floor((y - top) / cellH);
   const c = col >= 0 && row >= 0 && row < 7 ? byPos.get(col * 7 + row) : undefined;
-  if (!c || !tip) {
-    if (tip) tip.hidden = true;
-    return;
-  }
-  tip.textContent = `${c.day.date}: ${c.day.total?.text || "0 secs"}`;
-  tip.hidden = false;
-  // Beside the cell, kept inside the box.
-  const x = Math.min(left + (col + 1) * cellW + 4, canvas!.clientWidth - tip.offsetWidth);
-  tip.style.transform = `translate(${Math.max(0, x)}px, ${top + row * cellH - 4}px)`;
+  if (!c) return undefined;
+  return { text: `${c.day.date}: ${c.day.total?.text || "0 secs"}`, x: left + (col + 1) * cellW, y: top + row * cellH - 4 };
 }
 
 function dayNumber(date: string): number {
   return Math.round(Date.parse(date + "T00:00:00Z") / 86_400_000);
-}
-
-// weekday of a day number, Monday 0 (1970-01-01 was a Thursday).
-function weekday(n: number): number {
-  return (n + 3) % 7;
 }
