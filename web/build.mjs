@@ -11,9 +11,8 @@ import { fileURLToPath } from "node:url";
 const root = dirname(fileURLToPath(import.meta.url));
 const dist = join(root, "dist");
 
-const result = await esbuild.build({
+const common = {
   absWorkingDir: root,
-  entryPoints: ["src/main.ts", "src/style.css"],
   bundle: true,
   minify: true,
   format: "esm",
@@ -23,26 +22,33 @@ const result = await esbuild.build({
   sourcemap: false,
   legalComments: "eof",
   entryNames: "[name]-[hash]",
+  outdir: "dist/assets",
+  write: false,
+  logLevel: "warning",
+};
+const result = await esbuild.build({
+  ...common,
+  entryPoints: ["src/main.ts", "src/style.css"],
   // ECharts is a chunk of its own (a dynamic import in src/chart.ts),
   // preloaded by index.html, parsed while the first calls are out.
   splitting: true,
   chunkNames: "[name]-[hash]",
-  outdir: "dist/assets",
   // ECharts strips its development checks and warnings on this.
   define: { "process.env.NODE_ENV": '"production"' },
-  write: false,
-  logLevel: "warning",
 });
+// boot.ts on its own, without chunks: the page's first script, whose calls
+// go out before main.js is loaded, must not wait for a chunk of it.
+const boot = await esbuild.build({ ...common, entryPoints: ["src/boot.ts"] });
 
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(join(dist, "assets"), { recursive: true });
 const names = {};
 const chunks = [];
-for (const f of result.outputFiles) {
+for (const f of [...result.outputFiles, ...boot.outputFiles]) {
   writeFileSync(f.path, f.contents);
   const name = basename(f.path);
   names[name.replace(/-[A-Z0-9]+\./, ".")] = name;
-  if (name.endsWith(".js") && !name.startsWith("main-")) chunks.push(name);
+  if (name.endsWith(".js") && !name.startsWith("main-") && !name.startsWith("boot-")) chunks.push(name);
 }
 chunks.sort();
 let html = readFileSync(join(root, "src/index.html"), "utf8");

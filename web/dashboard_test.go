@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -246,7 +248,7 @@ func assertTimeline(t *testing.T, a *statsAPI, s shown, project string) {
 }
 
 // assertHeatMap compares the heat map with GetHeatMap ending on its last day.
-func assertHeatMap(t *testing.T, a *statsAPI, s shown) {
+func assertHeatMap(t *testing.T, p *page, a *statsAPI, s shown) {
 	t.Helper()
 	if len(s.Heatmap) != 365 {
 		t.Errorf("heat map: %d days, want 365", len(s.Heatmap))
@@ -266,6 +268,40 @@ func assertHeatMap(t *testing.T, a *statsAPI, s shown) {
 	if nonzero == 0 {
 		t.Error("heat map: no day with time, though the user has some")
 	}
+	assertHeatMapTip(t, p, hm)
+}
+
+// assertHeatMapTip points at the heat map's last week's Monday (the canvas
+// is drawn by hand: a column per week, Monday on top) and compares the
+// tooltip with what GetHeatMap says of the day it names.
+func assertHeatMapTip(t *testing.T, p *page, hm *heartlogv1.GetHeatMapResponse) {
+	t.Helper()
+	at := eval[[]float64](t, p, `(() => {
+		const c = document.querySelector('#heatmap-chart canvas');
+		c.scrollIntoView({block: 'center'});
+		const r = c.getBoundingClientRect();
+		return [r.right - 12, r.top + 24 + 7];
+	})()`)
+	p.do(t, "point at the heat map", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, at[0], at[1]))
+	tip := eval[string](t, p, `(() => { const e = document.querySelector('#heatmap-chart .tip'); return e.hidden ? '' : e.textContent; })()`)
+	t.Logf("heat map tooltip at the last week's Monday: %q", tip)
+	date, text, ok := strings.Cut(tip, ": ")
+	if !ok {
+		t.Fatalf("heat map: pointing at the last week shows tooltip %q, want \"date: time\"", tip)
+	}
+	for _, d := range hm.Days {
+		if d.Date != date {
+			continue
+		}
+		if want := cmp.Or(d.Total.GetText(), "0 secs"); text != want {
+			t.Errorf("heat map tooltip of %s: %q, API %q", date, text, want)
+		}
+		if wd, _ := time.Parse(time.DateOnly, date); wd.Weekday() != time.Monday {
+			t.Errorf("heat map tooltip at the top row names %s, a %s", date, wd.Weekday())
+		}
+		return
+	}
+	t.Errorf("heat map tooltip names %s, not a day of GetHeatMap", date)
 }
 
 // selectRange changes #range with the arrow keys, as a keyboard user
@@ -318,7 +354,7 @@ func testShowsWhatTheAPIReturns(t *testing.T, browser context.Context) {
 	}
 	t.Logf("last_7_days: grand total %q (%v s), %d days, projects %v", st.Total.Text, st.Total.TotalSeconds, len(s.Daily), itemNames(s.Breakdowns["projects"]))
 	assertTimeline(t, a, s, "")
-	assertHeatMap(t, a, s)
+	assertHeatMap(t, p, a, s)
 	p.do(t, "blur", chromedp.Evaluate[chromedp.Void](`document.activeElement.blur()`))
 	p.screenshot(t, "dashboard-last-7-days", "")
 	p.screenshot(t, "timeline", "section#timeline")

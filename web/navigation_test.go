@@ -32,6 +32,14 @@ func TestLiveStreamsEndOnNavigation(t *testing.T) {
 		if s := p.snapshot(t, 0); s.Range != r {
 			t.Fatalf("navigation %d: the page shows range %q, want %q", i+1, s.Range, r)
 		}
+		// boot.ts sent the load's first calls before main.js ran; main.js
+		// took their answers rather than asking again: one call each.
+		calls := eval[map[string]int](t, p, callsByMethodJS)
+		for _, m := range []string{"GetSettings", "GetRange", "GetHeatMap"} {
+			if calls[m] != 1 {
+				t.Fatalf("navigation %d (%s): the page called %s %d times, want once (calls: %v)", i+1, r, m, calls[m], calls)
+			}
+		}
 		p.waitLiveStatus(t, "live")
 		// The page shown is live, so its stream is open; the one left
 		// must end (the server sees its connection close).
@@ -41,3 +49,9 @@ func TestLiveStreamsEndOnNavigation(t *testing.T) {
 	}
 	p.assertNoProblems(t)
 }
+
+// callsByMethodJS counts the page's StatsService and SettingsService calls
+// by method, from its resource timings.
+const callsByMethodJS = `performance.getEntriesByType('resource')
+	.filter((e) => e.name.includes('/heartlog.v1.'))
+	.reduce((n, e) => { const m = e.name.split('/').pop(); n[m] = (n[m] || 0) + 1; return n; }, {})`

@@ -2,7 +2,17 @@
 // the page's session cookie, and the session's sign-in and sign-out. The
 // page never keeps the API key: it goes once to POST /api/v1/session,
 // which answers with an HttpOnly cookie.
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescMethodUnary,
+  type MessageInitShape,
+  type MessageShape,
+} from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { codeFromHttpStatus, errorFromJson } from "@connectrpc/connect/protocol-connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { SettingsService } from "./gen/heartlog/v1/settings_pb";
 import { StatsService } from "./gen/heartlog/v1/stats_pb";
@@ -15,6 +25,46 @@ const transport = createConnectTransport({ baseUrl: location.origin, useBinaryFo
 
 export const stats: Client<typeof StatsService> = createClient(StatsService, transport);
 export const settings: Client<typeof SettingsService> = createClient(SettingsService, transport);
+
+// The calls boot.ts sent before this script ran, by method path and
+// request bytes; dropEarly forgets those nobody took.
+let sent = (globalThis as { heartlogEarly?: Map<string, Promise<Response>> }).heartlogEarly;
+
+/**
+ * early is the answer to the call boot.ts made with the same method and
+ * request bytes, decoded as the client would; undefined if it made none
+ * (the caller then calls the client). Each is taken once.
+ */
+export function early<I extends DescMessage, O extends DescMessage>(
+  method: DescMethodUnary<I, O>,
+  req: MessageInitShape<I>,
+  signal: AbortSignal,
+): Promise<MessageShape<O>> | undefined {
+  if (!sent) return undefined;
+  const key = `/${method.parent.typeName}/${method.name} ` + toBinary(method.input, create(method.input, req)).join(",");
+  const res = sent.get(key);
+  if (!res) return undefined;
+  sent.delete(key);
+  return res.then(async (r) => {
+    if (signal.aborted) throw new ConnectError("the page cancelled the call", Code.Canceled);
+    if (!r.ok) {
+      const fallback = new ConnectError(`HTTP ${r.status}`, codeFromHttpStatus(r.status));
+      let json: unknown;
+      try {
+        json = await r.json();
+      } catch {
+        throw fallback;
+      }
+      throw errorFromJson(json as Parameters<typeof errorFromJson>[0], r.headers, fallback);
+    }
+    return fromBinary(method.output, new Uint8Array(await r.arrayBuffer()));
+  });
+}
+
+/** dropEarly forgets the calls boot.ts made that no load took. */
+export function dropEarly(): void {
+  sent = undefined;
+}
 
 /** isUnauthenticated says whether a call failed for want of a valid session. */
 export function isUnauthenticated(e: unknown): boolean {

@@ -9,12 +9,12 @@
 // after each view filled its tables.
 import type { Option, Size } from "./charts";
 
-export type { Option };
+export type { Option, Size };
 
 const lib = import("./charts");
 
 const sizes = new Map<Element, Size>();
-const charts = new Map<Element, Chart>();
+const charts = new Map<Element, { resize(size: Size): void }>();
 
 const observer = new ResizeObserver((entries) => {
   for (const e of entries) {
@@ -35,6 +35,25 @@ export function measureCharts(): void {
     const size = { width: e.clientWidth, height: e.clientHeight };
     if (size.width > 0 && size.height > 0) sizes.set(e, size);
   }
+}
+
+/**
+ * boxSize is the size of a chart's box as last measured (measureCharts,
+ * or the ResizeObserver once it has reported), read from the DOM only if
+ * it never was. onResize, when given, is called on each later change.
+ */
+export function boxSize(dom: HTMLElement, onResize?: (size: Size) => void): Size {
+  if (onResize && !charts.has(dom)) {
+    charts.set(dom, { resize: onResize });
+    observer.observe(dom);
+  }
+  let size = sizes.get(dom);
+  if (!size) {
+    measureCharts();
+    size = sizes.get(dom) ?? { width: dom.clientWidth, height: dom.clientHeight };
+    sizes.set(dom, size);
+  }
+  return size;
 }
 
 export class Chart {
@@ -59,11 +78,7 @@ export class Chart {
   async draw(option: Option, height?: number): Promise<void> {
     this.chart ??= lib.then((m) => new m.Chart(this.dom, this.label));
     const chart = await this.chart;
-    let size = sizes.get(this.dom);
-    if (!size) {
-      measureCharts();
-      size = sizes.get(this.dom) ?? { width: this.dom.clientWidth, height: this.dom.clientHeight };
-    }
+    let size = boxSize(this.dom);
     if (height !== undefined) size = { width: size.width, height };
     sizes.set(this.dom, size);
     this.drawn = true;

@@ -1,32 +1,25 @@
 // ECharts, tree-shaken: only the chart types and components the page
-// draws, with the canvas renderer (no SVG/DOM styles the CSP would
+// draws with it (the timeline's custom series; the heat map and the bar
+// charts are drawn by hand, surface.ts), with the canvas renderer (no SVG/DOM styles the CSP would
 // refuse). chart.ts loads this module, and ECharts with it, as a chunk of
 // its own, so that the page's calls go out before ECharts is parsed.
 // Tooltips render as rich text on the canvas, because ECharts' HTML
 // tooltips carry style attributes, which style-src 'self' blocks.
-import { BarChart, CustomChart, HeatmapChart } from "echarts/charts";
+import { CustomChart } from "echarts/charts";
 import {
   AriaComponent,
-  CalendarComponent,
   GridComponent,
-  LegendComponent,
   TooltipComponent,
-  VisualMapComponent,
 } from "echarts/components";
 import * as echarts from "echarts/core";
 import { CanvasRenderer } from "echarts/renderers";
 import { dark, palette } from "./theme";
 
 echarts.use([
-  BarChart,
   CustomChart,
-  HeatmapChart,
   AriaComponent,
-  CalendarComponent,
   GridComponent,
-  LegendComponent,
   TooltipComponent,
-  VisualMapComponent,
   CanvasRenderer,
 ]);
 

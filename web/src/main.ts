@@ -3,6 +3,8 @@
 // file decides what to ask for and tracks the page's state
 // (document.body.dataset.state, see DASHBOARD-CONTRACT.md).
 import {
+  dropEarly,
+  early,
   errorText,
   isAbort,
   isUnauthenticated,
@@ -18,7 +20,9 @@ import { byId, el, fillTable } from "./dom";
 import { today, timeZones } from "./format";
 import type { Settings } from "./gen/heartlog/v1/settings_pb";
 import { watch } from "./live";
-import { dates, options, readURL, urlQuery, type Selection } from "./state";
+import { SettingsService } from "./gen/heartlog/v1/settings_pb";
+import { StatsService } from "./gen/heartlog/v1/stats_pb";
+import { loadRequests, options, readURL, urlQuery, type Selection } from "./state";
 import { renderBreakdowns } from "./views/breakdowns";
 import { renderDaily } from "./views/daily";
 import { renderHeatMap } from "./views/heatmap";
@@ -161,26 +165,17 @@ function loadAll(mark: boolean): void {
     );
   begin(mark);
   if (location.search !== urlQuery(sel)) history.replaceState(null, "", urlQuery(sel));
-  const opts = options(sel);
-  const span = dates(sel, userTz());
-  if (span && (!span.start || !span.end || span.start > span.end)) {
+  const req = loadRequests(sel, userTz());
+  if (!req.valid) {
     track(Promise.reject(new Error("Choose a start date on or before the end date.")), current);
     return;
   }
-  // Named ranges are resolved by the server (stats.ParseRange), and every
-  // call takes the name, so that all start at once. Each named range the
-  // picker offers ends today: once the page knows the view's time zone (not
-  // before the user's settings are in, on the first load), it knows every
-  // selection's end; until then the server says it.
-  const rangeReq = span ? { start: span.start, end: span.end, options: opts } : { range: sel.range, options: opts };
   // One call for the range's totals, days and insights: the server reads
-  // and accounts the range once rather than once for each. The bars need
-  // each day's projects alone: a year's days in full would be most of the
-  // page's download and decoding.
-  const rangeP = stats.getRange({ ...rangeReq, breakdowns: ["projects"] }, { signal });
+  // and accounts the range once rather than once for each. On the page's
+  // first load, boot.ts has sent it (and the heat map's) already.
+  const rangeP = early(StatsService.method.getRange, req.range, signal) ?? stats.getRange(req.range, { signal });
   const statsP = rangeP.then((r) => r.stats ?? missing("stats"));
-  const tz = sel.tz || userTz();
-  const end = span?.end ?? (tz ? today(tz) : "");
+  const end = req.end;
   const statsEnd = () => statsP.then((s) => s.end);
   const endP = end
     ? Promise.resolve(end)
@@ -194,7 +189,11 @@ function loadAll(mark: boolean): void {
     renderBestDay(ins);
     return renderInsights(ins);
   });
-  show("heatmap", stats.getHeatMap({ end, options: opts }, { signal }), (h) => renderHeatMap(h.days));
+  show(
+    "heatmap",
+    early(StatsService.method.getHeatMap, req.heatmap, signal) ?? stats.getHeatMap(req.heatmap, { signal }),
+    (h) => renderHeatMap(h.days),
+  );
   show("daily", rangeP, (r) => renderDaily(r.summaries?.days ?? [], r.stats?.breakdown?.projects ?? []));
   track(
     endP.then((end) => {
@@ -361,8 +360,11 @@ async function start(): Promise<void> {
   newSession();
   loadAll(true);
   const signal = session!.signal;
+  const settingsP = early(SettingsService.method.getSettings, {}, signal) ?? settings.getSettings({}, { signal });
+  // What boot.ts sent is for this first load only (and only this session).
+  dropEarly();
   try {
-    user = (await settings.getSettings({}, { signal })).settings;
+    user = (await settingsP).settings;
     settingsKnown();
     enterDashboard();
   } catch (e) {

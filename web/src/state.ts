@@ -48,6 +48,37 @@ export function dates(sel: Selection, userTz: string): { start: string; end: str
   return null;
 }
 
+/** Requests are the range and heat map requests of a selection's load. */
+export interface Requests {
+  /** False for a custom range that ends before it starts: nothing to ask. */
+  valid: boolean;
+  options: ReturnType<typeof options>;
+  range: { range?: string; start?: string; end?: string; options: ReturnType<typeof options>; breakdowns: string[] };
+  heatmap: { end: string; options: ReturnType<typeof options> };
+  /** The range's last day, if the page knows it without asking ("" if not). */
+  end: string;
+}
+
+/**
+ * loadRequests are the GetRange and GetHeatMap requests of a load of sel
+ * for a user in userTz ("" while unknown). Named ranges are resolved by
+ * the server (stats.ParseRange), so that every call starts at once. The
+ * bars need each day's projects alone: a year's days in full would be most
+ * of the page's download and decoding. boot.ts sends the page's first
+ * load's before the app is loaded, main.ts every load's.
+ */
+export function loadRequests(sel: Selection, userTz: string): Requests {
+  const opts = options(sel);
+  const span = dates(sel, userTz);
+  const valid = !span || (span.start !== "" && span.end !== "" && span.start <= span.end);
+  const range = span
+    ? { start: span.start, end: span.end, options: opts, breakdowns: ["projects"] }
+    : { range: sel.range, options: opts, breakdowns: ["projects"] };
+  const tz = sel.tz || userTz;
+  const end = span?.end ?? (tz ? today(tz) : "");
+  return { valid, options: opts, range, heatmap: { end, options: opts }, end };
+}
+
 /**
  * readURL takes the range from the page's query, so that a view can be
  * linked and bookmarked: ?range=last_year, or ?range=custom&start=…&end=….

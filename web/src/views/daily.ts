@@ -1,14 +1,14 @@
 // Daily bars: coding time per day of the range, stacked by project, from
-// GetRange's summaries (GetSummaries' days, projects only); the table beside the chart lists the same numbers.
-import { Chart } from "../chart";
+// GetRange's summaries (GetSummaries' days, projects only), drawn by hand
+// (bars.ts); the table beside the chart lists the same numbers.
+import { Bars } from "../bars";
 import { byId, el, fillTable } from "../dom";
-import { hours } from "../format";
 import type { DaySummary, Item } from "../gen/heartlog/v1/stats_pb";
 
-let chart: Chart | undefined;
+let chart: Bars | undefined;
 
 /** renderDaily draws the days; order is the range's project order. */
-export function renderDaily(days: DaySummary[], order: Item[]): Promise<void> {
+export function renderDaily(days: DaySummary[], order: Item[]): void {
   const names = projectNames(days, order);
   const rows = days.map((d) =>
     el(
@@ -23,26 +23,13 @@ export function renderDaily(days: DaySummary[], order: Item[]): Promise<void> {
   );
   fillTable(byId<HTMLTableElement>("daily-table"), ["Date", "Total", "By project"], rows);
 
-  chart ??= new Chart(byId("daily-chart"), "Coding time per day, stacked by project.");
+  chart ??= new Bars(byId("daily-chart"), 40);
   const perDay = days.map((d) => new Map((d.breakdown?.projects ?? []).map((p) => [p.name, p.totalSeconds])));
-  return chart.draw({
-    grid: { left: 48, right: 16, top: 40, bottom: 32 },
-    legend: { type: "scroll", top: 0 },
-    tooltip: { trigger: "item", renderMode: "richText", confine: true },
-    xAxis: { type: "category", data: days.map((d) => d.date.slice(5)) },
-    yAxis: { type: "value", axisLabel: { formatter: hours } },
-    series: names.map((name) => ({
-      type: "bar",
-      name,
-      stack: "time",
-      barMaxWidth: 40,
-      // A year is 365 bars a project: drawn as one path per project
-      // rather than an element per bar (ECharts' large mode).
-      large: true,
-      largeThreshold: 100,
-      data: perDay.map((m) => Number(((m.get(name) ?? 0) / 3600).toFixed(3))),
-      tooltip: { valueFormatter: hours },
-    })),
+  chart.render({
+    labels: days.map((d) => d.date.slice(5)),
+    titles: days.map((d) => d.date),
+    legend: true,
+    series: names.map((name) => ({ name, values: perDay.map((m) => (m.get(name) ?? 0) / 3600) })),
   });
 }
 

@@ -1,14 +1,13 @@
 // Insights: coding time by weekday and by hour of the day over the range,
-// from GetRange's insights (as GetInsights gives them).
-import { Chart } from "../chart";
+// from GetRange's insights (as GetInsights gives them), drawn by hand (bars.ts).
+import { Bars } from "../bars";
 import { byId, el, fillTable } from "../dom";
-import { hours } from "../format";
 import type { GetInsightsResponse } from "../gen/heartlog/v1/stats_pb";
 
-let weekdays: Chart | undefined;
-let hourly: Chart | undefined;
+let weekdays: Bars | undefined;
+let hourly: Bars | undefined;
 
-export function renderInsights(ins: GetInsightsResponse): Promise<void> {
+export function renderInsights(ins: GetInsightsResponse): void {
   fillTable(
     byId<HTMLTableElement>("weekdays-table"),
     ["Weekday", "Total", "Average"],
@@ -30,17 +29,9 @@ export function renderInsights(ins: GetInsightsResponse): Promise<void> {
     ),
   );
 
-  weekdays ??= new Chart(byId("weekdays-chart"), "Coding time by weekday.");
-  hourly ??= new Chart(byId("hours-chart"), "Coding time by hour of the day.");
-  const bars = (labels: string[], seconds: number[]) => ({
-    grid: { left: 48, right: 8, top: 16, bottom: 28 },
-    tooltip: { trigger: "item", renderMode: "richText", confine: true, valueFormatter: (v: number) => hours(v) },
-    xAxis: { type: "category", data: labels },
-    yAxis: { type: "value", axisLabel: { formatter: hours } },
-    series: [{ type: "bar", barMaxWidth: 32, data: seconds.map((s) => Number((s / 3600).toFixed(3))) }],
-  });
-  return Promise.all([
-    weekdays.draw(bars(ins.weekdays.map((w) => w.name.slice(0, 3)), ins.weekdays.map((w) => w.total?.totalSeconds ?? 0))),
-    hourly.draw(bars(ins.hours.map((_, i) => String(i)), ins.hours.map((h) => h.totalSeconds))),
-  ]).then(() => undefined);
+  weekdays ??= new Bars(byId("weekdays-chart"), 32);
+  hourly ??= new Bars(byId("hours-chart"), 32);
+  const bars = (labels: string[], titles: string[], seconds: number[]) => ({ labels, titles, series: [{ name: "", values: seconds.map((s) => s / 3600) }] });
+  weekdays.render(bars(ins.weekdays.map((w) => w.name.slice(0, 3)), ins.weekdays.map((w) => w.name), ins.weekdays.map((w) => w.total?.totalSeconds ?? 0)));
+  hourly.render(bars(ins.hours.map((_, i) => String(i)), ins.hours.map((_, i) => `${String(i).padStart(2, "0")}:00`), ins.hours.map((h) => h.totalSeconds)));
 }
