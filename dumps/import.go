@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"heartlog/heartbeat"
+	"heartlog/progress"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/streams"
 	"heartlog/users"
@@ -129,21 +130,12 @@ type Progress struct {
 }
 
 // Rate is heartbeats read per second so far.
-func (p Progress) Rate() float64 {
-	if p.Elapsed <= 0 {
-		return 0
-	}
-	return float64(p.Read) / p.Elapsed.Seconds()
-}
+func (p Progress) Rate() float64 { return progress.Rate(float64(p.Read), p.Elapsed) }
 
 // ETA is the time left at the rate so far, from the bytes left; zero when
 // the size is unknown.
 func (p Progress) ETA() time.Duration {
-	if p.Size <= 0 || p.Bytes <= 0 || p.Bytes >= p.Size {
-		return 0
-	}
-	perByte := p.Elapsed.Seconds() / float64(p.Bytes)
-	return time.Duration(perByte * float64(p.Size-p.Bytes) * float64(time.Second))
+	return progress.ETA(float64(p.Bytes), float64(p.Size), p.Elapsed)
 }
 
 // ErrRefused is matched by the error Import returns when it imported

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"heartlog/progress"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/streams"
 )
@@ -47,20 +48,11 @@ type ReplayProgress struct {
 }
 
 // Rate is messages per second so far.
-func (p ReplayProgress) Rate() float64 {
-	if p.Elapsed <= 0 {
-		return 0
-	}
-	return float64(p.Messages) / p.Elapsed.Seconds()
-}
+func (p ReplayProgress) Rate() float64 { return progress.Rate(float64(p.Messages), p.Elapsed) }
 
 // ETA is the time left at the current rate.
 func (p ReplayProgress) ETA() time.Duration {
-	r := p.Rate()
-	if r == 0 || p.Total <= p.Messages {
-		return 0
-	}
-	return time.Duration(float64(p.Total-p.Messages) / r * float64(time.Second))
+	return progress.ETA(float64(p.Messages), float64(p.Total), p.Elapsed)
 }
 
 // ErrNothingToReplay means the chosen range holds no message.

@@ -17,6 +17,7 @@ import (
 
 	"heartlog/objstore"
 	"heartlog/processors/dayfiles"
+	"heartlog/progress"
 	"heartlog/schema/dayfile"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/ssdb"
@@ -88,20 +89,11 @@ type Progress struct {
 }
 
 // Rate is files per second so far.
-func (p Progress) Rate() float64 {
-	if p.Elapsed <= 0 {
-		return 0
-	}
-	return float64(p.Files) / p.Elapsed.Seconds()
-}
+func (p Progress) Rate() float64 { return progress.Rate(float64(p.Files), p.Elapsed) }
 
 // ETA is the time left at the current rate.
 func (p Progress) ETA() time.Duration {
-	r := p.Rate()
-	if r == 0 || p.Total <= p.Files {
-		return 0
-	}
-	return time.Duration(float64(p.Total-p.Files) / r * float64(time.Second))
+	return progress.ETA(float64(p.Files), float64(p.Total), p.Elapsed)
 }
 
 // Change is what restore did, or would do, to one file in one store.

@@ -32,6 +32,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"heartlog/objstore"
+	"heartlog/progress"
 	"heartlog/schema/dayfile"
 )
 
@@ -84,20 +85,11 @@ type Progress struct {
 }
 
 // Rate is files per second so far.
-func (p Progress) Rate() float64 {
-	if p.Elapsed <= 0 {
-		return 0
-	}
-	return float64(p.Done) / p.Elapsed.Seconds()
-}
+func (p Progress) Rate() float64 { return progress.Rate(float64(p.Done), p.Elapsed) }
 
 // ETA is the time left at the rate so far (0 when unknown or done).
 func (p Progress) ETA() time.Duration {
-	r := p.Rate()
-	if r == 0 || p.Done >= p.Total {
-		return 0
-	}
-	return time.Duration(float64(p.Total-p.Done) / r * float64(time.Second))
+	return progress.ETA(float64(p.Done), float64(p.Total), p.Elapsed)
 }
 
 // pacer waits for the backup's ceiling; a nil pacer never waits.
