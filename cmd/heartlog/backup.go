@@ -94,11 +94,10 @@ func progressLine(what string) func(resync.Progress) {
 
 // openBuckets opens S3 and the backup bucket, counted under label.
 func openBuckets(ctx context.Context, cfg config.Config, label string) (primary, backup objstore.Bucket, err error) {
-	rt := &runtime{cfg: cfg}
-	if primary, err = rt.bucket(ctx, cfg.S3, "HEARTLOG_S3_", label); err != nil {
+	if primary, err = instrumentedBucket(ctx, cfg.S3, "HEARTLOG_S3_", label); err != nil {
 		return nil, nil, err
 	}
-	if backup, err = rt.bucket(ctx, cfg.Backup, "HEARTLOG_BACKUP_S3_", label); err != nil {
+	if backup, err = instrumentedBucket(ctx, cfg.Backup, "HEARTLOG_BACKUP_S3_", label); err != nil {
 		return nil, nil, err
 	}
 	return primary, backup, nil

@@ -265,7 +265,7 @@ Examples:
 				return err
 			}
 			defer stop()
-			files, err := rt.bucket(ctx, cfg.S3, "HEARTLOG_S3_", "export")
+			files, err := instrumentedBucket(ctx, cfg.S3, "HEARTLOG_S3_", "export")
 			if err != nil {
 				return err
 			}

@@ -137,13 +137,13 @@ func userPrefix(ctx context.Context, cfg config.Config, log zerolog.Logger, id s
 }
 
 func runRestore(ctx context.Context, cfg config.Config, o restore.Options) error {
-	backup, err := rawBucket(ctx, cfg.Backup, "HEARTLOG_BACKUP_S3_")
+	backup, err := openS3(ctx, cfg.Backup, "HEARTLOG_BACKUP_S3_")
 	if err != nil {
 		return err
 	}
 	var primary *objstore.S3
 	if o.Objects {
-		if primary, err = rawBucket(ctx, cfg.S3, "HEARTLOG_S3_"); err != nil {
+		if primary, err = openS3(ctx, cfg.S3, "HEARTLOG_S3_"); err != nil {
 			return err
 		}
 	}
@@ -181,19 +181,6 @@ func runRestore(ctx context.Context, cfg config.Config, o restore.Options) error
 	fmt.Printf("restore to %s: %d files in the backup's history, %d %s, %d conflicts with concurrent writes, %d failed\n",
 		o.At.UTC().Format(time.RFC3339Nano), p.Total, p.Changed, verb, p.Conflicts, p.Failed)
 	return err // the failed files, if any
-}
-
-// rawBucket is a bucket without the metrics decorator: restore needs the
-// history and conditional deletes, which only *objstore.S3 has.
-func rawBucket(ctx context.Context, b config.Bucket, envPrefix string) (*objstore.S3, error) {
-	s3, err := objstore.NewS3(ctx, objstore.S3Config{
-		Endpoint: b.Endpoint, Region: b.Region, Bucket: b.Name,
-		AccessKeyID: b.AccessKeyID, SecretAccessKey: b.SecretAccessKey, PathStyle: b.PathStyle,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s* settings: %w", envPrefix, err)
-	}
-	return s3, nil
 }
 
 // printChange prints one file's change on stdout.

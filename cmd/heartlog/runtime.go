@@ -164,7 +164,7 @@ func (rt *runtime) serve(ctx context.Context) error {
 		return err
 	}
 	defer stop()
-	files, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", "export")
+	files, err := instrumentedBucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", "export")
 	if err != nil {
 		return err
 	}
@@ -406,12 +406,12 @@ func (rt *runtime) stores(ctx context.Context, names []string, label string) (ca
 	}
 	var err error
 	if need[streams.DurableObjects] || need[streams.DurableCache] {
-		if st.Primary, err = rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", label); err != nil {
+		if st.Primary, err = instrumentedBucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", label); err != nil {
 			return fail(err)
 		}
 	}
 	if need[streams.DurableObjects] || need[streams.DurableBackup] {
-		st.Backup, err = rt.bucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", label)
+		st.Backup, err = instrumentedBucket(ctx, rt.cfg.Backup, "HEARTLOG_BACKUP_S3_", label)
 		switch {
 		case err != nil && !need[streams.DurableBackup]:
 			// Objects only rebuilds a corrupt day file from its backup copy.
@@ -483,8 +483,20 @@ func (rt *runtime) checkSpacesLimits() {
 	}
 }
 
-// bucket opens an S3 bucket for a processor, with its metrics.
-func (rt *runtime) bucket(ctx context.Context, b config.Bucket, envPrefix, processor string) (objstore.Bucket, error) {
+// instrumentedBucket opens an S3 bucket for a processor, with its metrics.
+func instrumentedBucket(ctx context.Context, b config.Bucket, envPrefix, processor string) (objstore.Bucket, error) {
+	s3, err := openS3(ctx, b, envPrefix)
+	if err != nil {
+		return nil, err
+	}
+	return objstore.Instrument(s3, processor), nil
+}
+
+// openS3 opens the bucket that settings under envPrefix name, without the
+// metrics decorator: what a one-off command (status, restore) reads
+// through, and what restore needs for the history and conditional deletes
+// that only *objstore.S3 has.
+func openS3(ctx context.Context, b config.Bucket, envPrefix string) (*objstore.S3, error) {
 	s3, err := objstore.NewS3(ctx, objstore.S3Config{
 		Endpoint: b.Endpoint, Region: b.Region, Bucket: b.Name,
 		AccessKeyID: b.AccessKeyID, SecretAccessKey: b.SecretAccessKey, PathStyle: b.PathStyle,
@@ -492,7 +504,7 @@ func (rt *runtime) bucket(ctx context.Context, b config.Bucket, envPrefix, proce
 	if err != nil {
 		return nil, fmt.Errorf("%s* settings: %w", envPrefix, err)
 	}
-	return objstore.Instrument(s3, processor), nil
+	return s3, nil
 }
 
 // reader is the read path: Postgres for active shards, else SSDB, else S3;
@@ -505,7 +517,7 @@ func (rt *runtime) reader(ctx context.Context) (*reads.Reader, health.Deps, func
 	if err != nil {
 		return nil, deps, nil, err
 	}
-	primary, err := rt.bucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", "reads")
+	primary, err := instrumentedBucket(ctx, rt.cfg.S3, "HEARTLOG_S3_", "reads")
 	if err != nil {
 		_ = view.Stop()
 		return nil, deps, nil, err

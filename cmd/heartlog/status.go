@@ -15,10 +15,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
-	"heartlog/config"
 	"heartlog/health"
 	"heartlog/internal/wiring"
-	"heartlog/objstore"
 	"heartlog/processors/catalog"
 	"heartlog/processors/compaction"
 	"heartlog/ssdb"
@@ -136,10 +134,12 @@ func gatherStatus(ctx context.Context) (status.Report, error) {
 	defer func() { _ = cache.Close() }()
 	redis.SetLogger(quietRedis{}) // a down SSDB is in the report, not a log line per dial
 	deps.Cache = cache
-	if deps.S3, err = statusBucket(ctx, cfg.S3, "HEARTLOG_S3_"); err != nil {
+	primary, err := openS3(ctx, cfg.S3, "HEARTLOG_S3_")
+	if err != nil {
 		return status.Report{}, err
 	}
-	backup, err := statusBucket(ctx, cfg.Backup, "HEARTLOG_BACKUP_S3_")
+	deps.S3 = primary
+	backup, err := openS3(ctx, cfg.Backup, "HEARTLOG_BACKUP_S3_")
 	if err != nil {
 		return status.Report{}, err
 	}
@@ -155,17 +155,6 @@ func gatherStatus(ctx context.Context) (status.Report, error) {
 type quietRedis struct{}
 
 func (quietRedis) Printf(context.Context, string, ...any) {}
-
-func statusBucket(ctx context.Context, b config.Bucket, envPrefix string) (objstore.Bucket, error) {
-	s3, err := objstore.NewS3(ctx, objstore.S3Config{
-		Endpoint: b.Endpoint, Region: b.Region, Bucket: b.Name,
-		AccessKeyID: b.AccessKeyID, SecretAccessKey: b.SecretAccessKey, PathStyle: b.PathStyle,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s* settings: %w", envPrefix, err)
-	}
-	return s3, nil
-}
 
 // printStatus writes the report as aligned sections, warnings last.
 //
