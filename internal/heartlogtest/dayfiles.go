@@ -1,7 +1,9 @@
 package heartlogtest
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -15,6 +17,8 @@ import (
 	"heartlog/processors/dayfiles"
 	"heartlog/ssdb"
 	"heartlog/streams"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Stores are the day-file stores of the local stack: the primary bucket,
@@ -237,18 +241,9 @@ func waitDurables(t testing.TB, s *Service, durables []string) {
 	var last string
 	ok := Eventually(60*time.Second, func() bool {
 		for _, name := range durables {
-			cons, err := s.JS.Consumer(ctx, s.Streams.Stream, name)
-			if err != nil {
-				last = err.Error()
-				return false
-			}
-			info, err := cons.Info(ctx)
-			if err != nil {
-				last = err.Error()
-				return false
-			}
-			if info.NumPending > 0 || info.NumAckPending > 0 {
-				last = fmt.Sprintf("%s: %d pending, %d unacked", info.Name, info.NumPending, info.NumAckPending)
+			done, why, err := durableDone(ctx, s, name)
+			if err != nil || !done {
+				last = cmp.Or(why, fmt.Sprint(err))
 				return false
 			}
 		}
@@ -257,4 +252,46 @@ func waitDurables(t testing.TB, s *Service, durables []string) {
 	if !ok {
 		t.Fatalf("consumers %v never acked the stream: %s", durables, last)
 	}
+}
+
+// durableDone reports whether the consumer has nothing pending or unacked
+// and, when it reads one filter from the start (the Postgres consumer, a
+// partition consumer), has acked the last message of the stream that its
+// filter matches. Pending counts alone are not enough: the server counts
+// a just-stored message for its consumers a moment after the publish is
+// acked, so right after a publish a consumer can show nothing pending
+// while its message is still to come. A late consumer's filter gains days
+// whose earlier messages it never reads, so for it the counts are all
+// there is to go by.
+func durableDone(ctx context.Context, s *Service, name string) (bool, string, error) {
+	cons, err := s.JS.Consumer(ctx, s.Streams.Stream, name)
+	if err != nil {
+		return false, "", err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	if info.NumPending > 0 || info.NumAckPending > 0 {
+		return false, fmt.Sprintf("%s: %d pending, %d unacked", name, info.NumPending, info.NumAckPending), nil
+	}
+	if info.Config.FilterSubject == "" {
+		return true, "", nil
+	}
+	st, err := s.JS.Stream(ctx, s.Streams.Stream)
+	if err != nil {
+		return false, "", err
+	}
+	filter := info.Config.FilterSubject
+	msg, err := st.GetLastMsgForSubject(ctx, filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return true, "", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	if info.AckFloor.Stream < msg.Sequence {
+		return false, fmt.Sprintf("%s: acked up to %d, the last message of %s is %d", name, info.AckFloor.Stream, filter, msg.Sequence), nil
+	}
+	return true, "", nil
 }
