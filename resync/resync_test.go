@@ -232,7 +232,7 @@ func TestEveryExportsTheDrift(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- resync.Every(ctx, 50*time.Millisecond, st.Primary, st.Backup, resync.Options{Scope: u.scope}, heartlogtest.Logger(t), nil)
+		done <- resync.Every(ctx, 50*time.Millisecond, st.Primary, st.Backup, resync.Options{Scope: u.scope}, heartlogtest.Logger(t), resync.Hooks{})
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for heartlogtest.MetricValue(t, "heartlog_backup_verify_last_success_timestamp_seconds", nil) == 0 {

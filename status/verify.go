@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"heartlog/shards"
+	"heartlog/streams"
 )
 
 // The backup verifier (heartlog backup verify, and its schedule inside
@@ -91,4 +94,46 @@ func LastVerify(ctx context.Context, js jetstream.JetStream) Verify {
 		return Verify{ReadError: fmt.Sprintf("%s: %v", VerifyKey, err)}
 	}
 	return v
+}
+
+// VerifyLock is the locks-bucket key that the scheduled backup verify
+// holds while it runs, so that of several `heartlog process` instances
+// one verifies at a time: each verify reads the whole backup, and the
+// Space's request ceiling is shared with the live backup.
+const VerifyLock = "backup.verify"
+
+// verifyLockTTL is how long a verifier that stopped renewing (killed,
+// cut off from NATS) keeps the others from verifying.
+const verifyLockTTL = time.Minute
+
+// ErrVerifiedRecently is why a scheduled verify is skipped when another
+// process finished one less than half a period ago.
+var ErrVerifiedRecently = errors.New("status: the backup was verified less than half a period ago (by another process)")
+
+// ClaimVerify decides whether this process runs the scheduled verify of
+// period now. It fails with an error matching shards.ErrHeld when another
+// process is verifying, and ErrVerifiedRecently when the last recorded
+// verify finished less than period/2 ago without an error. Otherwise it
+// takes VerifyLock for owner: run is cancelled if the lock is lost, and
+// release ends and gives up the lock.
+func ClaimVerify(ctx context.Context, js jetstream.JetStream, sc streams.Config, owner string, period time.Duration) (run context.Context, release func(), err error) {
+	locks, err := js.KeyValue(ctx, sc.LocksBucket)
+	if err != nil {
+		return nil, nil, fmt.Errorf("status: locks bucket %s: %w", sc.LocksBucket, err)
+	}
+	lock, err := shards.Acquire(ctx, locks, VerifyLock, owner, verifyLockTTL, shards.WithJetStream(js))
+	if err != nil {
+		return nil, nil, err
+	}
+	// Read under the lock: a verify that finished just before it was
+	// taken is seen.
+	if last := LastVerify(ctx, js); last.Ran() && last.Error == "" && time.Since(last.At) < period/2 {
+		_ = lock.Release(ctx)
+		return nil, nil, fmt.Errorf("%w: at %s", ErrVerifiedRecently, last.At.Format(time.RFC3339))
+	}
+	run, stop := lock.Keep(ctx, 0)
+	return run, func() {
+		stop()
+		_ = lock.Release(context.WithoutCancel(ctx))
+	}, nil
 }

@@ -365,8 +365,13 @@ func (rt *runtime) backupVerifier(ctx context.Context, names []string) (func(con
 	o := resync.Options{RequestsPerSecond: rt.cfg.BackupVerifyRequestsPerSec, Concurrency: 8}
 	rt.log.Info().Str("every", rt.cfg.BackupVerifyEvery.String()).Float64("requests_per_second", o.RequestsPerSecond).
 		Msg("backup verify scheduled (HEARTLOG_BACKUP_VERIFY_EVERY)")
+	host, _ := os.Hostname()
+	owner := fmt.Sprintf("verify@%s:%d", host, os.Getpid())
+	claim := func(ctx context.Context) (context.Context, func(), error) {
+		return status.ClaimVerify(ctx, rt.js, rt.sc, owner, rt.cfg.BackupVerifyEvery)
+	}
 	return func(ctx context.Context) error {
-		return resync.Every(ctx, rt.cfg.BackupVerifyEvery, primary, backup, o, rt.log, rt.recordVerify)
+		return resync.Every(ctx, rt.cfg.BackupVerifyEvery, primary, backup, o, rt.log, resync.Hooks{Claim: claim, Record: rt.recordVerify})
 	}, nil
 }
 
