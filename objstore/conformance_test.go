@@ -242,6 +242,29 @@ func testBucket(t *testing.T, b objstore.Bucket, raw *objstore.S3, listN int) {
 		if keys, err := objstore.ListAll(ctx, b, w.prefix+"nothing-here/"); err != nil || len(keys) != 0 {
 			t.Errorf("list of an empty prefix: %q, %v", keys, err)
 		}
+		// Objects lists the same keys with the ETags Get gives, which for
+		// these single-part uploads are the MD5 of the bytes: what lets a
+		// verify compare two buckets by their listings.
+		i := 0
+		for obj, err := range b.Objects(ctx, w.prefix+"list/") {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if obj.Key != want[i] {
+				t.Fatalf("objects[%d]: key %q, want %q", i, obj.Key, want[i])
+			}
+			data, etag, err := b.Get(ctx, obj.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum := md5.Sum(data); obj.ETag != etag || obj.ETag != hex.EncodeToString(sum[:]) {
+				t.Fatalf("objects: %s has ETag %q, Get says %q, the MD5 of its bytes is %x", obj.Key, obj.ETag, etag, sum)
+			}
+			i++
+		}
+		if i != len(want) {
+			t.Fatalf("objects: %d, want %d", i, len(want))
+		}
 	})
 }
 

@@ -182,19 +182,29 @@ func (m *instrumented) Delete(ctx context.Context, key string) error {
 // List counts one operation per iteration; its duration is the time spent
 // inside the wrapped iterator (fetching pages), not in the caller's loop.
 func (m *instrumented) List(ctx context.Context, prefix string) iter.Seq2[string, error] {
-	return func(yield func(string, error) bool) {
+	return instrumentList(m, ctx, func(ctx context.Context) iter.Seq2[string, error] { return m.b.List(ctx, prefix) })
+}
+
+func (m *instrumented) Objects(ctx context.Context, prefix string) iter.Seq2[Object, error] {
+	return instrumentList(m, ctx, func(ctx context.Context) iter.Seq2[Object, error] { return m.b.Objects(ctx, prefix) })
+}
+
+// instrumentList times a listing as one list operation: the time spent in
+// the listing's pages, not in the caller's loop body.
+func instrumentList[T any](m *instrumented, ctx context.Context, list func(context.Context) iter.Seq2[T, error]) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
 		o := m.op(OpList)
 		ctx, retries := withRetryCounter(ctx)
 		var spent time.Duration
 		var err error
 		stopped := false
 		t := time.Now()
-		for key, e := range m.b.List(ctx, prefix) {
+		for v, e := range list(ctx) {
 			spent += time.Since(t)
 			if e != nil {
 				err = e
 			}
-			ok := yield(key, e)
+			ok := yield(v, e)
 			t = time.Now()
 			if !ok {
 				stopped = true

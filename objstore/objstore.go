@@ -83,8 +83,20 @@ type Bucket interface {
 	// Breaking out of the loop early is fine.
 	List(ctx context.Context, prefix string) iter.Seq2[string, error]
 
+	// Objects is List with each key's current ETag, from the same listing
+	// requests (1000 keys a page on S3): what compares two buckets without
+	// reading their objects. The ETag is unquoted, like Get's.
+	Objects(ctx context.Context, prefix string) iter.Seq2[Object, error]
+
 	// Name identifies the bucket in metrics and messages.
 	Name() string
+}
+
+// Object is a listed object: its key and its current content's ETag (the
+// hex MD5 of the bytes for a single-part upload on S3 and Spaces).
+type Object struct {
+	Key  string
+	ETag string
 }
 
 // Versioned is implemented by buckets that keep every version of an object

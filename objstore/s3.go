@@ -411,9 +411,20 @@ func (b *S3) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// List implements Bucket with ListObjectsV2 (1000 keys a page).
+// List implements Bucket: the keys of Objects.
 func (b *S3) List(ctx context.Context, prefix string) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
+		for obj, err := range b.Objects(ctx, prefix) {
+			if !yield(obj.Key, err) {
+				return
+			}
+		}
+	}
+}
+
+// Objects implements Bucket with ListObjectsV2 (1000 keys a page).
+func (b *S3) Objects(ctx context.Context, prefix string) iter.Seq2[Object, error] {
+	return func(yield func(Object, error) bool) {
 		in := &s3.ListObjectsV2Input{Bucket: aws.String(b.bucket)}
 		if prefix != "" {
 			in.Prefix = aws.String(prefix)
@@ -422,11 +433,11 @@ func (b *S3) List(ctx context.Context, prefix string) iter.Seq2[string, error] {
 		for pages.HasMorePages() {
 			page, err := pages.NextPage(ctx)
 			if err != nil {
-				yield("", b.wrap("list", prefix+"*", err))
+				yield(Object{}, b.wrap("list", prefix+"*", err))
 				return
 			}
 			for _, obj := range page.Contents {
-				if !yield(aws.ToString(obj.Key), nil) {
+				if !yield(Object{Key: aws.ToString(obj.Key), ETag: unquote(aws.ToString(obj.ETag))}, nil) {
 					return
 				}
 			}

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
+
 	"heartlog/objstore"
 )
 
@@ -35,8 +37,11 @@ type BackupOptions struct {
 	// restore can bring it back. Without it extras are only reported,
 	// since an extra is most often the one copy left of a day file S3 lost.
 	DeleteExtra bool
-	// NoExtras skips listing the backup (RebuildBackup): extras are not
-	// looked for.
+	// ReadAll compares every file by its bytes, equal ETags or not: for
+	// a store whose ETags are not hashes of the content.
+	ReadAll bool
+	// NoExtras does not look for extras (RebuildBackup): backup files S3
+	// lacks are left out of the report.
 	NoExtras bool
 }
 
@@ -78,25 +83,35 @@ func (r Report) Left() int {
 }
 
 // VerifyBackup compares every S3 day file in scope with the backup's
-// current object by bytes, and finds backup day files that S3 lacks. It
-// costs per file one S3 GET and one backup GET, plus a backup PUT for each
-// repair, and list pages; the backup's are paced. A file the live backup
-// processor is writing at that moment (its flush age is minutes) can show
-// as missing or stale once; a repair that finds it equal when it reads
-// again counts it repaired.
+// current object, and finds backup day files that S3 lacks. The listings
+// of both buckets carry each file's ETag, the MD5 of its bytes: a file
+// whose ETags are equal is in sync and costs no request of its own. A file
+// whose ETags differ, or that the backup lacks, is read from both and
+// compared by bytes (another upload path, or encryption, can give the same
+// bytes another ETag), costing one S3 GET and one backup GET, plus a
+// backup PUT for each repair. The backup's requests (its list pages
+// included) are paced. A file the live backup processor is writing at
+// that moment (its flush age is minutes) can show as missing or stale
+// once; a repair that finds it equal when it reads again counts it
+// repaired.
 func VerifyBackup(ctx context.Context, primary, backup objstore.Bucket, o BackupOptions) (Report, error) {
 	pace := newPacer(o.RequestsPerSecond)
-	keys, err := listKeys(ctx, primary, o.Scope, pacer{})
+	inS3, err := listObjects(ctx, primary, o.Scope, pacer{})
 	if err != nil {
 		return Report{}, err
 	}
+	inBackup, err := listObjects(ctx, backup, o.Scope, pace)
+	if err != nil {
+		return Report{}, err
+	}
+	keys, onlyInBackup, same := compareListings(inS3, inBackup, o.ReadAll)
 	var extras []string
 	if !o.NoExtras {
-		if extras, err = findExtras(ctx, primary, backup, keys, o.Scope, pace); err != nil {
+		if extras, err = confirmExtras(ctx, primary, onlyInBackup, o.concurrency()); err != nil {
 			return Report{}, err
 		}
 	}
-	rep := Report{Files: len(keys)}
+	rep := Report{Files: len(inS3), InSync: same}
 	var mu sync.Mutex
 	add := func(f Found, failure error) {
 		mu.Lock()
@@ -110,7 +125,7 @@ func VerifyBackup(ctx context.Context, primary, backup objstore.Bucket, o Backup
 			rep.Failed = append(rep.Failed, fmt.Sprintf("%s %s: %v", f.Kind, f.Key, failure))
 		}
 	}
-	err = each(ctx, keys, o.Options, func(ctx context.Context, key string) error {
+	err = each(ctx, same, keys, o.Options, func(ctx context.Context, key string) error {
 		f, failure, err := checkOne(ctx, primary, backup, key, o.Repair, pace)
 		if err != nil {
 			return err
@@ -152,32 +167,57 @@ func kindOrder(k Kind) int {
 }
 
 // RebuildBackup writes every S3 day file in scope that the backup lacks or
-// holds with other bytes; identical ones are only read, so a re-run costs
-// reads alone. It is VerifyBackup with Repair, without looking for extras.
+// holds with other bytes; identical ones are only listed, so a re-run
+// costs the listings alone. It is VerifyBackup with Repair, without looking for extras.
 func RebuildBackup(ctx context.Context, primary, backup objstore.Bucket, o Options) (Report, error) {
 	return VerifyBackup(ctx, primary, backup, BackupOptions{Options: o, Repair: true, NoExtras: true})
 }
 
-// findExtras lists the backup's day files in scope that are not among
-// primary's keys, and reads each in S3 once more: a file compacted since
-// S3 was listed is not an extra.
-func findExtras(ctx context.Context, primary, backup objstore.Bucket, keys []string, s Scope, pace pacer) ([]string, error) {
-	inBackup, err := listKeys(ctx, backup, s, pace)
-	if err != nil {
+// compareListings merges the sorted listings of S3 and the backup: the
+// S3 keys to read (the backup lacks them, or holds other ETags), the keys
+// only the backup has, and how many files have equal ETags in both (none
+// with readAll: every file in both is read).
+func compareListings(inS3, inBackup []objstore.Object, readAll bool) (read, onlyInBackup []string, same int) {
+	i, j := 0, 0
+	for i < len(inS3) || j < len(inBackup) {
+		switch {
+		case j == len(inBackup) || (i < len(inS3) && inS3[i].Key < inBackup[j].Key):
+			read = append(read, inS3[i].Key)
+			i++
+		case i == len(inS3) || inBackup[j].Key < inS3[i].Key:
+			onlyInBackup = append(onlyInBackup, inBackup[j].Key)
+			j++
+		default:
+			if readAll || inS3[i].ETag == "" || inS3[i].ETag != inBackup[j].ETag {
+				read = append(read, inS3[i].Key)
+			} else {
+				same++
+			}
+			i, j = i+1, j+1
+		}
+	}
+	return read, onlyInBackup, same
+}
+
+// confirmExtras reads each backup-only key in S3 once more, concurrency
+// at a time: a file compacted since S3 was listed is not an extra.
+func confirmExtras(ctx context.Context, primary objstore.Bucket, keys []string, concurrency int) ([]string, error) {
+	gone := make([]bool, len(keys))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(concurrency)
+	for i, key := range keys {
+		g.Go(func() error {
+			_, _, found, err := getOrNone(gctx, primary, key)
+			gone[i] = !found
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	inS3 := make(map[string]struct{}, len(keys))
-	for _, k := range keys {
-		inS3[k] = struct{}{}
-	}
 	var extras []string
-	for _, key := range inBackup {
-		if _, ok := inS3[key]; ok {
-			continue
-		}
-		if _, _, found, err := getOrNone(ctx, primary, key); err != nil {
-			return nil, err
-		} else if !found {
+	for i, key := range keys {
+		if gone[i] {
 			extras = append(extras, key)
 		}
 	}

@@ -44,7 +44,7 @@ func RebuildCache(ctx context.Context, primary objstore.Bucket, c *ssdb.Cache, o
 	rep := CacheReport{Files: len(keys)}
 	var mu sync.Mutex
 	store := dayfiles.CacheStore(c)
-	err = each(ctx, keys, o, func(ctx context.Context, key string) error {
+	err = each(ctx, 0, keys, o, func(ctx context.Context, key string) error {
 		out, why, err := cacheOne(ctx, primary, c, store, key)
 		if err != nil {
 			return err

@@ -23,7 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -113,12 +113,25 @@ func (p pacer) wait(ctx context.Context) error {
 // listKeys lists the day files of b in scope, sorted, waiting on pace once
 // per page of 1000 keys (what ListObjectsV2 returns).
 func listKeys(ctx context.Context, b objstore.Bucket, s Scope, pace pacer) ([]string, error) {
-	var keys []string
+	objs, err := listObjects(ctx, b, s, pace)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(objs))
+	for i, o := range objs {
+		keys[i] = o.Key
+	}
+	return keys, nil
+}
+
+// listObjects is listKeys with each file's ETag.
+func listObjects(ctx context.Context, b objstore.Bucket, s Scope, pace pacer) ([]objstore.Object, error) {
+	var objs []objstore.Object
 	n := 0
 	if err := pace.wait(ctx); err != nil {
 		return nil, err
 	}
-	for key, err := range b.List(ctx, s.Prefix) {
+	for obj, err := range b.Objects(ctx, s.Prefix) {
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", b.Name(), err)
 		}
@@ -127,26 +140,27 @@ func listKeys(ctx context.Context, b objstore.Bucket, s Scope, pace pacer) ([]st
 				return nil, err
 			}
 		}
-		if s.holds(key) {
-			keys = append(keys, key)
+		if s.holds(obj.Key) {
+			objs = append(objs, obj)
 		}
 	}
-	sort.Strings(keys)
-	return keys, nil
+	slices.SortFunc(objs, func(a, b objstore.Object) int { return strings.Compare(a.Key, b.Key) })
+	return objs, nil
 }
 
-// each runs fn on every key, o.Concurrency at once, reporting progress;
-// the first error stops the run (files done are done: a re-run skips them).
-func each(ctx context.Context, keys []string, o Options, fn func(ctx context.Context, key string) error) error {
+// each runs fn on every key, o.Concurrency at once, reporting progress
+// over settled files that needed no call and then keys; the first error
+// stops the run (files done are done: a re-run skips them).
+func each(ctx context.Context, settled int, keys []string, o Options, fn func(ctx context.Context, key string) error) error {
 	start := time.Now()
 	var (
 		mu   sync.Mutex
-		done int
+		done = settled
 		last time.Time
 	)
 	report := func(finished bool) {
 		if o.Progress != nil {
-			o.Progress(Progress{Done: done, Total: len(keys), Elapsed: time.Since(start), Finished: finished})
+			o.Progress(Progress{Done: done, Total: settled + len(keys), Elapsed: time.Since(start), Finished: finished})
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)

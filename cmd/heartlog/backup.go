@@ -116,14 +116,17 @@ func verifyCmd() *cobra.Command {
 	var (
 		scope                       scopeFlags
 		repair, deleteExtra, asJSON bool
+		readAll                     bool
 	)
 	cmd := &cobra.Command{
-		Use:   "verify [--since D] [--user ID] [--repair [--delete-extra]] [--json]",
-		Short: "Compare every S3 day file with the backup's current object, by content",
-		Long: `List the S3 (primary) day files and compare each with the backup bucket's
-current object by its bytes (not by ETag: an ETag is an MD5 of the bytes only
-for some uploads at some providers, and the two buckets may be at different
-ones). Each drifted file is printed on stdout with its key:
+		Use:   "verify [--since D] [--user ID] [--repair [--delete-extra]] [--read-all] [--json]",
+		Short: "Compare every S3 day file with the backup's current object, by content hash and bytes",
+		Long: `List the S3 (primary) day files and the backup's, and compare each S3 file
+with the backup bucket's current object. The listings carry each file's ETag,
+the MD5 of its bytes on S3 and Spaces: a file with equal ETags in both is in
+sync without a read. A file whose ETags differ (another upload path or
+encryption can give the same bytes another ETag) is read from both and
+compared by its bytes. Each drifted file is printed on stdout with its key:
 
   missing  in S3, not in the backup (or deleted there: a delete marker)
   stale    in both, with other bytes
@@ -142,8 +145,10 @@ it back with "heartlog restore"), and deleting it would hide it. After
 checking, --repair --delete-extra deletes them: on the versioned bucket a
 delete is a delete marker, and every version stays.
 
-Costs per file one S3 GET and one backup GET (a PUT more per repair), plus a
-list request per 1000 keys; the backup's requests are paced under --rate
+Costs a list request per 1000 keys on each side, and for each file whose
+ETags differ one S3 GET and one backup GET (a PUT more per repair);
+--read-all reads every file (for a store whose ETags are not content
+hashes). The backup's requests are paced under --rate
 (HEARTLOG_BACKUP_REQUESTS_PER_SECOND by default). A running "heartlog process"
 writes the backup under the same Space's ceiling (240 requests/s for one
 DigitalOcean Space): beside it, give verify a share, e.g. --rate 60. A
@@ -175,7 +180,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			rep, err := resync.VerifyBackup(ctx, primary, backup, resync.BackupOptions{Options: o, Repair: repair, DeleteExtra: deleteExtra})
+			rep, err := resync.VerifyBackup(ctx, primary, backup, resync.BackupOptions{Options: o, Repair: repair, DeleteExtra: deleteExtra, ReadAll: readAll})
 			if err != nil {
 				return err
 			}
@@ -194,6 +199,7 @@ Examples:
 	f := cmd.Flags()
 	f.BoolVar(&repair, "repair", false, "write S3's file over each missing and stale backup file (a new version)")
 	f.BoolVar(&deleteExtra, "delete-extra", false, "with --repair: delete extra backup files too (a delete marker; the versions stay)")
+	f.BoolVar(&readAll, "read-all", false, "compare every file by its bytes, even where the listed ETags are equal")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of lines")
 	return cmd
 }
