@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"heartlog/heartbeat"
 	"heartlog/internal/heartlogtest"
-	"heartlog/objstore"
 	"heartlog/reads"
 	"heartlog/schema/dayfile"
 	"heartlog/schema/digest"
@@ -30,17 +28,6 @@ func (s states) State(day string) streams.ShardState {
 		return st
 	}
 	return streams.ShardActive
-}
-
-// countingBucket counts GETs on a real bucket.
-type countingBucket struct {
-	objstore.Bucket
-	gets atomic.Int64
-}
-
-func (b *countingBucket) Get(ctx context.Context, key string) ([]byte, string, error) {
-	b.gets.Add(1)
-	return b.Bucket.Get(ctx, key)
 }
 
 func ids(hbs []*heartlogv1.Heartbeat) string {
@@ -90,7 +77,7 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	bucket := &countingBucket{Bucket: stores.Primary}
+	bucket := &heartlogtest.CountingBucket{Bucket: stores.Primary}
 	hot := reads.New(svc.Days, states{}, stores.Cache, bucket, 4, heartlogtest.Logger(t))
 	fromPG, err := hot.Heartbeats(ctx, u, days)
 	if err != nil {
@@ -120,12 +107,12 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bucket.gets.Load() != 0 {
-		t.Fatalf("%d S3 GETs on a warm read, want none", bucket.gets.Load())
+	if bucket.Gets() != 0 {
+		t.Fatalf("%d S3 GETs on a warm read, want none", bucket.Gets())
 	}
 	checkActivity(t, cold, stores.Cache, u, days, fromPG, keys)
-	if bucket.gets.Load() != 0 {
-		t.Fatalf("%d S3 GETs on warm activity reads, want none", bucket.gets.Load())
+	if bucket.Gets() != 0 {
+		t.Fatalf("%d S3 GETs on warm activity reads, want none", bucket.Gets())
 	}
 	// Wipe the cache (a day whose file is gone but whose generation is
 	// left was dropped on purpose, and is not filled: see reads' fill).
@@ -141,8 +128,8 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bucket.gets.Load() != int64(len(days)) {
-		t.Fatalf("%d S3 GETs after the cache was wiped, want %d", bucket.gets.Load(), len(days))
+	if bucket.Gets() != int64(len(days)) {
+		t.Fatalf("%d S3 GETs after the cache was wiped, want %d", bucket.Gets(), len(days))
 	}
 	if len(fromPG) != 12 || ids(fromPG) != ids(warm) || ids(fromPG) != ids(fromS3) {
 		t.Fatalf("stores disagree:\npostgres %d %s\ncache    %d %s\ns3       %d %s", len(fromPG), ids(fromPG), len(warm), ids(warm), len(fromS3), ids(fromS3))
@@ -154,13 +141,13 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 		}
 	}
 	again, err := cold.Heartbeats(ctx, u, days) // the S3 read filled the cache
-	if err != nil || bucket.gets.Load() != int64(len(days)) || ids(again) != ids(fromPG) {
-		t.Fatalf("after the fill: %d S3 GETs (want %d), err %v", bucket.gets.Load(), len(days), err)
+	if err != nil || bucket.Gets() != int64(len(days)) || ids(again) != ids(fromPG) {
+		t.Fatalf("after the fill: %d S3 GETs (want %d), err %v", bucket.Gets(), len(days), err)
 	}
 	// The fill wrote the digests too.
 	checkActivity(t, cold, stores.Cache, u, days, fromPG, keys)
-	if bucket.gets.Load() != int64(len(days)) {
-		t.Fatalf("%d S3 GETs after activity reads of a filled cache, want %d", bucket.gets.Load(), len(days))
+	if bucket.Gets() != int64(len(days)) {
+		t.Fatalf("%d S3 GETs after activity reads of a filled cache, want %d", bucket.Gets(), len(days))
 	}
 
 	// A dropped day without heartbeats costs one S3 GET, then none: the
@@ -169,12 +156,12 @@ func TestSameHeartbeatsFromEveryStore(t *testing.T) {
 	dropped[empty] = streams.ShardDropped
 	withEmpty := append([]string{empty}, days...)
 	for round, want := range []int64{1, 0} {
-		before := bucket.gets.Load()
+		before := bucket.Gets()
 		got, err := cold.Heartbeats(ctx, u, withEmpty)
 		if err != nil || ids(got) != ids(fromPG) {
 			t.Fatalf("read %d with an empty day: %d heartbeats, err %v", round, len(got), err)
 		}
-		if n := bucket.gets.Load() - before; n != want {
+		if n := bucket.Gets() - before; n != want {
 			t.Fatalf("read %d with an empty day: %d S3 GETs, want %d", round, n, want)
 		}
 	}

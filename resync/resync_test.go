@@ -5,7 +5,6 @@ import (
 	"context"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -299,17 +298,6 @@ func TestRepairDoesNotOverwriteALateWriteOfTheBackupProcessor(t *testing.T) {
 	}
 }
 
-// countingBucket counts the objects read from a bucket.
-type countingBucket struct {
-	objstore.Bucket
-	gets atomic.Int64
-}
-
-func (b *countingBucket) Get(ctx context.Context, key string) ([]byte, string, error) {
-	b.gets.Add(1)
-	return b.Bucket.Get(ctx, key)
-}
-
 // TestVerifyReadsOnlyWhatDiffers: files whose listed ETags are equal in S3
 // and the backup cost no read; each drifted one is read from both (the
 // extra only from S3, to confirm it is gone there). A daily verify of a
@@ -319,13 +307,13 @@ func TestVerifyReadsOnlyWhatDiffers(t *testing.T) {
 	ctx := context.Background()
 	st := heartlogtest.OpenStores(t)
 	u := newUser(t, st, 6, true)
-	primary, backup := &countingBucket{Bucket: st.Primary}, &countingBucket{Bucket: st.Backup}
+	primary, backup := &heartlogtest.CountingBucket{Bucket: st.Primary}, &heartlogtest.CountingBucket{Bucket: st.Backup}
 	o := resync.BackupOptions{Options: resync.Options{Scope: u.scope}}
 	rep, err := resync.VerifyBackup(ctx, primary, backup, o)
 	if err != nil || rep.InSync != 6 || len(rep.Drift) != 0 {
 		t.Fatalf("verify in sync: %+v, %v; want 6 in sync", rep, err)
 	}
-	if p, b := primary.gets.Load(), backup.gets.Load(); p != 0 || b != 0 {
+	if p, b := primary.Gets(), backup.Gets(); p != 0 || b != 0 {
 		t.Fatalf("verify of 6 files in sync read %d from S3 and %d from the backup, want none", p, b)
 	}
 	u.drift(t, st)
@@ -333,7 +321,7 @@ func TestVerifyReadsOnlyWhatDiffers(t *testing.T) {
 	if err != nil || rep.InSync != 4 || rep.Count(resync.Missing) != 1 || rep.Count(resync.Stale) != 1 || rep.Count(resync.Extra) != 1 {
 		t.Fatalf("verify with drift: %+v, %v; want 4 in sync, one of each kind", rep, err)
 	}
-	if p, b := primary.gets.Load(), backup.gets.Load(); p != 3 || b != 2 {
+	if p, b := primary.Gets(), backup.Gets(); p != 3 || b != 2 {
 		t.Fatalf("verify with drift read %d from S3 and %d from the backup, want 3 (missing, stale, extra) and 2 (missing, stale)", p, b)
 	}
 }
