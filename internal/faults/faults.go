@@ -127,7 +127,7 @@ type Handler struct {
 	eligible int64
 
 	requests, forwarded, slowDowns, rateLimited, queued, ids atomic.Int64
-	gets, lists, puts, deletes                              atomic.Int64
+	gets, lists, puts, deletes                               atomic.Int64
 }
 
 // New returns a Handler that forwards to target, an http:// or https:// URL
