@@ -219,6 +219,14 @@ func runRestore(ctx context.Context, st *stack, cfg config) ([]result, error) {
 	}
 	out := []result{seed.seedRow("restore", time.Since(t0), fmt.Sprintf("version 1 in both buckets; T = %s; version 2 (+%d late heartbeats) in both; then every %dth file (%d) deleted from the primary",
 		at.Format(time.RFC3339), lateHeartbeats, lostEvery, lost))}
+	if err == nil {
+		// The check below must see the damage before the restore.
+		differ, missing, unread := seed.check(ctx, ds.primary)
+		out[0].notes = append(out[0].notes, fmt.Sprintf("check before the restore: %d differ from T, %d missing, %d unreadable", differ, missing, unread))
+		if int(differ) != len(seed.keys)-lost || int(missing) != lost || unread > 0 {
+			err = fmt.Errorf("restore: the seed left %d files differing from T and %d missing, want %d and %d", differ, missing, len(seed.keys)-lost, lost)
+		}
+	}
 	if err != nil {
 		out[0].failed = err.Error()
 		return append(out, cleanupSeed(ctx, ds, "restore", seed.keys)), err
