@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,7 @@ import (
 // late flush of the day.
 const lateHeartbeats = 3
 
-// daySeed is the seeded user-days: keys[i] holds userDay(i).
+// daySeed is the seeded user-days: keys[i] holds file(i, ...).
 type daySeed struct {
 	prefix string // the object prefix of every key
 	keys   []string
@@ -222,7 +223,7 @@ func runRestore(ctx context.Context, st *stack, cfg config) ([]result, error) {
 	if err == nil {
 		// The check below must see the damage before the restore.
 		differ, missing, unread := seed.check(ctx, ds.primary)
-		out[0].notes = append(out[0].notes, fmt.Sprintf("check before the restore: %d differ from T, %d missing, %d unreadable", differ, missing, unread))
+		out[0].notes = append(out[0].notes, fmt.Sprintf("check before the restore: %d differ from T, %d missing, %d could not be read", differ, missing, unread))
 		if int(differ) != len(seed.keys)-lost || int(missing) != lost || unread > 0 {
 			err = fmt.Errorf("restore: the seed left %d files differing from T and %d missing, want %d and %d", differ, missing, len(seed.keys)-lost, lost)
 		}
@@ -251,13 +252,13 @@ func runRestore(ctx context.Context, st *stack, cfg config) ([]result, error) {
 	})
 	differ, missing, unread := seed.check(ctx, ds.primary)
 	r := restoreRow(cfg, p, m, created, lost)
-	r.notes = append(r.notes, fmt.Sprintf("check (every primary file read straight from the stack): %s of %s equal their content at T, %d differ, %d missing, %d unreadable",
+	r.notes = append(r.notes, fmt.Sprintf("check (every primary file read straight from the stack): %s of %s equal their content at T, %d differ, %d missing, %d could not be read",
 		thousands(float64(int64(len(seed.keys))-differ-missing-unread)), thousands(float64(len(seed.keys))), differ, missing, unread))
 	if err == nil && differ+missing+unread > 0 {
-		err = fmt.Errorf("restore: %d files not at their content at T (%d differ, %d missing, %d unreadable)", differ+missing+unread, differ, missing, unread)
+		err = fmt.Errorf("restore: %d files not at their content at T (%d differ, %d missing, %d could not be read)", differ+missing+unread, differ, missing, unread)
 	}
 	if err != nil {
-		r.failed = err.Error() + " — " + r.result
+		r.failed = err.Error() + "; " + strings.Join(r.notes, "; ") // keep what was measured
 	}
 	return append(out, r, cleanupSeed(ctx, ds, "restore", seed.keys)), err
 }
@@ -361,7 +362,7 @@ func runVerify(ctx context.Context, st *stack, cfg config) ([]result, error) {
 		err = errors.New("verify: " + wrong)
 	}
 	if err != nil {
-		r.failed = err.Error() + " — " + r.result
+		r.failed = err.Error() + "; " + strings.Join(r.notes, "; ") // keep what was measured
 	}
 	return append(out, r, cleanupSeed(ctx, ds, "verify", all)), err
 }
