@@ -270,7 +270,7 @@ func restoreRow(cfg config, p restore.Progress, m measured, created, lost int) r
 	perFile := float64(br.Requests) / float64(max(1, p.Files))
 	r := result{scenario: "restore", unit: "files/s", seconds: wall, rate: float64(p.Files) / wall,
 		target: idealRate(cfg, perFile)}
-	r.cpuNote = fmt.Sprintf("cpu %.2f cores (this process: restore, proxies)", m.cpu.Seconds()/wall)
+	r.cpuNote, r.cpuCores = m.cpu+" (bench: restore and the proxies)", m.cpuSelf
 	r.notes = []string{
 		fmt.Sprintf("%s of %s files restored in %.1fs, %d changed (%d created, of the %d lost from the primary), %d conflicts, %d failed; `heartlog restore --to objects` settings: concurrency %d, backup paced at %s requests/s",
 			thousands(float64(p.Files)), thousands(float64(p.Total)), wall, p.Changed, created, lost, p.Conflicts, p.Failed, cfg.restoreConcurrency, thousands(cfg.restoreRPS)),
@@ -370,11 +370,11 @@ func runVerify(ctx context.Context, st *stack, cfg config) ([]result, error) {
 // verifyRow reports a verify of rep.Files files whose comparison took
 // compared of m.wall.
 func verifyRow(cfg config, rep resync.Report, m measured, compared time.Duration) result {
-	wall, cpu, pr, br := m.wall, m.cpu, m.primary, m.backup
+	wall, pr, br := m.wall, m.primary, m.backup
 	perFile := float64(br.Requests) / float64(max(1, rep.Files))
 	r := result{scenario: "verify", unit: "files/s", seconds: wall.Seconds(), rate: float64(rep.Files) / wall.Seconds(),
 		target: idealRate(cfg, perFile)}
-	r.cpuNote = fmt.Sprintf("cpu %.2f cores (this process: verify, proxies)", cpu.Seconds()/wall.Seconds())
+	r.cpuNote, r.cpuCores = m.cpu+" (bench: verify and the proxies)", m.cpuSelf
 	r.notes = []string{
 		fmt.Sprintf("%s files in S3 verified in %.1fs (the comparison %.1fs, %s files/s; before it the listings and one S3 GET at a time for each backup-only key): %s in sync, %d missing, %d stale, %d extra; `heartlog backup verify` settings: concurrency %d, backup paced at %s requests/s",
 			thousands(float64(rep.Files)), wall.Seconds(), compared.Seconds(), thousands(float64(rep.Files)/max(compared.Seconds(), 1e-3)), thousands(float64(rep.InSync)), rep.Count(resync.Missing), rep.Count(resync.Stale), rep.Count(resync.Extra), cfg.verifyConcurrency, thousands(cfg.restoreRPS)),
@@ -393,7 +393,9 @@ func verifyRow(cfg config, rep resync.Report, m measured, compared time.Duration
 // counts, its wall time and this process's CPU.
 type measured struct {
 	primary, backup faults.Stats
-	wall, cpu       time.Duration
+	wall            time.Duration
+	cpu             string  // this process and the stack's (cpuNote)
+	cpuSelf         float64 // this process's cores
 }
 
 // timeThrough times f (with a CPU profile named name under -cpuprofile).
@@ -402,11 +404,12 @@ func timeThrough(cfg config, sim *simulation, name string, f func() error) (meas
 	if err != nil {
 		return measured{}, err
 	}
-	p0, b0, cpu0 := sim.pproxy.Stats(), sim.bproxy.Stats(), cpuTime()
+	procs := stackProcs(cfg.stackRunDir)
+	p0, b0, cpu0 := sim.pproxy.Stats(), sim.bproxy.Stats(), takeCPU(procs)
 	start := time.Now()
 	err = f()
-	m := measured{wall: time.Since(start), cpu: cpuTime() - cpu0,
-		primary: sim.pproxy.Stats().Minus(p0), backup: sim.bproxy.Stats().Minus(b0)}
+	m := measured{wall: time.Since(start), primary: sim.pproxy.Stats().Minus(p0), backup: sim.bproxy.Stats().Minus(b0)}
+	m.cpu, m.cpuSelf = cpuNote(procs, cpu0, takeCPU(procs), m.wall.Seconds())
 	fmt.Fprintln(os.Stderr) // after the progress line
 	if perr := stopProfile(); err == nil {
 		err = perr
