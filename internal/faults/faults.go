@@ -92,6 +92,19 @@ type Stats struct {
 	SlowDowns   int64 // refused by SlowDownEvery or SlowDownRate
 	RateLimited int64 // refused because they came above RateLimit
 	Queued      int64 // waited for a RateLimit token (Queue)
+
+	// The requests received, by S3 operation (refused ones included):
+	// Lists are GETs of a listing (ListObjectsV2, ListObjectVersions,
+	// ListMultipartUploads), Gets every other GET (an object or one of
+	// its versions) and HEAD, Puts PUTs and POSTs, Deletes DELETEs.
+	Gets, Lists, Puts, Deletes int64
+}
+
+// Minus is s less an earlier reading o: what happened in between.
+func (s Stats) Minus(o Stats) Stats {
+	return Stats{Requests: s.Requests - o.Requests, Forwarded: s.Forwarded - o.Forwarded,
+		SlowDowns: s.SlowDowns - o.SlowDowns, RateLimited: s.RateLimited - o.RateLimited, Queued: s.Queued - o.Queued,
+		Gets: s.Gets - o.Gets, Lists: s.Lists - o.Lists, Puts: s.Puts - o.Puts, Deletes: s.Deletes - o.Deletes}
 }
 
 // Faults is the number of requests answered with SlowDown, for either
@@ -114,6 +127,7 @@ type Handler struct {
 	eligible int64
 
 	requests, forwarded, slowDowns, rateLimited, queued, ids atomic.Int64
+	gets, lists, puts, deletes                               atomic.Int64
 }
 
 // New returns a Handler that forwards to target, an http:// or https:// URL
@@ -183,12 +197,34 @@ func (h *Handler) Stats() Stats {
 		SlowDowns:   h.slowDowns.Load(),
 		RateLimited: h.rateLimited.Load(),
 		Queued:      h.queued.Load(),
+		Gets:        h.gets.Load(),
+		Lists:       h.lists.Load(),
+		Puts:        h.puts.Load(),
+		Deletes:     h.deletes.Load(),
+	}
+}
+
+// count adds r to its operation's counter.
+func (h *Handler) count(r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		q := r.URL.Query()
+		if q.Has("list-type") || q.Has("versions") || q.Has("uploads") {
+			h.lists.Add(1)
+		} else {
+			h.gets.Add(1)
+		}
+	case http.MethodPut, http.MethodPost:
+		h.puts.Add(1)
+	case http.MethodDelete:
+		h.deletes.Add(1)
 	}
 }
 
 // ServeHTTP refuses, delays or forwards one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.requests.Add(1)
+	h.count(r)
 	if h.limiter != nil {
 		if h.queue {
 			if !h.limiter.Allow() {

@@ -201,3 +201,24 @@ func TestBadOptions(t *testing.T) {
 		t.Error("SlowDownRate 2 accepted")
 	}
 }
+
+func TestCountsOperations(t *testing.T) {
+	be := newBackend(t)
+	p := faults.NewProxy(t, be.URL, faults.Options{RateLimit: 1, Burst: 1})
+	before := p.Stats()
+	for _, r := range []struct{ method, path string }{
+		{http.MethodGet, "/b?list-type=2&prefix=x%2F"},
+		{http.MethodGet, "/b?versions&prefix=x%2F"},
+		{http.MethodGet, "/b/x/k?versionId=v1"},
+		{http.MethodHead, "/b/x/k"},
+		{http.MethodPut, "/b/x/k"},
+		{http.MethodDelete, "/b/x/k"},
+	} {
+		do(t, r.method, p.URL+r.path, "")
+	}
+	// Refused requests (all but the first, at 1/s) are counted too.
+	s := p.Stats().Minus(before)
+	if s.Lists != 2 || s.Gets != 2 || s.Puts != 1 || s.Deletes != 1 || s.Requests != 6 || s.RateLimited < 4 {
+		t.Fatalf("stats %+v, want 2 lists, 2 gets, 1 put, 1 delete of 6 requests, at least 4 refused", s)
+	}
+}

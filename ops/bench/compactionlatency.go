@@ -37,17 +37,12 @@ func runCompactionLatency(ctx context.Context, st *stack, cfg config) ([]result,
 	if pub.failed != "" {
 		return rows(pub, nil, cleanup), err
 	}
-	pr, br := statsMinus(sim.pproxy.Stats(), p0), statsMinus(sim.bproxy.Stats(), b0)
+	pr, br := sim.pproxy.Stats().Minus(p0), sim.bproxy.Stats().Minus(b0)
 	measured := compactionLatencyRows(cfg, run, pr, br)
 	if err != nil {
 		measured[0].failed = err.Error()
 	}
 	return rows(pub, measured, cleanup), err
-}
-
-func statsMinus(a, b faults.Stats) faults.Stats {
-	return faults.Stats{Requests: a.Requests - b.Requests, Forwarded: a.Forwarded - b.Forwarded,
-		SlowDowns: a.SlowDowns - b.SlowDowns, RateLimited: a.RateLimited - b.RateLimited, Queued: a.Queued - b.Queued}
 }
 
 // compactionLatencyRows are the close's row and one row per sink.

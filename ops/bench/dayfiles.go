@@ -542,12 +542,7 @@ loop:
 	cpu1 := takeCPU(procs)
 	perr := stopProfile()
 	if spec.proxy != nil {
-		s := spec.proxy.Stats()
-		run.proxy = faults.Stats{
-			Requests: s.Requests - proxy0.Requests, Forwarded: s.Forwarded - proxy0.Forwarded,
-			SlowDowns: s.SlowDowns - proxy0.SlowDowns, RateLimited: s.RateLimited - proxy0.RateLimited,
-			Queued: s.Queued - proxy0.Queued,
-		}
+		run.proxy = spec.proxy.Stats().Minus(proxy0)
 	}
 	run.delta = readCounters(spec.name).minus(before)
 	if spec.bucket != nil {

@@ -181,6 +181,26 @@
 //     dumps.Import as `heartlog import wakatime` does, with no processor
 //     running. Reported: heartbeats/s and peak RSS. Target: 50,000
 //     heartbeats/s.
+//   - restore (not run by default; needs HEARTLOG_S3_* and
+//     HEARTLOG_BACKUP_S3_*): -restore-files user-days (-restore-days a
+//     user, a few hundred heartbeats a file, under one object prefix of
+//     the run) are written straight into both buckets, T is noted, a
+//     second version of every file (3 late heartbeats more) is written to
+//     both and every 20th is deleted from the primary; then restore.Run
+//     (`heartlog restore --at T --to objects`, its concurrency and pace)
+//     puts them back, reading the backup through a Space's simulation
+//     (dayfiles-latency's, with a -restore-backup-rate ceiling, 240
+//     requests/s) and the primary through the S3 one. Reported: files/s,
+//     the proxies' requests by operation and 503s, requests a file, CPU,
+//     and how many primary files are not their content at T afterwards
+//     (0 expected). Target: the ceiling ÷ backup requests a file (about 1:
+//     240 files/s); the commands' concurrency bounds it first.
+//   - verify (not run by default; as restore): -verify-files user-days in
+//     both buckets, 10 deleted from the backup, 10 with another version
+//     there and 10 day files only there; resync.VerifyBackup (`heartlog
+//     backup verify`, its concurrency and pace) through the same
+//     simulation. Reported as restore, and whether it found exactly the
+//     seeded drift. Target: as restore's.
 //
 // How to read the output: for bulk and single, the clients run for -warmup
 // (not counted) and then for -duration; throughput counts the requests that
@@ -223,6 +243,7 @@ import (
 	"time"
 
 	settings "heartlog/config" // the package; config is this command's flags
+	"heartlog/restore"
 )
 
 // config is every flag.
@@ -258,6 +279,12 @@ type config struct {
 
 	// import: the generated dump's heartbeats and days
 	importHeartbeats, importDays int
+
+	// restore, verify: the seeded user-days (days per user), the
+	// commands' concurrency and backup pace, the simulated Space's ceiling
+	restoreFiles, verifyFiles, restoreDays int
+	restoreConcurrency, verifyConcurrency  int
+	restoreRPS, restoreBackupRate          float64
 
 	stackRunDir string
 
@@ -337,7 +364,7 @@ type config struct {
 	dashboardTrace string
 }
 
-var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "drain-shards", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard", "import"}
+var allScenarios = []string{"bulk", "single", "ingest-all", "drain", "drain-shards", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard", "import", "restore", "verify"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
@@ -361,6 +388,13 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.drainHeartbeats, "drain-heartbeats", 1_000_000, "drain: heartbeats in the backlog (all distinct)")
 	fs.IntVar(&c.importHeartbeats, "import-heartbeats", 1_000_000, "import: heartbeats in the generated WakaTime dump")
 	fs.IntVar(&c.importDays, "import-days", 1000, "import: days the dump's heartbeats are spread over (from 2019-01-01)")
+	fs.IntVar(&c.restoreFiles, "restore-files", 20_000, "restore: user-days seeded and restored (-restore-days a user)")
+	fs.IntVar(&c.verifyFiles, "verify-files", 20_000, "verify: user-days seeded in both buckets and verified (-restore-days a user), besides the seeded drift")
+	fs.IntVar(&c.restoreDays, "restore-days", 10, "restore, verify: UTC days of each seeded user (users = files / days)")
+	fs.IntVar(&c.restoreConcurrency, "restore-concurrency", restore.DefaultConcurrency, "restore: files restored at once (heartlog restore --concurrency's default)")
+	fs.IntVar(&c.verifyConcurrency, "verify-concurrency", 32, "verify: files compared at once (heartlog backup verify --concurrency's default)")
+	fs.Float64Var(&c.restoreRPS, "restore-rps", configFloat("HEARTLOG_BACKUP_REQUESTS_PER_SECOND"), "restore, verify: the commands' pace of backup requests (their default: HEARTLOG_BACKUP_REQUESTS_PER_SECOND's default)")
+	fs.Float64Var(&c.restoreBackupRate, "restore-backup-rate", restore.DefaultRequestsPerSecond, "restore, verify: the simulated backup's ceiling in requests/s, past which it answers 503 SlowDown (one Space documents 240)")
 	fs.IntVar(&c.drainUsers, "drain-users", 1000, "drain: users the backlog is spread over")
 	fs.IntVar(&c.drainDays, "drain-days", 3, "drain: UTC days the backlog is spread over (today and the days before)")
 	fs.IntVar(&c.drainShardsDays, "drain-shards-days", 30, "drain-shards: UTC days the backlog is spread over (today and the days before), placed over the databases")
@@ -385,9 +419,9 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.latUsers, "latency-users", 10_000, "dayfiles-latency: users in the backlog")
 	fs.IntVar(&c.latDays, "latency-days", 2, "dayfiles-latency: UTC days in the backlog (user-days = users × days: the writes to make)")
 	latProcs := fs.String("latency-processors", "objects,backup", "dayfiles-latency: processors to time (objects, backup), one after the other")
-	fs.DurationVar(&c.latPrimary, "latency-primary", 200*time.Millisecond, "dayfiles-latency, compaction-latency: latency the proxy adds to every primary-bucket request")
-	fs.DurationVar(&c.latBackupPut, "latency-backup-put", 2*time.Second, "dayfiles-latency, compaction-latency: latency the proxy adds to every backup PUT (Spaces writes take about 2 s)")
-	fs.DurationVar(&c.latBackupGet, "latency-backup-get", 200*time.Millisecond, "dayfiles-latency, compaction-latency: latency the proxy adds to every other backup request (GET, ...)")
+	fs.DurationVar(&c.latPrimary, "latency-primary", 200*time.Millisecond, "dayfiles-latency, compaction-latency, restore, verify: latency the proxy adds to every primary-bucket request")
+	fs.DurationVar(&c.latBackupPut, "latency-backup-put", 2*time.Second, "dayfiles-latency, compaction-latency, restore, verify: latency the proxy adds to every backup PUT (Spaces writes take about 2 s)")
+	fs.DurationVar(&c.latBackupGet, "latency-backup-get", 200*time.Millisecond, "dayfiles-latency, compaction-latency, restore, verify: latency the proxy adds to every other backup request (GET, ...)")
 	fs.Float64Var(&c.latBackupRate, "latency-backup-rate", 500, "dayfiles-latency, compaction-latency: the backup proxy's ceiling in requests/s, every method counted (Spaces: 500 operations/s per bucket)")
 	fs.BoolVar(&c.latBackupQueue, "latency-backup-queue", false, "dayfiles-latency, compaction-latency: requests above the ceiling wait for a token instead of being refused with 503 SlowDown (Spaces refuses)")
 	fs.IntVar(&c.latObjectsConc, "latency-objects-concurrency", 1024, "dayfiles-latency: the objects sink's Concurrency")
@@ -454,8 +488,14 @@ janitor times the shard janitor dropping a day of 1,000,000 rows;
 compares bulk ingest with only the Postgres processor and with all four
 and the day closer (>= 25,000 heartbeats/s, within 15%%); -scenarios paced
 sends paced plugin traffic for yesterday, closes the day and sends late
-heartbeats (no day-file write while open, <= 1.05 per user-day). Needs
-HEARTLOG_POSTGRES_URL (. var/env).
+heartbeats (no day-file write while open, <= 1.05 per user-day).
+-scenarios restore times heartlog restore --at TIME of 20,000 day files
+from the backup through a simulated Space (240 requests/s, 503 SlowDown
+past it): files/s at the request ceiling, ideally 240 requests/s divided by
+the backup requests a file (about 1: 240 files/s), and checks every file
+afterwards; -scenarios verify times heartlog backup verify of 20,000 files
+(one backup GET a file: 240 files/s at the ceiling) and checks it finds
+exactly the drift seeded. Needs HEARTLOG_POSTGRES_URL (. var/env).
 Exit status is 0 when the measurements ran, whether or not targets were met.
 
 Flags:
@@ -512,6 +552,8 @@ Flags:
 		return c, errors.New("-bulk-conns and -single-conns must be at least 1")
 	case c.bulkSize < 1 || c.bulkSize > 1000:
 		return c, errors.New("-bulk-size must be 1-1000 (the API refuses more than 1000)")
+	case c.restoreFiles < 1 || c.verifyFiles < 2*verifyDrift || c.restoreDays < 1 || c.restoreConcurrency < 1 || c.verifyConcurrency < 1 || c.restoreRPS < 0 || c.restoreBackupRate <= 0:
+		return c, fmt.Errorf("-restore-files, -restore-days and the -restore/-verify concurrencies must be positive, -verify-files at least %d, -restore-rps not negative, -restore-backup-rate positive", 2*verifyDrift)
 	case c.importHeartbeats < 1 || c.importDays < 1:
 		return c, errors.New("-import-heartbeats and -import-days must be at least 1")
 	case c.drainHeartbeats < 1 || c.drainUsers < 1 || c.drainDays < 1 || c.drainDays > 30 || c.drainShardsDays < 1 || c.drainShardsDays > 30:
@@ -702,7 +744,7 @@ func run(ctx context.Context, cfg config) (err error) {
 				}
 			}
 			results = append(results, rs...)
-		case "ingest-all", "drain-shards", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard", "import":
+		case "ingest-all", "drain-shards", "dayfiles-drain", "dayfiles-latency", "reads", "janitor", "noisy-neighbour", "compaction", "compaction-latency", "paced", "statusbar", "dashboard", "import", "restore", "verify":
 			if processorOn {
 				st.stopProcessor()
 				processorOn = false
@@ -714,6 +756,8 @@ func run(ctx context.Context, cfg config) (err error) {
 				"statusbar": runStatusBar,
 				"dashboard": runDashboard,
 				"import":    runImport,
+				"restore":   runRestore,
+				"verify":    runVerify,
 			}[name]
 			rs, err := run(ctx, st, cfg)
 			if err != nil {
