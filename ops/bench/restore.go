@@ -376,15 +376,14 @@ func verifyRow(cfg config, rep resync.Report, m measured, compared time.Duration
 		target: idealRate(cfg, perFile)}
 	r.cpuNote, r.cpuCores = m.cpu+" (bench: verify and the proxies)", m.cpuSelf
 	r.notes = []string{
-		fmt.Sprintf("%s files in S3 verified in %.1fs (the comparison %.1fs, %s files/s; before it the listings and one S3 GET at a time for each backup-only key): %s in sync, %d missing, %d stale, %d extra; `heartlog backup verify` settings: concurrency %d, backup paced at %s requests/s",
+		fmt.Sprintf("%s files in S3 verified in %.1fs (the listings, then the reads of the files whose ETags differ and of the backup-only keys: %.1fs after the start, %s files/s): %s in sync, %d missing, %d stale, %d extra; `heartlog backup verify` settings: concurrency %d, backup paced at %s requests/s",
 			thousands(float64(rep.Files)), wall.Seconds(), compared.Seconds(), thousands(float64(rep.Files)/max(compared.Seconds(), 1e-3)), thousands(float64(rep.InSync)), rep.Count(resync.Missing), rep.Count(resync.Stale), rep.Count(resync.Extra), cfg.verifyConcurrency, thousands(cfg.restoreRPS)),
 		fmt.Sprintf("backup proxy (GET %s, ceiling %s requests/s, 503 SlowDown past it): %s requests (%s/s, %.2f a file): %s GETs, %s LISTs; %s answered 503",
 			cfg.latBackupGet, thousands(cfg.restoreBackupRate), thousands(float64(br.Requests)), thousands(float64(br.Requests)/wall.Seconds()), perFile,
 			thousands(float64(br.Gets)), thousands(float64(br.Lists)), thousands(float64(br.Faults()))),
 		fmt.Sprintf("primary proxy (%s a request): %s requests (%.2f a file): %s GETs, %s LISTs",
 			cfg.latPrimary, thousands(float64(pr.Requests)), float64(pr.Requests)/float64(max(1, rep.Files)), thousands(float64(pr.Gets)), thousands(float64(pr.Lists))),
-		fmt.Sprintf("Little's law: %d files in flight over %s + %s per file allow %s files/s",
-			cfg.verifyConcurrency, cfg.latPrimary, cfg.latBackupGet, thousands(float64(cfg.verifyConcurrency)/(cfg.latPrimary+cfg.latBackupGet).Seconds())),
+		"a file whose listed ETags are equal in S3 and the backup is in sync without a read: the backup's requests are its list pages and a GET for each drifted file",
 	}
 	return r
 }
