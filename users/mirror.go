@@ -120,12 +120,27 @@ func (s *Store) Sync(ctx context.Context) (Synced, error) {
 	if err != nil {
 		return out, fmt.Errorf("users: sync: %w", err)
 	}
+	dead, err := tombstones(ctx, tx)
+	if err != nil {
+		return out, err
+	}
 	have, err := s.mirror.snapshot(ctx)
 	if err != nil {
 		return out, err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(syncParallel)
+	for _, t := range dead {
+		key, want := tombstoneKey(t.ID), encodeTombstone(t)
+		old, ok := have[key]
+		delete(have, key)
+		if ok && bytes.Equal(old, want) {
+			out.Unchanged++
+			continue
+		}
+		out.Written++
+		g.Go(func() error { return s.mirror.putTombstone(gctx, t) })
+	}
 	for _, c := range all {
 		key, want := c.hash.String(), encodeRecord(c.User)
 		old, ok := have[key]
