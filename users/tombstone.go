@@ -165,3 +165,21 @@ func tombstones(ctx context.Context, tx pgx.Tx) ([]Tombstone, error) {
 		return t, r.Scan(&t.ID, &t.DeletedAt)
 	})
 }
+
+// DeletedIDs returns the ids of every tombstoned user, for the commands
+// that run without the users bucket (restore, backup verify).
+func (s *Store) DeletedIDs(ctx context.Context) (map[string]bool, error) {
+	rows, err := s.pool.Query(ctx, "SELECT user_id::text FROM user_tombstones")
+	if err != nil {
+		return nil, fmt.Errorf("users: read the tombstones: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("users: read the tombstones: %w", err)
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
