@@ -103,8 +103,9 @@ func deleteUser(ctx context.Context, id string, settle time.Duration, o erasure.
 		return err
 	}
 	defer done()
-	o.Progress = func(step string, r erasure.Report) {
-		fmt.Fprintf(os.Stderr, "%s: done\n", step)
+	start := time.Now()
+	o.Progress = func(step string, _ erasure.Report) {
+		fmt.Fprintf(os.Stderr, "erased from %s (%s so far)\n", step, time.Since(start).Round(time.Millisecond))
 	}
 	r, err := erasure.Erase(ctx, t, st, o)
 	if err != nil {
