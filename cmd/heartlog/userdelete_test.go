@@ -31,8 +31,8 @@ func TestUsersDelete(t *testing.T) {
 	ctx := context.Background()
 	alice, aliceKey := s.CreateUser(t, "alice", "")
 	bob, bobKey := s.CreateUser(t, "bob", "")
-	closed := time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC)
-	hot := time.Date(2025, 6, 3, 10, 0, 0, 0, time.UTC)
+	closed := time.Date(2019, 3, 17, 10, 0, 0, 0, time.UTC) // days no other test uses: the restore below is of the whole day
+	hot := time.Date(2019, 3, 19, 10, 0, 0, 0, time.UTC)
 	for _, key := range []string{aliceKey, bobKey} {
 		var items []string
 		for i, day := range []time.Time{closed, hot} {
@@ -88,7 +88,7 @@ func TestUsersDelete(t *testing.T) {
 		}
 	}
 	if !heartlogtest.Eventually(10*time.Second, func() bool {
-		resp, _ := s.Post(t, "/api/v1/users/current/heartbeats.bulk", aliceKey, []byte(`[{"entity":"x.go","type":"file","time":1748772000}]`))
+		resp, _ := s.Post(t, "/api/v1/users/current/heartbeats.bulk", aliceKey, []byte(fmt.Sprintf(`[{"entity":"x.go","type":"file","time":%d}]`, hot.Unix())))
 		return resp.StatusCode == http.StatusUnauthorized
 	}) {
 		t.Fatal("the deleted user's key still authenticates")
@@ -136,7 +136,7 @@ func TestUsersDelete(t *testing.T) {
 		run("replay", p)
 	}
 	run("replay", "cache", "--day", closed.Format(time.DateOnly))
-	run("restore", "--at", before.UTC().Format(time.RFC3339Nano))
+	run("restore", "--at", before.UTC().Format(time.RFC3339Nano), "--day", closed.Format(time.DateOnly))
 	if out, err := command(env, "restore", "--at", before.UTC().Format(time.RFC3339Nano), "--user", alice.ID).CombinedOutput(); err == nil {
 		t.Errorf("restore --user of the deleted user succeeded:\n%s", out)
 	}
