@@ -51,16 +51,36 @@ func (w *withoutDeleted) Commit(ctx context.Context, batches []*heartlogv1.Batch
 		return nil
 	}
 	err := w.Sink.Commit(ctx, kept)
-	var held *Held
-	if len(copies) > 0 && errors.As(err, &held) {
-		// Held names the batches Commit was given: the caller's.
-		for i, b := range held.Batches {
-			if orig, ok := copies[b]; ok {
-				held.Batches[i] = orig
-			}
-		}
+	if len(copies) > 0 {
+		originals(err, copies)
 	}
 	return err
+}
+
+// originals makes a Held or Rejected name the batches Commit was given
+// (the caller maps them to its messages) instead of the copies dropDeleted
+// made.
+func originals(err error, copies map[*heartlogv1.Batch]*heartlogv1.Batch) {
+	orig := func(b *heartlogv1.Batch) *heartlogv1.Batch {
+		if o, ok := copies[b]; ok {
+			return o
+		}
+		return b
+	}
+	var rejections []Rejection
+	var held *Held
+	var rejected *Rejected
+	if errors.As(err, &held) {
+		for i, b := range held.Batches {
+			held.Batches[i] = orig(b)
+		}
+		rejections = held.Rejected
+	} else if errors.As(err, &rejected) {
+		rejections = rejected.Heartbeats
+	}
+	for i := range rejections {
+		rejections[i].Batch = orig(rejections[i].Batch)
+	}
 }
 
 // dropDeleted returns batches without the heartbeats of deleted users, the
