@@ -65,8 +65,8 @@ type Options struct {
 	// Now ends the range of days whose cache keys are deleted (default
 	// time.Now()).
 	Now time.Time
-	// Progress, if set, is told each step as it ends, with the report so
-	// far.
+	// Progress, if set, is told each step as it ends, and a backup purge
+	// every 10,000 versions, with the report so far.
 	Progress func(step string, r Report)
 }
 
@@ -233,8 +233,10 @@ func (e *eraser) backup(ctx context.Context) error {
 				return err
 			}
 			mu.Lock()
-			e.r.BackupPurged++
-			mu.Unlock()
+			defer mu.Unlock()
+			if e.r.BackupPurged++; e.r.BackupPurged%progressEvery == 0 && e.o.Progress != nil {
+				e.o.Progress(StepPurging, e.r)
+			}
 			return nil
 		})
 	}
@@ -247,6 +249,14 @@ func (e *eraser) wait(ctx context.Context) error {
 	}
 	return e.limit.Wait(ctx)
 }
+
+// StepPurging is the step Options.Progress is told while a backup purge
+// is under way.
+const StepPurging = "backup purge"
+
+// progressEvery is how many backup versions a purge erases between two
+// progress reports (at the Spaces ceiling, about a minute's worth).
+const progressEvery = 10000
 
 // cacheChunk is how many keys one MGET and one DEL take.
 const cacheChunk = 512

@@ -104,7 +104,11 @@ func deleteUser(ctx context.Context, id string, settle time.Duration, o erasure.
 	}
 	defer done()
 	start := time.Now()
-	o.Progress = func(step string, _ erasure.Report) {
+	o.Progress = func(step string, r erasure.Report) {
+		if step == erasure.StepPurging {
+			fmt.Fprintf(os.Stderr, "backup: %d versions erased (%s so far)\n", r.BackupPurged, time.Since(start).Round(time.Millisecond))
+			return
+		}
 		fmt.Fprintf(os.Stderr, "erased from %s (%s so far)\n", step, time.Since(start).Round(time.Millisecond))
 	}
 	r, err := erasure.Erase(ctx, t, st, o)
