@@ -476,12 +476,23 @@ func (b *S3) DeleteAllVersions(ctx context.Context, key string) error {
 		return b.wrap("list versions of", key, err)
 	}
 	for _, id := range ids {
-		_, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{
-			Bucket: aws.String(b.bucket), Key: aws.String(key), VersionId: aws.String(id),
-		})
-		if err != nil && !isNotFound(err) {
-			return b.wrap("delete version "+id+" of", key, err)
+		if err := b.DeleteVersion(ctx, key, id); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// DeleteVersion removes one version or delete marker of key for good (an
+// Entry of History). Like DeleteAllVersions it is not part of Versioned:
+// only `heartlog users delete --purge-backups` and tests erase history. A
+// version already gone is not an error.
+func (b *S3) DeleteVersion(ctx context.Context, key, versionID string) error {
+	_, err := b.client.DeleteObject(ctx, &s3.DeleteObjectInput{
+		Bucket: aws.String(b.bucket), Key: aws.String(key), VersionId: aws.String(versionID),
+	})
+	if err != nil && !isNotFound(err) {
+		return b.wrap("delete version "+versionID+" of", key, err)
 	}
 	return nil
 }

@@ -56,6 +56,10 @@ type Options struct {
 	// Prefix limits the listing of the backup ("<prefix>/<user id>/" for
 	// one user; "" for the whole bucket).
 	Prefix string
+	// Deleted, if set, leaves out the files of deleted users (`heartlog
+	// users delete` without --purge-backups keeps their backup): a restore
+	// never brings a deleted user back.
+	Deleted func(userID string) bool
 	// Since and Until bound the days (YYYYMMDD, inclusive); "" is open.
 	Since, Until string
 	// Objects restores the S3 day files, Cache the SSDB entries (day file
@@ -233,9 +237,12 @@ func (r *run) list(ctx context.Context) ([]target, error) {
 				return nil, err
 			}
 		}
-		_, _, day, err := dayfile.ParseKey(e.Key)
+		_, user, day, err := dayfile.ParseKey(e.Key)
 		if err != nil || (r.o.Since != "" && day < r.o.Since) || (r.o.Until != "" && day > r.o.Until) {
 			continue // not a day file (the probe, quarantine/), or outside the range
+		}
+		if r.o.Deleted != nil && r.o.Deleted(user) {
+			continue
 		}
 		byKey[e.Key] = append(byKey[e.Key], e)
 	}

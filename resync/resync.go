@@ -45,6 +45,10 @@ type Scope struct {
 	// Since is the first UTC day (YYYYMMDD) by the day in the key; "" for
 	// every day.
 	Since string
+	// Deleted, if set, leaves out the files of deleted users (`heartlog
+	// users delete`): a backup kept without --purge-backups is no drift,
+	// and nothing of theirs is written back.
+	Deleted func(userID string) bool
 }
 
 // UserPrefix is the Scope.Prefix of one user's day files.
@@ -53,8 +57,8 @@ func UserPrefix(objectPrefix, userID string) string { return objectPrefix + "/" 
 // holds reports whether key is a day file in the scope (the buckets also
 // hold quarantine/ copies and a conditional-write probe, which are not).
 func (s Scope) holds(key string) bool {
-	_, _, day, err := dayfile.ParseKey(key)
-	return err == nil && strings.HasPrefix(key, s.Prefix) && day >= s.Since
+	_, user, day, err := dayfile.ParseKey(key)
+	return err == nil && strings.HasPrefix(key, s.Prefix) && day >= s.Since && (s.Deleted == nil || !s.Deleted(user))
 }
 
 // Options tune a run. Zero fields take the defaults.

@@ -41,6 +41,8 @@ type DirectoryOptions struct {
 type Directory struct {
 	mu     sync.RWMutex
 	byHash map[KeyHash]User
+	// deleted are the ids of tombstoned users (Deleted).
+	deleted map[string]bool
 	// changed is closed, and replaced, on every record applied: it wakes
 	// Await.
 	changed chan struct{}
@@ -74,7 +76,7 @@ func WatchDirectory(ctx context.Context, js jetstream.JetStream, bucket string, 
 		return nil, fmt.Errorf("users: watch KV bucket %s: %w", bucket, err)
 	}
 	d := &Directory{
-		byHash: map[KeyHash]User{}, changed: make(chan struct{}), kv: kv, w: w, nc: js.Conn(), maxStale: opts.MaxStale,
+		byHash: map[KeyHash]User{}, deleted: map[string]bool{}, changed: make(chan struct{}), kv: kv, w: w, nc: js.Conn(), maxStale: opts.MaxStale,
 		misses: rate.NewLimiter(rate.Limit(opts.MissesPerSecond), int(max(opts.MissesPerSecond, 1))),
 	}
 	for {
@@ -126,9 +128,13 @@ func (d *Directory) noteStatus(st nats.Status) {
 }
 
 func (d *Directory) apply(e jetstream.KeyValueEntry) {
+	if id, ok := parseTombstoneKey(e.Key()); ok {
+		d.applyTombstone(id, e.Operation() == jetstream.KeyValuePut)
+		return
+	}
 	h, ok := parseKeyHash(e.Key())
 	if !ok {
-		return // not a record (nothing else is written there)
+		return // neither a record nor a tombstone (nothing else is written there)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -155,7 +161,11 @@ func (d *Directory) ByKey(ctx context.Context, h KeyHash) (User, error) {
 	}
 	d.mu.RLock()
 	u, ok := d.byHash[h]
+	gone := ok && d.deleted[u.ID]
 	d.mu.RUnlock()
+	if gone {
+		return User{}, ErrNotFound // its record's removal is on its way
+	}
 	if ok {
 		return u, nil
 	}
@@ -171,7 +181,7 @@ func (d *Directory) ByKey(ctx context.Context, h KeyHash) (User, error) {
 	if err != nil {
 		return User{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	if u, err = decodeRecord(e.Value()); err != nil || u.ID == "" {
+	if u, err = decodeRecord(e.Value()); err != nil || u.ID == "" || d.Deleted(u.ID) {
 		return User{}, ErrNotFound
 	}
 	return u, nil
@@ -248,4 +258,24 @@ func (a Accounts) Update(ctx context.Context, id string, c Change) (User, error)
 		return d.Name == u.Name && d.TimeZone == u.TimeZone && d.TimeoutMinutes == u.TimeoutMinutes
 	})
 	return u, nil
+}
+
+func (d *Directory) applyTombstone(id string, put bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if put {
+		d.deleted[id] = true
+	} else {
+		delete(d.deleted, id)
+	}
+}
+
+// Deleted reports whether the user id has a tombstone (users.Tombstone):
+// its heartbeats are dropped by every sink, and its files by restore and
+// rebuild. It answers from memory, as of the last update the watch has
+// seen.
+func (d *Directory) Deleted(id string) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.deleted[id]
 }

@@ -120,22 +120,32 @@ func (s *Store) Sync(ctx context.Context) (Synced, error) {
 	if err != nil {
 		return out, fmt.Errorf("users: sync: %w", err)
 	}
+	dead, err := tombstones(ctx, tx)
+	if err != nil {
+		return out, err
+	}
 	have, err := s.mirror.snapshot(ctx)
 	if err != nil {
 		return out, err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(syncParallel)
-	for _, c := range all {
-		key, want := c.hash.String(), encodeRecord(c.User)
+	// keep leaves key as it is if it holds want, else writes it with put.
+	keep := func(key string, want []byte, put func() error) {
 		old, ok := have[key]
 		delete(have, key)
 		if ok && bytes.Equal(old, want) {
 			out.Unchanged++
-			continue
+			return
 		}
 		out.Written++
-		g.Go(func() error { return s.mirror.put(gctx, c.hash, c.User) })
+		g.Go(put)
+	}
+	for _, t := range dead {
+		keep(tombstoneKey(t.ID), encodeTombstone(t), func() error { return s.mirror.putTombstone(gctx, t) })
+	}
+	for _, c := range all {
+		keep(c.hash.String(), encodeRecord(c.User), func() error { return s.mirror.put(gctx, c.hash, c.User) })
 	}
 	for key := range have {
 		out.Deleted++

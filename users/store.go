@@ -170,7 +170,9 @@ func (s *Store) RotateKey(ctx context.Context, id, key string) (string, error) {
 	return key, nil
 }
 
-// Delete removes the user; its key stops working. Its heartbeats stay.
+// Delete removes the user; its key stops working. Its heartbeats stay, and
+// the stream would still feed them to every sink: `heartlog users delete`
+// uses Tombstone instead, which also keeps them from coming back.
 func (s *Store) Delete(ctx context.Context, id string) error {
 	return s.write(ctx, id, func(tx pgx.Tx, _ *current) (*current, error) {
 		if _, err := tx.Exec(ctx, "DELETE FROM users WHERE id = $1", id); err != nil {

@@ -59,6 +59,10 @@ func (s *scopeFlags) options(ctx context.Context, cfg config.Config, what string
 		}
 		o.Since = t.UTC().Format(heartbeat.DayLayout)
 	}
+	var err error
+	if o.Deleted, err = deletedUsers(ctx, cfg); err != nil {
+		return o, err
+	}
 	if s.user != "" {
 		u, err := lookupUser(ctx, cfg, s.user)
 		if err != nil {
@@ -67,6 +71,22 @@ func (s *scopeFlags) options(ctx context.Context, cfg config.Config, what string
 		o.Prefix = resync.UserPrefix(u.ObjectPrefix, u.ID)
 	}
 	return o, nil
+}
+
+// deletedUsers reads the ids of deleted users from Postgres, whose files
+// restore and the resync commands leave alone (a deleted user's kept
+// backup is neither drift nor something to bring back).
+func deletedUsers(ctx context.Context, cfg config.Config) (func(string) bool, error) {
+	pool, err := openPostgres(ctx, cfg, newLogger(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("the deleted users are read from Postgres: %w", err)
+	}
+	defer pool.Close()
+	ids, err := users.NewStore(pool, nil).DeletedIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func(id string) bool { return ids[id] }, nil
 }
 
 // lookupUser reads the user record (for its key prefix) from Postgres.
@@ -369,6 +389,7 @@ func (rt *runtime) backupVerifier(ctx context.Context, names []string) (func(con
 		return nil, err
 	}
 	o := resync.Options{RequestsPerSecond: rt.cfg.BackupVerifyRequestsPerSec, Concurrency: 8}
+	o.Deleted = rt.dir.Deleted
 	rt.log.Info().Str("every", rt.cfg.BackupVerifyEvery.String()).Float64("requests_per_second", o.RequestsPerSecond).
 		Msg("backup verify scheduled (HEARTLOG_BACKUP_VERIFY_EVERY)")
 	host, _ := os.Hostname()

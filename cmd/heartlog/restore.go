@@ -154,6 +154,9 @@ func runRestore(ctx context.Context, cfg config.Config, o restore.Options) error
 		}
 		defer cache.Close()
 	}
+	if o.Deleted, err = deletedUsers(ctx, cfg); err != nil {
+		return err
+	}
 	o.Changed = printChange
 	o.Progress = restoreProgress(o.DryRun)
 	if n := cfg.DebugRestoreKillAfter; n > 0 {

@@ -368,7 +368,7 @@ func (rt *runtime) sink(ctx context.Context, name string) (processors.Sink, func
 	if err != nil {
 		return nil, nil, err
 	}
-	sink, err := p.Build(ctx, catalog.Env{Config: rt.cfg, Log: rt.log, Stores: st, Standby: rt.replay})
+	sink, err := p.Sink(ctx, catalog.Env{Config: rt.cfg, Log: rt.log, Stores: st, Standby: rt.replay, Deleted: rt.dir.Deleted})
 	if err != nil {
 		cleanup()
 		return nil, nil, err
@@ -452,7 +452,7 @@ func (rt *runtime) compactor(ctx context.Context, label string, names ...string)
 			createFirst = false
 		}
 	}
-	e := catalog.Env{Config: rt.cfg, Log: rt.log, Stores: st}
+	e := catalog.Env{Config: rt.cfg, Log: rt.log, Stores: st, Deleted: rt.dir.Deleted}
 	host, _ := os.Hostname()
 	owner := fmt.Sprintf("%s@%s:%d", label, host, os.Getpid())
 	return compaction.New(rt.js, rt.sc, catalog.CompactorOptions(rt.cfg, owner, rt.log)), catalog.CompactionSinks(e, createFirst, names...), cleanup, nil

@@ -16,12 +16,12 @@ import (
 func usersCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "users",
-		Short: "Create, change and list users",
-		Long: `Create, change and list users. Postgres holds the users; every change is
+		Short: "Create, change, list and delete users",
+		Long: `Create, change, list and delete users. Postgres holds the users; every change is
 also written to the NATS KV bucket "users" that the API authenticates from,
 before it commits, so these commands need NATS and Postgres both.`,
 	}
-	cmd.AddCommand(usersCreateCmd(), usersUpdateCmd(), usersListCmd(), usersSyncCmd())
+	cmd.AddCommand(usersCreateCmd(), usersUpdateCmd(), usersListCmd(), usersSyncCmd(), usersDeleteCmd())
 	return cmd
 }
 

@@ -282,7 +282,8 @@ func (s *Service) StartProcessor(t testing.TB) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sink := pgsink.New(days, view, Logger(t), pgsink.Options{Grace: s.opts.ShardsGrace})
+		// As catalog.Processor.Sink builds it: deleted users' heartbeats dropped.
+		sink := processors.WithoutDeleted(pgsink.New(days, view, Logger(t), pgsink.Options{Grace: s.opts.ShardsGrace}), s.Directory.Deleted, Logger(t))
 		opts := processors.Options{Log: Logger(t), RetryMax: 500 * time.Millisecond, DeadLetters: streams.NewDeadLetters(s.JS, s.Streams)}
 		if err := processors.Run(ctx, cons, sink, opts); err != nil {
 			t.Errorf("processor: %v", err)

@@ -67,6 +67,19 @@ type Env struct {
 	// Standby builds the cache sink for a replay beside the live
 	// processor (dayfiles.Options.Standby).
 	Standby bool
+	// Deleted tells the users whose heartbeats every sink drops (deleted
+	// users: users.Directory.Deleted); nil drops none.
+	Deleted processors.DeletedFunc
+}
+
+// Sink builds the processor's sink from e: Build's, without the
+// heartbeats of deleted users (processors.WithoutDeleted).
+func (p Processor) Sink(ctx context.Context, e Env) (processors.Sink, error) {
+	s, err := p.Build(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	return processors.WithoutDeleted(s, e.Deleted, e.Log), nil
 }
 
 // Stores are the connections sinks write through; each sink needs some.
@@ -157,7 +170,8 @@ func Limits(c config.Config) dayfile.Limits {
 
 // CompactionSinks are the sinks a compaction writes for the named
 // day-file processors (all of them for none) whose stores e holds, from
-// compaction.Sinks with the settings. createFirst is compaction.SinkOptions.CreateFirst.
+// compaction.Sinks with the settings, without the heartbeats of deleted
+// users (Env.Deleted). createFirst is compaction.SinkOptions.CreateFirst.
 func CompactionSinks(e Env, createFirst bool, names ...string) []processors.Sink {
 	c := e.Config
 	all := compaction.Sinks(compaction.Stores{Primary: e.Stores.Primary, Cache: e.Stores.Cache, Backup: e.Stores.Backup}, compaction.SinkOptions{
@@ -165,13 +179,10 @@ func CompactionSinks(e Env, createFirst bool, names ...string) []processors.Sink
 		BackupRequestsPerSecond: c.BackupRequestsPerSec, Limits: Limits(c), MergeBytes: c.MergeBytes,
 		CreateFirst: createFirst, Log: e.Log,
 	})
-	if len(names) == 0 {
-		return all
-	}
 	var out []processors.Sink
 	for _, s := range all {
-		if slices.Contains(names, s.Name()) {
-			out = append(out, s)
+		if len(names) == 0 || slices.Contains(names, s.Name()) {
+			out = append(out, processors.WithoutDeleted(s, e.Deleted, e.Log))
 		}
 	}
 	return out

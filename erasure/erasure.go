@@ -1,0 +1,311 @@
+// Package erasure removes a deleted user's heartbeats from every store:
+// the rows in every day table of every Postgres database, the day files in
+// S3, their entries in SSDB (day file, digest, generation) and, when asked,
+// every version and delete marker in the versioned backup. It is the work
+// of `heartlog users delete` after users.Store.Tombstone; the tombstone is
+// what keeps the stream (which still holds the heartbeats for weeks) from
+// bringing any of it back.
+//
+// Every step deletes what is there and finds nothing the second time, so
+// an erasure that was interrupted is finished by running it again.
+package erasure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"heartlog/heartbeat"
+	"heartlog/objstore"
+	"heartlog/pgheartbeats"
+	"heartlog/schema/dayfile"
+	"heartlog/schema/digest"
+	"heartlog/ssdb"
+	"heartlog/users"
+)
+
+// Backup is the versioned backup bucket: its history is listed, and with
+// Options.PurgeBackups each version and delete marker removed.
+type Backup interface {
+	objstore.Historian
+	DeleteVersion(ctx context.Context, key, versionID string) error
+	Name() string
+}
+
+// Stores are where a user's heartbeats are.
+type Stores struct {
+	// Days are every database that may hold day tables
+	// (daydb.Set.Holders): the catalog too, without shard databases.
+	Days    []*pgxpool.Pool
+	Primary objstore.Bucket
+	Cache   *ssdb.Cache
+	Backup  Backup
+}
+
+// Options tune an erasure. Zero fields take the defaults.
+type Options struct {
+	// PurgeBackups removes every version and delete marker of the user's
+	// backup files; without it they are counted and kept.
+	PurgeBackups bool
+	// RequestsPerSecond paces the backup's requests (list pages, deletes);
+	// 0: no ceiling. heartlog passes HEARTLOG_BACKUP_REQUESTS_PER_SECOND,
+	// as restore and verify do.
+	RequestsPerSecond float64
+	// Concurrency is how many S3 and backup deletes run at once (default 16).
+	Concurrency int
+	// Now ends the range of days whose cache keys are deleted (default
+	// time.Now()).
+	Now time.Time
+	// Progress, if set, is told each step as it ends, and a backup purge
+	// every 10,000 versions, with the report so far.
+	Progress func(step string, r Report)
+}
+
+// Report is what an erasure removed.
+type Report struct {
+	Rows      int64 // Postgres rows
+	Tables    int   // day tables looked into, over every database
+	Objects   int   // S3 day files
+	CacheKeys int   // SSDB keys that existed (day files, digests, generations)
+	// BackupFiles are the user's keys in the backup's history; of their
+	// versions and delete markers, BackupPurged were removed and
+	// BackupKept left (without PurgeBackups).
+	BackupFiles, BackupPurged, BackupKept int
+}
+
+// ErrBadTombstone is returned for a tombstone whose prefix or id could not
+// name a day file: listing under it could reach another user's files.
+var ErrBadTombstone = errors.New("erasure: the tombstone does not name a user's day files")
+
+// Erase removes t's user's heartbeats from st. Call it only once the
+// tombstone has been seen by every writer (users.Store.Tombstone, then a
+// settle): a sink that has not seen it could write a file after the
+// erasure passed.
+func Erase(ctx context.Context, t users.Tombstone, st Stores, o Options) (Report, error) {
+	if err := dayfile.CheckKeyParts(t.ObjectPrefix, t.ID, "20000101"); err != nil {
+		return Report{}, fmt.Errorf("%w: %w", ErrBadTombstone, err)
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	e := &eraser{t: t, st: st, o: o, prefix: t.ObjectPrefix + "/" + t.ID + "/", days: map[string]bool{}}
+	if o.RequestsPerSecond > 0 {
+		e.limit = rate.NewLimiter(rate.Limit(o.RequestsPerSecond), max(1, int(o.RequestsPerSecond/10)))
+	}
+	steps := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"postgres", e.rows},
+		{"s3", e.objects},
+		{"backup", e.backup},
+		{"cache", e.cache}, // last: it covers the days the others found
+	}
+	for _, s := range steps {
+		if err := s.run(ctx); err != nil {
+			return e.r, fmt.Errorf("erasure: %s: %w", s.name, err)
+		}
+		if o.Progress != nil {
+			o.Progress(s.name, e.r)
+		}
+	}
+	return e.r, nil
+}
+
+type eraser struct {
+	t      users.Tombstone
+	st     Stores
+	o      Options
+	prefix string          // <object prefix>/<user id>/
+	limit  *rate.Limiter   // the backup's ceiling; nil: none
+	days   map[string]bool // YYYYMMDD of every day file found
+	r      Report
+}
+
+// rows deletes the user's rows from every day table, attached or detached
+// (a table the janitor has detached but not dropped yet still holds them).
+func (e *eraser) rows(ctx context.Context) error {
+	for _, pool := range e.st.Days {
+		tables, err := pgheartbeats.DayTables(ctx, pool, "")
+		if err != nil {
+			return err
+		}
+		for _, dt := range tables {
+			name := pgx.Identifier{pgheartbeats.PartitionName(dt.Day)}.Sanitize()
+			tag, err := pool.Exec(ctx, "DELETE FROM "+name+" WHERE user_id = $1", e.t.ID)
+			if err != nil {
+				return fmt.Errorf("delete from %s: %w", name, err)
+			}
+			e.r.Rows += tag.RowsAffected()
+			e.r.Tables++
+			if tag.RowsAffected() > 0 {
+				e.days[dt.Day] = true
+			}
+		}
+	}
+	return nil
+}
+
+// objects deletes every S3 object under the user's prefix.
+func (e *eraser) objects(ctx context.Context) error {
+	if e.st.Primary == nil {
+		return nil
+	}
+	keys, err := objstore.ListAll(ctx, e.st.Primary, e.prefix)
+	if err != nil {
+		return err
+	}
+	e.noteDays(keys)
+	var n atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.o.Concurrency)
+	for _, key := range keys {
+		g.Go(func() error {
+			if err := e.st.Primary.Delete(gctx, key); err != nil {
+				return err
+			}
+			n.Add(1)
+			return nil
+		})
+	}
+	err = g.Wait()
+	e.r.Objects = int(n.Load())
+	return err
+}
+
+// backup lists the history under the user's prefix, a page of 1000
+// entries per paced request, and with PurgeBackups deletes each entry.
+func (e *eraser) backup(ctx context.Context) error {
+	if e.st.Backup == nil {
+		return nil
+	}
+	var entries []objstore.Entry
+	if err := e.wait(ctx); err != nil {
+		return err
+	}
+	for en, err := range e.st.Backup.History(ctx, e.prefix) {
+		if err != nil {
+			return err
+		}
+		entries = append(entries, en)
+		if len(entries)%1000 == 0 {
+			if err := e.wait(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	files := map[string]bool{}
+	for _, en := range entries {
+		files[en.Key] = true
+	}
+	keys := make([]string, 0, len(files))
+	for k := range files {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	e.noteDays(keys)
+	e.r.BackupFiles = len(keys)
+	if !e.o.PurgeBackups {
+		e.r.BackupKept = len(entries)
+		return nil
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.o.Concurrency)
+	for _, en := range entries {
+		g.Go(func() error {
+			if err := e.wait(gctx); err != nil {
+				return err
+			}
+			if err := e.st.Backup.DeleteVersion(gctx, en.Key, en.ID); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if e.r.BackupPurged++; e.r.BackupPurged%progressEvery == 0 && e.o.Progress != nil {
+				e.o.Progress(StepPurging, e.r)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func (e *eraser) wait(ctx context.Context) error {
+	if e.limit == nil {
+		return ctx.Err()
+	}
+	return e.limit.Wait(ctx)
+}
+
+// StepPurging is the step Options.Progress is told while a backup purge
+// is under way.
+const StepPurging = "backup purge"
+
+// progressEvery is how many backup versions a purge erases between two
+// progress reports (at the Spaces ceiling, about a minute's worth).
+const progressEvery = 10000
+
+// cacheChunk is how many keys one MGET and one DEL take.
+const cacheChunk = 512
+
+// cache deletes the cache entries of every day the user may have one for:
+// the days found in Postgres, S3 and the backup, and every day from the
+// user's first day to tomorrow. The cache has no listing that SSDB
+// supports (no SCAN), so the keys are computed (dayfile.Key, digest.Key,
+// digest.GenKey); only those that exist are counted.
+func (e *eraser) cache(ctx context.Context) error {
+	if e.st.Cache == nil {
+		return nil
+	}
+	if !e.t.FirstDay.IsZero() {
+		end := e.o.Now.UTC().AddDate(0, 0, 1)
+		for d := e.t.FirstDay.UTC(); !d.After(end); d = d.AddDate(0, 0, 1) {
+			e.days[d.Format(heartbeat.DayLayout)] = true
+		}
+	}
+	var keys []string
+	for day := range e.days {
+		k := dayfile.Key(e.t.ObjectPrefix, e.t.ID, day)
+		keys = append(keys, k, digest.Key(k), digest.GenKey(k))
+	}
+	sort.Strings(keys)
+	for len(keys) > 0 {
+		chunk := keys[:min(cacheChunk, len(keys))]
+		keys = keys[len(chunk):]
+		vals, err := e.st.Cache.MGet(ctx, chunk)
+		if err != nil {
+			return err
+		}
+		for _, v := range vals {
+			if v != nil {
+				e.r.CacheKeys++
+			}
+		}
+		if err := e.st.Cache.Delete(ctx, chunk...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// noteDays adds the days of the day-file keys (others are skipped).
+func (e *eraser) noteDays(keys []string) {
+	for _, k := range keys {
+		if _, _, day, err := dayfile.ParseKey(k); err == nil {
+			e.days[day] = true
+		}
+	}
+}
