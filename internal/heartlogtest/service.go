@@ -57,6 +57,10 @@ type Options struct {
 	// database: a deployment without HEARTLOG_POSTGRES_SHARD_URLS (and a
 	// test that changes the heartbeats table itself).
 	SingleDatabase bool
+	// PrivateShard, if set, adds one shard database, last in the list,
+	// on this private cluster: a shard server the test may stop while
+	// the catalog and the other shard databases stay up.
+	PrivateShard *Postgres
 	// Directory configures the API's copy of the users bucket.
 	Directory users.DirectoryOptions
 	// ShardsGrace is HEARTLOG_SHARDS_GRACE for the Postgres processor and
@@ -137,6 +141,9 @@ func Start(t testing.TB, opts Options) *Service {
 		dbs = opts.Postgres.NewDatabases(t, shards)
 	} else {
 		dbs = NewDatabases(t, shards)
+	}
+	if opts.PrivateShard != nil {
+		dbs = dbs.AddShard(t, opts.PrivateShard.URL)
 	}
 	s.Pool, s.DBURL, s.Days, s.ShardURLs, s.Shards = dbs.Catalog, dbs.CatalogURL, dbs.Days, dbs.ShardURLs, dbs.Shards
 	if opts.PlacementTTL > 0 {
