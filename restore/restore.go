@@ -86,22 +86,35 @@ type Options struct {
 	beforeWrite func(key string) // tests: between the first read and the write
 }
 
-// Progress is where a restore is.
+// Progress is where a restore is. It first lists the backup's history
+// (Listed false: Versions grows, Total is not known yet), then restores
+// file by file.
 type Progress struct {
-	Files, Total int // files looked at, and listed
-	Changed      int // files written (or that would be, with DryRun)
-	Conflicts    int // writes refused because the file changed meanwhile
-	Failed       int // files left as they were after an error (see Run)
+	Versions     int  // backup versions and delete markers listed so far
+	Listed       bool // the listing is done: Total is known
+	Files, Total int  // files looked at, and listed
+	Changed      int  // files written (or that would be, with DryRun)
+	Conflicts    int  // writes refused because the file changed meanwhile
+	Failed       int  // files left as they were after an error (see Run)
 	Elapsed      time.Duration
-	Done         bool
+	// Restoring is the time since the listing ended, over which Rate and
+	// ETA count: a listing of many pages would otherwise make the first
+	// minutes' rate look slow and the ETA long.
+	Restoring time.Duration
+	Done      bool
 }
 
-// Rate is files per second so far.
-func (p Progress) Rate() float64 { return progress.Rate(float64(p.Files), p.Elapsed) }
+// Rate is files per second since the listing ended.
+func (p Progress) Rate() float64 { return progress.Rate(float64(p.Files), p.Restoring) }
+
+// ListRate is versions listed per second.
+func (p Progress) ListRate() float64 {
+	return progress.Rate(float64(p.Versions), p.Elapsed-p.Restoring)
+}
 
 // ETA is the time left at the current rate.
 func (p Progress) ETA() time.Duration {
-	return progress.ETA(float64(p.Files), float64(p.Total), p.Elapsed)
+	return progress.ETA(float64(p.Files), float64(p.Total), p.Restoring)
 }
 
 // Change is what restore did, or would do, to one file in one store.
@@ -158,7 +171,7 @@ func Run(ctx context.Context, backup Backup, primary Primary, cache *ssdb.Cache,
 	if err != nil {
 		return Progress{}, err
 	}
-	r.p.Total = len(targets)
+	r.p.Total, r.p.Listed, r.listed = len(targets), true, time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Concurrency)
 	for _, t := range targets {
@@ -174,7 +187,8 @@ func Run(ctx context.Context, backup Backup, primary Primary, cache *ssdb.Cache,
 	err = g.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.p.Elapsed, r.p.Done = time.Since(r.start), err == nil
+	r.tick()
+	r.p.Done = err == nil
 	if o.Progress != nil && err == nil {
 		o.Progress(r.p)
 	}
@@ -206,11 +220,21 @@ type run struct {
 	cache   dayfiles.Store
 	ssdb    *ssdb.Cache
 	start   time.Time
+	listed  time.Time // when the listing ended
 
 	mu      sync.Mutex
 	p       Progress
 	written int
 	errs    []error
+}
+
+// tick brings the progress's clocks to now. The caller holds mu, or is
+// the listing, which runs before any file's goroutine.
+func (r *run) tick() {
+	r.p.Elapsed = time.Since(r.start)
+	if r.p.Listed {
+		r.p.Restoring = time.Since(r.listed)
+	}
 }
 
 // target is one key and its state at TIME: the version to restore, or
@@ -233,6 +257,11 @@ func (r *run) list(ctx context.Context) ([]target, error) {
 			return nil, err
 		}
 		if n++; n%1000 == 0 { // a page of ListObjectVersions
+			r.p.Versions = n
+			r.tick()
+			if r.o.Progress != nil {
+				r.o.Progress(r.p)
+			}
 			if err := r.limit.Wait(ctx); err != nil {
 				return nil, err
 			}
@@ -246,6 +275,7 @@ func (r *run) list(ctx context.Context) ([]target, error) {
 		}
 		byKey[e.Key] = append(byKey[e.Key], e)
 	}
+	r.p.Versions = n
 	targets := make([]target, 0, len(byKey))
 	for key, entries := range byKey {
 		targets = append(targets, target{key: key, version: at(entries, r.o.At)})
@@ -308,7 +338,7 @@ func (r *run) restore(ctx context.Context, t target) error {
 	if changed {
 		r.p.Changed++
 	}
-	r.p.Elapsed = time.Since(r.start)
+	r.tick()
 	if r.o.Progress != nil {
 		r.o.Progress(r.p)
 	}

@@ -213,6 +213,13 @@ func TestRestore(t *testing.T) {
 	if p.Total != 5 || p.Changed != 5 {
 		t.Errorf("dry run: %+v, want 5 files listed, 5 to change", p)
 	}
+	listed := 0
+	for _, n := range versions {
+		listed += n
+	}
+	if !p.Listed || p.Versions != listed || p.Restoring <= 0 || p.Restoring >= p.Elapsed {
+		t.Errorf("dry run's progress: %+v, want %d versions listed, and the time since the listing apart from the whole", p, listed)
+	}
 	for _, k := range keys {
 		if got := r.state(k); !equalState(got, after[k]) {
 			t.Errorf("dry run changed %s", k)

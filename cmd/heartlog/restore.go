@@ -211,6 +211,11 @@ func restoreProgress(dry bool) func(restore.Progress) {
 			return
 		}
 		last = time.Now()
+		if !p.Listed {
+			fmt.Fprintf(os.Stderr, "\rrestore: listing the backup's history: %d versions, %.0f versions/s   ",
+				p.Versions, p.ListRate())
+			return
+		}
 		fmt.Fprintf(os.Stderr, "\rrestore: %d/%d files, %d changed, %d conflicts, %.0f files/s, ETA %s   ",
 			p.Files, p.Total, p.Changed, p.Conflicts, p.Rate(), p.ETA().Round(time.Second))
 		if p.Done {

@@ -245,6 +245,10 @@ func runRestore(ctx context.Context, st *stack, cfg config) ([]result, error) {
 				}
 			},
 			Progress: everySecond(func(p restore.Progress) {
+				if !p.Listed {
+					fmt.Fprintf(os.Stderr, "\rbench: restore: listing: %d versions   ", p.Versions)
+					return
+				}
 				fmt.Fprintf(os.Stderr, "\rbench: restore: %d/%d files, %.0f files/s   ", p.Files, p.Total, p.Rate())
 			}),
 		})
@@ -274,6 +278,7 @@ func restoreRow(cfg config, p restore.Progress, m measured, created, lost int) r
 	r.notes = []string{
 		fmt.Sprintf("%s of %s files restored in %.1fs, %d changed (%d created, of the %d lost from the primary), %d conflicts, %d failed; `heartlog restore --to objects` settings: concurrency %d, backup paced at %s requests/s",
 			thousands(float64(p.Files)), thousands(float64(p.Total)), wall, p.Changed, created, lost, p.Conflicts, p.Failed, cfg.restoreConcurrency, thousands(cfg.restoreRPS)),
+		fmt.Sprintf("the listing of %s versions took %.1fs, then %s files/s restoring", thousands(float64(p.Versions)), (p.Elapsed - p.Restoring).Seconds(), thousands(p.Rate())),
 		fmt.Sprintf("backup proxy (GET %s, ceiling %s requests/s, 503 SlowDown past it): %s requests (%s/s, %.2f a file): %s GETs, %s LISTs, %s PUTs; %s answered 503",
 			cfg.latBackupGet, thousands(cfg.restoreBackupRate), thousands(float64(br.Requests)), thousands(float64(br.Requests)/wall), perFile,
 			thousands(float64(br.Gets)), thousands(float64(br.Lists)), thousands(float64(br.Puts)), thousands(float64(br.Faults()))),
@@ -288,6 +293,9 @@ func restoreRow(cfg config, p restore.Progress, m measured, created, lost int) r
 // idealRate is the target: the files/s the Space's ceiling allows at
 // perFile backup requests a file, an upper bound.
 func idealRate(cfg config, perFile float64) string {
+	if perFile < 0.01 {
+		return fmt.Sprintf("— (%.3f backup requests a file: bound by the listings, not the ceiling)", perFile)
+	}
 	return fmt.Sprintf("ideal ≤%s files/s (ceiling %s req/s ÷ %.2f backup requests a file)", thousands(cfg.restoreBackupRate/max(perFile, 1e-9)), thousands(cfg.restoreBackupRate), perFile)
 }
 
