@@ -33,7 +33,8 @@ func TestMetricsPerDatabase(t *testing.T) {
 	a, b := daydb.NameOf(dbs.Shards[0]), daydb.NameOf(dbs.Shards[1])
 	sink := pgsink.New(dbs.Days, states{}, heartlogtest.Logger(t), pgsink.Options{})
 	user := uuid.NewString()
-	first := time.Now().UTC().Truncate(24 * time.Hour)
+	// Past days: a heartbeat at noon tomorrow is refused before noon today.
+	first := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -3)
 	dayA, dayB := first, first.AddDate(0, 0, 1)
 	batch := func(day time.Time, tag string, n int) *heartlogv1.Batch {
 		return &heartlogv1.Batch{Day: day.Format(heartbeat.DayLayout), Heartbeats: dayBeats(t, user, day, tag, n)}
@@ -112,7 +113,8 @@ func TestBatchesOfADatabaseNotMigratedAreHeld(t *testing.T) {
 	b := daydb.NameOf(dbs.Shards[1])
 	sink := pgsink.New(dbs.Days, states{}, heartlogtest.Logger(t), pgsink.Options{})
 	user := uuid.NewString()
-	first := time.Now().UTC().Truncate(24 * time.Hour)
+	// Past days: a heartbeat at noon tomorrow is refused before noon today.
+	first := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -3)
 	batch := func(d int, tag string) *heartlogv1.Batch {
 		day := first.AddDate(0, 0, d)
 		return &heartlogv1.Batch{Day: day.Format(heartbeat.DayLayout), Heartbeats: dayBeats(t, user, day, tag, 5)}
