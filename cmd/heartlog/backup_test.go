@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"heartlog/internal/heartlogtest"
+	"heartlog/objstore"
+	hlstatus "heartlog/status"
 )
 
 // backupRig is a user in a fresh database with days in the stack's S3 and
@@ -151,5 +153,64 @@ func TestRebuildFromS3(t *testing.T) {
 		if cached, ok, err := r.st.Cache.Get(ctx, d.Key()); err != nil || !ok || !bytes.Equal(cached, s3) {
 			t.Fatalf("%s: not cached with S3's bytes (%v, %v)", d.Key(), ok, err)
 		}
+	}
+}
+
+// TestProcessVerifiesTheBackupOnSchedule: `heartlog process`, where it runs
+// the backup processor, verifies the whole backup every
+// HEARTLOG_BACKUP_VERIFY_EVERY and only reports: a backup with one file
+// missing, one stale and one extra shows exactly that drift in the
+// process's metrics and in `heartlog status` (exit 1, a warning), and
+// nothing is repaired. Private buckets: the verify covers every file.
+func TestProcessVerifiesTheBackupOnSchedule(t *testing.T) {
+	ctx := context.Background()
+	primary, backup, buckets := heartlogtest.PrivateBuckets(t)
+	first := heartlogtest.NewUserDay(3)
+	var days []heartlogtest.UserDay
+	for i := range 4 {
+		d := heartlogtest.NewUserDay(3 + i)
+		d.User, d.Prefix = first.User, first.Prefix
+		data := heartlogtest.DayFile(t, d.Beats(t, 0, 5+i))
+		for _, b := range []*objstore.S3{primary, backup} {
+			if _, err := b.Put(ctx, d.Key(), data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		days = append(days, d)
+	}
+	if err := backup.Delete(ctx, days[0].Key()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Put(ctx, days[1].Key(), heartlogtest.DayFile(t, days[1].Beats(t, 0, 2))); err != nil {
+		t.Fatal(err)
+	}
+	extra := heartlogtest.NewUserDay(30)
+	extra.User, extra.Prefix = first.User, first.Prefix
+	if _, err := backup.Put(ctx, extra.Key(), heartlogtest.DayFile(t, extra.Beats(t, 0, 3))); err != nil {
+		t.Fatal(err)
+	}
+
+	n := heartlogtest.StartNATS(t)
+	_, dbURL := heartlogtest.NewDatabase(t)
+	admin := freeAddr(t)
+	env := append([]string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_LOG_LEVEL=warn",
+		"HEARTLOG_PROCESSORS=backup", "HEARTLOG_BACKUP_VERIFY_EVERY=1s", "HEARTLOG_ADMIN_ADDR=" + admin}, buckets...)
+	startHeartlog(t, env, "process")
+	r := awaitStatus(t, env, "the scheduled verify", func(r hlstatus.Report, code int) bool { return r.Backup.Files > 0 && code == 1 })
+	if r.Backup.Files != 4 || r.Backup.Missing != 1 || r.Backup.Stale != 1 || r.Backup.Extra != 1 || r.Backup.Error != "" {
+		t.Fatalf("status shows the verify %+v; want 4 files, 1 missing, 1 stale, 1 extra", r.Backup)
+	}
+	if !hasWarning(r, "1 missing, 1 stale, 1 extra") {
+		t.Errorf("no drift warning in %q", r.Warnings)
+	}
+	metrics := get(t, "http://"+admin+"/metrics")
+	for _, want := range []string{`heartlog_backup_drift_files{kind="missing"} 1`, `heartlog_backup_drift_files{kind="stale"} 1`,
+		`heartlog_backup_drift_files{kind="extra"} 1`, "heartlog_backup_verify_files 4"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("the process's metrics lack %q", want)
+		}
+	}
+	if _, _, err := backup.Get(ctx, days[0].Key()); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("the missing file after the scheduled verify: %v, want still missing (report only)", err)
 	}
 }
