@@ -13,6 +13,7 @@ import (
 	"heartlog/internal/heartlogtest"
 	"heartlog/objstore"
 	hlstatus "heartlog/status"
+	"heartlog/streams"
 )
 
 // backupRig is a user in a fresh database with days in the stack's S3 and
@@ -191,6 +192,11 @@ func TestProcessVerifiesTheBackupOnSchedule(t *testing.T) {
 	}
 
 	n := heartlogtest.StartNATS(t)
+	_, js := heartlogtest.Connect(t, n.URL)
+	// The stream before the process: status cannot judge anything without it.
+	if err := streams.Ensure(ctx, js, streams.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
 	_, dbURL := heartlogtest.NewDatabase(t)
 	admin := freeAddr(t)
 	env := append([]string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_LOG_LEVEL=warn",
