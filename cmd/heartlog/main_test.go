@@ -219,6 +219,41 @@ func TestServeAndProcessBinaries(t *testing.T) {
 	}
 }
 
+// TestServeAndProcessSayWhenTheyStop: on SIGTERM, serve and process log
+// that they are stopping and what they finish first, then "stopped" with
+// how long it took (a duration with its unit), and exit 0.
+func TestServeAndProcessSayWhenTheyStop(t *testing.T) {
+	n := heartlogtest.StartNATS(t)
+	_, dbURL := heartlogtest.NewDatabase(t)
+	env := []string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_LOG_FORMAT=json"}
+	for _, c := range []struct {
+		args    []string
+		started string
+	}{{[]string{"serve"}, "API listening"}, {[]string{"process", "--only", "postgres"}, "processor starting"}} {
+		cmd := c.args[0]
+		var log heartlogtest.LogBuffer
+		proc := command(append(env, "HEARTLOG_HTTP_ADDR="+freeAddr(t), "HEARTLOG_ADMIN_ADDR="+freeAddr(t)), c.args...)
+		proc.Stderr = &log
+		if err := proc.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if !heartlogtest.Eventually(30*time.Second, func() bool { return strings.Contains(log.String(), c.started) }) {
+			_ = proc.Process.Kill()
+			t.Fatalf("heartlog %s did not start:\n%s", cmd, log.String())
+		}
+		if err := proc.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := proc.Wait(); err != nil {
+			t.Errorf("heartlog %s on SIGTERM: %v, want exit 0", cmd, err)
+		}
+		out := log.String()
+		if !strings.Contains(out, `"message":"stopping: the `) || !regexp.MustCompile(`"took":"[0-9.]+(µs|ms|s)"[^}]*"message":"stopped"`).MatchString(out) {
+			t.Errorf("heartlog %s's log has no stopping and stopped lines:\n%s", cmd, out)
+		}
+	}
+}
+
 func status(t *testing.T, url string) int {
 	resp, err := http.Get(url)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -59,6 +60,18 @@ type runtime struct {
 	noJanitor bool
 	// replay makes the cache sink a standby beside the live processor.
 	replay bool
+	// stopping is when a daemon's context ended (a signal), for the
+	// "stopped" line of close.
+	stopping atomic.Pointer[time.Time]
+}
+
+// stoppingLine is what each command that runs until a signal logs when it
+// begins to stop; close then logs "stopped" with the time it took, so the
+// log of a restart says how long the drain was.
+var stoppingLine = map[string]string{
+	"serve":   "stopping: the API finishes the requests in flight (up to 15s)",
+	"process": "stopping: the processors finish the batch in hand (what is not acked comes again after a restart)",
+	"dev":     "stopping: the API finishes the requests in flight (up to 15s), the processors the batch in hand",
 }
 
 // postgresOptional are the commands that start without Postgres: ingest
@@ -98,6 +111,13 @@ func startRuntime(ctx context.Context, cfg config.Config, log zerolog.Logger, na
 		return nil, err
 	}
 	rt.users = users.NewStore(rt.pool, mirror)
+	if line, ok := stoppingLine[name]; ok {
+		context.AfterFunc(ctx, func() {
+			now := time.Now()
+			rt.stopping.Store(&now)
+			log.Info().Msg(line)
+		})
+	}
 	if err := rt.preparePostgres(ctx); err != nil {
 		if !postgresOptional[name] {
 			rt.close()
@@ -147,6 +167,9 @@ func (rt *runtime) close() {
 	}
 	if rt.nc != nil {
 		_ = rt.nc.Drain()
+	}
+	if at := rt.stopping.Load(); at != nil {
+		rt.log.Info().Str("took", time.Since(*at).Round(time.Millisecond).String()).Msg("stopped")
 	}
 }
 
