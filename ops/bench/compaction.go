@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -135,6 +136,7 @@ func closeDay(ctx context.Context, st *stack, cfg config, ds *dayStores, scenari
 	if err != nil {
 		return run, err
 	}
+	stopHeap := startHeapProfile(cfg, scenario)
 	tctx, cancel := context.WithTimeout(ctx, cfg.compTimeout)
 	defer cancel()
 	cpu0 := cpuTime()
@@ -142,7 +144,7 @@ func closeDay(ctx context.Context, st *stack, cfg config, ds *dayStores, scenari
 	run.res, err = c.CloseDay(tctx, day, sinks...)
 	run.wall, run.cpu = time.Since(run.start), cpuTime()-cpu0
 	run.peak = peakRSS()
-	if perr := stop(); err == nil {
+	if perr := errors.Join(stop(), stopHeap()); err == nil {
 		err = perr
 	}
 	if err != nil && tctx.Err() != nil && ctx.Err() == nil {

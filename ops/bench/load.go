@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -362,6 +363,42 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// startHeapProfile, when -cpuprofile is set, samples the Go heap every
+// 250 ms until stopped and writes <name>-heap.pprof as it was at the
+// largest heap seen: what held the memory at the peak (heartlog's code or
+// the embedded NATS server's, by the stacks).
+func startHeapProfile(cfg config, name string) func() error {
+	if cfg.cpuProfile == "" {
+		return func() error { return nil }
+	}
+	done, finished := make(chan struct{}), make(chan error, 1)
+	go func() {
+		var peak uint64
+		var best bytes.Buffer
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				finished <- os.WriteFile(cfg.cpuProfile+"/"+name+"-heap.pprof", best.Bytes(), 0o644)
+				return
+			case <-tick.C:
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak {
+				peak = ms.HeapInuse
+				best.Reset()
+				_ = pprof.Lookup("heap").WriteTo(&best, 0)
+			}
+		}
+	}()
+	return func() error {
+		close(done)
+		return <-finished
 	}
 }
 
