@@ -372,7 +372,7 @@ func parseFlags(args []string) (config, error) {
 	scen := fs.String("scenarios", "bulk,single,drain", "comma-separated scenarios to run, always in the order "+strings.Join(allScenarios, ", ")+" (the day-file ones also need HEARTLOG_S3_*, HEARTLOG_BACKUP_S3_* and HEARTLOG_CACHE_URL)")
 	fs.StringVar(&c.postgresURL, "postgres", "", "Postgres server URL in which a throwaway database heartlog_bench_* is created and dropped (default $HEARTLOG_POSTGRES_URL)")
 	fs.StringVar(&c.workDir, "workdir", "var/bench", "scratch directory, relative to the working directory; removed before and after the run (the JetStream store is <workdir>/nats)")
-	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "directory to write one CPU profile per scenario into (<scenario>.pprof; drain also writes drain-publish.pprof); must not be inside -workdir")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "directory to write one CPU profile per scenario into (<scenario>.pprof; drain also writes drain-publish.pprof, compaction <scenario>-heap.pprof at its largest heap); must not be inside -workdir")
 	fs.IntVar(&c.noisyConns, "noisy-conns", 4, "noisy-neighbour: connections user A floods over")
 	fs.DurationVar(&c.noisyPhase, "noisy-phase", 25*time.Second, "noisy-neighbour: length of each phase (B alone, then B with A)")
 	fs.BoolVar(&c.syncAlways, "sync-always", true, "JetStream sync_interval: always (fsync every write), as nats.conf ships; false measures the default periodic fsync")
