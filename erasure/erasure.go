@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,10 +73,13 @@ type Options struct {
 
 // Report is what an erasure removed.
 type Report struct {
-	Rows      int64 // Postgres rows
-	Tables    int   // day tables looked into, over every database
-	Objects   int   // S3 day files
-	CacheKeys int   // SSDB keys that existed (day files, digests, generations)
+	Rows    int64 // Postgres rows
+	Tables  int   // day tables looked into, over every database
+	Objects int   // S3 objects: day files and quarantined copies
+	// Quarantined are the S3 objects that were quarantined copies of an
+	// unreadable day file (counted in Objects too).
+	Quarantined int
+	CacheKeys   int // SSDB keys that existed (day files, digests, generations)
 	// BackupFiles are the user's keys in the backup's history; of their
 	// versions and delete markers, BackupPurged were removed and
 	// BackupKept left (without PurgeBackups).
@@ -100,7 +104,8 @@ func Erase(ctx context.Context, t users.Tombstone, st Stores, o Options) (Report
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	e := &eraser{t: t, st: st, o: o, prefix: t.ObjectPrefix + "/" + t.ID + "/", days: map[string]bool{}}
+	prefix := t.ObjectPrefix + "/" + t.ID + "/"
+	e := &eraser{t: t, st: st, o: o, prefixes: []string{prefix, quarantinePrefix + prefix}, days: map[string]bool{}}
 	if o.RequestsPerSecond > 0 {
 		e.limit = rate.NewLimiter(rate.Limit(o.RequestsPerSecond), max(1, int(o.RequestsPerSecond/10)))
 	}
@@ -111,7 +116,8 @@ func Erase(ctx context.Context, t users.Tombstone, st Stores, o Options) (Report
 		{"postgres", e.rows},
 		{"s3", e.objects},
 		{"backup", e.backup},
-		{"cache", e.cache}, // last: it covers the days the others found
+		{"cache", e.cache}, // covers the days the others found
+		{"check", e.check},
 	}
 	for _, s := range steps {
 		if err := s.run(ctx); err != nil {
@@ -125,13 +131,13 @@ func Erase(ctx context.Context, t users.Tombstone, st Stores, o Options) (Report
 }
 
 type eraser struct {
-	t      users.Tombstone
-	st     Stores
-	o      Options
-	prefix string          // <object prefix>/<user id>/
-	limit  *rate.Limiter   // the backup's ceiling; nil: none
-	days   map[string]bool // YYYYMMDD of every day file found
-	r      Report
+	t        users.Tombstone
+	st       Stores
+	o        Options
+	prefixes []string        // <object prefix>/<user id>/, and its quarantine/ copies
+	limit    *rate.Limiter   // the backup's ceiling; nil: none
+	days     map[string]bool // YYYYMMDD of every day file found
+	r        Report
 }
 
 // rows deletes the user's rows from every day table, attached or detached
@@ -163,12 +169,12 @@ func (e *eraser) objects(ctx context.Context) error {
 	if e.st.Primary == nil {
 		return nil
 	}
-	keys, err := objstore.ListAll(ctx, e.st.Primary, e.prefix)
+	keys, err := e.primaryKeys(ctx)
 	if err != nil {
 		return err
 	}
 	e.noteDays(keys)
-	var n atomic.Int64
+	var n, quarantined atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.o.Concurrency)
 	for _, key := range keys {
@@ -177,11 +183,14 @@ func (e *eraser) objects(ctx context.Context) error {
 				return err
 			}
 			n.Add(1)
+			if strings.HasPrefix(key, quarantinePrefix) {
+				quarantined.Add(1)
+			}
 			return nil
 		})
 	}
 	err = g.Wait()
-	e.r.Objects = int(n.Load())
+	e.r.Objects, e.r.Quarantined = int(n.Load()), int(quarantined.Load())
 	return err
 }
 
@@ -195,14 +204,16 @@ func (e *eraser) backup(ctx context.Context) error {
 	if err := e.wait(ctx); err != nil {
 		return err
 	}
-	for en, err := range e.st.Backup.History(ctx, e.prefix) {
-		if err != nil {
-			return err
-		}
-		entries = append(entries, en)
-		if len(entries)%1000 == 0 {
-			if err := e.wait(ctx); err != nil {
+	for _, prefix := range e.prefixes {
+		for en, err := range e.st.Backup.History(ctx, prefix) {
+			if err != nil {
 				return err
+			}
+			entries = append(entries, en)
+			if len(entries)%1000 == 0 {
+				if err := e.wait(ctx); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -241,6 +252,60 @@ func (e *eraser) backup(ctx context.Context) error {
 		})
 	}
 	return g.Wait()
+}
+
+// quarantinePrefix is where the day-file sinks keep a copy of a file they
+// could not read (dayfiles: "quarantine/<key>.<unix time>"), in S3 and in
+// the backup: the user's heartbeats too.
+const quarantinePrefix = "quarantine/"
+
+// primaryKeys lists the user's S3 objects: day files and quarantined copies.
+func (e *eraser) primaryKeys(ctx context.Context) ([]string, error) {
+	var keys []string
+	for _, prefix := range e.prefixes {
+		k, err := objstore.ListAll(ctx, e.st.Primary, prefix)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k...)
+	}
+	return keys, nil
+}
+
+// ErrWrittenDuring is returned when a file of the user appeared in S3 (or,
+// with PurgeBackups, in the backup) while the erasure ran: a commit that
+// began before the tombstone and outlasted the settle. Erase again.
+var ErrWrittenDuring = errors.New("files of the user were written while the erasure ran (a commit that outlasted the settle): run the delete again")
+
+// check lists what the erasure removed once more: a sink's commit that
+// began before the tombstone may have written after the list above, and
+// the erasure is finished only when nothing is left.
+func (e *eraser) check(ctx context.Context) error {
+	left := 0
+	if e.st.Primary != nil {
+		keys, err := e.primaryKeys(ctx)
+		if err != nil {
+			return err
+		}
+		left += len(keys)
+	}
+	if e.st.Backup != nil && e.o.PurgeBackups {
+		for _, prefix := range e.prefixes {
+			if err := e.wait(ctx); err != nil {
+				return err
+			}
+			for _, err := range e.st.Backup.History(ctx, prefix) {
+				if err != nil {
+					return err
+				}
+				left++
+			}
+		}
+	}
+	if left > 0 {
+		return fmt.Errorf("%w (%d objects)", ErrWrittenDuring, left)
+	}
+	return nil
 }
 
 func (e *eraser) wait(ctx context.Context) error {

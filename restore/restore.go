@@ -58,7 +58,9 @@ type Options struct {
 	Prefix string
 	// Deleted, if set, leaves out the files of deleted users (`heartlog
 	// users delete` without --purge-backups keeps their backup): a restore
-	// never brings a deleted user back.
+	// never brings a deleted user back. It is asked when the history is
+	// listed and again before each file is restored, so a user deleted
+	// during a long restore is left alone from then on.
 	Deleted func(userID string) bool
 	// Since and Until bound the days (YYYYMMDD, inclusive); "" is open.
 	Since, Until string
@@ -240,8 +242,8 @@ func (r *run) tick() {
 // target is one key and its state at TIME: the version to restore, or
 // none (the file did not exist then).
 type target struct {
-	key     string
-	version *objstore.Version
+	key, user string
+	version   *objstore.Version
 }
 
 // list reads the backup's history under the prefix and picks, for each day
@@ -278,7 +280,8 @@ func (r *run) list(ctx context.Context) ([]target, error) {
 	r.p.Versions = n
 	targets := make([]target, 0, len(byKey))
 	for key, entries := range byKey {
-		targets = append(targets, target{key: key, version: at(entries, r.o.At)})
+		_, user, _, _ := dayfile.ParseKey(key) // parsed above
+		targets = append(targets, target{key: key, user: user, version: at(entries, r.o.At)})
 	}
 	sort.Slice(targets, func(i, j int) bool { return targets[i].key < targets[j].key })
 	return targets, nil
@@ -316,16 +319,20 @@ func (r *run) restore(ctx context.Context, t target) error {
 		want = &content{version: *t.version}
 	}
 	changed, conflicts := false, 0
-	if r.objects != nil {
-		c, err := r.put(ctx, r.objects, "objects", t.key, want)
+	objects, cache := r.objects, r.cache
+	if r.o.Deleted != nil && r.o.Deleted(t.user) {
+		objects, cache = nil, nil // deleted since the listing: nothing to write
+	}
+	if objects != nil {
+		c, err := r.put(ctx, objects, "objects", t.key, want)
 		if err != nil {
 			return err
 		}
 		changed, conflicts = changed || c.changed, conflicts+c.conflicts
 		want = c.final
 	}
-	if r.cache != nil {
-		c, err := r.put(ctx, r.cache, "cache", t.key, want)
+	if cache != nil {
+		c, err := r.put(ctx, cache, "cache", t.key, want)
 		if err != nil {
 			return err
 		}

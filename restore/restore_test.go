@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -398,5 +399,37 @@ func TestRestoreGoesOnPastABadVersion(t *testing.T) {
 	}
 	if got := r.state(r.key(1)); !equalState(got, bad) {
 		t.Error("the file whose version does not decode changed")
+	}
+}
+
+// TestRestoreLeavesAUserDeletedDuringIt: Deleted is asked again before
+// each file, so a user deleted after the listing (by `users delete`
+// while a long restore runs) has nothing written back: the files the
+// erasure removed stay removed.
+func TestRestoreLeavesAUserDeletedDuringIt(t *testing.T) {
+	r := newRig(t)
+	r.commit(0, 3, "a")
+	r.commit(1, 3, "a")
+	at := mark(t)
+	ctx := context.Background()
+	for _, d := range []int{0, 1} { // the erasure
+		if err := r.st.Primary.Delete(ctx, r.key(d)); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.st.Cache.Delete(ctx, r.key(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var asked atomic.Int32
+	o := r.options(at)
+	o.Deleted = func(string) bool { return asked.Add(1) > 2 } // alive while listed (a version of each file), deleted after
+	p, changes := r.run(o)
+	if asked.Load() <= 2 || p.Changed != 0 || len(changes) != 0 {
+		t.Fatalf("asked %d times; %d files changed: %v; want Deleted asked again and nothing written", asked.Load(), p.Changed, changes)
+	}
+	for _, d := range []int{0, 1} {
+		if s := r.state(r.key(d)); s.objects != nil || s.cache != nil {
+			t.Errorf("day %d of the deleted user was restored", d)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -73,20 +74,41 @@ func (s *scopeFlags) options(ctx context.Context, cfg config.Config, what string
 	return o, nil
 }
 
-// deletedUsers reads the ids of deleted users from Postgres, whose files
-// restore and the resync commands leave alone (a deleted user's kept
-// backup is neither drift nor something to bring back).
+// tombstonesRefresh is how old deletedUsers' answer may be: well under
+// `users delete`'s default settle (10 s), so that a file a long run writes
+// after the delete is still one the erasure finds.
+const tombstonesRefresh = 5 * time.Second
+
+// deletedUsers answers whether a user is deleted, from Postgres's
+// tombstones, read again once the last read is tombstonesRefresh old.
+// Restore and the resync commands leave deleted users' files alone (a
+// kept backup is neither drift nor something to bring back), and a user
+// deleted while a long run is under way is left alone from then on. The
+// pool stays open for the command's life.
 func deletedUsers(ctx context.Context, cfg config.Config) (func(string) bool, error) {
 	pool, err := openPostgres(ctx, cfg, newLogger(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("the deleted users are read from Postgres: %w", err)
 	}
-	defer pool.Close()
-	ids, err := users.NewStore(pool, nil).DeletedIDs(ctx)
+	store := users.NewStore(pool, nil)
+	ids, err := store.DeletedIDs(ctx)
 	if err != nil {
+		pool.Close()
 		return nil, err
 	}
-	return func(id string) bool { return ids[id] }, nil
+	var mu sync.Mutex
+	read := time.Now()
+	return func(id string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(read) >= tombstonesRefresh {
+			if fresh, err := store.DeletedIDs(ctx); err == nil {
+				ids = fresh
+			} // else the last set, and the next call tries again
+			read = time.Now()
+		}
+		return ids[id]
+	}, nil
 }
 
 // lookupUser reads the user record (for its key prefix) from Postgres.

@@ -26,6 +26,7 @@ func restoreCmd() *cobra.Command {
 		at, userID, day, since, until string
 		to                            []string
 		o                             restore.Options
+		unconditional                 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --at TIME [--user ID] [--day D | --since D --until D] [--to objects,cache] [--dry-run]",
@@ -43,6 +44,9 @@ the file again and writes the content at TIME plus the heartbeats that
 arrived meanwhile, and reports the conflict. Heartbeats merged after TIME but
 before the restore stay in Postgres (while their day is there) and in the
 stream, not in the files: "heartlog replay objects --day D" brings them back.
+Before it writes, restore checks with a probe object that S3's server refuses
+a write whose condition fails; if it does not, restore stops (stop the
+objects processor for the restore and pass --allow-unconditional).
 
 The backup's requests are paced under --requests-per-second (default
 HEARTLOG_BACKUP_REQUESTS_PER_SECOND; the live backup processor shares the
@@ -99,7 +103,7 @@ Examples:
 					return err
 				}
 			}
-			return runRestore(ctx, cfg, o)
+			return runRestore(ctx, cfg, o, unconditional)
 		},
 	}
 	f := cmd.Flags()
@@ -110,6 +114,7 @@ Examples:
 	f.StringVar(&until, "until", "", "last UTC day to restore (YYYY-MM-DD)")
 	f.StringSliceVar(&to, "to", []string{"objects", "cache"}, "stores to restore: objects (S3), cache (SSDB)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print what would change, write nothing")
+	f.BoolVar(&unconditional, "allow-unconditional", false, "restore S3 even if its server ignores conditional writes (checked first; stop the objects processor meanwhile)")
 	f.IntVar(&o.Concurrency, "concurrency", restore.DefaultConcurrency, "files restored at once")
 	f.Float64Var(&o.RequestsPerSecond, "requests-per-second", 0, "ceiling on the backup bucket's requests (default HEARTLOG_BACKUP_REQUESTS_PER_SECOND)")
 	cmd.MarkFlagsMutuallyExclusive("day", "since")
@@ -136,7 +141,7 @@ func userPrefix(ctx context.Context, cfg config.Config, log zerolog.Logger, id s
 	return u.ObjectPrefix + "/" + u.ID + "/", nil
 }
 
-func runRestore(ctx context.Context, cfg config.Config, o restore.Options) error {
+func runRestore(ctx context.Context, cfg config.Config, o restore.Options, unconditional bool) error {
 	backup, err := openS3(ctx, cfg.Backup, "HEARTLOG_BACKUP_S3_")
 	if err != nil {
 		return err
@@ -166,6 +171,16 @@ func runRestore(ctx context.Context, cfg config.Config, o restore.Options) error
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {} // the signal is on its way
 			}
+		}
+	}
+	if primary != nil && !o.DryRun && !unconditional {
+		// Restore's promise that a concurrent late write is kept rests on
+		// the primary refusing a write whose If-Match no longer holds.
+		if err := objstore.CheckConditionalWrites(ctx, primary); errors.Is(err, objstore.ErrConditionsIgnored) {
+			return fmt.Errorf("%w: a heartbeat the late path merges while restore runs could be overwritten; "+
+				"stop the objects processor for the restore and pass --allow-unconditional", err)
+		} else if err != nil {
+			return err
 		}
 	}
 	var p restore.Progress

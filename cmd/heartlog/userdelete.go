@@ -124,7 +124,11 @@ func deleteUser(ctx context.Context, id string, settle time.Duration, o erasure.
 
 func printErasure(r erasure.Report, databases int, purged bool) {
 	fmt.Printf("postgres: %d rows removed from %d day tables over %d databases\n", r.Rows, r.Tables, databases)
-	fmt.Printf("s3: %d day files removed\n", r.Objects)
+	fmt.Printf("s3: %d day files removed", r.Objects-r.Quarantined)
+	if r.Quarantined > 0 {
+		fmt.Printf(", and %d quarantined copies of unreadable ones", r.Quarantined)
+	}
+	fmt.Println()
 	fmt.Printf("cache: %d keys removed\n", r.CacheKeys)
 	if purged {
 		fmt.Printf("backup: %d versions and delete markers of %d files erased\n", r.BackupPurged, r.BackupFiles)

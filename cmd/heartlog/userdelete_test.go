@@ -70,6 +70,27 @@ func TestUsersDelete(t *testing.T) {
 		t.Fatalf("alice has %d backup versions before the delete, want 2", n)
 	}
 
+	// A copy each sink keeps of a file it could not read holds the
+	// heartbeats too: one of each user's in S3 and in the backup.
+	quarantined := func(u users.User) string {
+		return "quarantine/" + dayfile.Key(u.ObjectPrefix, u.ID, day) + ".1700000000"
+	}
+	for _, u := range []users.User{alice, bob} {
+		for _, b := range []*objstore.S3{st.Primary, st.Backup} {
+			if _, err := b.Put(ctx, quarantined(u), dayFile(t, st, u, day)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Cleanup(func() {
+		_ = st.Primary.Delete(ctx, quarantined(bob))
+		_ = st.Backup.DeleteAllVersions(ctx, quarantined(bob))
+	})
+	quarantinedIn := func(b *objstore.S3, u users.User) bool {
+		_, _, err := b.Get(ctx, quarantined(u))
+		return err == nil
+	}
+
 	env := []string{"HEARTLOG_NATS_URL=" + s.NATS.URL, "HEARTLOG_POSTGRES_URL=" + s.DBURL,
 		"HEARTLOG_POSTGRES_SHARD_URLS=" + strings.Join(s.ShardURLs, ","), "HEARTLOG_LOG_LEVEL=warn"}
 	run := func(args ...string) string {
@@ -82,7 +103,7 @@ func TestUsersDelete(t *testing.T) {
 	}
 	out := run("users", "delete", alice.ID, "--settle", "1s")
 	t.Logf("users delete:\n%s", out)
-	for _, want := range []string{"deleted user alice", "postgres: 6 rows removed", "s3: 1 day files removed", "backup: kept "} {
+	for _, want := range []string{"deleted user alice", "postgres: 6 rows removed", "s3: 1 day files removed, and 1 quarantined copies", "backup: kept "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
@@ -113,7 +134,10 @@ func TestUsersDelete(t *testing.T) {
 				}
 			}
 		}
-		if rows(bob) != bobRows || string(dayFile(t, st, bob, day)) != string(bobFile) {
+		if quarantinedIn(st.Primary, alice) {
+			t.Errorf("%s: S3 still holds the deleted user's quarantined copy", when)
+		}
+		if rows(bob) != bobRows || string(dayFile(t, st, bob, day)) != string(bobFile) || !quarantinedIn(st.Primary, bob) {
 			t.Errorf("%s: bob lost data: %d rows", when, rows(bob))
 		}
 	}
@@ -152,11 +176,14 @@ func TestUsersDelete(t *testing.T) {
 
 	out = run("users", "delete", alice.ID, "--purge-backups", "--settle", "1s")
 	t.Logf("users delete --purge-backups:\n%s", out)
-	if !strings.Contains(out, "finishing the removal") || !strings.Contains(out, "versions and delete markers of 1 files erased") {
+	if !strings.Contains(out, "finishing the removal") || !strings.Contains(out, "versions and delete markers of 2 files erased") {
 		t.Errorf("re-run with --purge-backups:\n%s", out)
 	}
-	if n := backupEntries(t, st, alice); n != 0 {
-		t.Errorf("after --purge-backups the backup holds %d versions or markers of the deleted user", n)
+	if n := backupEntries(t, st, alice); n != 0 || quarantinedIn(st.Backup, alice) {
+		t.Errorf("after --purge-backups the backup holds %d versions or markers of the deleted user (or its quarantined copy)", n)
+	}
+	if !quarantinedIn(st.Backup, bob) {
+		t.Error("bob's quarantined copy in the backup went too")
 	}
 	gone("after --purge-backups")
 	if backupEntries(t, st, bob) < 2 {
