@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -70,6 +71,11 @@ type Options struct {
 	Objects, Cache bool
 	// DryRun reports what would change and writes nothing.
 	DryRun bool
+	// Again runs a restore anew that its journal (in the primary bucket;
+	// see journal.go) says finished: without it, Run returns
+	// ErrAlreadyDone, and a run that was cut short goes on where it
+	// stopped, skipping the files it finished.
+	Again bool
 	// Concurrency is the files restored at once (default 16).
 	Concurrency int
 	// RequestsPerSecond paces the backup bucket's requests (listing pages
@@ -94,7 +100,8 @@ type Options struct {
 type Progress struct {
 	Versions     int  // backup versions and delete markers listed so far
 	Listed       bool // the listing is done: Total is known
-	Files, Total int  // files looked at, and listed
+	Files, Total int  // files looked at, and listed (less Resumed)
+	Resumed      int  // files an earlier run of this restore finished: skipped
 	Changed      int  // files written (or that would be, with DryRun)
 	Conflicts    int  // writes refused because the file changed meanwhile
 	Failed       int  // files left as they were after an error (see Run)
@@ -169,11 +176,25 @@ func Run(ctx context.Context, backup Backup, primary Primary, cache *ssdb.Cache,
 		r.cache = dayfiles.CacheStore(cache)
 		r.ssdb = cache
 	}
+	var jr *journal
+	var finished map[string]bool
+	if primary != nil {
+		jr = openJournal(primary, o)
+		var err error
+		if finished, err = r.resume(ctx, jr); err != nil {
+			return Progress{}, err
+		}
+	}
 	targets, err := r.list(ctx)
 	if err != nil {
 		return Progress{}, err
 	}
-	r.p.Total, r.p.Listed, r.listed = len(targets), true, time.Now()
+	targets = slices.DeleteFunc(targets, func(t target) bool { return finished[t.key] })
+	r.p.Total, r.p.Resumed, r.p.Listed, r.listed = len(targets), len(finished), true, time.Now()
+	if o.DryRun {
+		jr = nil // read, never written
+	}
+	stopJournal := r.keepJournal(ctx, jr)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Concurrency)
 	for _, t := range targets {
@@ -183,10 +204,16 @@ func Run(ctx context.Context, backup Backup, primary Primary, cache *ssdb.Cache,
 				r.fail(err)
 				return nil // one file's error holds back no other file
 			}
+			if err == nil && jr != nil {
+				jr.add(t.key)
+			}
 			return err
 		})
 	}
 	err = g.Wait()
+	if jerr := stopJournal(err == nil && r.p.Failed == 0); err == nil {
+		err = jerr
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.tick()
@@ -198,6 +225,53 @@ func Run(ctx context.Context, backup Backup, primary Primary, cache *ssdb.Cache,
 		err = fmt.Errorf("restore: %d files not restored (run again to retry them): %w", r.p.Failed, errors.Join(r.errs...))
 	}
 	return r.p, err
+}
+
+// resume reads the journal: the keys an earlier run of this restore
+// finished, nothing if it is run Again (the journal is cleared), and
+// ErrAlreadyDone if an earlier run finished it.
+func (r *run) resume(ctx context.Context, jr *journal) (map[string]bool, error) {
+	finished, done, err := jr.load(ctx)
+	switch {
+	case err != nil:
+		return nil, err
+	case r.o.Again && !r.o.DryRun:
+		return nil, jr.clear(ctx)
+	case r.o.Again:
+		return nil, nil
+	case done:
+		return nil, ErrAlreadyDone
+	}
+	if len(finished) > 0 {
+		r.o.Log.Info().Int("files", len(finished)).Msg("restore: going on from an earlier run of this restore: skipping the files it finished")
+	}
+	return finished, nil
+}
+
+// keepJournal flushes jr's finished keys in the background; the returned
+// func stops that, flushes the rest and, when the restore is complete,
+// records it as finished. A nil jr keeps nothing.
+func (r *run) keepJournal(ctx context.Context, jr *journal) func(complete bool) error {
+	if jr == nil {
+		return func(bool) error { return nil }
+	}
+	jctx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		jr.every(jctx, func(err error) {
+			r.o.Log.Warn().Err(err).Msg("restore: the journal could not be written; a re-run may redo these files")
+		})
+	}()
+	return func(complete bool) error {
+		cancel()
+		<-stopped
+		ctx := context.WithoutCancel(ctx) // a stopped restore still records what it finished
+		if complete {
+			return jr.finish(ctx)
+		}
+		return jr.flush(ctx)
+	}
 }
 
 // maxErrors bounds the errors Run returns; the rest are counted.

@@ -262,8 +262,68 @@ func TestRestore(t *testing.T) {
 			t.Errorf("%s in the cache: %d bytes (digest right: %v), at T %d", k, len(got.cache), got.digestOK, len(was.cache))
 		}
 	}
-	if p, changes := r.run(r.options(at)); p.Changed != 0 || len(changes) != 0 {
-		t.Errorf("a second restore: %+v %v, want nothing to do", p, describe(changes))
+	if _, err := restore.Run(ctx, r.st.Backup, r.st.Primary, r.st.Cache, r.options(at)); !errors.Is(err, restore.ErrAlreadyDone) {
+		t.Errorf("the same restore again: %v, want ErrAlreadyDone", err)
+	}
+	again := r.options(at)
+	again.Again = true
+	if p, changes := r.run(again); p.Changed != 0 || len(changes) != 0 {
+		t.Errorf("a second restore with Again: %+v %v, want nothing to do", p, describe(changes))
+	}
+}
+
+// TestRestoreGoesOnWhereAKilledOneStopped: a restore stopped after its
+// first file, then run again after late heartbeats reached every file,
+// skips the file the first run finished (its late heartbeat stays) and
+// restores the others to T; run once more, it has nothing to do.
+func TestRestoreGoesOnWhereAKilledOneStopped(t *testing.T) {
+	r := newRig(t)
+	for d := range 3 {
+		r.commit(d, 3, "a")
+	}
+	at := mark(t)
+	atT := map[string][]byte{}
+	for d := range 3 {
+		atT[r.key(d)] = r.state(r.key(d)).objects
+		r.commit(d, 1, "after-T")
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	o := r.options(at)
+	o.Concurrency = 1 // the files in key order: day 0 first
+	o.AfterWrite = func(int) { stop() }
+	if _, err := restore.Run(ctx, r.st.Backup, r.st.Primary, r.st.Cache, o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the stopped restore: %v", err)
+	}
+	kept := map[int][]string{}
+	for d := range 3 {
+		kept[d] = r.commit(d, 1, "after-first-run", "objects")
+	}
+
+	p, _ := r.run(r.options(at))
+	if p.Resumed != 1 || p.Total != 2 || p.Changed != 2 || !p.Done {
+		t.Fatalf("the re-run: %+v, want 1 file skipped as finished and the other 2 restored", p)
+	}
+	ids := func(data []byte) map[string]bool {
+		hbs, err := dayfile.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, hb := range hbs {
+			out[hb.Id] = true
+		}
+		return out
+	}
+	if got := ids(r.state(r.key(0)).objects); !got[kept[0][0]] {
+		t.Errorf("the file the first run finished lost the heartbeat merged after it: %v", got)
+	}
+	for _, d := range []int{1, 2} {
+		if got := r.state(r.key(d)).objects; !bytes.Equal(got, atT[r.key(d)]) {
+			t.Errorf("day %d is not at its content at T", d)
+		}
+	}
+	if _, err := restore.Run(context.Background(), r.st.Backup, r.st.Primary, r.st.Cache, r.options(at)); !errors.Is(err, restore.ErrAlreadyDone) {
+		t.Errorf("once finished: %v, want ErrAlreadyDone", err)
 	}
 }
 

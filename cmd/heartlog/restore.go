@@ -50,8 +50,13 @@ objects processor for the restore and pass --allow-unconditional).
 
 The backup's requests are paced under --requests-per-second (default
 HEARTLOG_BACKUP_REQUESTS_PER_SECOND; the live backup processor shares the
-Space's ceiling). A re-run skips every file already at its content (ETags,
-or bytes for the cache), so a killed restore is resumed by running it again.
+Space's ceiling). A restore keeps a journal of the files it has finished in
+the primary bucket (restore-journal/), so a killed restore is resumed by
+running the same command again: it skips what the first run finished
+(written again, their content at TIME would remove the late heartbeats
+merged since), and of the rest every file already at its content. Once a
+restore has finished, the same command says so and does nothing; --again
+runs it anew.
 --dry-run prints, per file, what would change and writes nothing.
 
 TIME is RFC 3339, a date (UTC midnight) or a duration ago (36h).
@@ -114,6 +119,7 @@ Examples:
 	f.StringVar(&until, "until", "", "last UTC day to restore (YYYY-MM-DD)")
 	f.StringSliceVar(&to, "to", []string{"objects", "cache"}, "stores to restore: objects (S3), cache (SSDB)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print what would change, write nothing")
+	f.BoolVar(&o.Again, "again", false, "run a restore anew that an earlier run with the same --at and scope finished (its journal)")
 	f.BoolVar(&unconditional, "allow-unconditional", false, "restore S3 even if its server ignores conditional writes (checked first; stop the objects processor meanwhile)")
 	f.IntVar(&o.Concurrency, "concurrency", restore.DefaultConcurrency, "files restored at once")
 	f.Float64Var(&o.RequestsPerSecond, "requests-per-second", 0, "ceiling on the backup bucket's requests (default HEARTLOG_BACKUP_REQUESTS_PER_SECOND)")
@@ -146,11 +152,11 @@ func runRestore(ctx context.Context, cfg config.Config, o restore.Options, uncon
 	if err != nil {
 		return err
 	}
-	var primary *objstore.S3
-	if o.Objects {
-		if primary, err = openS3(ctx, cfg.S3, "HEARTLOG_S3_"); err != nil {
-			return err
-		}
+	// The primary holds the restore's journal, also when only the cache is
+	// restored.
+	primary, err := openS3(ctx, cfg.S3, "HEARTLOG_S3_")
+	if err != nil {
+		return err
 	}
 	var cache *ssdb.Cache
 	if o.Cache {
@@ -173,7 +179,7 @@ func runRestore(ctx context.Context, cfg config.Config, o restore.Options, uncon
 			}
 		}
 	}
-	if primary != nil && !o.DryRun && !unconditional {
+	if o.Objects && !o.DryRun && !unconditional {
 		// Restore's promise that a concurrent late write is kept rests on
 		// the primary refusing a write whose If-Match no longer holds.
 		if err := objstore.CheckConditionalWrites(ctx, primary); errors.Is(err, objstore.ErrConditionsIgnored) {
@@ -183,11 +189,11 @@ func runRestore(ctx context.Context, cfg config.Config, o restore.Options, uncon
 			return err
 		}
 	}
-	var p restore.Progress
-	if primary != nil {
-		p, err = restore.Run(ctx, backup, primary, cache, o)
-	} else {
-		p, err = restore.Run(ctx, backup, nil, cache, o)
+	p, err := restore.Run(ctx, backup, primary, cache, o)
+	if errors.Is(err, restore.ErrAlreadyDone) {
+		fmt.Fprintf(os.Stderr, "restore to %s: already done by an earlier run with the same --at and scope; nothing to do "+
+			"(--again runs it anew, which removes again what came since)\n", o.At.UTC().Format(time.RFC3339Nano))
+		return nil
 	}
 	if !p.Done {
 		return err
@@ -196,8 +202,12 @@ func runRestore(ctx context.Context, cfg config.Config, o restore.Options, uncon
 	if o.DryRun {
 		verb = "would change (dry run: nothing written)"
 	}
-	fmt.Printf("restore to %s: %d files in the backup's history, %d %s, %d conflicts with concurrent writes, %d failed\n",
-		o.At.UTC().Format(time.RFC3339Nano), p.Total, p.Changed, verb, p.Conflicts, p.Failed)
+	resumed := ""
+	if p.Resumed > 0 {
+		resumed = fmt.Sprintf(" (and %d an earlier run of this restore finished, skipped)", p.Resumed)
+	}
+	fmt.Printf("restore to %s: %d files in the backup's history%s, %d %s, %d conflicts with concurrent writes, %d failed\n",
+		o.At.UTC().Format(time.RFC3339Nano), p.Total, resumed, p.Changed, verb, p.Conflicts, p.Failed)
 	return err // the failed files, if any
 }
 

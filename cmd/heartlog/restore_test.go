@@ -103,6 +103,14 @@ func TestRestoreKilledAndRerun(t *testing.T) {
 		t.Fatalf("after the re-run: %d of %d files at their content at T\n%s", n, days, out)
 	}
 	t.Logf("re-run:\n%s", out)
+	// Finished: the same command does nothing (its journal says so), and
+	// --again finds every file at its content.
+	if out, err = command(env, args...).CombinedOutput(); err != nil || !strings.Contains(string(out), "already done by an earlier run") {
+		t.Fatalf("the finished restore run again: %v\n%s", err, out)
+	}
+	if out, err = command(env, append(args, "--again")...).CombinedOutput(); err != nil || !strings.Contains(string(out), ", 0 changed") {
+		t.Fatalf("--again: %v\n%s", err, out)
+	}
 }
 
 // TestRestoreRefusesBadFlags: bad input is a clear error before anything

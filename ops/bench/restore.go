@@ -235,25 +235,31 @@ func runRestore(ctx context.Context, st *stack, cfg config) ([]result, error) {
 	fmt.Fprintf(os.Stderr, "bench: restore: restoring %d files to %s through the simulation\n", len(seed.keys), at.Format(time.RFC3339))
 	var p restore.Progress
 	created := 0
+	opts := restore.Options{
+		At: at, Prefix: seed.scope(), Objects: true,
+		Concurrency: cfg.restoreConcurrency, RequestsPerSecond: cfg.restoreRPS, Log: zerolog.Nop(),
+		Changed: func(c restore.Change) { // one at a time
+			if c.Created {
+				created++
+			}
+		},
+		Progress: everySecond(func(p restore.Progress) {
+			if !p.Listed {
+				fmt.Fprintf(os.Stderr, "\rbench: restore: listing: %d versions   ", p.Versions)
+				return
+			}
+			fmt.Fprintf(os.Stderr, "\rbench: restore: %d/%d files, %.0f files/s   ", p.Files, p.Total, p.Rate())
+		}),
+	}
 	m, err := timeThrough(cfg, sim, "restore", func() (err error) {
-		p, err = restore.Run(ctx, sim.backup, sim.primary, nil, restore.Options{
-			At: at, Prefix: seed.scope(), Objects: true,
-			Concurrency: cfg.restoreConcurrency, RequestsPerSecond: cfg.restoreRPS, Log: zerolog.Nop(),
-			Changed: func(c restore.Change) { // one at a time
-				if c.Created {
-					created++
-				}
-			},
-			Progress: everySecond(func(p restore.Progress) {
-				if !p.Listed {
-					fmt.Fprintf(os.Stderr, "\rbench: restore: listing: %d versions   ", p.Versions)
-					return
-				}
-				fmt.Fprintf(os.Stderr, "\rbench: restore: %d/%d files, %.0f files/s   ", p.Files, p.Total, p.Rate())
-			}),
-		})
+		p, err = restore.Run(ctx, sim.backup, sim.primary, nil, opts)
 		return err
 	})
+	// The restore's journal (a chunk of finished keys every 2 s) goes with the seed.
+	journal, jerr := objstore.ListAll(ctx, ds.primary, restore.JournalPrefix(opts))
+	if err == nil {
+		err = jerr
+	}
 	differ, missing, unread := seed.check(ctx, ds.primary)
 	r := restoreRow(cfg, p, m, created, lost)
 	r.notes = append(r.notes, fmt.Sprintf("check (every primary file read straight from the stack): %s of %s equal their content at T, %d differ, %d missing, %d could not be read",
@@ -264,7 +270,7 @@ func runRestore(ctx context.Context, st *stack, cfg config) ([]result, error) {
 	if err != nil {
 		r.failed = err.Error() + "; " + strings.Join(r.notes, "; ") // keep what was measured
 	}
-	return append(out, r, cleanupSeed(ctx, ds, "restore", seed.keys)), err
+	return append(out, r, cleanupSeed(ctx, ds, "restore", append(seed.keys, journal...))), err
 }
 
 // restoreRow reports a restore that created created files, of lost
