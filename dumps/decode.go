@@ -23,13 +23,20 @@ type decoded struct {
 // chunk is a run of records in file order and, once a decoder is done
 // with it, what each became.
 type chunk struct {
-	recs []record
-	out  []decoded
-	done chan struct{}
+	recs  []record
+	bytes int // of the records' raw JSON
+	out   []decoded
+	done  chan struct{}
 }
 
-// chunkRecords is how many records a decoder takes at a time.
-const chunkRecords = 256
+// chunkRecords and chunkBytes bound what a decoder takes at a time: 256
+// records, or fewer when they pass 1 MiB of JSON, so that the chunks in
+// flight (about 3 a core) hold a few MiB whatever the records' size (one
+// may be 4 MiB).
+const (
+	chunkRecords = 256
+	chunkBytes   = 1 << 20
+)
 
 // decodeParallel decodes and prepares the records on a decoder per CPU
 // (most of an import's CPU is here: parsing, validation, the id's hash)
@@ -83,7 +90,8 @@ func decodeParallel(ctx context.Context, records iter.Seq2[record, error], o Opt
 				if rec.raw != nil {
 					rec.raw = bytes.Clone(rec.raw) // the reader reuses its buffers
 				}
-				if ch.recs = append(ch.recs, rec); len(ch.recs) == chunkRecords && !send() {
+				ch.recs, ch.bytes = append(ch.recs, rec), ch.bytes+len(rec.raw)
+				if (len(ch.recs) == chunkRecords || ch.bytes >= chunkBytes) && !send() {
 					return
 				}
 			}

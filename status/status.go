@@ -250,12 +250,8 @@ func consumers(ctx context.Context, stream jetstream.Stream, now time.Time) ([]C
 		}
 		c.Bound = c.WaitingPulls > 0 || c.Pinned || info.PushBound
 		if c.Lag > 0 {
-			var opts []jetstream.GetMsgOpt
-			if f := info.Config.FilterSubject; f != "" {
-				opts = append(opts, jetstream.WithGetMsgSubject(f))
-			}
-			if msg, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, opts...); err == nil {
-				c.OldestUnacked = Duration(max(now.Sub(msg.Time), 0))
+			if at, ok := oldestUnacked(ctx, stream, info); ok {
+				c.OldestUnacked = Duration(max(now.Sub(at), 0))
 			}
 		}
 		out = append(out, c)
@@ -265,6 +261,33 @@ func consumers(ctx context.Context, stream jetstream.Stream, now time.Time) ([]C
 	}
 	slices.SortFunc(out, func(a, b Consumer) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// oldestUnacked is the time of the consumer's first message past its ack
+// floor: from floor+1 on, the first on one of its filter subjects. A late
+// consumer filters on one subject per closed day, and the message at
+// floor+1 is most often another's (an open day's, another partition's);
+// floor+1 itself may have aged out. One get per filter subject, only for
+// a consumer with lag.
+func oldestUnacked(ctx context.Context, stream jetstream.Stream, info *jetstream.ConsumerInfo) (time.Time, bool) {
+	subjects := info.Config.FilterSubjects
+	if f := info.Config.FilterSubject; f != "" {
+		subjects = []string{f}
+	}
+	if len(subjects) == 0 {
+		subjects = []string{">"}
+	}
+	var oldest *jetstream.RawStreamMsg
+	for _, subject := range subjects {
+		msg, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(subject))
+		if err == nil && (oldest == nil || msg.Sequence < oldest.Sequence) {
+			oldest = msg
+		}
+	}
+	if oldest == nil {
+		return time.Time{}, false
+	}
+	return oldest.Time, true
 }
 
 // processorOf is the processor a durable belongs to: "objects-p03" is

@@ -96,3 +96,70 @@ func TestGatherDays(t *testing.T) {
 		t.Errorf("warnings %q, want only %q", r.Warnings, want)
 	}
 }
+
+// TestOldestUnackedOfALateConsumer: a late consumer filters on the closed
+// days' subjects, and the stream's message just past its ack floor is
+// another subject's (here an older one of an open day): its oldest
+// unacked message is the first on its own subjects, not that one.
+func TestOldestUnackedOfALateConsumer(t *testing.T) {
+	n := heartlogtest.StartNATS(t)
+	_, js := heartlogtest.Connect(t, n.URL)
+	ctx := context.Background()
+	sc := streams.DefaultConfig()
+	if err := streams.Ensure(ctx, js, sc); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	open, closed := now.Format("20060102"), now.AddDate(0, 0, -2).Format("20060102")
+	if _, err := js.Publish(ctx, streams.Subject(open, 1), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the other subject's message is 1.5 s older
+	if _, err := js.Publish(ctx, streams.Subject(closed, 1), []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	name := streams.DurableObjects + "-p01"
+	if _, err := js.CreateOrUpdateConsumer(ctx, sc.Stream, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy,
+		FilterSubjects: []string{streams.Subject(closed, 1), streams.Subject(now.AddDate(0, 0, -3).Format("20060102"), 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := status.Gather(ctx, status.Sources{JS: js, Streams: sc, Processors: []string{streams.DurableObjects}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(r.Consumers, func(c status.Consumer) bool { return c.Name == name })
+	if i < 0 {
+		t.Fatalf("no consumer %s in %+v", name, r.Consumers)
+	}
+	if c := r.Consumers[i]; c.Lag != 1 || time.Duration(c.OldestUnacked) <= 0 || time.Duration(c.OldestUnacked) >= time.Second {
+		t.Fatalf("%s: lag %d, oldest unacked %s; want 1 and the age of its own subject's message (under 1s), not the other's (1.5s)",
+			name, c.Lag, time.Duration(c.OldestUnacked))
+	}
+}
+
+// TestUnreadableVerifyRecordIsAWarning: a backup verify record that does
+// not decode is a warning (exit 1 for `heartlog status`), not "nothing
+// needs attention".
+func TestUnreadableVerifyRecordIsAWarning(t *testing.T) {
+	n := heartlogtest.StartNATS(t)
+	_, js := heartlogtest.Connect(t, n.URL)
+	ctx := context.Background()
+	sc := streams.DefaultConfig()
+	if err := streams.Ensure(ctx, js, sc); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: status.OpsBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, status.VerifyKey, []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := status.Gather(ctx, status.Sources{JS: js, Streams: sc, Processors: []string{streams.DurableObjects}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(r.Warnings, func(w string) bool { return strings.HasPrefix(w, "cannot read the last backup verify: ") }) {
+		t.Fatalf("warnings %q: want one for the unreadable verify record", r.Warnings)
+	}
+}

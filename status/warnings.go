@@ -115,6 +115,10 @@ func BackupProbe(c health.Check) health.Check {
 }
 
 func (w *warnings) verify(v Verify, now time.Time) {
+	if v.ReadError != "" {
+		w.add("cannot read the last backup verify: %s", v.ReadError)
+		return
+	}
 	if !v.Ran() {
 		return
 	}
