@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"heartlog/daydb"
 	"heartlog/heartbeat"
@@ -93,6 +94,32 @@ func (r *run) insert(hbs []*heartlogv1.Heartbeat) (int64, error) {
 	return inserted, nil
 }
 
+// canonicalSettings make a row's text the same on every server: its
+// dates, times and floats print by these session settings, which two
+// shard servers configured differently would not share.
+const canonicalSettings = `SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL TimeZone = 'UTC'; ` +
+	`SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'`
+
+// canonicalQuery runs query in a read-only transaction under
+// canonicalSettings; end closes the rows and the transaction.
+func canonicalQuery(ctx context.Context, pool *pgxpool.Pool, query string) (pgx.Rows, func(), error) {
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, nil, err
+	}
+	rollback := func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }
+	if _, err := tx.Exec(ctx, canonicalSettings); err != nil {
+		rollback()
+		return nil, nil, err
+	}
+	rows, err := tx.Query(ctx, query)
+	if err != nil {
+		rollback()
+		return nil, nil, err
+	}
+	return rows, func() { rows.Close(); rollback() }, nil
+}
+
 // verified is what verify found.
 type verified struct {
 	source, target  int64 // rows on each
@@ -110,16 +137,16 @@ func verify(ctx context.Context, src, dst daydb.DB, day string) (verified, error
 	// COLLATE "C": the order Go compares strings in, whatever the
 	// databases' collation.
 	query := `SELECT user_id::text, id COLLATE "C", md5(t::text) FROM ` + table + ` t ORDER BY user_id, id COLLATE "C"`
-	s, err := src.Pool.Query(ctx, query)
+	s, endS, err := canonicalQuery(ctx, src.Pool, query)
 	if err != nil {
 		return v, fmt.Errorf("daymove: verify: read %s on %s: %w", table, src.Name, err)
 	}
-	defer s.Close()
-	d, err := dst.Pool.Query(ctx, query)
+	defer endS()
+	d, endD, err := canonicalQuery(ctx, dst.Pool, query)
 	if err != nil {
 		return v, fmt.Errorf("daymove: verify: read %s on %s: %w", table, dst.Name, err)
 	}
-	defer d.Close()
+	defer endD()
 	var su, si, sh, du, di, dh string
 	more := func(rows pgx.Rows, u, i, h *string, n *int64) (bool, error) {
 		if !rows.Next() {

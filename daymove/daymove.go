@@ -309,6 +309,18 @@ func (r *run) move() error {
 		if err := r.copyAndSwitch(source, tables); err != nil {
 			return err
 		}
+		if _, had := tables[source.Name]; !had {
+			// A writer that looked the day up before the switch may still
+			// create the table on the source and write there: wait out the
+			// settle and look again, or its rows would be where no read
+			// looks.
+			if err := r.settle(); err != nil {
+				return err
+			}
+			if tables, err = r.tables(); err != nil {
+				return err
+			}
+		}
 	}
 	delete(tables, r.to.Name)
 	if len(tables) == 0 {
