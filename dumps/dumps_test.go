@@ -518,3 +518,30 @@ func ownerless(t *testing.T, data []byte) string {
 	slices.Sort(lines)
 	return strings.Join(lines, "")
 }
+
+// TestImportCapsAUserDayInBytes: an import, like ingest, refuses the
+// heartbeats that would grow a user-day's file past DayMaxBytes
+// (HEARTLOG_DAY_MAX_BYTES), each with the reason, and imports the rest;
+// another day is not held back.
+func TestImportCapsAUserDayInBytes(t *testing.T) {
+	e := start(t, nil)
+	u, _ := e.svc.CreateUser(t, "big-days", "")
+	at := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -2).Add(9 * time.Hour).Unix()
+	branch := strings.Repeat("b", 1000) // over 1 KB a day-file line
+	var lines []string
+	for i := range 5 {
+		lines = append(lines, fmt.Sprintf(`{"entity":"/src/f%d.go","type":"file","time":%d,"branch":"%s"}`, i, at+int64(i)*60, branch))
+	}
+	lines = append(lines, fmt.Sprintf(`{"entity":"/src/other.go","type":"file","time":%d,"branch":"%s"}`, at-86400, branch))
+	var refused []dumps.Refusal
+	res, err := dumps.Import(context.Background(), e.svc.JS, e.svc.Streams, strings.NewReader(strings.Join(lines, "\n")), dumps.Options{
+		User: u, Format: dumps.NDJSON, DayMaxBytes: 3700, Refused: func(r dumps.Refusal) { refused = append(refused, r) }})
+	if !errors.Is(err, dumps.ErrRefused) || res.Imported != 4 || res.Refused != 2 {
+		t.Fatalf("%+v %v: want 3 of the day's 5 heartbeats and the other day's imported, 2 refused", res, err)
+	}
+	for _, r := range refused {
+		if r.Line < 4 || r.Line > 5 || !strings.Contains(r.Reason, "HEARTLOG_DAY_MAX_BYTES") {
+			t.Errorf("refusal %+v: want lines 4 and 5, for the day's bytes", r)
+		}
+	}
+}

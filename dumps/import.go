@@ -17,6 +17,7 @@ import (
 
 	"heartlog/heartbeat"
 	"heartlog/progress"
+	"heartlog/schema/dayfile"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/streams"
 	"heartlog/users"
@@ -56,6 +57,10 @@ type Options struct {
 	// DayMaxHeartbeats, if positive, refuses heartbeats of a UTC day past
 	// that many, as ingest does (HEARTLOG_DAY_MAX_HEARTBEATS).
 	DayMaxHeartbeats int
+	// DayMaxBytes, if positive, refuses heartbeats of a UTC day whose day
+	// file would grow past that many bytes, as ingest does
+	// (HEARTLOG_DAY_MAX_BYTES): the day-file sinks park a day past it.
+	DayMaxBytes int64
 	// Capacity, if set, pauses the import while the stream is nearly
 	// full, as ingest answers 503 then (*streams.Fill).
 	Capacity interface {
@@ -167,7 +172,7 @@ func Import(ctx context.Context, js jetstream.JetStream, sc streams.Config, r io
 	defer cancel(nil)
 	in := &importer{o: o, js: js, sc: sc, start: time.Now(), cancel: cancel,
 		partition: streams.Partition(o.User.ID, sc.Partitions),
-		open:      map[string]*openBatch{}, days: map[string]int{},
+		open:      map[string]*openBatch{}, days: map[string]int{}, bytes: map[string]int64{},
 		window: make(chan *pending, o.InFlight), acked: make(chan struct{})}
 	if o.Rate > 0 {
 		in.pace = rate.NewLimiter(rate.Limit(o.Rate), max(int(o.Rate), 1)+5000)
@@ -215,6 +220,7 @@ type importer struct {
 	open  map[string]*openBatch // by day (one user: one partition)
 	seq   int64                 // orders open batches by last use
 	days  map[string]int        // heartbeats taken per day, for the cap
+	bytes map[string]int64      // their day-file lines' bytes, for the other cap
 	total int64                 // heartbeats taken into batches
 
 	window chan *pending
@@ -245,11 +251,18 @@ func (in *importer) take(ctx context.Context, rec record, d decoded) {
 		err = fmt.Errorf("time falls on the UTC day %s, which already holds %d heartbeats of this import, the most one user-day may hold (HEARTLOG_DAY_MAX_HEARTBEATS)",
 			heartbeat.TimeOf(hb).Format(time.DateOnly), in.o.DayMaxHeartbeats)
 	}
+	size := 0
+	if err == nil && in.o.DayMaxBytes > 0 {
+		if size, err = dayfile.LineSize(hb); err == nil && in.bytes[heartbeat.Day(hb)]+int64(size) > in.o.DayMaxBytes {
+			err = fmt.Errorf("time falls on the UTC day %s, whose day file would grow past %d bytes with this import, the most one user-day may hold (HEARTLOG_DAY_MAX_BYTES)",
+				heartbeat.TimeOf(hb).Format(time.DateOnly), in.o.DayMaxBytes)
+		}
+	}
 	if err != nil {
 		in.refuse(rec, err.Error())
 		return
 	}
-	in.add(ctx, hb)
+	in.add(ctx, hb, size)
 }
 
 func (in *importer) refuse(rec record, reason string) {
@@ -264,7 +277,7 @@ func (in *importer) refuse(rec record, reason string) {
 // used batch when too many days are open. Batches depend only on the
 // file, so the same file always makes the same messages (and message
 // ids): what lets the server drop a re-run's repeats.
-func (in *importer) add(ctx context.Context, hb *heartlogv1.Heartbeat) {
+func (in *importer) add(ctx context.Context, hb *heartlogv1.Heartbeat, lineSize int) {
 	day := heartbeat.Day(hb)
 	size := proto.Size(hb) + 8
 	b := in.open[day]
@@ -291,6 +304,7 @@ func (in *importer) add(ctx context.Context, hb *heartlogv1.Heartbeat) {
 	b.ids[hb.Id] = true
 	b.size += size
 	in.days[day]++
+	in.bytes[day] += int64(lineSize)
 	in.total++
 }
 

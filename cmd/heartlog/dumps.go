@@ -105,7 +105,7 @@ func importFormatCmd(format dumps.Format) *cobra.Command {
 			}
 			o.Format, o.Size = format, size
 			o.Limits = heartbeat.DefaultLimits
-			o.DayMaxHeartbeats = cfg.Work.DayMaxHeartbeats
+			o.DayMaxHeartbeats, o.DayMaxBytes = cfg.Work.DayMaxHeartbeats, cfg.Work.DayMaxBytes
 			o.Capacity = streams.WatchFill(ctx, rt.js, rt.sc, streams.FillOptions{Log: log})
 			printed := 0
 			o.Refused = func(r dumps.Refusal) {
