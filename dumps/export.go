@@ -129,24 +129,32 @@ func (e *Exporter) Export(ctx context.Context, w io.Writer, u users.User, since,
 		if err != nil {
 			return res, fmt.Errorf("dumps: read %s to %s: %w", batch[0], batch[len(batch)-1], err)
 		}
+		// The lines go out a MiB at a time: the read's heartbeats are held
+		// once, not also as one buffer of their JSON.
 		buf = buf[:0]
-		for _, hb := range hbs {
+		for i, hb := range hbs {
 			if buf, err = dayfile.AppendLine(buf, hb); err != nil {
 				return res, err
 			}
-		}
-		if _, err := w.Write(buf); err != nil {
-			return res, err
+			if len(buf) >= writeBytes || i == len(hbs)-1 {
+				if _, err := w.Write(buf); err != nil {
+					return res, err
+				}
+				res.Bytes += int64(len(buf))
+				buf = buf[:0]
+			}
 		}
 		if err := flush(w); err != nil {
 			return res, err
 		}
 		res.Days += n
 		res.Heartbeats += len(hbs)
-		res.Bytes += int64(len(buf))
 	}
 	return res, nil
 }
+
+// writeBytes is how much of an export's JSON is buffered before a write.
+const writeBytes = 1 << 20
 
 func flush(w io.Writer) error {
 	switch f := w.(type) {
