@@ -83,10 +83,12 @@ func (c *counter) Read(p []byte) (int, error) {
 // most of an import's CPU).
 func wakatimeRecords(r io.Reader) iter.Seq2[record, error] {
 	return recordsOf(r, func(br *bufio.Reader, yield func(record, error) bool) {
-		w := &dumpWalker{dec: jsontext.NewDecoder(br,
+		guard := &tokenGuard{r: br}
+		w := &dumpWalker{dec: jsontext.NewDecoder(guard,
 			// A heartbeat's own faults (a key twice, bad UTF-8) refuse
 			// that heartbeat at validation, not the rest of the dump.
 			jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)), yield: yield}
+		guard.dec = w.dec
 		if err := w.document(); err != nil && !errors.Is(err, errStopped) {
 			yield(record{}, err)
 		}
@@ -117,6 +119,29 @@ var errStopped = errors.New("stopped")
 // maxValue bounds one heartbeat of a dump: one at every field's limit (a
 // thousand dependencies of 1 KiB) is under it.
 const maxValue = 4 << 20
+
+// tokenGuard is the dump walker's input. jsontext holds a whole token or
+// value in memory before the walker can look at its length, so a dump with
+// one string of gigabytes would be read whole; the guard fails the read
+// once the decoder holds more than guardBytes it has not consumed.
+type tokenGuard struct {
+	r    io.Reader
+	dec  *jsontext.Decoder
+	read int64
+}
+
+// guardBytes leaves room for the decoder's read-ahead, which grows with the
+// largest value it has held (up to maxValue, then twice that).
+const guardBytes = 4 * maxValue
+
+func (g *tokenGuard) Read(p []byte) (int, error) {
+	if g.dec != nil && g.read-g.dec.InputOffset() > guardBytes {
+		return 0, fmt.Errorf("a value longer than %d bytes", maxValue)
+	}
+	n, err := g.r.Read(p)
+	g.read += int64(n)
+	return n, err
+}
 
 type dumpWalker struct {
 	dec   *jsontext.Decoder

@@ -152,3 +152,22 @@ func BenchmarkWakaTimeRecords(b *testing.B) {
 		}
 	}
 }
+
+// TestAHugeValueInADumpIsRefusedEarly: a dump whose "user" (or any value
+// the walker skips) is one string of 40 MiB breaks off with ErrNotDump
+// once the decoder holds 16 MiB of it, not after reading it whole.
+func TestAHugeValueInADumpIsRefusedEarly(t *testing.T) {
+	dump := `{"user": "` + strings.Repeat("x", 40<<20) + `", "days": [{"date": "2024-01-02", "heartbeats": [{"entity":"a","time":1}]}]}`
+	var err error
+	n := 0
+	for _, e := range wakatimeRecords(strings.NewReader(dump)) {
+		if e != nil {
+			err = e
+			break
+		}
+		n++
+	}
+	if !errors.Is(err, ErrNotDump) || !strings.Contains(err.Error(), "longer than") || n != 0 {
+		t.Fatalf("%d records, %v: want ErrNotDump for a value too long", n, err)
+	}
+}
