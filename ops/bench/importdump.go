@@ -54,7 +54,10 @@ func runImport(ctx context.Context, st *stack, cfg config) ([]result, error) {
 	cpu0 := cpuTime()
 	res, err := dumps.Import(ctx, st.js, st.sc, f, dumps.Options{User: u, Format: dumps.WakaTime, Size: size,
 		UserAgents: map[string]string{"ua-1": "wakatime/v1.90.0 (linux-6.1.0-amd64) go1.22.1 vscode/1.85.0 vscode-wakatime/24.4.0"},
-		Machines:   map[string]string{"m-1": "bench-laptop"}})
+		Machines:   map[string]string{"m-1": "bench-laptop"},
+		// The user-day caps `heartlog import` applies, from the settings'
+		// defaults (the bytes cap sizes each heartbeat's day-file line).
+		DayMaxHeartbeats: configInt("HEARTLOG_DAY_MAX_HEARTBEATS"), DayMaxBytes: int64(configInt("HEARTLOG_DAY_MAX_BYTES"))})
 	cpu := cpuTime() - cpu0
 	peak := peakRSS()
 	if perr := stopProfile(); err == nil {
