@@ -65,6 +65,10 @@ type Options struct {
 	// it. Nil: the status bar is computed on every read and WatchToday is
 	// unimplemented.
 	Today *today.Tracker
+	// MaxWatches is how many WatchToday streams one user may hold open at
+	// once (default 8: tabs and devices); past it a stream is refused
+	// ResourceExhausted. Each recomputes on every heartbeat of the user.
+	MaxWatches int
 	// Sessions keep browser sessions; with them the API serves sign-in
 	// (POST /api/v1/session) and sign-out (DELETE), and the reads accept a
 	// session cookie. Nil: keys only.
@@ -104,6 +108,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.AuthFailureBurst <= 0 {
 		o.AuthFailureBurst = 20
+	}
+	if o.MaxWatches <= 0 {
+		o.MaxWatches = 8
 	}
 	o.setWorkDefaults()
 	if o.Now == nil {

@@ -86,12 +86,9 @@ func (s *Server) authenticate(r *http.Request, creds credentials, query bool) (u
 
 // sessionUser is the owner of a session token. A session lives only as
 // long as the key it was made from: a rotated key or a deleted user ends
-// it. Failures count against the caller's address, as failed sign-ins do.
+// it. Failures count against the caller's address, as failed sign-ins do;
+// see throttleFailure for why a valid token is never refused for them.
 func (s *Server) sessionUser(r *http.Request, token string) (users.User, error) {
-	ip := clientIP(r)
-	if blocked, wait := s.failures.blocked(ip); blocked {
-		return users.User{}, &throttled{wait}
-	}
 	sess, err := s.opts.Sessions.Lookup(r.Context(), token)
 	if err == nil {
 		var u users.User
@@ -103,10 +100,28 @@ func (s *Server) sessionUser(r *http.Request, token string) (users.User, error) 
 		}
 	}
 	if errors.Is(err, sessions.ErrNotFound) {
-		s.failures.allow(ip)
+		if err := s.throttleFailure(r); err != nil {
+			return users.User{}, err
+		}
 		return users.User{}, errNoSession
 	}
 	return users.User{}, err
+}
+
+// throttleFailure counts a failed sign-in or session against the caller's
+// address, and returns the throttled error once the address is past its
+// failures. Only failures are throttled, after the credential was looked
+// at: behind a load balancer every client has the balancer's address, and
+// refusing valid keys and sessions there for a stranger's failures would
+// let one stranger lock everyone out. Guessing gains nothing from it: a
+// key is a random UUID, a session token 256 random bits.
+func (s *Server) throttleFailure(r *http.Request) error {
+	ip := clientIP(r)
+	if blocked, wait := s.failures.blocked(ip); blocked {
+		return &throttled{wait}
+	}
+	s.failures.allow(ip)
+	return nil
 }
 
 // sameOrigin refuses a request that a browser says came from another
@@ -175,13 +190,6 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, err.Error())
 		return
 	}
-	ip := clientIP(r)
-	if blocked, wait := s.failures.blocked(ip); blocked {
-		e := &throttled{wait}
-		w.Header().Set("Retry-After", e.retryAfter())
-		writeError(w, http.StatusTooManyRequests, e.Error())
-		return
-	}
 	key := keyFrom(r.Header, nil)
 	if key == "" {
 		var err error
@@ -194,7 +202,12 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	var ae *authError
 	switch {
 	case errors.As(err, &ae):
-		s.failures.allow(ip)
+		var e *throttled
+		if errors.As(s.throttleFailure(r), &e) {
+			w.Header().Set("Retry-After", e.retryAfter())
+			writeError(w, http.StatusTooManyRequests, e.Error())
+			return
+		}
 		writeError(w, http.StatusUnauthorized, "sign-in refused: "+ae.msg)
 		return
 	case err != nil:

@@ -305,7 +305,8 @@ func TestSignInRefusals(t *testing.T) {
 		t.Fatalf("form sign-in: %d %s, want 400", resp.StatusCode, body)
 	}
 	// Wrong keys: 401 with a JSON error, then 429 once the address has
-	// failed AuthFailureBurst times, even with the right key.
+	// failed AuthFailureBurst times; the right key still signs in (behind
+	// a load balancer every client shares the address).
 	for i := range 3 {
 		resp, body, c := signIn(t, svc, keyBody("waka_00000000-0000-4000-8000-00000000000"+fmt.Sprint(i)), nil)
 		var e struct{ Error string }
@@ -316,9 +317,19 @@ func TestSignInRefusals(t *testing.T) {
 			t.Fatal("a sign-in refusal must not ask the browser for a password")
 		}
 	}
-	resp, body, _ = signIn(t, svc, keyBody(key), nil)
+	resp, body, _ = signIn(t, svc, keyBody("waka_00000000-0000-4000-8000-000000000009"), nil)
 	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("after 3 failures: %d %s, want 429", resp.StatusCode, body)
+		t.Fatalf("a wrong key after 3 failures: %d %s, want 429", resp.StatusCode, body)
+	}
+	resp, body, cookie = signIn(t, svc, keyBody(key), nil)
+	if resp.StatusCode != 200 || cookie == nil {
+		t.Fatalf("the right key after 3 failures from the address: %d %s, want 200", resp.StatusCode, body)
+	}
+	if _, err := summaries(t, svc, time.Now().UTC().Format(time.DateOnly), pageHeaders(svc, cookie)); err != nil {
+		t.Fatalf("a valid session from the throttled address: %v", err)
+	}
+	if _, err := summaries(t, svc, time.Now().UTC().Format(time.DateOnly), pageHeaders(svc, &http.Cookie{Name: api.SessionCookie, Value: "forged"})); connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("a forged session from the throttled address: %v, want resource exhausted", err)
 	}
 }
 

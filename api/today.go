@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -119,6 +120,10 @@ func (ss *statsService) WatchToday(ctx context.Context, req *connect.Request[hea
 		return connect.NewError(connect.CodeUnimplemented, errors.New("live updates are not enabled on this server"))
 	}
 	reauth, _ := ctx.Value(reauthKey{}).(func(context.Context) (users.User, error))
+	if n := tr.Watchers(u.ID); n >= ss.s.opts.MaxWatches {
+		return connect.NewError(connect.CodeResourceExhausted,
+			fmt.Errorf("%d live updates are open for this user, the most allowed: close one (a tab) and retry", n))
+	}
 	w := tr.Watch(u.ID)
 	defer w.Stop()
 	for {

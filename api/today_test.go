@@ -15,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"heartlog/api"
 	"heartlog/internal/heartlogtest"
 	heartlogv1 "heartlog/schema/gen/heartlog/v1"
 	"heartlog/schema/gen/heartlog/v1/heartlogv1connect"
@@ -324,5 +325,38 @@ func TestWatchTodayBySessionEndsAtSignOut(t *testing.T) {
 	}
 	if connect.CodeOf(w.err) != connect.CodeUnauthenticated {
 		t.Fatalf("stream ended with %v, want unauthenticated", w.err)
+	}
+}
+
+// TestWatchTodayIsCappedPerUser: one user holds at most MaxWatches live
+// streams; the next is refused ResourceExhausted, another user's is not,
+// and once one closes a new one is accepted.
+func TestWatchTodayIsCappedPerUser(t *testing.T) {
+	svc := heartlogtest.Start(t, heartlogtest.Options{API: func(o *api.Options) { o.MaxWatches = 2 }})
+	_, aliceKey := svc.CreateUser(t, "alice", "")
+	_, bobKey := svc.CreateUser(t, "bob", "")
+	first, firstStream := watch(t, svc, aliceKey, true)
+	second, _ := watch(t, svc, aliceKey, true)
+	for _, w := range []*watcher{first, second} {
+		w.await(t, "at once", func(*heartlogv1.WatchTodayResponse) bool { return true })
+	}
+	third, _ := watch(t, svc, aliceKey, true)
+	<-third.done
+	if connect.CodeOf(third.err) != connect.CodeResourceExhausted || !strings.Contains(third.err.Error(), "close one") {
+		t.Fatalf("a third stream of alice: %v, want resource exhausted", third.err)
+	}
+	bobs, _ := watch(t, svc, bobKey, true)
+	bobs.await(t, "for bob, under his own cap", func(*heartlogv1.WatchTodayResponse) bool { return true })
+
+	_ = firstStream.Close()
+	<-first.done
+	if !heartlogtest.Eventually(10*time.Second, func() bool {
+		again, _ := watch(t, svc, aliceKey, true)
+		if !heartlogtest.Eventually(2*time.Second, func() bool { return len(again.all()) > 0 }) {
+			return false
+		}
+		return true
+	}) {
+		t.Fatal("no stream accepted once one of alice's closed")
 	}
 }
