@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"heartlog/internal/devstack"
 	"heartlog/internal/heartlogtest"
 	"heartlog/streams"
@@ -32,5 +34,18 @@ func TestEnsureFitsTheServersStoreWithTheDefaultMaxBytes(t *testing.T) {
 	}
 	if got := dlq.CachedInfo().Config.MaxBytes; got > 0 && got+cfg.MaxBytes > 20<<30 {
 		t.Errorf("dead-letter stream reserves %d bytes beside the main stream's %d: over max_file_store", got, cfg.MaxBytes)
+	}
+	// The sessions bucket is bounded too, inside the same store: a flood
+	// of sign-ins fills it, not the log's room.
+	kv, err := js.KeyValue(context.Background(), cfg.SessionsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.MaxBytes; got != streams.SessionsMaxBytes {
+		t.Errorf("sessions bucket MaxBytes %d, want %d", got, streams.SessionsMaxBytes)
 	}
 }

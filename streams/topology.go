@@ -153,11 +153,17 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 		Storage:        jetstream.FileStorage,
 		Replicas:       c.Replicas,
 		LimitMarkerTTL: time.Minute,
+		// Bounded, so that a flood of sign-ins fills this bucket (new
+		// sign-ins then fail) and never the store the log shares.
+		MaxBytes: SessionsMaxBytes,
 	}); err != nil {
 		return fmt.Errorf("streams: ensure KV bucket %s: %w", c.SessionsBucket, err)
 	}
 	return nil
 }
+
+// SessionsMaxBytes bounds the sessions bucket: some 1,000,000 sessions.
+const SessionsMaxBytes = 256 << 20
 
 func ensureStream(ctx context.Context, js jetstream.JetStream, c Config) error {
 	want := c.StreamConfig()
