@@ -89,12 +89,25 @@ func (s *Server) userAgents(ctx context.Context, u users.User, o stats.Options) 
 		return nil, err
 	}
 	end := stats.DateOf(now, o.Location)
-	hbs, err := s.opts.Reader.Heartbeats(ctx, u, stats.UTCDays(start, end, o.Location))
-	if err != nil {
-		return nil, err
+	from, to := start.Midnight(o.Location), end.AddDays(1).Midnight(o.Location)
+	// A month at a time, as export reads: up to 400 days of whole
+	// heartbeats are never held at once.
+	days := stats.UTCDays(start, end, o.Location)
+	var seen [][]stats.Seen
+	for len(days) > 0 {
+		n := min(userAgentDaysPerRead, len(days))
+		hbs, err := s.opts.Reader.Heartbeats(ctx, u, days[:n])
+		if err != nil {
+			return nil, err
+		}
+		seen = append(seen, stats.UserAgentsIn(hbs, from, to))
+		days = days[n:]
 	}
-	return stats.UserAgentsIn(hbs, start.Midnight(o.Location), end.AddDays(1).Midnight(o.Location)), nil
+	return stats.MergeSeen(seen...), nil
 }
+
+// userAgentDaysPerRead is how many UTC days userAgents reads at a time.
+const userAgentDaysPerRead = 31
 
 // insight is every insight of one range.
 type insight struct {

@@ -74,3 +74,17 @@ func UserAgentsIn(hbs []*heartlogv1.Heartbeat, from, to time.Time) []Seen {
 	}
 	return s.list()
 }
+
+// MergeSeen combines sightings of several reads (a range read a month at a
+// time): each value once, with its earliest First and latest Last, in
+// SeenIn's order.
+func MergeSeen(lists ...[]Seen) []Seen {
+	s := seenSet{}
+	for _, l := range lists {
+		for _, e := range l {
+			s.see(e.Value, e.First.UnixNano())
+			s.see(e.Value, e.Last.UnixNano())
+		}
+	}
+	return s.list()
+}
