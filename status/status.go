@@ -337,16 +337,20 @@ func days(ctx context.Context, src Sources, now time.Time, w *warnings) Days {
 		}
 	}
 	if src.Catalog != nil {
-		if ps, err := src.Catalog.Placements(ctx); err == nil {
-			for _, p := range ps {
-				if day := p.Day.Format(heartbeat.DayLayout); states[day] != streams.ShardDropped {
-					d.OldestInPostgres = p.Day.Format(time.DateOnly)
-					break
-				}
+		ps, err := src.Catalog.Placements(ctx)
+		if err != nil {
+			w.add("cannot read the days' placements from the catalog (the oldest day in Postgres is unknown): %v", err)
+		}
+		for _, p := range ps {
+			if day := p.Day.Format(heartbeat.DayLayout); states[day] != streams.ShardDropped {
+				d.OldestInPostgres = p.Day.Format(time.DateOnly)
+				break
 			}
 		}
 	}
-	d.Compacting = compacting(ctx, src)
+	if d.Compacting, err = compacting(ctx, src); err != nil {
+		w.add("cannot read the compaction locks (KV bucket %s): %v", src.Streams.LocksBucket, err)
+	}
 	return d
 }
 
@@ -392,15 +396,19 @@ func shardStates(ctx context.Context, src Sources) (map[string]streams.ShardStat
 }
 
 // compacting are the compaction locks held (compaction.LockName).
-func compacting(ctx context.Context, src Sources) []string {
+func compacting(ctx context.Context, src Sources) ([]string, error) {
 	out := []string{}
 	kv, err := src.JS.KeyValue(ctx, src.Streams.LocksBucket)
-	if err != nil {
-		return out
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return out, nil // nothing has ever locked
+	} else if err != nil {
+		return out, err
 	}
 	keys, err := kv.ListKeys(ctx) // a key is one token: no filter can take a prefix of it
-	if err != nil {
-		return out
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return out, nil
+	} else if err != nil {
+		return out, err
 	}
 	for k := range keys.Keys() {
 		// compaction-YYYYMMDD-pNN
@@ -410,7 +418,7 @@ func compacting(ctx context.Context, src Sources) []string {
 		}
 	}
 	slices.Sort(out)
-	return out
+	return out, nil
 }
 
 func parked(ctx context.Context, src Sources, w *warnings) Parked {
