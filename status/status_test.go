@@ -102,13 +102,8 @@ func TestGatherDays(t *testing.T) {
 // another subject's (here an older one of an open day): its oldest
 // unacked message is the first on its own subjects, not that one.
 func TestOldestUnackedOfALateConsumer(t *testing.T) {
-	n := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, n.URL)
+	js, sc := withTopology(t)
 	ctx := context.Background()
-	sc := streams.DefaultConfig()
-	if err := streams.Ensure(ctx, js, sc); err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now().UTC()
 	open, closed := now.Format("20060102"), now.AddDate(0, 0, -2).Format("20060102")
 	if _, err := js.Publish(ctx, streams.Subject(open, 1), []byte("x")); err != nil {
@@ -141,13 +136,8 @@ func TestOldestUnackedOfALateConsumer(t *testing.T) {
 // not decode is a warning (exit 1 for `heartlog status`), not "nothing
 // needs attention".
 func TestUnreadableVerifyRecordIsAWarning(t *testing.T) {
-	n := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, n.URL)
+	js, sc := withTopology(t)
 	ctx := context.Background()
-	sc := streams.DefaultConfig()
-	if err := streams.Ensure(ctx, js, sc); err != nil {
-		t.Fatal(err)
-	}
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: status.OpsBucket})
 	if err != nil {
 		t.Fatal(err)
@@ -162,4 +152,17 @@ func TestUnreadableVerifyRecordIsAWarning(t *testing.T) {
 	if !slices.ContainsFunc(r.Warnings, func(w string) bool { return strings.HasPrefix(w, "cannot read the last backup verify: ") }) {
 		t.Fatalf("warnings %q: want one for the unreadable verify record", r.Warnings)
 	}
+}
+
+// withTopology is a NATS server of the test's own with heartlog's default
+// stream and buckets on it.
+func withTopology(t *testing.T) (jetstream.JetStream, streams.Config) {
+	t.Helper()
+	n := heartlogtest.StartNATS(t)
+	_, js := heartlogtest.Connect(t, n.URL)
+	sc := streams.DefaultConfig()
+	if err := streams.Ensure(context.Background(), js, sc); err != nil {
+		t.Fatal(err)
+	}
+	return js, sc
 }

@@ -6,10 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"heartlog/internal/heartlogtest"
 	"heartlog/shards"
 	"heartlog/status"
-	"heartlog/streams"
 )
 
 // TestClaimVerifyOneAtATime: of two processes whose schedules come due
@@ -17,13 +15,8 @@ import (
 // the other skips the rest of that period, but not after a verify that
 // failed, nor half a period on.
 func TestClaimVerifyOneAtATime(t *testing.T) {
-	n := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, n.URL)
+	js, sc := withTopology(t)
 	ctx := context.Background()
-	sc := streams.DefaultConfig()
-	if err := streams.Ensure(ctx, js, sc); err != nil {
-		t.Fatal(err)
-	}
 	const period = 24 * time.Hour
 	run, release, err := status.ClaimVerify(ctx, js, sc, "verify@a", period)
 	if err != nil {
