@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -217,12 +218,12 @@ func (e *eraser) backup(ctx context.Context) error {
 			}
 		}
 	}
-	files := map[string]bool{}
+	byKey := map[string][]objstore.Entry{}
 	for _, en := range entries {
-		files[en.Key] = true
+		byKey[en.Key] = append(byKey[en.Key], en)
 	}
-	keys := make([]string, 0, len(files))
-	for k := range files {
+	keys := make([]string, 0, len(byKey))
+	for k := range byKey {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
@@ -235,23 +236,47 @@ func (e *eraser) backup(ctx context.Context) error {
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.o.Concurrency)
-	for _, en := range entries {
+	for _, key := range keys {
 		g.Go(func() error {
-			if err := e.wait(gctx); err != nil {
-				return err
-			}
-			if err := e.st.Backup.DeleteVersion(gctx, en.Key, en.ID); err != nil {
-				return err
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if e.r.BackupPurged++; e.r.BackupPurged%progressEvery == 0 && e.o.Progress != nil {
-				e.o.Progress(StepPurging, e.r)
+			for _, en := range oldestFirst(byKey[key]) {
+				if err := e.wait(gctx); err != nil {
+					return err
+				}
+				if err := e.st.Backup.DeleteVersion(gctx, en.Key, en.ID); err != nil {
+					return err
+				}
+				mu.Lock()
+				if e.r.BackupPurged++; e.r.BackupPurged%progressEvery == 0 && e.o.Progress != nil {
+					e.o.Progress(StepPurging, e.r)
+				}
+				mu.Unlock()
 			}
 			return nil
 		})
 	}
 	return g.Wait()
+}
+
+// oldestFirst orders one key's history for a purge: the noncurrent
+// versions and markers from the oldest, the current one last. One key's
+// entries are deleted one after another, never at once: versitygw's posix
+// backend, deleting a current version, promotes the newest noncurrent one
+// in its place, and a delete of that one running at the same time is lost
+// (measured: 22 of 120 versions survived concurrent deletes of 40 keys'
+// three versions each; none one after another). Real S3 needs neither, and
+// loses nothing by it: the keys still run in parallel.
+func oldestFirst(history []objstore.Entry) []objstore.Entry {
+	h := slices.Clone(history)
+	slices.SortStableFunc(h, func(a, b objstore.Entry) int {
+		if a.IsLatest != b.IsLatest {
+			if a.IsLatest {
+				return 1
+			}
+			return -1
+		}
+		return a.LastModified.Compare(b.LastModified)
+	})
+	return h
 }
 
 // quarantinePrefix is where the day-file sinks keep a copy of a file they

@@ -61,3 +61,48 @@ func TestAFileWrittenDuringTheErasureIsNotLeftBehind(t *testing.T) {
 		t.Fatalf("left in S3: %v (%v)", keys, err)
 	}
 }
+
+// TestPurgeErasesEveryVersion: a user with many backup files, each with
+// three versions and some with a delete marker on top, has nothing left in
+// the backup's history after an erasure with PurgeBackups (versitygw lost
+// some of these when one key's versions were deleted at once).
+func TestPurgeErasesEveryVersion(t *testing.T) {
+	ctx := context.Background()
+	st := heartlogtest.OpenStores(t)
+	d := heartlogtest.NewUserDay(3)
+	data := heartlogtest.DayFile(t, d.Beats(t, 0, 3))
+	entries := 0
+	for day := range 30 {
+		key := dayfile.Key(d.Prefix, d.User.ID, heartlogtest.NewUserDay(day+3).Day)
+		for range 3 {
+			if _, err := st.Backup.Put(ctx, key, data); err != nil {
+				t.Fatal(err)
+			}
+			entries++
+		}
+		if day%3 == 0 {
+			if err := st.Backup.Delete(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+			entries++
+		}
+	}
+	tomb := users.Tombstone{ID: d.User.ID, ObjectPrefix: d.Prefix}
+	r, err := erasure.Erase(ctx, tomb, erasure.Stores{Backup: st.Backup}, erasure.Options{PurgeBackups: true})
+	if err != nil {
+		t.Fatalf("erase: %v", err)
+	}
+	if r.BackupFiles != 30 || r.BackupPurged != entries {
+		t.Errorf("report: %d files, %d purged; want 30 and %d", r.BackupFiles, r.BackupPurged, entries)
+	}
+	left := 0
+	for _, err := range st.Backup.History(ctx, d.Prefix+"/"+d.User.ID+"/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		left++
+	}
+	if left != 0 {
+		t.Errorf("%d versions or markers of the user are left in the backup", left)
+	}
+}
