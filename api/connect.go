@@ -69,9 +69,29 @@ func (s *Server) connectIngestError(u users.User, n int, err error) error {
 
 // connectHandler is the IngestService behind the guard, by API key only:
 // the request and its decompressed message are both capped at
-// MaxBodyBytes.
+// MaxBodyBytes, and a user with no ingest budget left is refused before
+// the message is read.
 func (s *Server) connectHandler() (string, http.Handler) {
 	opts := handlerOptions(s.opts.MaxBodyBytes)
 	path, h := heartlogv1connect.NewIngestServiceHandler(&ingestService{s: s}, opts...)
-	return path, s.keyGuard(h, s.opts.MaxBodyBytes, opts...)
+	return path, s.keyGuard(s.connectWorkReady(h, opts...), s.opts.MaxBodyBytes, opts...)
+}
+
+// connectWorkReady is workReady for the Connect ingest: a call whose user
+// has no budget left for its declared size is refused ResourceExhausted,
+// with Retry-After, before the message is read and decoded. It runs inside
+// the guard, which has put the user in the context.
+func (s *Server) connectWorkReady(h http.Handler, opts ...connect.HandlerOption) http.Handler {
+	errW := connect.NewErrorWriter(opts...)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, err := userFrom(r.Context())
+		if err == nil {
+			if ok, wait := s.ingest.work.ready(u.ID, r.ContentLength); !ok {
+				skipBody(w, r)
+				_ = errW.Write(w, r, s.connectIngestError(u, 0, workRefusal(wait)))
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }

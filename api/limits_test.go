@@ -474,4 +474,20 @@ func TestSpentBudgetIsRefusedBeforeTheBodyIsRead(t *testing.T) {
 	if !resp.Close {
 		t.Errorf("the connection stays open: net/http drains the unread body to reuse it; want Connection: close")
 	}
+
+	// The Connect ingest alike: refused from its headers, nothing read.
+	hbs := make([]*heartlogv1.Heartbeat, 1000)
+	for i := range hbs {
+		hbs[i] = &heartlogv1.Heartbeat{Entity: fmt.Sprintf("c%d.go", i), Type: "file", Time: float64(time.Now().Add(-time.Hour).Unix())}
+	}
+	req := connect.NewRequest(&heartlogv1.SendHeartbeatsRequest{Heartbeats: hbs})
+	req.Header().Set("Authorization", "Bearer "+key)
+	_, err := heartlogv1connect.NewIngestServiceClient(http.DefaultClient, svc.URL).SendHeartbeats(context.Background(), req)
+	var cerr *connect.Error
+	if !errors.As(err, &cerr) || cerr.Code() != connect.CodeResourceExhausted || cerr.Meta().Get("Retry-After") == "" {
+		t.Fatalf("a Connect call with the budget spent: %v, want ResourceExhausted with Retry-After", err)
+	}
+	if n := read.n.Load(); n != 0 {
+		t.Errorf("the Connect ingest read %d bytes of a call it refused from its headers, want 0", n)
+	}
 }

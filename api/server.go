@@ -79,6 +79,14 @@ type Options struct {
 	// a lookup.
 	AuthFailureRate  float64
 	AuthFailureBurst int
+	// SignInsPerHour is how many sessions one user may open an hour
+	// (default 20), with SignInBurst at once (default 20); past it
+	// sign-in answers 429. Each session is a record in the sessions bucket
+	// for its whole TTL, so without this one key signing in over and over
+	// would fill the bucket every user's sign-in needs: at the defaults a
+	// user holds at most about 3,400 live sessions of the 7-day TTL.
+	SignInsPerHour float64
+	SignInBurst    int
 	// Web serves the dashboard (web.Handler): GET / and GET /assets/ go
 	// to it. Nil: / is a 404 like any unknown path.
 	Web http.Handler
@@ -108,6 +116,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.AuthFailureBurst <= 0 {
 		o.AuthFailureBurst = 20
+	}
+	if o.SignInsPerHour <= 0 {
+		o.SignInsPerHour = 20
+	}
+	if o.SignInBurst <= 0 {
+		o.SignInBurst = 20
 	}
 	if o.MaxWatches <= 0 {
 		o.MaxWatches = 8
@@ -164,6 +178,8 @@ type Server struct {
 
 	// failures counts failed sign-ins and refused cookies by client address.
 	failures *limiter
+	// signIns counts the sessions each user opens (SignInsPerHour).
+	signIns *limiter
 }
 
 // New builds the API on a user store and the log's publisher.
@@ -180,6 +196,7 @@ func New(u UserLookup, pub Publisher, opts Options) *Server {
 
 		unavailableLog: opts.Log.Sample(&zerolog.BurstSampler{Burst: 1, Period: 10 * time.Second}),
 		failures:       newLimiter(opts.AuthFailureRate, opts.AuthFailureBurst),
+		signIns:        newLimiter(opts.SignInsPerHour/3600, opts.SignInBurst),
 	}
 	s.routes()
 	return s

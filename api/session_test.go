@@ -333,6 +333,35 @@ func TestSignInRefusals(t *testing.T) {
 	}
 }
 
+// TestSignInsAreLimitedPerUser: a user who signs in past SignInBurst gets
+// 429 with a Retry-After and opens no session; the sessions it has keep
+// working, and another user still signs in.
+func TestSignInsAreLimitedPerUser(t *testing.T) {
+	svc := heartlogtest.Start(t, heartlogtest.Options{API: func(o *api.Options) { o.SignInBurst = 3 }})
+	_, alice := svc.CreateUser(t, "alice", "")
+	_, bob := svc.CreateUser(t, "bob", "")
+	var first *http.Cookie
+	for i := range 3 {
+		resp, body, c := signIn(t, svc, keyBody(alice), nil)
+		if resp.StatusCode != 200 || c == nil {
+			t.Fatalf("sign-in %d: %d %s", i, resp.StatusCode, body)
+		}
+		if first == nil {
+			first = c
+		}
+	}
+	resp, body, c := signIn(t, svc, keyBody(alice), nil)
+	if resp.StatusCode != 429 || c != nil || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "too many sign-ins of this user") {
+		t.Fatalf("a fourth sign-in: %d %s (cookie %v), want 429 and no session", resp.StatusCode, body, c)
+	}
+	if _, err := summaries(t, svc, time.Now().UTC().Format(time.DateOnly), pageHeaders(svc, first)); err != nil {
+		t.Fatalf("a session opened before the limit: %v", err)
+	}
+	if resp, body, c := signIn(t, svc, keyBody(bob), nil); resp.StatusCode != 200 || c == nil {
+		t.Fatalf("another user's sign-in: %d %s", resp.StatusCode, body)
+	}
+}
+
 func TestSecurityHeadersOnEverything(t *testing.T) {
 	svc := heartlogtest.Start(t, heartlogtest.Options{})
 	_, key := svc.CreateUser(t, "alice", "")
