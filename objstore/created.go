@@ -21,6 +21,22 @@ func created(id string, lastModified time.Time) time.Time {
 	return t
 }
 
+// markerCreated is when a delete marker was made. versitygw's posix
+// backend lists a marker at the LastModified of the version it hid
+// (measured: a delete made 3 s after its put lists a millisecond before
+// the put), which would make a restore to a time between the two see the
+// file as deleted, or, by a millisecond's tie, not. The marker's ID is a
+// ULID of when it was made, so an ID that is a ULID of a time not before
+// LastModified (and not in the future) gives it. S3's and Spaces' IDs are
+// not ULIDs and keep LastModified, which they report right.
+func markerCreated(id string, lastModified time.Time) time.Time {
+	t, ok := ulidTime(id)
+	if !ok || t.Before(lastModified.Add(-time.Second)) || t.After(time.Now().Add(24*time.Hour)) {
+		return lastModified
+	}
+	return t
+}
+
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 // ulidTime decodes the timestamp of a ULID (26 Crockford base32

@@ -644,7 +644,7 @@ func (b *S3) History(ctx context.Context, prefix string) iter.Seq2[Entry, error]
 			}
 			for _, m := range page.DeleteMarkers {
 				e := Entry{Key: aws.ToString(m.Key), DeleteMarker: true, Version: Version{
-					ID: aws.ToString(m.VersionId), IsLatest: aws.ToBool(m.IsLatest), LastModified: aws.ToTime(m.LastModified),
+					ID: aws.ToString(m.VersionId), IsLatest: aws.ToBool(m.IsLatest), LastModified: markerCreated(aws.ToString(m.VersionId), aws.ToTime(m.LastModified)),
 				}}
 				if !yield(e, nil) {
 					return
