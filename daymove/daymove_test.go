@@ -21,12 +21,8 @@ import (
 // the row ends on the target, where reads look, and the source has none.
 func TestATableCreatedOnTheSourceAfterTheSwitchIsMoved(t *testing.T) {
 	ctx := context.Background()
-	n := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, n.URL)
-	sc := streams.DefaultConfig()
-	if err := streams.Ensure(ctx, js, sc); err != nil {
-		t.Fatal(err)
-	}
+	top := heartlogtest.StartTopology(t, streams.DefaultConfig())
+	js, sc := top.JS, top.Config
 	dbs := heartlogtest.NewDatabases(t, 2)
 	day := "20261110"
 	src, err := dbs.Days.For(ctx, day) // placed, no table yet

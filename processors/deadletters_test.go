@@ -104,13 +104,9 @@ func publishMixed(t *testing.T, pub *streams.Publisher, user string) []string {
 
 func startStream(t *testing.T) (jetstream.JetStream, streams.Config, *streams.Publisher) {
 	t.Helper()
-	n := heartlogtest.StartNATS(t)
-	nc, js := heartlogtest.Connect(t, n.URL)
-	cfg := streams.DefaultConfig()
-	if err := streams.Ensure(context.Background(), js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
+	top := heartlogtest.StartTopology(t, streams.DefaultConfig())
+	js, cfg := top.JS, top.Config
+	pub := streams.NewPublisher(top.NC, js, cfg, streams.PublisherOptions{})
 	t.Cleanup(pub.Close)
 	return js, cfg, pub
 }

@@ -123,14 +123,11 @@ func (s *slowSink) Commit(ctx context.Context, batches []*heartlogv1.Batch) erro
 }
 
 func TestLongCommitIsNotRedelivered(t *testing.T) {
-	n := heartlogtest.StartNATS(t)
-	nc, js := heartlogtest.Connect(t, n.URL)
 	ctx := context.Background()
 	cfg := streams.DefaultConfig()
 	cfg.AckWait = time.Second
-	if err := streams.Ensure(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
+	top := heartlogtest.StartTopology(t, cfg)
+	nc, js := top.NC, top.JS
 	pub := streams.NewPublisher(nc, js, cfg, streams.PublisherOptions{})
 	defer pub.Close()
 	for i := range 20 {

@@ -17,13 +17,9 @@ import (
 
 func open(t *testing.T, ttl time.Duration, now func() time.Time) (*sessions.Store, jetstream.KeyValue) {
 	t.Helper()
-	n := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, n.URL)
-	sc := streams.DefaultConfig()
+	top := heartlogtest.StartTopology(t, streams.DefaultConfig())
+	js, sc := top.JS, top.Config
 	ctx := context.Background()
-	if err := streams.Ensure(ctx, js, sc); err != nil {
-		t.Fatal(err)
-	}
 	s, err := sessions.Open(ctx, js, sc.SessionsBucket, sessions.Options{TTL: ttl, Now: now})
 	if err != nil {
 		t.Fatal(err)

@@ -36,14 +36,12 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, nats: heartlogtest.StartNATS(t), sc: streams.DefaultConfig()}
-	e.sc.Partitions = 4
-	e.sc.PinnedTTL = 2 * time.Second
-	_, e.js = heartlogtest.Connect(t, e.nats.URL)
+	sc := streams.DefaultConfig()
+	sc.Partitions = 4
+	sc.PinnedTTL = 2 * time.Second
+	top := heartlogtest.StartTopology(t, sc)
+	e := &env{t: t, nats: top.NATS, sc: sc, js: top.JS}
 	ctx := context.Background()
-	if err := streams.Ensure(ctx, e.js, e.sc); err != nil {
-		t.Fatal(err)
-	}
 	e.consumers = map[string][]jetstream.Consumer{}
 	for _, proc := range []string{streams.DurableObjects, streams.DurableCache} {
 		cs, err := streams.EnsurePartitionConsumers(ctx, e.js, e.sc, proc)

@@ -20,14 +20,10 @@ import (
 // on, a day closed and not compacted and an oldest message near MaxAge
 // are warned about; a compacted day is not.
 func TestGatherDays(t *testing.T) {
-	n := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, n.URL)
 	ctx := context.Background()
 	sc := streams.DefaultConfig()
 	sc.Partitions = 2
-	if err := streams.Ensure(ctx, js, sc); err != nil {
-		t.Fatal(err)
-	}
+	js := heartlogtest.StartTopology(t, sc).JS
 	now := time.Now().UTC()
 	stuck, done, dropped := now.AddDate(0, 0, -3).Format("20060102"), now.AddDate(0, 0, -2).Format("20060102"), now.AddDate(0, 0, -9).Format("20060102")
 	open := now.Format("20060102")
@@ -158,11 +154,6 @@ func TestUnreadableVerifyRecordIsAWarning(t *testing.T) {
 // stream and buckets on it.
 func withTopology(t *testing.T) (jetstream.JetStream, streams.Config) {
 	t.Helper()
-	n := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, n.URL)
-	sc := streams.DefaultConfig()
-	if err := streams.Ensure(context.Background(), js, sc); err != nil {
-		t.Fatal(err)
-	}
-	return js, sc
+	top := heartlogtest.StartTopology(t, streams.DefaultConfig())
+	return top.JS, top.Config
 }

@@ -15,12 +15,8 @@ import (
 // shardsBucket is a fresh JetStream with the topology, and its shards bucket.
 func shardsBucket(t *testing.T) (jetstream.JetStream, streams.Config, jetstream.KeyValue) {
 	t.Helper()
-	n := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, n.URL)
-	cfg := streams.DefaultConfig()
-	if err := streams.Ensure(context.Background(), js, cfg); err != nil {
-		t.Fatal(err)
-	}
+	top := heartlogtest.StartTopology(t, streams.DefaultConfig())
+	js, cfg := top.JS, top.Config
 	kv, err := js.KeyValue(context.Background(), cfg.ShardsBucket)
 	if err != nil {
 		t.Fatal(err)

@@ -18,12 +18,8 @@ import (
 
 func setup(t *testing.T) (*heartlogtest.NATS, jetstream.JetStream, streams.Config, *streams.Publisher, func(streams.PublisherOptions) *streams.Publisher) {
 	t.Helper()
-	n := heartlogtest.StartNATS(t)
-	nc, js := heartlogtest.Connect(t, n.URL)
-	cfg := streams.DefaultConfig()
-	if err := streams.Ensure(context.Background(), js, cfg); err != nil {
-		t.Fatal(err)
-	}
+	top := heartlogtest.StartTopology(t, streams.DefaultConfig())
+	n, nc, js, cfg := top.NATS, top.NC, top.JS, top.Config
 	newPub := func(o streams.PublisherOptions) *streams.Publisher {
 		p := streams.NewPublisher(nc, js, cfg, o)
 		t.Cleanup(p.Close)

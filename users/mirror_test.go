@@ -34,13 +34,9 @@ func mirrored(t *testing.T, pool *pgxpool.Pool) (*users.Store, *users.Directory,
 
 func newBench(t *testing.T, pool *pgxpool.Pool, opts users.DirectoryOptions) bench {
 	t.Helper()
-	ns := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, ns.URL)
-	sc := streams.DefaultConfig()
+	top := heartlogtest.StartTopology(t, streams.DefaultConfig())
+	ns, js, sc := top.NATS, top.JS, top.Config
 	ctx := context.Background()
-	if err := streams.Ensure(ctx, js, sc); err != nil {
-		t.Fatal(err)
-	}
 	kv, err := js.KeyValue(ctx, sc.UsersBucket)
 	if err != nil {
 		t.Fatal(err)

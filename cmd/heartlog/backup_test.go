@@ -191,12 +191,8 @@ func TestProcessVerifiesTheBackupOnSchedule(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	n := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, n.URL)
 	// The stream before the process: status cannot judge anything without it.
-	if err := streams.Ensure(ctx, js, streams.DefaultConfig()); err != nil {
-		t.Fatal(err)
-	}
+	n := heartlogtest.StartTopology(t, streams.DefaultConfig())
 	_, dbURL := heartlogtest.NewDatabase(t)
 	admin := freeAddr(t)
 	env := append([]string{"HEARTLOG_NATS_URL=" + n.URL, "HEARTLOG_POSTGRES_URL=" + dbURL, "HEARTLOG_LOG_LEVEL=warn",

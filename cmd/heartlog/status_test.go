@@ -140,15 +140,12 @@ func TestStatusHealthyThenProcessorStopped(t *testing.T) {
 // parked heartbeat and a backup verify that found drift are each warned
 // about in plain words, and status exits 1.
 func TestStatusFullStreamParkedDrift(t *testing.T) {
-	n := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, n.URL)
 	_, dbURL := heartlogtest.NewDatabase(t)
 	ctx := context.Background()
 	sc := streams.DefaultConfig()
 	sc.MaxBytes = 64 << 10
-	if err := streams.Ensure(ctx, js, sc); err != nil {
-		t.Fatal(err)
-	}
+	n := heartlogtest.StartTopology(t, sc)
+	js := n.JS
 	if _, err := streams.EnsureConsumer(ctx, js, sc, streams.DurablePostgres); err != nil {
 		t.Fatal(err)
 	}
@@ -205,14 +202,11 @@ func TestStatusStoreDownAndNATSDown(t *testing.T) {
 	redis := startRedis(t)
 	pg := heartlogtest.StartPostgres(t)
 	_, shardURL := pg.NewDatabase(t)
-	n := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, n.URL)
 	_, dbURL := heartlogtest.NewDatabase(t)
 	ctx := context.Background()
 	sc := streams.DefaultConfig()
-	if err := streams.Ensure(ctx, js, sc); err != nil {
-		t.Fatal(err)
-	}
+	n := heartlogtest.StartTopology(t, sc)
+	js := n.JS
 	if _, err := streams.EnsureConsumer(ctx, js, sc, streams.DurablePostgres); err != nil {
 		t.Fatal(err)
 	}

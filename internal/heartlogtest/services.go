@@ -146,6 +146,28 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// Topology is a NATS server of the test's own with heartlog's streams and
+// buckets on it, and a connection to it.
+type Topology struct {
+	*NATS
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Config streams.Config
+}
+
+// StartTopology starts a NATS server for the test (StartNATS), connects to
+// it (Connect) and creates cfg's topology on it (streams.Ensure), as
+// `heartlog process` does before its processors start.
+func StartTopology(t testing.TB, cfg streams.Config) Topology {
+	t.Helper()
+	n := StartNATS(t)
+	nc, js := Connect(t, n.URL)
+	if err := streams.Ensure(context.Background(), js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return Topology{NATS: n, NC: nc, JS: js, Config: cfg}
+}
+
 // Publisher ensures the default topology on js and returns it with a
 // publisher on it, closed when the test ends.
 func Publisher(t testing.TB, nc *nats.Conn, js jetstream.JetStream) (streams.Config, *streams.Publisher) {

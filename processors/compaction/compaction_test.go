@@ -45,13 +45,9 @@ type world struct {
 
 func newWorld(t *testing.T, partitions uint32) *world {
 	t.Helper()
-	n := heartlogtest.StartNATS(t)
-	_, js := heartlogtest.Connect(t, n.URL)
 	sc := streams.DefaultConfig()
 	sc.Partitions = partitions
-	if err := streams.Ensure(context.Background(), js, sc); err != nil {
-		t.Fatal(err)
-	}
+	js := heartlogtest.StartTopology(t, sc).JS
 	at := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -3)
 	return &world{
 		js: js, sc: sc, stores: heartlogtest.OpenStores(t),
