@@ -295,8 +295,7 @@ func (s *Server) userBy(route string, creds credentials, h userHandler) http.Han
 		}
 		if ok, wait := s.limit.allow(u.ID); !ok {
 			skipBody(w, r)
-			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-			writeError(w, http.StatusTooManyRequests, "rate limit exceeded; retry after "+wait.Round(time.Millisecond).String())
+			writeTooMany(w, wait, "rate limit exceeded; retry after "+wait.Round(time.Millisecond).String())
 			return
 		}
 		h(w, r, u)

@@ -215,13 +215,11 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok, wait := s.limit.allow(u.ID); !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		writeError(w, http.StatusTooManyRequests, "rate limit exceeded; retry after "+wait.Round(time.Millisecond).String())
+		writeTooMany(w, wait, "rate limit exceeded; retry after "+wait.Round(time.Millisecond).String())
 		return
 	}
 	if ok, wait := s.signIns.allow(u.ID); !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		writeError(w, http.StatusTooManyRequests, "too many sign-ins of this user; retry after "+wait.Round(time.Second).String()+" (or use a session already open)")
+		writeTooMany(w, wait, "too many sign-ins of this user; retry after "+wait.Round(time.Second).String()+" (or use a session already open)")
 		return
 	}
 	hash, _ := users.HashKey(key) // valid: the user was found by it

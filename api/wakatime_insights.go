@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"heartlog/heartbeat"
@@ -94,14 +95,12 @@ func (s *Server) userAgents(ctx context.Context, u users.User, o stats.Options) 
 	// heartbeats are never held at once.
 	days := stats.UTCDays(start, end, o.Location)
 	var seen [][]stats.Seen
-	for len(days) > 0 {
-		n := min(userAgentDaysPerRead, len(days))
-		hbs, err := s.opts.Reader.Heartbeats(ctx, u, days[:n])
+	for chunk := range slices.Chunk(days, userAgentDaysPerRead) {
+		hbs, err := s.opts.Reader.Heartbeats(ctx, u, chunk)
 		if err != nil {
 			return nil, err
 		}
 		seen = append(seen, stats.UserAgentsIn(hbs, from, to))
-		days = days[n:]
 	}
 	return stats.MergeSeen(seen...), nil
 }
